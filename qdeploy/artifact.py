@@ -1,0 +1,81 @@
+"""An output folder written by ``qdeploy.compile``: its report, and re-verification against the golden model."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from qdeploy.errors import QDeployError
+
+REPORT_FILE = "report.json"
+
+
+class Artifact:
+    """A compiled, verified deployment folder (``report.json``, ``golden.onnx``, the target's files)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        report_path = self.path / REPORT_FILE
+        if not report_path.exists():
+            raise QDeployError(f"{self.path} is not a qdeploy output folder (no {REPORT_FILE}); run qdeploy compile first")
+        self.report: dict[str, Any] = json.loads(report_path.read_text())
+
+    @property
+    def target(self) -> str:
+        return self.report["target"]
+
+    @property
+    def bit_exact(self) -> bool:
+        return bool(self.report["bit_exact"])
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        """Run the deployed artefact (ORT session, hls4ml C simulation, ...) on ``x``."""
+        from qdeploy.data import check_array
+        from qdeploy.ir import load_model, sample_shape
+        from qdeploy.target import get_target
+
+        golden = load_model(self.path / "golden.onnx", clean=False)
+        x = check_array(x, sample_shape(golden), "input data")
+        return get_target(self.target).runner(self.path)(x)
+
+    def verify(self, x: np.ndarray | None = None) -> dict[str, Any]:
+        """Re-run the artefact against the golden executor on ``x`` (default: the stored verification inputs).
+
+        Returns the comparison dict (``bit_exact``, ``outputs_equal``/``outputs_compared``, ...), also written to
+        ``verify.json`` in the folder.
+        """
+        from qdeploy.compiler import GOLDEN_FILE, INPUTS_FILE
+        from qdeploy.data import check_array
+        from qdeploy.ir import load_model, sample_shape
+        from qdeploy.target import get_target
+
+        golden = load_model(self.path / GOLDEN_FILE, clean=False)
+        target = get_target(self.target)
+        target.check_available()
+        if x is None:
+            x = np.load(self.path / INPUTS_FILE)
+        x = check_array(x, sample_shape(golden), "verification data")
+        from qdeploy.verify import verify_against_golden
+
+        result = {"target": self.target, **verify_against_golden(golden, target.runner(self.path), x)}
+        (self.path / "verify.json").write_text(json.dumps(result, indent=2))
+        return result
+
+    def summary(self) -> str:
+        return format_summary(self.report)
+
+
+def format_summary(report: dict[str, Any]) -> str:
+    """Short human summary of a compile or verify report."""
+    lines = [f"target: {report['target']}"]
+    if report.get("board"):
+        lines[0] += f"  board: {report['board']} ({report.get('part')})"
+    lines.append(
+        f"bit-exact: {report['outputs_equal']}/{report['outputs_compared']} outputs"
+        f"  (max abs error {report['max_abs_error']:.3g}, argmax agreement {100 * report['argmax_agreement']:.2f} %)"
+    )
+    lines.append("result: EXACT" if report["bit_exact"] else "result: NOT EXACT")
+    return "\n".join(lines)

@@ -1,0 +1,181 @@
+"""Torch front end: load a user's nn.Module, quantize it with brevitas, calibrate, export QONNX."""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+from qonnx.core.modelwrapper import ModelWrapper
+from torch import nn
+
+from qdeploy.config import Calibration, QuantizeConfig, ScaleKind
+from qdeploy.data import check_array
+from qdeploy.errors import ModelLoadError, QDeployError, UnsupportedModelError, one_line
+from qdeploy.ir import load_model
+
+log = logging.getLogger(__name__)
+
+
+def load_factory(spec: str, weights: str | Path | None = None) -> nn.Module:
+    """Build a model from ``path/to/file.py:factory`` (a callable returning an nn.Module), then load ``weights``."""
+    if ":" not in spec:
+        raise ModelLoadError(f"model spec {spec!r} must look like path/to/file.py:factory")
+    file_part, factory_name = spec.rsplit(":", 1)
+    path = Path(file_part)
+    if not path.exists():
+        raise ModelLoadError(f"model file {path} does not exist")
+    module_name = f"qdeploy_user_{path.stem}"
+    loader_spec = importlib.util.spec_from_file_location(module_name, path)
+    if loader_spec is None or loader_spec.loader is None:
+        raise ModelLoadError(f"{path} cannot be imported as a Python module")
+    module = importlib.util.module_from_spec(loader_spec)
+    sys.modules[module_name] = module
+    # The user's file may import its siblings (e.g. examples/digits.py's own helpers).
+    sys.path.insert(0, str(path.resolve().parent))
+    try:
+        loader_spec.loader.exec_module(module)
+    except Exception as exc:
+        raise ModelLoadError(f"importing {path} failed: {type(exc).__name__}: {one_line(exc)}") from exc
+    finally:
+        sys.path.pop(0)
+    factory = getattr(module, factory_name, None)
+    if not callable(factory):
+        raise ModelLoadError(f"{path} has no callable named {factory_name!r}")
+    try:
+        model = factory()
+    except Exception as exc:
+        raise ModelLoadError(f"factory {spec} raised {type(exc).__name__}: {one_line(exc)}") from exc
+    if not isinstance(model, nn.Module):
+        raise ModelLoadError(f"factory {spec} returned {type(model).__name__}, not a torch.nn.Module")
+    if weights is not None:
+        weights = Path(weights)
+        if not weights.exists():
+            raise ModelLoadError(f"weights file {weights} does not exist")
+        try:
+            state = torch.load(weights, map_location="cpu", weights_only=True)
+            model.load_state_dict(state)
+        except Exception as exc:
+            raise ModelLoadError(f"loading weights {weights} failed: {type(exc).__name__}: {one_line(exc)}") from exc
+    return model.eval()
+
+
+def _quantizers(cfg: QuantizeConfig):
+    """brevitas quantizer classes for the configuration (injector classes are configured by subclassing)."""
+    from brevitas.inject.enum import ScalingPerOutputType
+    from brevitas.quant import (
+        Int8ActPerTensorFixedPoint,
+        Int8ActPerTensorFloat,
+        Int8WeightPerTensorFixedPoint,
+        Int8WeightPerTensorFloat,
+        Int32Bias,
+        Uint8ActPerTensorFixedPoint,
+        Uint8ActPerTensorFloat,
+    )
+
+    po2 = cfg.scale is ScaleKind.PO2
+    weight_attrs = {"bit_width": cfg.weight_bits}
+    if cfg.per_channel:
+        weight_attrs["scaling_per_output_type"] = ScalingPerOutputType.CHANNEL
+    weight = type("QDeployWeight", (Int8WeightPerTensorFixedPoint if po2 else Int8WeightPerTensorFloat,), weight_attrs)
+    # min-max range setting is the 100th percentile of the observed activations.
+    percentile = 100.0 if cfg.calibration is Calibration.MINMAX else cfg.percentile
+    act_attrs = {"bit_width": cfg.act_bits, "high_percentile_q": percentile}
+    unsigned = type("QDeployUAct", (Uint8ActPerTensorFixedPoint if po2 else Uint8ActPerTensorFloat,), act_attrs)
+    signed = type("QDeploySAct", (Int8ActPerTensorFixedPoint if po2 else Int8ActPerTensorFloat,), act_attrs)
+    # Int32Bias: bias scale = input scale x weight scale, so the bias adds exactly into the integer accumulator.
+    return weight, Int32Bias, unsigned, signed
+
+
+def quantize(
+    model: nn.Module,
+    calib: np.ndarray,
+    weight_bits: int = 4,
+    act_bits: int = 8,
+    config: QuantizeConfig | None = None,
+    **options,
+) -> nn.Module:
+    """Post-training quantization of ``model`` with brevitas: weights ``weight_bits`` (per channel by default),
+    activations ``act_bits`` per tensor, ranges calibrated on ``calib`` (batch first).
+
+    ``options`` are QuantizeConfig fields (``per_channel``, ``scale``, ``calibration``, ``percentile``);
+    unknown names raise. Returns a brevitas-quantized module ready for ``qdeploy.export``.
+    """
+    import brevitas.nn as qnn
+    from brevitas.graph.quantize import preprocess_for_quantize
+    from brevitas.graph.quantize import quantize as brevitas_quantize
+
+    from qdeploy.passes.ptq.calibrate import calibrate
+
+    if config is None:
+        from qdeploy.config import from_mapping
+
+        config = from_mapping(QuantizeConfig, {"weight_bits": weight_bits, "act_bits": act_bits, **options}, "quantize()")
+    calib = check_array(calib, None, "calibration data")
+    if len(calib) < 8:
+        raise QDeployError(f"calibration data has {len(calib)} samples; give at least 8 (hundreds are better)")
+    model = model.eval()
+    with torch.no_grad():
+        try:
+            model(torch.from_numpy(calib[:2]))
+        except Exception as exc:
+            raise QDeployError(
+                f"the float model fails on calibration data of shape {calib.shape[1:]}: {type(exc).__name__}: {one_line(exc)}"
+            ) from exc
+    weight, bias, unsigned, signed = _quantizers(config)
+    layer_options = {"weight_quant": weight, "bias_quant": bias, "return_quant_tensor": True}
+    compute_map = {
+        nn.Linear: (qnn.QuantLinear, layer_options),
+        nn.Conv2d: (qnn.QuantConv2d, layer_options),
+        nn.Conv1d: (qnn.QuantConv1d, layer_options),
+    }
+    act_map = {nn.ReLU: (qnn.QuantReLU, {"act_quant": unsigned, "return_quant_tensor": True})}
+    identity_map = {
+        "signed": (qnn.QuantIdentity, {"act_quant": signed, "return_quant_tensor": True}),
+        "unsigned": (qnn.QuantIdentity, {"act_quant": unsigned, "return_quant_tensor": True}),
+    }
+    try:
+        graph_model = preprocess_for_quantize(model, equalize_iters=0)
+        qmodel = brevitas_quantize(
+            graph_model, quant_identity_map=identity_map, compute_layer_map=compute_map, quant_act_map=act_map
+        )
+    except Exception as exc:
+        raise UnsupportedModelError(
+            f"brevitas could not trace/quantize the model ({type(exc).__name__}: {one_line(exc)}); "
+            "use Linear/Conv/ReLU/pooling modules without data-dependent control flow"
+        ) from exc
+    if not any(isinstance(m, (qnn.QuantLinear, qnn.QuantConv2d, qnn.QuantConv1d)) for m in qmodel.modules()):
+        raise UnsupportedModelError("the model has no Linear or Conv layer to quantize")
+    return calibrate(qmodel, calib, batch_size=config.batch_size)
+
+
+def torch_forward(qmodel: nn.Module, x: np.ndarray) -> np.ndarray:
+    """Run a (quantized) torch module on numpy inputs; QuantTensor outputs are unwrapped."""
+    with torch.no_grad():
+        out = qmodel(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)))
+    return (out.value if hasattr(out, "value") else out).detach().numpy()
+
+
+def export(qmodel: nn.Module, example: np.ndarray, path: str | Path | None = None) -> ModelWrapper:
+    """Export a brevitas-quantized module to a cleaned QONNX graph (saved to ``path`` when given).
+
+    Uses the TorchScript exporter (``dynamo=False``): brevitas's dynamo path rejects quantized biases.
+    """
+    from brevitas.export import export_qonnx
+
+    example = check_array(example, None, "export example")[:1]
+    with tempfile.TemporaryDirectory() as tmp:
+        raw = Path(tmp) / "model.onnx"
+        try:
+            export_qonnx(qmodel.eval(), torch.from_numpy(example), export_path=str(raw), dynamo=False)
+        except Exception as exc:
+            raise QDeployError(f"brevitas QONNX export failed: {type(exc).__name__}: {one_line(exc)}") from exc
+        graph = load_model(raw)
+    if path is not None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        graph.save(str(path))
+    return graph

@@ -1,0 +1,96 @@
+"""QONNX IR helpers: loading files from any producer, and small queries used by every target."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+from qonnx.core.modelwrapper import ModelWrapper
+
+from qdeploy.errors import ModelLoadError
+
+QUANT_OPS = ("Quant", "IntQuant", "BipolarQuant", "Trunc")
+
+
+def load_model(model: str | Path | onnx.ModelProto | ModelWrapper, clean: bool = True) -> ModelWrapper:
+    """Load a QONNX model from a path (external ``.onnx.data`` beside it is read too), a ModelProto or a wrapper.
+
+    With ``clean`` the graph goes through qonnx's ``cleanup_model`` (shape inference, constant folding of
+    non-quantizer nodes, unique readable names), which every producer's output needs before lowering.
+    """
+    if isinstance(model, ModelWrapper):
+        wrapper = ModelWrapper(onnx.ModelProto.FromString(model.model.SerializeToString()))
+    elif isinstance(model, onnx.ModelProto):
+        wrapper = ModelWrapper(onnx.ModelProto.FromString(model.SerializeToString()))
+    else:
+        path = Path(model)
+        if not path.exists():
+            raise ModelLoadError(f"model file {path} does not exist")
+        if path.is_dir():
+            raise ModelLoadError(f"model path {path} is a folder; pass the .onnx file")
+        try:
+            # load_external_data reads brevitas dynamo's `<name>.onnx.data` from the model's folder.
+            proto = onnx.load(str(path), load_external_data=True)
+        except Exception as exc:
+            raise ModelLoadError(
+                f"{path} is not a readable ONNX model ({type(exc).__name__}); pass a .onnx file (QONNX or ONNX)"
+            ) from exc
+        if len(proto.graph.node) == 0:
+            raise ModelLoadError(f"{path} has no graph nodes; is it an ONNX model?")
+        wrapper = ModelWrapper(proto)
+    initializers = {init.name for init in wrapper.graph.initializer}
+    runtime_inputs = [i.name for i in wrapper.graph.input if i.name not in initializers]
+    if len(runtime_inputs) != 1 or len(wrapper.graph.output) != 1:
+        raise ModelLoadError(
+            f"model has {len(runtime_inputs)} inputs and {len(wrapper.graph.output)} outputs; "
+            "qdeploy handles single-input single-output graphs"
+        )
+    if clean:
+        from qonnx.util.cleanup import cleanup_model
+
+        try:
+            wrapper = cleanup_model(wrapper)
+        except Exception as exc:
+            raise ModelLoadError(f"qonnx cleanup failed on the model: {type(exc).__name__}: {exc}") from exc
+    return wrapper
+
+
+def input_name(model: ModelWrapper) -> str:
+    return model.graph.input[0].name
+
+
+def output_name(model: ModelWrapper) -> str:
+    return model.graph.output[0].name
+
+
+def sample_shape(model: ModelWrapper) -> tuple[int, ...]:
+    """The model's input shape without the batch dimension."""
+    shape = model.get_tensor_shape(input_name(model))
+    if shape is None or any((not isinstance(d, int)) or d <= 0 for d in shape[1:]):
+        raise ModelLoadError(f"model input {input_name(model)} has a dynamic or unknown shape {shape}; export with fixed shapes")
+    return tuple(int(d) for d in shape[1:])
+
+
+def is_power_of_two(values: np.ndarray) -> bool:
+    """True when every value is a positive power of two (scales that are plain fixed-point types)."""
+    values = np.asarray(values, dtype=np.float64)
+    if values.size == 0 or np.any(values <= 0) or not np.all(np.isfinite(values)):
+        return False
+    mantissa, _ = np.frexp(values)
+    return bool(np.all(mantissa == 0.5))
+
+
+def const_input(model: ModelWrapper, node: onnx.NodeProto, index: int) -> np.ndarray | None:
+    """Initializer feeding input ``index`` of ``node`` (None when it is a runtime tensor or absent)."""
+    if index >= len(node.input) or node.input[index] == "":
+        return None
+    return model.get_initializer(node.input[index])
+
+
+def node_attr(node: onnx.NodeProto, name: str, default=None):
+    for attribute in node.attribute:
+        if attribute.name == name:
+            value = onnx.helper.get_attribute_value(attribute)
+            return value.decode() if isinstance(value, bytes) else value
+    return default

@@ -1,0 +1,114 @@
+"""Steps, presets and the run context.
+
+A step is a plain function ``step(model, cfg) -> model`` with a docstring; a preset is a plain list of steps.
+Timing, intermediate-model dumps and other cross-cutting work are *instruments* on the RunContext (as TVM's
+pass instruments), so ``run_steps`` has no special cases. A failing step is re-raised naming the step.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from qonnx.core.modelwrapper import ModelWrapper
+
+from qdeploy.errors import QDeployError, one_line
+
+log = logging.getLogger(__name__)
+
+Step = Callable[[ModelWrapper, Any], ModelWrapper]
+
+
+class Instrument:
+    """Hooks around each step. Override what you need."""
+
+    def before_step(self, name: str, model: ModelWrapper) -> None:  # noqa: B027 - optional hook
+        pass
+
+    def after_step(self, name: str, model: ModelWrapper, seconds: float) -> None:  # noqa: B027 - optional hook
+        pass
+
+
+class Timing(Instrument):
+    """Records wall time per step (written to report.json as ``time_per_step``)."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    def after_step(self, name: str, model: ModelWrapper, seconds: float) -> None:
+        self.seconds[name] = self.seconds.get(name, 0.0) + seconds
+        log.info("step %-28s %.2f s", name, seconds)
+
+
+class DumpModels(Instrument):
+    """Saves the model after each step as ``NN_<step>.onnx`` (open them in Netron)."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = Path(folder)
+        self.count = 0
+
+    def after_step(self, name: str, model: ModelWrapper, seconds: float) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        model.save(str(self.folder / f"{self.count:02d}_{name}.onnx"))
+        self.count += 1
+
+
+@dataclass
+class RunContext:
+    """What a run carries besides the model: instruments, and facts steps record for the report."""
+
+    instruments: list[Instrument] = field(default_factory=list)
+    facts: dict[str, Any] = field(default_factory=dict)
+
+    def instrument(self, kind: type[Instrument]) -> Instrument | None:
+        return next((i for i in self.instruments if isinstance(i, kind)), None)
+
+    def timed(self, name: str, work: Callable[[], Any]) -> Any:
+        """Run ``work`` as a named step without a model (e.g. C compilation), timed like the others."""
+        start = time.perf_counter()
+        try:
+            return work()
+        except QDeployError as exc:
+            raise type(exc)(f"[{name}] {exc}") from exc
+        finally:
+            elapsed = time.perf_counter() - start
+            for instrument in self.instruments:
+                if isinstance(instrument, Timing):
+                    instrument.after_step(name, None, elapsed)  # type: ignore[arg-type]
+
+
+def step_name(step: Step) -> str:
+    return getattr(step, "__name__", type(step).__name__)
+
+
+def run_steps(model: ModelWrapper, cfg: Any, steps: Sequence[Step], ctx: RunContext) -> ModelWrapper:
+    """Apply ``steps`` in order; errors are re-raised as QDeployError naming the step that failed."""
+    for step in steps:
+        name = step_name(step)
+        for instrument in ctx.instruments:
+            instrument.before_step(name, model)
+        start = time.perf_counter()
+        try:
+            model = step(model, cfg)
+        except QDeployError as exc:
+            raise type(exc)(f"[{name}] {exc}") from exc
+        except Exception as exc:
+            raise QDeployError(f"[{name}] failed: {type(exc).__name__}: {one_line(exc)}") from exc
+        elapsed = time.perf_counter() - start
+        for instrument in ctx.instruments:
+            instrument.after_step(name, model, elapsed)
+    return model
+
+
+def until_fixed_point(transform: Callable[[ModelWrapper], tuple[ModelWrapper, bool]], model: ModelWrapper,
+                      max_iterations: int = 50) -> ModelWrapper:
+    """Repeat a pass ``apply(model) -> (model, changed)`` until unchanged, at most ``max_iterations`` times."""
+    for _ in range(max_iterations):
+        model, changed = transform(model)
+        if not changed:
+            return model
+    raise QDeployError(f"{step_name(transform)} did not converge in {max_iterations} iterations")

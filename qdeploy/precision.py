@@ -1,0 +1,322 @@
+"""Exact fixed-point precision rules: the one place every hardware target asks what type a tensor needs.
+
+A tensor's value set is described as a ``Grid``: every value is an integer ``k`` times ``2**lsb`` with
+``kmin <= k <= kmax`` (per channel where that keeps bounds tight). The rules below propagate grids through the
+graph exactly, with accumulator bounds taken from the *actual* weight values (not the worst case), so the
+fixed-point type derived from a grid holds every value the graph can produce, and no bit more than needed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from qonnx.core.modelwrapper import ModelWrapper
+
+from qdeploy.errors import UnsupportedModelError
+from qdeploy.ir import const_input, input_name, is_power_of_two, node_attr
+
+MAX_FRACTION_BITS = 64  # a constant needing more fractional bits than this is not a fixed-point value
+# hls4ml's ap_fixed/ac_fixed handle wide types, but the exact interval arithmetic here is done in int64.
+_INT64_SAFE = 2**62
+
+# QONNX rounding modes that hls4ml can express (quant_opt.py): ROUND -> AP_RND_CONV, FLOOR -> AP_TRN.
+HLS_ROUNDING = {"ROUND": "RND_CONV", "FLOOR": "TRN"}
+
+
+@dataclass(frozen=True)
+class FixedType:
+    """An ``ap_fixed<width, integer>`` (``ap_ufixed`` when unsigned); ``integer`` counts the sign bit."""
+
+    signed: bool
+    width: int
+    integer: int
+    rounding: str = "TRN"
+    saturation: str = "WRAP"
+
+    @property
+    def fraction(self) -> int:
+        return self.width - self.integer
+
+    def hls(self) -> str:
+        """hls4ml precision string, e.g. ``fixed<8,1,RND_CONV,SAT>``."""
+        base = f"{'' if self.signed else 'u'}fixed<{self.width},{self.integer}"
+        if self.rounding != "TRN" or self.saturation != "WRAP":
+            base += f",{self.rounding},{self.saturation}"
+        return base + ">"
+
+
+@dataclass(frozen=True)
+class Grid:
+    """Values ``k * 2**lsb`` with ``kmin <= k <= kmax``; kmin/kmax are scalars or per-channel int64 arrays."""
+
+    kmin: np.ndarray
+    kmax: np.ndarray
+    lsb: int
+
+    @staticmethod
+    def scalar(kmin: int, kmax: int, lsb: int) -> Grid:
+        return Grid(np.asarray(kmin, dtype=np.int64), np.asarray(kmax, dtype=np.int64), int(lsb))
+
+    def collapse(self) -> Grid:
+        """Per-tensor bounds (for ops that mix channels)."""
+        return Grid.scalar(int(np.min(self.kmin)), int(np.max(self.kmax)), self.lsb)
+
+    def with_zero(self) -> Grid:
+        return Grid(np.minimum(self.kmin, 0), np.maximum(self.kmax, 0), self.lsb)
+
+    def rescale(self, lsb: int) -> Grid:
+        """The same values on a finer grid ``lsb <= self.lsb``."""
+        shift = self.lsb - lsb
+        if shift < 0:
+            raise ValueError("rescale only to a finer grid")
+        return Grid(self.kmin << shift, self.kmax << shift, lsb)
+
+    @property
+    def min_value(self) -> float:
+        return float(np.min(self.kmin)) * 2.0**self.lsb
+
+    @property
+    def max_value(self) -> float:
+        return float(np.max(self.kmax)) * 2.0**self.lsb
+
+    def fixed_type(self) -> FixedType:
+        """The narrowest ap_fixed that holds every value of the grid exactly (integer bits >= 1)."""
+        flat = self.collapse()
+        lsb = min(flat.lsb, 0)  # ap types need width >= integer; a coarser grid is still exact on lsb 0
+        flat = flat.rescale(lsb) if lsb < flat.lsb else flat
+        kmin, kmax = int(flat.kmin), int(flat.kmax)
+        signed = kmin < 0
+        if signed:
+            width = max(kmax.bit_length(), (-kmin - 1).bit_length()) + 1
+        else:
+            width = max(kmax.bit_length(), 1)
+        fraction = -lsb
+        width = max(width, fraction + 1)
+        return FixedType(signed=signed, width=width, integer=width - fraction)
+
+
+def grid_of_constant(values: np.ndarray, name: str) -> Grid:
+    """Exact grid of a constant tensor (per output channel along axis 0 is not needed: callers collapse)."""
+    values = np.asarray(values, dtype=np.float64)
+    if not np.all(np.isfinite(values)):
+        raise UnsupportedModelError(f"constant {name} contains NaN or Inf; fix the model's weights")
+    for fraction in range(MAX_FRACTION_BITS + 1):
+        scaled = np.ldexp(values, fraction)
+        if np.all(scaled == np.round(scaled)):
+            if np.max(np.abs(scaled), initial=0.0) >= _INT64_SAFE:
+                break
+            ints = scaled.astype(np.int64)
+            return Grid.scalar(int(ints.min(initial=0)), int(ints.max(initial=0)), -fraction)
+    raise UnsupportedModelError(
+        f"constant {name} is not a fixed-point value with <= {MAX_FRACTION_BITS} fractional bits; "
+        "quantize it in the graph (a Quant node) before lowering to hardware"
+    )
+
+
+def constant_ints(values: np.ndarray, grid: Grid) -> np.ndarray:
+    """The integers ``k`` of a constant on ``grid`` (exact by construction of ``grid_of_constant``)."""
+    return np.ldexp(np.asarray(values, dtype=np.float64), -grid.lsb).astype(np.int64)
+
+
+@dataclass(frozen=True)
+class QuantSpec:
+    """A datapath ``Quant`` node that lowers to a plain fixed-point type (power-of-two scale, zero point 0)."""
+
+    bits: int
+    signed: bool
+    narrow: bool
+    rounding: str
+    scale_exp: int
+
+    @property
+    def int_range(self) -> tuple[int, int]:
+        if self.signed:
+            low = -(2 ** (self.bits - 1)) + (1 if self.narrow else 0)
+            return low, 2 ** (self.bits - 1) - 1
+        return 0, 2**self.bits - 1 - (1 if self.narrow else 0)
+
+    def grid(self) -> Grid:
+        low, high = self.int_range
+        return Grid.scalar(low, high, self.scale_exp)
+
+    def fixed_type(self) -> FixedType:
+        base = self.grid().fixed_type()
+        saturation = "SAT_SYM" if (self.narrow and self.signed) else "SAT"
+        return FixedType(base.signed, base.width, base.integer, HLS_ROUNDING[self.rounding], saturation)
+
+
+def quant_spec(model: ModelWrapper, node) -> QuantSpec:
+    """Read a datapath Quant node, refusing (naming the node) what has no exact fixed-point form."""
+    scale, zeropt, bits = (const_input(model, node, i) for i in (1, 2, 3))
+    if scale is None or zeropt is None or bits is None:
+        raise UnsupportedModelError(f"node {node.name} ({node.op_type}): scale, zero point and bit width must be constants")
+    if np.asarray(bits).size != 1 or float(np.asarray(bits).ravel()[0]) != int(np.asarray(bits).ravel()[0]):
+        raise UnsupportedModelError(f"node {node.name}: bit width must be a single integer, got {np.asarray(bits).ravel()[:4]}")
+    if np.any(np.asarray(zeropt) != 0):
+        raise UnsupportedModelError(f"node {node.name}: non-zero zero point is not supported on this target yet")
+    scale = np.asarray(scale, dtype=np.float64)
+    if np.unique(scale).size != 1:
+        raise UnsupportedModelError(
+            f"node {node.name}: per-channel activation scales are not supported on this target yet"
+        )
+    if not is_power_of_two(scale):
+        raise UnsupportedModelError(
+            f"node {node.name}: scale {float(scale.ravel()[0]):.6g} is not a power of two; "
+            "re-quantize with power-of-two scales (qdeploy quantize --scale po2)"
+        )
+    rounding = str(node_attr(node, "rounding_mode", "ROUND")).upper()
+    if rounding not in HLS_ROUNDING:
+        raise UnsupportedModelError(
+            f"node {node.name}: rounding mode {rounding} has no hls4ml fixed-point form (ROUND and FLOOR do)"
+        )
+    signed = bool(node_attr(node, "signed", 1))
+    narrow = bool(node_attr(node, "narrow", 0))
+    n_bits = int(np.asarray(bits).ravel()[0])
+    if n_bits < 2:
+        raise UnsupportedModelError(f"node {node.name}: {n_bits}-bit Quant (binarised) is not supported on this target yet")
+    if narrow and not signed:
+        raise UnsupportedModelError(f"node {node.name}: unsigned narrow-range Quant is not expressible in hls4ml types")
+    exponent = int(np.frexp(scale.ravel()[0])[1] - 1)
+    return QuantSpec(n_bits, signed, narrow, rounding, exponent)
+
+
+def input_type_for(spec: QuantSpec) -> FixedType:
+    """Type of the graph input that feeds the model's own input quantizer without changing its result.
+
+    Float32 inputs are truncated onto a grid 24 bits finer than the quantizer's step, so every float32 value
+    at or above half a step is held exactly (24-bit significand); smaller ones round to 0 either way. Integer
+    bits cover the quantizer's clip range with a margin and saturate, so larger inputs still clip the same.
+    """
+    low, high = spec.int_range
+    magnitude = max(abs(low), abs(high)) + 1
+    integer = magnitude.bit_length() + spec.scale_exp + 2  # sign + margin over the clip range
+    fraction = -spec.scale_exp + 24
+    return FixedType(signed=True, width=integer + fraction, integer=integer, rounding="TRN", saturation="SAT")
+
+
+def _matmul_grid(x: Grid, weights: np.ndarray, name: str, reduce_axes: tuple[int, ...]) -> tuple[Grid, Grid]:
+    """Output grid of ``sum_i w_i x_i`` per output channel (axis 0 of ``weights`` after moving), and weight grid."""
+    w_grid = grid_of_constant(weights, name)
+    k_w = constant_ints(weights, w_grid)
+    flat = x.collapse().with_zero()
+    lo, hi = int(flat.kmin), int(flat.kmax)
+    products_lo = np.minimum(k_w * lo, k_w * hi)
+    products_hi = np.maximum(k_w * lo, k_w * hi)
+    kmin = products_lo.sum(axis=reduce_axes)
+    kmax = products_hi.sum(axis=reduce_axes)
+    if max(abs(int(kmin.min())), abs(int(kmax.max()))) >= _INT64_SAFE:
+        raise UnsupportedModelError(f"accumulator of {name} exceeds 62 bits; reduce the weight precision")
+    return Grid(kmin, kmax, x.lsb + w_grid.lsb), w_grid
+
+
+def _add_bias(acc: Grid, bias: np.ndarray, name: str) -> tuple[Grid, Grid]:
+    b_grid = grid_of_constant(bias, name)
+    k_b = constant_ints(bias, b_grid)
+    lsb = min(acc.lsb, b_grid.lsb)
+    acc_r = acc.rescale(lsb)
+    k_b = k_b << (b_grid.lsb - lsb)
+    return Grid(acc_r.kmin + k_b, acc_r.kmax + k_b, lsb), b_grid
+
+
+@dataclass
+class LayerPrecision:
+    """What one node needs: its output grid and the types of its weights/bias/accumulator, if any."""
+
+    node: str
+    op: str
+    output: Grid
+    weight: Grid | None = None
+    bias: Grid | None = None
+    accumulator: Grid | None = None
+    quant: QuantSpec | None = None
+
+    def types(self) -> dict[str, str]:
+        out = {"result": (self.quant.fixed_type() if self.quant else self.output.fixed_type()).hls()}
+        for key in ("weight", "bias", "accumulator"):
+            grid = getattr(self, key)
+            if grid is not None:
+                out[key] = grid.fixed_type().hls()
+        return out
+
+
+_PASS_THROUGH = {"Reshape", "Flatten", "Transpose", "Identity", "Dropout"}
+
+
+def infer_precisions(model: ModelWrapper) -> tuple[FixedType, dict[str, LayerPrecision]]:
+    """Propagate exact grids from the model's input quantizer to the output.
+
+    Expects a cleaned, channels-last graph with Quant nodes on constants folded away (hls4ml preparation).
+    Returns the graph-input type and, per node name, its LayerPrecision. Raises UnsupportedModelError naming
+    the first node whose semantics have no exact fixed-point form here.
+    """
+    grids: dict[str, Grid | None] = {input_name(model): None}  # None: raw float input, not yet quantized
+    layers: dict[str, LayerPrecision] = {}
+    input_type: FixedType | None = None
+    for node in model.graph.node:
+        op = node.op_type
+        data = node.input[0] if node.input else ""
+        x = grids.get(data)
+        if data not in grids:
+            raise UnsupportedModelError(f"node {node.name} ({op}): input {data} is not computed from the model input")
+        if op in ("Quant", "IntQuant"):
+            spec = quant_spec(model, node)
+            if x is None:
+                if input_type is not None:
+                    raise UnsupportedModelError(f"node {node.name}: the float model input reaches more than one quantizer")
+                input_type = input_type_for(spec)
+            layers[node.name] = LayerPrecision(node.name, op, spec.grid(), quant=spec)
+        elif x is None:
+            if op in _PASS_THROUGH:
+                grids[node.output[0]] = None
+                continue
+            raise UnsupportedModelError(
+                f"node {node.name} ({op}) computes on the float model input before any Quant; "
+                "quantize the input first (brevitas QuantIdentity / qdeploy quantize does)"
+            )
+        elif op in _PASS_THROUGH:
+            layers[node.name] = LayerPrecision(node.name, op, x.collapse())
+        elif op == "Relu":
+            layers[node.name] = LayerPrecision(node.name, op, Grid(np.maximum(x.kmin, 0), np.maximum(x.kmax, 0), x.lsb))
+        elif op == "MaxPool":
+            layers[node.name] = LayerPrecision(node.name, op, x.collapse())
+        elif op == "MatMul":
+            weights = const_input(model, node, 1)
+            if weights is None or weights.ndim != 2:
+                raise UnsupportedModelError(f"node {node.name}: MatMul needs a 2-D constant weight as second input")
+            acc, w_grid = _matmul_grid(x, weights, node.input[1], reduce_axes=(0,))
+            layers[node.name] = LayerPrecision(node.name, op, acc, weight=w_grid, accumulator=acc.with_zero())
+        elif op == "Conv":
+            weights = const_input(model, node, 1)
+            if weights is None:
+                raise UnsupportedModelError(f"node {node.name}: Conv needs constant weights")
+            if int(node_attr(node, "group", 1)) != 1:
+                raise UnsupportedModelError(f"node {node.name}: grouped/depthwise Conv is not supported on this target yet")
+            acc, w_grid = _matmul_grid(x, weights, node.input[1], reduce_axes=tuple(range(1, weights.ndim)))
+            bias = const_input(model, node, 2)
+            b_grid = None
+            if bias is not None:
+                acc, b_grid = _add_bias(acc, bias, node.input[2])
+            elif len(node.input) > 2 and node.input[2]:
+                raise UnsupportedModelError(f"node {node.name}: Conv bias must be a constant")
+            layers[node.name] = LayerPrecision(
+                node.name, op, acc, weight=w_grid, bias=b_grid, accumulator=acc.with_zero()
+            )
+        elif op == "Add":
+            bias = const_input(model, node, 1)
+            if bias is None:
+                raise UnsupportedModelError(f"node {node.name}: Add of two runtime tensors is not supported on this target yet")
+            if bias.ndim > 1 and bias.size != bias.shape[-1]:
+                raise UnsupportedModelError(f"node {node.name}: Add constant must be per-channel (last axis)")
+            out, b_grid = _add_bias(x if x.kmin.size == np.asarray(bias).size else x.collapse(), bias.ravel(), node.input[1])
+            layers[node.name] = LayerPrecision(node.name, op, out, bias=b_grid)
+        else:
+            raise UnsupportedModelError(
+                f"node {node.name}: op {op} is not supported by this target yet "
+                "(supported: Quant, MatMul/Gemm, Conv, Add, Relu, MaxPool, Reshape/Flatten/Transpose)"
+            )
+        for output in node.output:
+            grids[output] = layers[node.name].output
+    if input_type is None:
+        raise UnsupportedModelError("the model input is never quantized; add an input Quant (QuantIdentity) to the model")
+    return input_type, layers

@@ -1,0 +1,82 @@
+"""Verification against the golden executor: exact comparison, and inputs that stress the quantizers."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+from qonnx.core.modelwrapper import ModelWrapper
+
+from qdeploy.golden import run_golden
+from qdeploy.ir import QUANT_OPS, const_input, input_name
+
+_PASS_THROUGH = {"Transpose", "Reshape", "Flatten", "Identity"}
+
+
+def compare(y_target: np.ndarray, y_golden: np.ndarray) -> dict[str, Any]:
+    """Bit-exact comparison per input sample (an output is equal when every element is)."""
+    y_target = np.asarray(y_target, dtype=np.float64).reshape(y_golden.shape)
+    y_golden = np.asarray(y_golden, dtype=np.float64)
+    rows = len(y_golden)
+    equal_rows = np.all((y_target == y_golden).reshape(rows, -1), axis=1)
+    diff = np.abs(y_target - y_golden)
+    flat_t, flat_g = y_target.reshape(rows, -1), y_golden.reshape(rows, -1)
+    return {
+        "bit_exact": bool(equal_rows.all()),
+        "outputs_compared": int(rows),
+        "outputs_equal": int(equal_rows.sum()),
+        "elements_compared": int(y_golden.size),
+        "elements_equal": int((y_target == y_golden).sum()),
+        "max_abs_error": float(diff.max()) if diff.size else 0.0,
+        "argmax_agreement": float(np.mean(flat_t.argmax(axis=1) == flat_g.argmax(axis=1))),
+    }
+
+
+def verify_against_golden(golden: ModelWrapper, run: Callable[[np.ndarray], np.ndarray], x: np.ndarray) -> dict[str, Any]:
+    """Run the target and the golden executor on ``x`` and compare bit for bit."""
+    return compare(run(x), run_golden(golden, x))
+
+
+def _input_quantizer(model: ModelWrapper):
+    """The first Quant reached from the graph input through layout-only ops, if any."""
+    tensor = input_name(model)
+    while True:
+        consumers = model.find_consumers(tensor)
+        if len(consumers) != 1:
+            return None
+        node = consumers[0]
+        if node.op_type in QUANT_OPS:
+            return node
+        if node.op_type not in _PASS_THROUGH:
+            return None
+        tensor = node.output[0]
+
+
+def random_inputs(model: ModelWrapper, shape: tuple[int, ...], count: int, seed: int) -> np.ndarray:
+    """Random inputs spanning the input quantizer's range and 25 % beyond, half of them on exact rounding ties.
+
+    Ties (``(k + 0.5) * scale``) are where rounding modes differ, so an inexact lowering shows up there first.
+    """
+    rng = np.random.default_rng(seed)
+    if count == 0:
+        return np.zeros((0, *shape), dtype=np.float32)
+    quant = _input_quantizer(model)
+    scale = bits = None
+    if quant is not None and quant.op_type in ("Quant", "IntQuant"):
+        scale, bits = const_input(model, quant, 1), const_input(model, quant, 3)
+    if scale is None or bits is None:
+        return rng.standard_normal((count, *shape)).astype(np.float32)
+    step = float(np.max(scale))
+    n_bits = int(np.asarray(bits).ravel()[0])
+    signed = True
+    for attribute in quant.attribute:
+        if attribute.name == "signed":
+            signed = bool(attribute.i)
+    k_low, k_high = (-(2 ** (n_bits - 1)), 2 ** (n_bits - 1) - 1) if signed else (0, 2**n_bits - 1)
+    low, high = k_low * step, k_high * step
+    margin = 0.25 * (high - low)
+    n_uniform = count - count // 2
+    uniform = rng.uniform(low - margin, high + margin, (n_uniform, *shape))
+    ties = (rng.integers(k_low, k_high, (count // 2, *shape)) + 0.5) * step
+    return np.concatenate([uniform, ties]).astype(np.float32)

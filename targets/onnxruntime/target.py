@@ -1,0 +1,69 @@
+"""The ``onnxruntime`` target: writes ``model.onnx`` (integer QDQ) and runs it in an ORT session."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+from qonnx.core.modelwrapper import ModelWrapper
+
+from qdeploy.config import CompileConfig
+from qdeploy.deps import require
+from qdeploy.inspect import layer_table
+from qdeploy.pipeline import RunContext
+from qdeploy.target import Target
+
+MODEL_FILE = "model.onnx"
+# Operators ORT runs on integers after fusing QDQ groups (QDQ transformers and QLinear/Integer kernels).
+INTEGER_OPS = {"QLinearMatMul", "QLinearConv", "QGemm", "MatMulInteger", "ConvInteger", "MatMulIntegerToFloat",
+               "QLinearAdd", "QLinearMul", "DynamicQuantizeMatMul", "QLinearGlobalAveragePool", "QLinearAveragePool"}
+
+
+def make_session(path: Path, optimized_path: Path | None = None):
+    ort = require("onnxruntime", "onnxruntime", "the onnxruntime target")
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.log_severity_level = 3
+    if optimized_path is not None:
+        options.optimized_model_filepath = str(optimized_path)
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+class OnnxRuntimeTarget(Target):
+    name = "onnxruntime"
+    extra = "onnxruntime"
+
+    def check_available(self) -> None:
+        require("onnxruntime", self.extra, "the onnxruntime target")
+
+    def lower(self, model: ModelWrapper, cfg: CompileConfig, out_dir: Path, ctx: RunContext) -> dict[str, Any]:
+        from qdeploy.targets.onnxruntime.lower import lower_to_qdq
+
+        proto = ctx.timed("lower_to_qdq", lambda: lower_to_qdq(model))
+        onnx.save(proto, str(out_dir / MODEL_FILE))
+        optimized = out_dir / "model.optimized.onnx"
+        ctx.timed("ort_session", lambda: make_session(out_dir / MODEL_FILE, optimized))
+        kernel_ops = Counter(node.op_type for node in onnx.load(str(optimized)).graph.node)
+        rows = layer_table(model)
+        for row in rows:
+            row["accumulator"] = "int32" if row["weight_bits"] and row["activation_bits"] else "float32"
+        return {
+            "per_layer": rows,
+            "ort_kernels": dict(sorted(kernel_ops.items())),
+            "integer_kernels": sum(n for op, n in kernel_ops.items() if op in INTEGER_OPS),
+            "files": [MODEL_FILE, "model.optimized.onnx"],
+        }
+
+    def runner(self, out_dir: Path) -> Callable[[np.ndarray], np.ndarray]:
+        session = make_session(Path(out_dir) / MODEL_FILE)
+        input_name = session.get_inputs()[0].name
+
+        def run(x: np.ndarray) -> np.ndarray:
+            chunks = [session.run(None, {input_name: x[i : i + 4096]})[0] for i in range(0, len(x), 4096)]
+            return np.concatenate(chunks)
+
+        return run
