@@ -1,0 +1,289 @@
+"""The ``hls4ml`` target: QONNX graph -> hls4ml project for a named board, every precision derived exactly.
+
+Preparation follows hls4ml's QONNX recipe (cleanup, channels-last, Gemm->MatMul), with two additions:
+Quant nodes on constants are folded to their exact values (their types then come from ``qdeploy.precision``
+instead of hls4ml's scale handling), and bias-less Gemms get a zero bias first (qonnx GemmToMatMul crash).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import io
+import logging
+import re
+import string
+from collections.abc import Callable
+from importlib.resources import files
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+from qonnx.core.modelwrapper import ModelWrapper
+
+import qdeploy
+from qdeploy.config import CompileConfig
+from qdeploy.deps import require, require_executable
+from qdeploy.errors import QDeployError, UnsupportedModelError, one_line
+from qdeploy.golden import run_golden
+from qdeploy.ir import sample_shape
+from qdeploy.pipeline import RunContext, run_steps
+from qdeploy.precision import FixedType, LayerPrecision, infer_precisions
+from qdeploy.target import Target
+from qdeploy.targets.hls4ml.boards import get_board
+from qdeploy.verify import random_inputs
+
+log = logging.getLogger(__name__)
+
+PROJECT = "qdeploy_fw"
+FIRMWARE_DIR = "firmware"
+BACKENDS = ("Vitis", "Vivado", "Quartus", "Catapult")
+TESTBENCH_SAMPLES = 64
+BUILD_COMMANDS = {
+    "Vitis": "vitis-run --mode hls --tcl build_prj.tcl",
+    "Vivado": "vivado_hls -f build_prj.tcl",
+    "Quartus": "make myproject-fpga   # Intel HLS (i++); see the Makefile",
+    "Catapult": "catapult -shell -file build_prj.tcl",
+}
+
+
+# -- preparation steps: plain functions step(model, cfg) -> model --------------------------------------------------
+
+def fold_constant_quants(model: ModelWrapper, cfg: CompileConfig) -> ModelWrapper:
+    """Replace Quant nodes on constants (weights, biases) by their exact quantized values."""
+    from qonnx.transformation.fold_constants import FoldConstants
+
+    return model.transform(FoldConstants(exclude_op_types=[]))
+
+
+def fill_gemm_bias(model: ModelWrapper, cfg: CompileConfig) -> ModelWrapper:
+    """Give bias-less Gemms a zero bias (qonnx GemmToMatMul crashes without one)."""
+    from qdeploy.passes.graph.fill_gemm_bias import FillGemmBias
+
+    return model.transform(FillGemmBias())
+
+
+def to_channels_last(model: ModelWrapper, cfg: CompileConfig) -> ModelWrapper:
+    """qonnx ConvertToChannelsLastAndClean: hls4ml computes convolutions channels-last."""
+    from qonnx.transformation.channels_last import ConvertToChannelsLastAndClean
+
+    return model.transform(ConvertToChannelsLastAndClean(make_input_channels_last=False))
+
+
+def gemm_to_matmul(model: ModelWrapper, cfg: CompileConfig) -> ModelWrapper:
+    """qonnx GemmToMatMul, then cleanup (hls4ml parses MatMul + Add, not Gemm)."""
+    from qonnx.transformation.gemm_to_matmul import GemmToMatMul
+    from qonnx.util.cleanup import cleanup_model
+
+    return cleanup_model(model.transform(GemmToMatMul()))
+
+
+PREPARE_STEPS = [fold_constant_quants, fill_gemm_bias, to_channels_last, gemm_to_matmul]
+
+
+# -- configuration --------------------------------------------------------------------------------------------------
+
+def _layer_config(layer: LayerPrecision) -> dict[str, str]:
+    """hls4ml precision keys for one ONNX node's layer (hls4ml names layers after the ONNX nodes)."""
+    types = layer.types()
+    if layer.quant is not None:
+        return {}  # hls4ml derives a Quant's type from the node itself; the C simulation checks it
+    if layer.op in ("MatMul", "Conv"):
+        config = {"weight": types["weight"], "accum": types["accumulator"], "result": types["result"]}
+        config["bias"] = types.get("bias", "fixed<1,1>")  # MatMul has no bias (it is the following Add)
+        return config
+    if layer.op == "Add":
+        return {"bias": types["bias"], "result": types["result"]}
+    if layer.op == "MaxPool":
+        return {"accum": types["result"], "result": types["result"]}
+    return {"result": types["result"]}
+
+
+def _deep_merge(base: dict, override: dict) -> dict:
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            _deep_merge(base[key], value)
+        else:
+            base[key] = value
+    return base
+
+
+def build_hls_config(model: ModelWrapper, cfg: CompileConfig) -> tuple[dict, FixedType, dict[str, LayerPrecision]]:
+    """hls4ml HLSConfig with every precision derived from the graph; the user's ``hls4ml`` block overrides."""
+    hls4ml = require("hls4ml", "hls4ml", "the hls4ml target")
+    input_type, layers = infer_precisions(model)
+    with contextlib.redirect_stdout(io.StringIO()):
+        config = hls4ml.utils.config.config_from_onnx_model(
+            model, granularity="name", backend=cfg.backend, default_precision="fixed<16,6>",
+            default_reuse_factor=cfg.reuse_factor,
+        )
+    config["Model"]["Strategy"] = cfg.strategy.value
+    config["Model"]["ReuseFactor"] = cfg.reuse_factor
+    by_name = config.setdefault("LayerName", {})
+    by_name.setdefault("global_in", {}).setdefault("Precision", {})["result"] = input_type.hls()
+    for node in model.graph.node:
+        if node.name in layers:
+            precision = _layer_config(layers[node.name])
+        elif node.op_type in ("Transpose", "Reshape", "Flatten"):
+            precision = {"result": input_type.hls()}  # layout ops on the raw input keep the input type
+        else:
+            continue
+        if precision:
+            by_name.setdefault(node.name, {}).setdefault("Precision", {}).update(precision)
+    _deep_merge(config, dict(cfg.hls4ml))
+    return config, input_type, layers
+
+
+# -- the target -----------------------------------------------------------------------------------------------------
+
+class Hls4mlTarget(Target):
+    name = "hls4ml"
+    extra = "hls4ml"
+
+    def check_available(self) -> None:
+        require("hls4ml", self.extra, "the hls4ml target")
+        require_executable("g++", "hls4ml's C simulation", "install it (Debian: apt-get install g++)")
+
+    def lower(self, model: ModelWrapper, cfg: CompileConfig, out_dir: Path, ctx: RunContext) -> dict[str, Any]:
+        hls4ml = require("hls4ml", self.extra, "the hls4ml target")
+        if cfg.backend not in BACKENDS:
+            raise QDeployError(f"hls4ml backend {cfg.backend!r} is not supported; choose one of: {', '.join(BACKENDS)}")
+        board = get_board(cfg.board)
+        clock = cfg.clock_period_ns or board.clock_period_ns
+        prepared = run_steps(model, cfg, PREPARE_STEPS, ctx)
+        hls_config, input_type, layers = ctx.timed("infer_precisions", lambda: build_hls_config(prepared, cfg))
+
+        # Golden testbench vectors for the C testbench, written by qdeploy (not by hls4ml's own float model).
+        tb_dir = out_dir / "testbench"
+        tb_dir.mkdir()
+        tb_inputs = random_inputs(model, sample_shape(model), TESTBENCH_SAMPLES, cfg.seed + 1)
+        np.save(tb_dir / "inputs.npy", tb_inputs)
+        np.save(tb_dir / "golden_outputs.npy", run_golden(model, tb_inputs))
+
+        project_dir = out_dir / FIRMWARE_DIR
+
+        def convert():
+            try:
+                with contextlib.redirect_stdout(io.StringIO()) as captured:
+                    hls_model = hls4ml.converters.convert_from_onnx_model(
+                        prepared,
+                        output_dir=str(project_dir),
+                        project_name=PROJECT,
+                        backend=cfg.backend,
+                        part=board.part,
+                        clock_period=clock,
+                        io_type=cfg.io_type.value,
+                        hls_config=hls_config,
+                        input_data_tb=str(tb_dir / "inputs.npy"),
+                        output_data_tb=str(tb_dir / "golden_outputs.npy"),
+                    )
+                    hls_model.compile()
+            except Exception as exc:
+                raise UnsupportedModelError(f"hls4ml failed: {type(exc).__name__}: {one_line(exc)}") from exc
+            log.debug(captured.getvalue())
+            return hls_model
+
+        hls_model = ctx.timed("hls4ml_convert_and_csim_build", convert)
+        _write_portable_config(hls_model, project_dir)
+        per_layer = _per_layer_report(hls_model, layers)
+        self._write_readme(out_dir, cfg, board, clock, model)
+        return {
+            "board": board.name,
+            "part": board.part,
+            "clock_period_ns": clock,
+            "backend": cfg.backend,
+            "io_type": cfg.io_type.value,
+            "strategy": cfg.strategy.value,
+            "reuse_factor": cfg.reuse_factor,
+            "input_precision": input_type.hls(),
+            "per_layer": per_layer,
+            "multiplications": sum(row.get("multiplications", 0) for row in per_layer),
+            "files": [FIRMWARE_DIR, "testbench", "README.md"],
+        }
+
+    def _write_readme(self, out_dir: Path, cfg: CompileConfig, board, clock: float, model: ModelWrapper) -> None:
+        template = string.Template((files("qdeploy.targets.hls4ml") / "templates" / "README.md.tmpl").read_text())
+        (out_dir / FIRMWARE_DIR / "README.md").write_text(
+            template.substitute(
+                board=board.description, version=qdeploy.__version__, model=model.graph.name or "model",
+                backend=cfg.backend, io_type=cfg.io_type.value, strategy=cfg.strategy.value,
+                reuse_factor=cfg.reuse_factor, part=board.part, clock_period_ns=clock, project=PROJECT,
+                build_command=BUILD_COMMANDS[cfg.backend],
+            )
+        )
+        (out_dir / "README.md").write_text(
+            f"# qdeploy output ({board.name})\n\nThe firmware project is in `{FIRMWARE_DIR}/` (see its README); "
+            "`report.json` holds the verification result and per-layer precisions.\n"
+        )
+
+    def runner(self, out_dir: Path) -> Callable[[np.ndarray], np.ndarray]:
+        hls4ml = require("hls4ml", self.extra, "the hls4ml target")
+        project_dir = Path(out_dir) / FIRMWARE_DIR
+        config_file = project_dir / "hls4ml_config.yml"
+        if not config_file.exists():
+            raise QDeployError(f"{project_dir} has no hls4ml_config.yml; recompile with qdeploy compile")
+        # The folder may have been moved (it is staged, then renamed): point hls4ml at where it is now.
+        config = yaml.safe_load(config_file.read_text())
+        if config.get("OutputDir") != str(project_dir.resolve()):
+            config["OutputDir"] = str(project_dir.resolve())
+            config_file.write_text(yaml.safe_dump(config, sort_keys=False))
+        hls_model = hls4ml.converters.link_existing_project(str(project_dir))
+        libraries = sorted((project_dir / "firmware").glob(f"{PROJECT}-*.so"))
+        if libraries:
+            hls_model._top_function_lib = ctypes.cdll.LoadLibrary(str(libraries[-1].resolve()))
+        else:
+            with contextlib.redirect_stdout(io.StringIO()):
+                hls_model.compile()
+
+        def run(x: np.ndarray) -> np.ndarray:
+            with contextlib.redirect_stdout(io.StringIO()):
+                y = hls_model.predict(np.ascontiguousarray(x, dtype=np.float32))
+            return np.asarray(y).reshape(len(x), -1)
+
+        return run
+
+
+def _write_portable_config(hls_model, project_dir: Path) -> None:
+    """Rewrite hls4ml_config.yml without the pickled ONNX model hls4ml embeds (``!!python/object``), which
+    hls4ml's own ``link_existing_project`` (a safe YAML load) cannot read back."""
+    config = {k: v for k, v in hls_model.config.config.items() if k not in ("OnnxModel", "KerasModel", "PytorchModel")}
+    (project_dir / "hls4ml_config.yml").write_text(yaml.safe_dump(_plain(config), sort_keys=False))
+
+
+def _plain(value: Any) -> Any:
+    """YAML-safe copy of hls4ml's config (tuples -> lists, numpy scalars -> Python)."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    return str(value)
+
+
+def _per_layer_report(hls_model, layers: dict[str, LayerPrecision]) -> list[dict[str, Any]]:
+    """Per hls4ml layer: class and every precision it was built with; weight counts for multipliers."""
+    rows = []
+    for layer in hls_model.get_layers():
+        precisions = {}
+        for key, variable in layer.get_layer_precision().items():
+            short = key.replace(f"{layer.name.lower()}_", "").replace(f"{layer.name}_", "")
+            if re.fullmatch(r"layer\d+_t|result_t|input_t", short):
+                short = "result"  # hls4ml names output types by layer index
+            elif short.endswith("_index") or short == "table_t":
+                continue  # lookup-table/index types are unused by these layers
+            precisions[short.removesuffix("_t")] = str(variable.precision)
+        row: dict[str, Any] = {"name": layer.name, "class": layer.class_name, "precisions": precisions}
+        weights = layer.weights.get("weight") if hasattr(layer, "weights") else None
+        if weights is not None and layer.class_name in ("Dense", "Conv1D", "Conv2D"):
+            data = np.asarray(weights.data)
+            # power-of-two or zero weights are shifts, not multipliers
+            nonzero = data[data != 0]
+            mantissa, _ = np.frexp(np.abs(nonzero))
+            row["multiplications"] = int(np.sum(mantissa != 0.5))
+            row["weights"] = int(data.size)
+        rows.append(row)
+    return rows
