@@ -41,7 +41,7 @@ class Timing(Instrument):
 
     def after_step(self, name: str, model: ModelWrapper, seconds: float) -> None:
         self.seconds[name] = self.seconds.get(name, 0.0) + seconds
-        log.info("step %-28s %.2f s", name, seconds)
+        log.debug("step %-28s %.2f s", name, seconds)
 
 
 class DumpModels(Instrument):

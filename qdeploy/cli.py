@@ -1,0 +1,203 @@
+"""The ``qdeploy`` command line: a thin shell over the Python API.
+
+Every failure prints one line ``qdeploy: error: ...`` and exits non-zero (1: error, 2: usage, 3: not bit-exact).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any
+
+from qdeploy.errors import QDeployError, one_line
+
+EXIT_ERROR = 1
+EXIT_NOT_EXACT = 3
+
+log = logging.getLogger("qdeploy")
+
+
+def _add_common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars or info messages")
+    parser.add_argument("--debug", action="store_true", help="show the full traceback on errors")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="qdeploy", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"qdeploy {_version()}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("quantize", help="post-training quantize a PyTorch model and export QONNX")
+    p.add_argument("model", help="path/to/file.py:factory returning a torch.nn.Module")
+    p.add_argument("--weights", help="state dict (.pt) to load into the factory's model")
+    p.add_argument("--calib", required=True, help="calibration inputs: .npy, or .npz with array 'x'")
+    p.add_argument("--wbits", type=int, default=4, help="weight bit width, 2-8 (default 4)")
+    p.add_argument("--abits", type=int, default=8, help="activation bit width, 2-8 (default 8)")
+    p.add_argument("--per-tensor", action="store_true", help="one weight scale per tensor (default: per channel)")
+    p.add_argument("--scale", choices=["po2", "float"], default="po2", help="scale kind (default po2: exact on FPGA)")
+    p.add_argument("--calibration", choices=["minmax", "percentile"], default="minmax")
+    p.add_argument("--percentile", type=float, default=99.99, help="upper percentile with --calibration percentile")
+    p.add_argument("-o", "--output", required=True, help="QONNX file to write")
+    _add_common(p)
+
+    p = sub.add_parser("compile", help="compile a QONNX model for a target and verify it bit for bit")
+    p.add_argument("model", help="QONNX/ONNX file (brevitas, FINN, model zoo, qdeploy quantize)")
+    p.add_argument("--target", help="onnxruntime (default) or hls4ml")
+    p.add_argument("--board", help="FPGA board preset for hls4ml (pynq-z2, zcu104, arty-a7-100t, alveo-u250, vu13p)")
+    p.add_argument("--backend", help="hls4ml backend: Vitis (default), Vivado, Quartus, Catapult")
+    p.add_argument("--io-type", dest="io_type", choices=["io_parallel", "io_stream"])
+    p.add_argument("--strategy", choices=["Latency", "Resource"])
+    p.add_argument("--reuse-factor", dest="reuse_factor", type=int)
+    p.add_argument("--clock-period", dest="clock_period_ns", type=float, help="clock period in ns (overrides board)")
+    p.add_argument("--data", help="real inputs to verify on: .npy, or .npz with array 'x'")
+    p.add_argument("--samples", dest="verify_samples", type=int, help="random verification inputs (default 1000)")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--config", help="TOML/YAML/JSON file with compile settings (flags override it)")
+    p.add_argument("-o", "--output", required=True, help="output folder")
+    _add_common(p)
+
+    p = sub.add_parser("verify", help="re-run a compiled folder against the golden executor")
+    p.add_argument("folder", help="output folder of qdeploy compile")
+    p.add_argument("--data", help="inputs: .npy, or .npz with array 'x' (default: the stored verification inputs)")
+    _add_common(p)
+
+    p = sub.add_parser("inspect", help="per-layer ops, bit widths, scales, parameters, BOPs")
+    p.add_argument("model", help="QONNX/ONNX file")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    _add_common(p)
+
+    p = sub.add_parser("demo", help="quantize the bundled digits example and compile it to every available target")
+    p.add_argument("-o", "--output", default="demo_out", help="folder for the demo's outputs (default demo_out)")
+    _add_common(p)
+    return parser
+
+
+def _version() -> str:
+    from qdeploy import __version__
+
+    return __version__
+
+
+def cmd_quantize(args: argparse.Namespace) -> int:
+    from qdeploy.data import load_array
+    from qdeploy.frontend import export, load_factory, quantize
+
+    model = load_factory(args.model, args.weights)
+    calib = load_array(args.calib)
+    qmodel = quantize(
+        model, calib, weight_bits=args.wbits, act_bits=args.abits, per_channel=not args.per_tensor,
+        scale=args.scale, calibration=args.calibration, percentile=args.percentile,
+    )
+    output = Path(args.output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    # Write beside the destination, then rename: no half-written model on failure.
+    fd, tmp = tempfile.mkstemp(suffix=".onnx", dir=output.parent)
+    os.close(fd)
+    try:
+        export(qmodel, calib[:1], tmp)
+        os.replace(tmp, output)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    print(f"wrote {output} (W{args.wbits}A{args.abits}, {args.scale} scales, "
+          f"{'per-tensor' if args.per_tensor else 'per-channel'} weights)")
+    return 0
+
+
+def _compile_options(args: argparse.Namespace) -> dict[str, Any]:
+    from qdeploy.config import load_config_file
+
+    options: dict[str, Any] = load_config_file(args.config) if args.config else {}
+    for key in ("target", "board", "backend", "io_type", "strategy", "reuse_factor", "clock_period_ns",
+                "verify_samples", "seed"):
+        value = getattr(args, key)
+        if value is not None:
+            options[key] = value
+    options.setdefault("target", "onnxruntime")
+    return options
+
+
+def cmd_compile(args: argparse.Namespace) -> int:
+    from qdeploy.compiler import compile as compile_model
+    from qdeploy.config import CompileConfig, from_mapping
+    from qdeploy.data import load_array
+
+    config = from_mapping(CompileConfig, _compile_options(args), args.config or "command line")
+    data = load_array(args.data) if args.data else None
+    artifact = compile_model(args.model, out=args.output, data=data, config=config)
+    print(artifact.summary())
+    print(f"output: {artifact.path}")
+    if not artifact.bit_exact:
+        print("qdeploy: error: the compiled artefact is not bit-exact with the QONNX graph (see report.json)",
+              file=sys.stderr)
+        return EXIT_NOT_EXACT
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from qdeploy.artifact import Artifact, format_summary
+    from qdeploy.data import load_array
+
+    artifact = Artifact(args.folder)
+    result = artifact.verify(load_array(args.data) if args.data else None)
+    print(format_summary({**artifact.report, **result}))
+    return 0 if result["bit_exact"] else EXIT_NOT_EXACT
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    import qdeploy
+    from qdeploy.inspect import format_inspection
+
+    info = qdeploy.inspect(args.model)
+    print(json.dumps(info, indent=2, default=str) if args.json else format_inspection(info))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from qdeploy.demo import run_demo
+
+    report = run_demo(Path(args.output))
+    return 0 if report["all_exact"] else EXIT_NOT_EXACT
+
+
+COMMANDS = {"quantize": cmd_quantize, "compile": cmd_compile, "verify": cmd_verify, "inspect": cmd_inspect,
+            "demo": cmd_demo}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from qdeploy.progress import set_quiet
+
+    set_quiet(args.quiet)
+    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(message)s", stream=sys.stderr)
+    # Third-party chatter (brevitas/torch export warnings) is not ours to show.
+    for noisy in ("brevitas", "torch", "hls4ml", "qonnx"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
+    if not args.debug:
+        warnings.filterwarnings("ignore", module=r"(brevitas|torch|hls4ml|qonnx|onnxscript|onnx)(\.|$)")
+    try:
+        return COMMANDS[args.command](args)
+    except QDeployError as exc:
+        if args.debug:
+            raise
+        print(f"qdeploy: error: {one_line(exc)}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print("qdeploy: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # an unexpected failure still gets one line; --debug shows the traceback
+        if args.debug:
+            raise
+        print(f"qdeploy: error: unexpected {type(exc).__name__}: {one_line(exc)} (rerun with --debug for the traceback)",
+              file=sys.stderr)
+        return EXIT_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())

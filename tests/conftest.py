@@ -1,0 +1,61 @@
+"""Shared fixtures: the bundled digits example, trained once per test session, quantized W4A8 (po2)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from examples import digits  # noqa: E402
+
+FIXTURES = ROOT.parent / "shared" / "fixtures" / "qonnx"
+
+
+@pytest.fixture(scope="session")
+def data() -> digits.DigitsData:
+    return digits.load_digits_data()
+
+
+@pytest.fixture(scope="session")
+def float_mlp():
+    return digits.mlp()
+
+
+@pytest.fixture(scope="session")
+def float_cnn():
+    return digits.cnn()
+
+
+def _quantized_graph(model, data, **options):
+    import qdeploy
+
+    qmodel = qdeploy.quantize(model, data.x_train[:256], **options)
+    return qmodel, qdeploy.export(qmodel, data.x_train[:1])
+
+
+@pytest.fixture(scope="session")
+def mlp_w4a8(float_mlp, data):
+    """(brevitas module, QONNX graph) of the digits MLP, 4-bit weights / 8-bit activations, po2 scales."""
+    return _quantized_graph(float_mlp, data, weight_bits=4, act_bits=8)
+
+
+@pytest.fixture(scope="session")
+def cnn_w4a8(float_cnn, data):
+    return _quantized_graph(float_cnn, data, weight_bits=4, act_bits=8)
+
+
+@pytest.fixture(scope="session")
+def mlp_float_scales(float_mlp, data):
+    return _quantized_graph(float_mlp, data, weight_bits=4, act_bits=8, scale="float")
+
+
+@pytest.fixture
+def calib_npz(tmp_path, data) -> Path:
+    path = tmp_path / "calib.npz"
+    np.savez(path, x=data.x_train[:128])
+    return path

@@ -1,0 +1,68 @@
+"""Configuration rejects typos and bad values; data loading follows the --data contract."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from qdeploy.config import CompileConfig, IOType, QuantizeConfig, ScaleKind, from_mapping, load_config_file, to_jsonable
+from qdeploy.data import check_array, load_array
+from qdeploy.errors import InputDataError, QDeployError
+
+
+def test_unknown_keys_are_rejected_with_the_valid_ones_named():
+    with pytest.raises(QDeployError, match=r"unknown key\(s\) \['bord'\]"):
+        from_mapping(CompileConfig, {"target": "hls4ml", "bord": "pynq-z2"})
+
+
+def test_enums_and_ranges_are_checked():
+    assert from_mapping(CompileConfig, {"io_type": "io_stream"}).io_type is IOType.STREAM
+    with pytest.raises(QDeployError, match="io_type='io_fast'"):
+        CompileConfig(io_type="io_fast")
+    with pytest.raises(QDeployError, match="weight_bits=9"):
+        QuantizeConfig(weight_bits=9)
+    assert QuantizeConfig(scale="float").scale is ScaleKind.FLOAT
+
+
+def test_config_files_load_and_resolved_config_serialises(tmp_path):
+    toml = tmp_path / "c.toml"
+    toml.write_text('target = "hls4ml"\nboard = "zcu104"\n[hls4ml.Model]\nReuseFactor = 2\n')
+    cfg = from_mapping(CompileConfig, load_config_file(toml))
+    assert cfg.board == "zcu104" and cfg.hls4ml["Model"]["ReuseFactor"] == 2
+    resolved = to_jsonable(cfg)
+    assert json.loads(json.dumps(resolved))["io_type"] == "io_parallel"
+
+
+def test_npz_prefers_x_then_the_only_array(tmp_path):
+    a = np.arange(6, dtype=np.float32).reshape(3, 2)
+    np.savez(tmp_path / "named.npz", y=a * 0, x=a)
+    np.savez(tmp_path / "single.npz", inputs=a)
+    np.save(tmp_path / "plain.npy", a)
+    for name in ("named.npz", "single.npz", "plain.npy"):
+        assert np.array_equal(load_array(tmp_path / name), a)
+    np.savez(tmp_path / "two.npz", a=a, b=a)
+    with pytest.raises(InputDataError, match="none named 'x'"):
+        load_array(tmp_path / "two.npz")
+
+
+def test_bad_data_files_name_the_file(tmp_path):
+    with pytest.raises(InputDataError, match="does not exist"):
+        load_array(tmp_path / "missing.npy")
+    (tmp_path / "junk.npy").write_bytes(b"not numpy")
+    with pytest.raises(InputDataError, match="junk.npy"):
+        load_array(tmp_path / "junk.npy")
+    (tmp_path / "x.csv").write_text("1,2")
+    with pytest.raises(InputDataError, match="not .npy or .npz"):
+        load_array(tmp_path / "x.csv")
+
+
+def test_nan_and_shape_are_checked():
+    x = np.zeros((4, 1, 8, 8), dtype=np.float32)
+    assert check_array(x, (1, 8, 8), "d").shape == x.shape
+    with pytest.raises(InputDataError, match=r"per-sample shape \(8, 8\) but the model expects \(1, 8, 8\)"):
+        check_array(x[:, 0], (1, 8, 8), "d")
+    x[2, 0, 3, 3] = np.nan
+    with pytest.raises(InputDataError, match="NaN or Inf \\(first in sample 2\\)"):
+        check_array(x, (1, 8, 8), "d")

@@ -1,0 +1,72 @@
+"""hls4ml target: firmware whose g++ C simulation is bit-exact with the golden executor, for named boards."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from torch import nn
+
+import qdeploy
+from qdeploy.artifact import Artifact
+from qdeploy.errors import QDeployError, UnsupportedModelError
+from tests.targets.helpers import assert_no_output, copy_graph, set_rounding
+
+pytest.importorskip("hls4ml")
+
+
+@pytest.mark.parametrize(("which", "board", "part"), [("mlp_w4a8", "pynq-z2", "xc7z020clg400-1"),
+                                                     ("cnn_w4a8", "zcu104", "xczu7ev-ffvc1156-2-e")])
+def test_w4a8_digits_firmware_bit_exact(which, board, part, request, data, tmp_path):
+    _, graph = request.getfixturevalue(which)
+    out = tmp_path / "fpga"
+    artifact = qdeploy.compile(graph, target="hls4ml", board=board, out=out, data=data.x_test)
+    report = json.loads((out / "report.json").read_text())
+    assert report["bit_exact"] is True
+    assert report["outputs_compared"] == report["outputs_equal"] == len(data.x_test) + 1000
+    assert report["board"] == board and report["part"] == part
+    # every layer's precisions were derived (none left at hls4ml's fixed<16,6> default)
+    for row in report["per_layer"]:
+        assert '"fixed<16,6,TRN,WRAP,0>"' not in json.dumps(row["precisions"]), row
+    assert report["input_precision"].startswith("fixed<")
+    # the project is complete for the board: build script with the part, testbench vectors, README
+    assert part in (out / "firmware" / "project.tcl").read_text() + (out / "firmware" / "build_prj.tcl").read_text()
+    assert (out / "firmware" / "tb_data" / "tb_input_features.dat").stat().st_size > 0
+    assert (out / "firmware" / "tb_data" / "tb_output_predictions.dat").stat().st_size > 0
+    assert "build_prj.tcl" in (out / "firmware" / "README.md").read_text()
+    # re-verification from the folder alone (a fresh runner linking the compiled C simulation)
+    assert Artifact(out).verify(data.x_test[:200])["bit_exact"]
+    assert artifact.bit_exact
+
+
+def test_floor_rounding_is_lowered_exactly(mlp_w4a8, tmp_path):
+    graph = copy_graph(mlp_w4a8[1])
+    set_rounding(graph, 1, "FLOOR")
+    set_rounding(graph, 2, "FLOOR")
+    artifact = qdeploy.compile(graph, target="hls4ml", out=tmp_path / "fpga", verify_samples=1000)
+    assert artifact.bit_exact
+    assert any("TRN,SAT" in json.dumps(row["precisions"]) and row["class"] == "Activation"
+               for row in artifact.report["per_layer"])
+
+
+def test_float_scales_are_refused_with_the_fix(mlp_float_scales, tmp_path):
+    _, graph = mlp_float_scales
+    with pytest.raises(UnsupportedModelError, match=r"node Quant_\d+: scale .* is not a power of two.*--scale po2"):
+        qdeploy.compile(graph, target="hls4ml", out=tmp_path / "fpga")
+    assert_no_output(tmp_path / "fpga")
+
+
+def test_unsupported_op_is_refused_naming_the_node(data, tmp_path):
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 16), nn.Tanh(), nn.Linear(16, 10))
+    graph = qdeploy.export(qdeploy.quantize(model, data.x_train[:64]), data.x_train[:1])
+    with pytest.raises(UnsupportedModelError, match=r"node Tanh_0: op Tanh is not supported"):
+        qdeploy.compile(graph, target="hls4ml", out=tmp_path / "fpga")
+    assert_no_output(tmp_path / "fpga")
+
+
+def test_unknown_board_is_refused(mlp_w4a8, tmp_path):
+    with pytest.raises(QDeployError, match="unknown board 'pynq'"):
+        qdeploy.compile(mlp_w4a8[1], target="hls4ml", board="pynq", out=tmp_path / "fpga")
+    assert_no_output(tmp_path / "fpga")

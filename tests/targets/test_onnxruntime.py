@@ -1,0 +1,62 @@
+"""onnxruntime target: integer QDQ, bit-exact with the golden executor, clear refusals."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+import qdeploy
+from qdeploy.artifact import Artifact
+from qdeploy.errors import UnsupportedModelError
+from tests.targets.helpers import assert_no_output, copy_graph, set_activation_bits, set_rounding
+
+
+@pytest.mark.parametrize("which", ["mlp_w4a8", "cnn_w4a8"])
+def test_w4a8_digits_bit_exact_on_real_and_random_inputs(which, request, data, tmp_path):
+    _, graph = request.getfixturevalue(which)
+    artifact = qdeploy.compile(graph, target="onnxruntime", out=tmp_path / "ort", data=data.x_test)
+    report = json.loads((tmp_path / "ort" / "report.json").read_text())
+    assert report["bit_exact"] is True
+    assert report["outputs_compared"] == report["outputs_equal"] == len(data.x_test) + 1000
+    assert report["verification_inputs"] == {"user": len(data.x_test), "random": 1000}
+    assert report["max_abs_error"] == 0.0
+    # ORT fused the QDQ groups into integer kernels
+    assert report["integer_kernels"] >= 1
+    assert {"target", "model", "per_layer", "outputs_compared", "outputs_equal"} <= set(report)
+    assert all(row["accumulator"] == "int32" for row in report["per_layer"])
+    # the deployed model predicts what the golden executor computes
+    assert np.array_equal(artifact.predict(data.x_test[:64]), qdeploy.run_golden(graph, data.x_test[:64]))
+
+
+def test_verify_reruns_from_the_folder(mlp_w4a8, data, tmp_path):
+    _, graph = mlp_w4a8
+    qdeploy.compile(graph, target="onnxruntime", out=tmp_path / "ort", verify_samples=50)
+    result = Artifact(tmp_path / "ort").verify(data.x_test[:300])
+    assert result["bit_exact"] and result["outputs_compared"] == 300
+
+
+def test_wider_than_8_bit_activation_is_refused_naming_the_node(mlp_w4a8, tmp_path):
+    graph = copy_graph(mlp_w4a8[1])
+    node = set_activation_bits(graph, 1, 10)
+    with pytest.raises(UnsupportedModelError, match=rf"node {node}: 10-bit activation quantizer"):
+        qdeploy.compile(graph, target="onnxruntime", out=tmp_path / "ort")
+    assert_no_output(tmp_path / "ort")
+
+
+def test_rounding_mode_quantizelinear_cannot_express_is_refused(mlp_w4a8, tmp_path):
+    graph = copy_graph(mlp_w4a8[1])
+    node = set_rounding(graph, 1, "FLOOR")
+    with pytest.raises(UnsupportedModelError, match=rf"node {node}: rounding mode FLOOR"):
+        qdeploy.compile(graph, target="onnxruntime", out=tmp_path / "ort")
+    assert_no_output(tmp_path / "ort")
+
+
+def test_narrow_bit_widths_use_clip_and_stay_exact(float_mlp, data, tmp_path):
+    """W3A4: QONNX ranges narrower than int8/uint8 need the Clip of QCDQ."""
+    graph = qdeploy.export(qdeploy.quantize(float_mlp, data.x_train[:256], weight_bits=3, act_bits=4), data.x_train[:1])
+    artifact = qdeploy.compile(graph, target="onnxruntime", out=tmp_path / "ort", data=data.x_test)
+    assert artifact.bit_exact
+    model_ops = {n.op_type for n in __import__("onnx").load(str(tmp_path / "ort" / "model.onnx")).graph.node}
+    assert "Clip" in model_ops
