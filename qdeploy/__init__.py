@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 
 def inspect(model: Any) -> dict:
     """Per-layer summary of a QONNX model (path or graph): ops, bit widths, scales, params, MACs, BOPs."""
-    from qdeploy.inspect import inspect_model
+    from qdeploy.inspection import inspect_model
     from qdeploy.ir import load_model
 
     return inspect_model(load_model(model))

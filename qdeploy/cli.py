@@ -91,8 +91,14 @@ def cmd_quantize(args: argparse.Namespace) -> int:
     model = load_factory(args.model, args.weights)
     calib = load_array(args.calib)
     qmodel = quantize(
-        model, calib, weight_bits=args.wbits, act_bits=args.abits, per_channel=not args.per_tensor,
-        scale=args.scale, calibration=args.calibration, percentile=args.percentile,
+        model,
+        calib,
+        weight_bits=args.wbits,
+        act_bits=args.abits,
+        per_channel=not args.per_tensor,
+        scale=args.scale,
+        calibration=args.calibration,
+        percentile=args.percentile,
     )
     output = Path(args.output)
     output.parent.mkdir(parents=True, exist_ok=True)
@@ -105,8 +111,10 @@ def cmd_quantize(args: argparse.Namespace) -> int:
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
-    print(f"wrote {output} (W{args.wbits}A{args.abits}, {args.scale} scales, "
-          f"{'per-tensor' if args.per_tensor else 'per-channel'} weights)")
+    print(
+        f"wrote {output} (W{args.wbits}A{args.abits}, {args.scale} scales, "
+        f"{'per-tensor' if args.per_tensor else 'per-channel'} weights)"
+    )
     return 0
 
 
@@ -114,8 +122,17 @@ def _compile_options(args: argparse.Namespace) -> dict[str, Any]:
     from qdeploy.config import load_config_file
 
     options: dict[str, Any] = load_config_file(args.config) if args.config else {}
-    for key in ("target", "board", "backend", "io_type", "strategy", "reuse_factor", "clock_period_ns",
-                "verify_samples", "seed"):
+    for key in (
+        "target",
+        "board",
+        "backend",
+        "io_type",
+        "strategy",
+        "reuse_factor",
+        "clock_period_ns",
+        "verify_samples",
+        "seed",
+    ):
         value = getattr(args, key)
         if value is not None:
             options[key] = value
@@ -134,8 +151,9 @@ def cmd_compile(args: argparse.Namespace) -> int:
     print(artifact.summary())
     print(f"output: {artifact.path}")
     if not artifact.bit_exact:
-        print("qdeploy: error: the compiled artefact is not bit-exact with the QONNX graph (see report.json)",
-              file=sys.stderr)
+        print(
+            "qdeploy: error: the compiled artefact is not bit-exact with the QONNX graph (see report.json)", file=sys.stderr
+        )
         return EXIT_NOT_EXACT
     return 0
 
@@ -152,7 +170,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 def cmd_inspect(args: argparse.Namespace) -> int:
     import qdeploy
-    from qdeploy.inspect import format_inspection
+    from qdeploy.inspection import format_inspection
 
     info = qdeploy.inspect(args.model)
     print(json.dumps(info, indent=2, default=str) if args.json else format_inspection(info))
@@ -166,8 +184,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0 if report["all_exact"] else EXIT_NOT_EXACT
 
 
-COMMANDS = {"quantize": cmd_quantize, "compile": cmd_compile, "verify": cmd_verify, "inspect": cmd_inspect,
-            "demo": cmd_demo}
+COMMANDS = {"quantize": cmd_quantize, "compile": cmd_compile, "verify": cmd_verify, "inspect": cmd_inspect, "demo": cmd_demo}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -194,8 +211,10 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # an unexpected failure still gets one line; --debug shows the traceback
         if args.debug:
             raise
-        print(f"qdeploy: error: unexpected {type(exc).__name__}: {one_line(exc)} (rerun with --debug for the traceback)",
-              file=sys.stderr)
+        print(
+            f"qdeploy: error: unexpected {type(exc).__name__}: {one_line(exc)} (rerun with --debug for the traceback)",
+            file=sys.stderr,
+        )
         return EXIT_ERROR
 
 

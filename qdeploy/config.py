@@ -15,12 +15,12 @@ from qdeploy.errors import QDeployError
 C = TypeVar("C")
 
 
-class ScaleKind(str, enum.Enum):
+class ScaleKind(enum.StrEnum):
     PO2 = "po2"  # power-of-two scales: plain fixed-point types on FPGA targets
     FLOAT = "float"  # unconstrained float scales (brevitas's default)
 
 
-class Calibration(str, enum.Enum):
+class Calibration(enum.StrEnum):
     MINMAX = "minmax"
     PERCENTILE = "percentile"
 
@@ -48,12 +48,12 @@ class QuantizeConfig:
         object.__setattr__(self, "calibration", _enum(Calibration, self.calibration, "calibration"))
 
 
-class IOType(str, enum.Enum):
+class IOType(enum.StrEnum):
     PARALLEL = "io_parallel"
     STREAM = "io_stream"
 
 
-class Strategy(str, enum.Enum):
+class Strategy(enum.StrEnum):
     LATENCY = "Latency"
     RESOURCE = "Resource"
 

@@ -23,7 +23,9 @@ def _examples_file() -> Path:
     """examples/digits.py of the source tree qdeploy runs from (the README's commands run in the repository)."""
     path = Path(__file__).resolve().parent.parent / "examples" / "digits.py"
     if not path.exists():
-        raise QDeployError(f"the demo needs the repository's examples/digits.py (looked in {path.parent}); run it from a clone")
+        raise QDeployError(
+            f"the demo needs the repository's examples/digits.py (looked in {path.parent}); run it from a clone"
+        )
     return path
 
 
@@ -37,8 +39,10 @@ def run_demo(out: Path, weight_bits: int = 4, act_bits: int = 8) -> dict[str, An
     data = digits.load_digits_data()
     out.mkdir(parents=True, exist_ok=True)
     report: dict[str, Any] = {"weight_bits": weight_bits, "act_bits": act_bits, "models": {}}
-    print(f"qdeploy demo: digits ({len(data.x_train)} train / {len(data.x_test)} test images), "
-          f"W{weight_bits}A{act_bits}, power-of-two scales")
+    print(
+        f"qdeploy demo: digits ({len(data.x_train)} train / {len(data.x_test)} test images), "
+        f"W{weight_bits}A{act_bits}, power-of-two scales"
+    )
     for name in ("mlp", "cnn"):
         start = time.perf_counter()
         model = load_factory(f"{examples}:{name}")
@@ -47,8 +51,12 @@ def run_demo(out: Path, weight_bits: int = 4, act_bits: int = 8) -> dict[str, An
         graph = qdeploy.export(qmodel, data.x_train[:1], out / f"{name}_w{weight_bits}a{act_bits}.onnx")
         float_acc = digits.accuracy(model, data.x_test, data.y_test)
         quant_acc = digits.accuracy(lambda x, g=graph: qdeploy.run_golden(g, x), data.x_test, data.y_test)
-        entry: dict[str, Any] = {"float_accuracy": float_acc, "quantized_accuracy": quant_acc,
-                                 "train_seconds": round(train_seconds, 2), "targets": {}}
+        entry: dict[str, Any] = {
+            "float_accuracy": float_acc,
+            "quantized_accuracy": quant_acc,
+            "train_seconds": round(train_seconds, 2),
+            "targets": {},
+        }
         print(f"\n[{name}] accuracy float {100 * float_acc:.2f} %  ->  quantized (QONNX golden) {100 * quant_acc:.2f} %")
         for target, options in DEMO_TARGETS.items():
             try:
@@ -61,16 +69,20 @@ def run_demo(out: Path, weight_bits: int = 4, act_bits: int = 8) -> dict[str, An
             artifact = qdeploy.compile(graph, target=target, out=out / f"{name}_{target}", data=data.x_test, **options)
             seconds = time.perf_counter() - start
             r = artifact.report
-            print(f"  {target:<12} bit-exact: {r['outputs_equal']}/{r['outputs_compared']} outputs  "
-                  f"({'EXACT' if r['bit_exact'] else 'NOT EXACT'}, compile+verify {seconds:.1f} s) -> {artifact.path}")
+            print(
+                f"  {target:<12} bit-exact: {r['outputs_equal']}/{r['outputs_compared']} outputs  "
+                f"({'EXACT' if r['bit_exact'] else 'NOT EXACT'}, compile+verify {seconds:.1f} s) -> {artifact.path}"
+            )
             entry["targets"][target] = {k: r[k] for k in ("bit_exact", "outputs_equal", "outputs_compared", "max_abs_error")}
             entry["targets"][target]["compile_seconds"] = round(seconds, 2)
         report["models"][name] = entry
     compiled = [t for m in report["models"].values() for t in m["targets"].values() if "bit_exact" in t]
     report["all_exact"] = bool(compiled) and all(t["bit_exact"] for t in compiled)
     (out / "demo_report.json").write_text(json.dumps(report, indent=2))
-    print(f"\n{'all targets bit-exact' if report['all_exact'] else 'SOME TARGETS NOT EXACT'}; "
-          f"report: {out / 'demo_report.json'}")
+    print(
+        f"\n{'all targets bit-exact' if report['all_exact'] else 'SOME TARGETS NOT EXACT'}; "
+        f"report: {out / 'demo_report.json'}"
+    )
     return report
 
 

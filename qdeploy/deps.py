@@ -18,9 +18,7 @@ def require(module: str, extra: str, what: str | None = None) -> ModuleType:
         if exc.name is None or not module.startswith(exc.name.split(".")[0]):
             raise
         purpose = f" for {what}" if what else ""
-        raise MissingDependencyError(
-            f"{module} is not installed{purpose}; run: pip install 'qdeploy[{extra}]'"
-        ) from exc
+        raise MissingDependencyError(f"{module} is not installed{purpose}; run: pip install 'qdeploy[{extra}]'") from exc
 
 
 def require_executable(name: str, what: str, hint: str) -> str:

@@ -124,7 +124,8 @@ def quantize(
             model(torch.from_numpy(calib[:2]))
         except Exception as exc:
             raise QDeployError(
-                f"the float model fails on calibration data of shape {calib.shape[1:]}: {type(exc).__name__}: {one_line(exc)}"
+                f"the float model fails on calibration data of shape {calib.shape[1:]}: "
+                f"{type(exc).__name__}: {one_line(exc)}"
             ) from exc
     weight, bias, unsigned, signed = _quantizers(config)
     layer_options = {"weight_quant": weight, "bias_quant": bias, "return_quant_tensor": True}

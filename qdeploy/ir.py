@@ -68,7 +68,9 @@ def sample_shape(model: ModelWrapper) -> tuple[int, ...]:
     """The model's input shape without the batch dimension."""
     shape = model.get_tensor_shape(input_name(model))
     if shape is None or any((not isinstance(d, int)) or d <= 0 for d in shape[1:]):
-        raise ModelLoadError(f"model input {input_name(model)} has a dynamic or unknown shape {shape}; export with fixed shapes")
+        raise ModelLoadError(
+            f"model input {input_name(model)} has a dynamic or unknown shape {shape}; export with fixed shapes"
+        )
     return tuple(int(d) for d in shape[1:])
 
 

@@ -104,8 +104,9 @@ def run_steps(model: ModelWrapper, cfg: Any, steps: Sequence[Step], ctx: RunCont
     return model
 
 
-def until_fixed_point(transform: Callable[[ModelWrapper], tuple[ModelWrapper, bool]], model: ModelWrapper,
-                      max_iterations: int = 50) -> ModelWrapper:
+def until_fixed_point(
+    transform: Callable[[ModelWrapper], tuple[ModelWrapper, bool]], model: ModelWrapper, max_iterations: int = 50
+) -> ModelWrapper:
     """Repeat a pass ``apply(model) -> (model, changed)`` until unchanged, at most ``max_iterations`` times."""
     for _ in range(max_iterations):
         model, changed = transform(model)

@@ -152,14 +152,14 @@ def quant_spec(model: ModelWrapper, node) -> QuantSpec:
     if scale is None or zeropt is None or bits is None:
         raise UnsupportedModelError(f"node {node.name} ({node.op_type}): scale, zero point and bit width must be constants")
     if np.asarray(bits).size != 1 or float(np.asarray(bits).ravel()[0]) != int(np.asarray(bits).ravel()[0]):
-        raise UnsupportedModelError(f"node {node.name}: bit width must be a single integer, got {np.asarray(bits).ravel()[:4]}")
+        raise UnsupportedModelError(
+            f"node {node.name}: bit width must be a single integer, got {np.asarray(bits).ravel()[:4]}"
+        )
     if np.any(np.asarray(zeropt) != 0):
         raise UnsupportedModelError(f"node {node.name}: non-zero zero point is not supported on this target yet")
     scale = np.asarray(scale, dtype=np.float64)
     if np.unique(scale).size != 1:
-        raise UnsupportedModelError(
-            f"node {node.name}: per-channel activation scales are not supported on this target yet"
-        )
+        raise UnsupportedModelError(f"node {node.name}: per-channel activation scales are not supported on this target yet")
     if not is_power_of_two(scale):
         raise UnsupportedModelError(
             f"node {node.name}: scale {float(scale.ravel()[0]):.6g} is not a power of two; "
@@ -299,13 +299,13 @@ def infer_precisions(model: ModelWrapper) -> tuple[FixedType, dict[str, LayerPre
                 acc, b_grid = _add_bias(acc, bias, node.input[2])
             elif len(node.input) > 2 and node.input[2]:
                 raise UnsupportedModelError(f"node {node.name}: Conv bias must be a constant")
-            layers[node.name] = LayerPrecision(
-                node.name, op, acc, weight=w_grid, bias=b_grid, accumulator=acc.with_zero()
-            )
+            layers[node.name] = LayerPrecision(node.name, op, acc, weight=w_grid, bias=b_grid, accumulator=acc.with_zero())
         elif op == "Add":
             bias = const_input(model, node, 1)
             if bias is None:
-                raise UnsupportedModelError(f"node {node.name}: Add of two runtime tensors is not supported on this target yet")
+                raise UnsupportedModelError(
+                    f"node {node.name}: Add of two runtime tensors is not supported on this target yet"
+                )
             if bias.ndim > 1 and bias.size != bias.shape[-1]:
                 raise UnsupportedModelError(f"node {node.name}: Add constant must be per-channel (last axis)")
             out, b_grid = _add_bias(x if x.kmin.size == np.asarray(bias).size else x.collapse(), bias.ravel(), node.input[1])

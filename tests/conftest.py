@@ -59,3 +59,21 @@ def calib_npz(tmp_path, data) -> Path:
     path = tmp_path / "calib.npz"
     np.savez(path, x=data.x_train[:128])
     return path
+
+
+@pytest.fixture(scope="session")
+def biasless_dynamo_path(data, tmp_path_factory) -> Path:
+    """A bias-less MLP exported by brevitas's dynamo exporter: 2-input Gemms, Reshape flatten (raw brevitas)."""
+    import torch
+    from brevitas.export import export_qonnx
+    from torch import nn
+
+    import qdeploy
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 16, bias=False), nn.ReLU(), nn.Linear(16, 10, bias=False))
+    digits.train(model, data, epochs=5)
+    qmodel = qdeploy.quantize(model, data.x_train[:128])
+    path = tmp_path_factory.mktemp("dynamo") / "biasless.onnx"
+    export_qonnx(qmodel, torch.from_numpy(data.x_train[:1]), export_path=str(path), dynamo=True)
+    return path

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 import yaml
+from qdeploy.targets.hls4ml.boards import get_board
 from qonnx.core.modelwrapper import ModelWrapper
 
 import qdeploy
@@ -31,7 +32,6 @@ from qdeploy.ir import sample_shape
 from qdeploy.pipeline import RunContext, run_steps
 from qdeploy.precision import FixedType, LayerPrecision, infer_precisions
 from qdeploy.target import Target
-from qdeploy.targets.hls4ml.boards import get_board
 from qdeploy.verify import random_inputs
 
 log = logging.getLogger(__name__)
@@ -49,6 +49,7 @@ BUILD_COMMANDS = {
 
 
 # -- preparation steps: plain functions step(model, cfg) -> model --------------------------------------------------
+
 
 def fold_constant_quants(model: ModelWrapper, cfg: CompileConfig) -> ModelWrapper:
     """Replace Quant nodes on constants (weights, biases) by their exact quantized values."""
@@ -84,6 +85,7 @@ PREPARE_STEPS = [fold_constant_quants, fill_gemm_bias, to_channels_last, gemm_to
 
 # -- configuration --------------------------------------------------------------------------------------------------
 
+
 def _layer_config(layer: LayerPrecision) -> dict[str, str]:
     """hls4ml precision keys for one ONNX node's layer (hls4ml names layers after the ONNX nodes)."""
     types = layer.types()
@@ -115,7 +117,10 @@ def build_hls_config(model: ModelWrapper, cfg: CompileConfig) -> tuple[dict, Fix
     input_type, layers = infer_precisions(model)
     with contextlib.redirect_stdout(io.StringIO()):
         config = hls4ml.utils.config.config_from_onnx_model(
-            model, granularity="name", backend=cfg.backend, default_precision="fixed<16,6>",
+            model,
+            granularity="name",
+            backend=cfg.backend,
+            default_precision="fixed<16,6>",
             default_reuse_factor=cfg.reuse_factor,
         )
     config["Model"]["Strategy"] = cfg.strategy.value
@@ -136,6 +141,7 @@ def build_hls_config(model: ModelWrapper, cfg: CompileConfig) -> tuple[dict, Fix
 
 
 # -- the target -----------------------------------------------------------------------------------------------------
+
 
 class Hls4mlTarget(Target):
     name = "hls4ml"
@@ -206,9 +212,16 @@ class Hls4mlTarget(Target):
         template = string.Template((files("qdeploy.targets.hls4ml") / "templates" / "README.md.tmpl").read_text())
         (out_dir / FIRMWARE_DIR / "README.md").write_text(
             template.substitute(
-                board=board.description, version=qdeploy.__version__, model=model.graph.name or "model",
-                backend=cfg.backend, io_type=cfg.io_type.value, strategy=cfg.strategy.value,
-                reuse_factor=cfg.reuse_factor, part=board.part, clock_period_ns=clock, project=PROJECT,
+                board=board.description,
+                version=qdeploy.__version__,
+                model=model.graph.name or "model",
+                backend=cfg.backend,
+                io_type=cfg.io_type.value,
+                strategy=cfg.strategy.value,
+                reuse_factor=cfg.reuse_factor,
+                part=board.part,
+                clock_period_ns=clock,
+                project=PROJECT,
                 build_command=BUILD_COMMANDS[cfg.backend],
             )
         )

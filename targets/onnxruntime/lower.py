@@ -78,7 +78,9 @@ def lower_to_qdq(model: ModelWrapper) -> onnx.ModelProto:
             raise UnsupportedModelError(f"node {node.name}: {node.op_type} has no onnxruntime lowering yet")
         if node.op_type not in ("Quant", "IntQuant"):
             if node.domain not in ("", "ai.onnx"):
-                raise UnsupportedModelError(f"node {node.name}: custom op {node.domain}.{node.op_type} cannot run on onnxruntime")
+                raise UnsupportedModelError(
+                    f"node {node.name}: custom op {node.domain}.{node.op_type} cannot run on onnxruntime"
+                )
             new_nodes.append(node)
             continue
         scale, zeropt, bits, signed, narrow, rounding = _quant_params(model, node)
@@ -99,12 +101,22 @@ def lower_to_qdq(model: ModelWrapper) -> onnx.ModelProto:
                 if np.any(zeropt != 0):
                     raise UnsupportedModelError(f"node {name}: {bits}-bit constant with a zero point has no int32 QDQ form")
             else:
-                raise UnsupportedModelError(f"node {name}: {bits}-bit {'signed' if signed else 'unsigned'} constant has no QDQ type")
+                raise UnsupportedModelError(
+                    f"node {name}: {bits}-bit {'signed' if signed else 'unsigned'} constant has no QDQ type"
+                )
             zp_vec = zeropt.reshape(-1) if axis is not None and zeropt.size > 1 else zeropt.reshape(-1)[:1]
-            zp_vec = np.broadcast_to(zp_vec, scale_vec.shape).astype(int_dtype) if axis is not None else zp_vec.reshape(()).astype(int_dtype)
-            check = ((ints.astype(np.float32) - zp_full.astype(np.float32)) * full_scale.astype(np.float32)).astype(np.float32)
+            zp_vec = (
+                np.broadcast_to(zp_vec, scale_vec.shape).astype(int_dtype)
+                if axis is not None
+                else zp_vec.reshape(()).astype(int_dtype)
+            )
+            check = ((ints.astype(np.float32) - zp_full.astype(np.float32)) * full_scale.astype(np.float32)).astype(
+                np.float32
+            )
             if not np.array_equal(check, dequantized):
-                raise UnsupportedModelError(f"node {name}: constant does not dequantize exactly in float32; cannot lower to QDQ")
+                raise UnsupportedModelError(
+                    f"node {name}: constant does not dequantize exactly in float32; cannot lower to QDQ"
+                )
             initializers += [
                 numpy_helper.from_array(ints.astype(int_dtype), f"{name}_int"),
                 numpy_helper.from_array(scale_vec.astype(np.float32), f"{name}_scale"),
@@ -113,7 +125,13 @@ def lower_to_qdq(model: ModelWrapper) -> onnx.ModelProto:
             removed_inits.add(node.input[0])
             attrs = {"axis": axis} if axis is not None else {}
             new_nodes.append(
-                helper.make_node("DequantizeLinear", [f"{name}_int", f"{name}_scale", f"{name}_zp"], [node.output[0]], name=f"{name}_dq", **attrs)
+                helper.make_node(
+                    "DequantizeLinear",
+                    [f"{name}_int", f"{name}_scale", f"{name}_zp"],
+                    [node.output[0]],
+                    name=f"{name}_dq",
+                    **attrs,
+                )
             )
             continue
         # Activations.
@@ -141,16 +159,24 @@ def lower_to_qdq(model: ModelWrapper) -> onnx.ModelProto:
             numpy_helper.from_array(np.asarray(zp_int, dtype=storage), f"{name}_zp"),
         ]
         q_out = f"{name}_q"
-        new_nodes.append(helper.make_node("QuantizeLinear", [node.input[0], f"{name}_scale", f"{name}_zp"], [q_out], name=f"{name}_quantize"))
+        new_nodes.append(
+            helper.make_node(
+                "QuantizeLinear", [node.input[0], f"{name}_scale", f"{name}_zp"], [q_out], name=f"{name}_quantize"
+            )
+        )
         if (q_low, q_high) != (type_low, type_high):
             initializers += [
                 numpy_helper.from_array(np.asarray(q_low, dtype=storage), f"{name}_min"),
                 numpy_helper.from_array(np.asarray(q_high, dtype=storage), f"{name}_max"),
             ]
-            new_nodes.append(helper.make_node("Clip", [q_out, f"{name}_min", f"{name}_max"], [f"{name}_qc"], name=f"{name}_clip"))
+            new_nodes.append(
+                helper.make_node("Clip", [q_out, f"{name}_min", f"{name}_max"], [f"{name}_qc"], name=f"{name}_clip")
+            )
             q_out = f"{name}_qc"
         new_nodes.append(
-            helper.make_node("DequantizeLinear", [q_out, f"{name}_scale", f"{name}_zp"], [node.output[0]], name=f"{name}_dequantize")
+            helper.make_node(
+                "DequantizeLinear", [q_out, f"{name}_scale", f"{name}_zp"], [node.output[0]], name=f"{name}_dequantize"
+            )
         )
 
     used = {i for n in new_nodes for i in n.input}

@@ -13,14 +13,25 @@ from qonnx.core.modelwrapper import ModelWrapper
 
 from qdeploy.config import CompileConfig
 from qdeploy.deps import require
-from qdeploy.inspect import layer_table
+from qdeploy.inspection import layer_table
 from qdeploy.pipeline import RunContext
 from qdeploy.target import Target
 
 MODEL_FILE = "model.onnx"
 # Operators ORT runs on integers after fusing QDQ groups (QDQ transformers and QLinear/Integer kernels).
-INTEGER_OPS = {"QLinearMatMul", "QLinearConv", "QGemm", "MatMulInteger", "ConvInteger", "MatMulIntegerToFloat",
-               "QLinearAdd", "QLinearMul", "DynamicQuantizeMatMul", "QLinearGlobalAveragePool", "QLinearAveragePool"}
+INTEGER_OPS = {
+    "QLinearMatMul",
+    "QLinearConv",
+    "QGemm",
+    "MatMulInteger",
+    "ConvInteger",
+    "MatMulIntegerToFloat",
+    "QLinearAdd",
+    "QLinearMul",
+    "DynamicQuantizeMatMul",
+    "QLinearGlobalAveragePool",
+    "QLinearAveragePool",
+}
 
 
 def make_session(path: Path, optimized_path: Path | None = None):

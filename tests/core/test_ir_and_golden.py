@@ -21,7 +21,9 @@ def test_golden_equals_brevitas_module_exactly(mlp_w4a8, cnn_w4a8, data):
 def test_batched_golden_equals_per_sample_execute_onnx(mlp_w4a8, data):
     _, graph = mlp_w4a8
     x = data.x_test[:5]
-    per_sample = [execute_onnx(graph, {graph.graph.input[0].name: x[i : i + 1]})[graph.graph.output[0].name] for i in range(5)]
+    per_sample = [
+        execute_onnx(graph, {graph.graph.input[0].name: x[i : i + 1]})[graph.graph.output[0].name] for i in range(5)
+    ]
     assert np.array_equal(qdeploy.run_golden(graph, x, chunk=2), np.concatenate(per_sample))
 
 
@@ -31,8 +33,14 @@ def test_external_data_model_loads(tmp_path, mlp_w4a8, data):
     path = tmp_path / "ext.onnx"
     proto = onnx.ModelProto()
     proto.CopyFrom(graph.model)  # save_as_external_data rewrites the proto it is given
-    onnx.save_model(proto, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
-                    location="ext.onnx.data", size_threshold=0)
+    onnx.save_model(
+        proto,
+        str(path),
+        save_as_external_data=True,
+        all_tensors_to_one_file=True,
+        location="ext.onnx.data",
+        size_threshold=0,
+    )
     assert (tmp_path / "ext.onnx.data").exists()
     loaded = load_model(path)
     assert np.array_equal(qdeploy.run_golden(loaded, data.x_test[:50]), qdeploy.run_golden(graph, data.x_test[:50]))

@@ -16,8 +16,9 @@ from tests.targets.helpers import assert_no_output, copy_graph, set_rounding
 pytest.importorskip("hls4ml")
 
 
-@pytest.mark.parametrize(("which", "board", "part"), [("mlp_w4a8", "pynq-z2", "xc7z020clg400-1"),
-                                                     ("cnn_w4a8", "zcu104", "xczu7ev-ffvc1156-2-e")])
+@pytest.mark.parametrize(
+    ("which", "board", "part"), [("mlp_w4a8", "pynq-z2", "xc7z020clg400-1"), ("cnn_w4a8", "zcu104", "xczu7ev-ffvc1156-2-e")]
+)
 def test_w4a8_digits_firmware_bit_exact(which, board, part, request, data, tmp_path):
     _, graph = request.getfixturevalue(which)
     out = tmp_path / "fpga"
@@ -46,8 +47,9 @@ def test_floor_rounding_is_lowered_exactly(mlp_w4a8, tmp_path):
     set_rounding(graph, 2, "FLOOR")
     artifact = qdeploy.compile(graph, target="hls4ml", out=tmp_path / "fpga", verify_samples=1000)
     assert artifact.bit_exact
-    assert any("TRN,SAT" in json.dumps(row["precisions"]) and row["class"] == "Activation"
-               for row in artifact.report["per_layer"])
+    assert any(
+        "TRN,SAT" in json.dumps(row["precisions"]) and row["class"] == "Activation" for row in artifact.report["per_layer"]
+    )
 
 
 def test_float_scales_are_refused_with_the_fix(mlp_float_scales, tmp_path):
@@ -70,3 +72,9 @@ def test_unknown_board_is_refused(mlp_w4a8, tmp_path):
     with pytest.raises(QDeployError, match="unknown board 'pynq'"):
         qdeploy.compile(mlp_w4a8[1], target="hls4ml", board="pynq", out=tmp_path / "fpga")
     assert_no_output(tmp_path / "fpga")
+
+
+def test_raw_dynamo_export_with_bias_less_gemm(biasless_dynamo_path, data, tmp_path):
+    """Raw brevitas dynamo output (2-input Gemm, which crashes qonnx's GemmToMatMul) compiles exactly."""
+    artifact = qdeploy.compile(biasless_dynamo_path, target="hls4ml", out=tmp_path / "fpga", data=data.x_test[:200])
+    assert artifact.bit_exact and artifact.report["outputs_compared"] == 1200

@@ -60,3 +60,8 @@ def test_narrow_bit_widths_use_clip_and_stay_exact(float_mlp, data, tmp_path):
     assert artifact.bit_exact
     model_ops = {n.op_type for n in __import__("onnx").load(str(tmp_path / "ort" / "model.onnx")).graph.node}
     assert "Clip" in model_ops
+
+
+def test_raw_dynamo_export_with_bias_less_gemm(biasless_dynamo_path, data, tmp_path):
+    artifact = qdeploy.compile(biasless_dynamo_path, target="onnxruntime", out=tmp_path / "ort", data=data.x_test[:200])
+    assert artifact.bit_exact and artifact.report["outputs_compared"] == 1200

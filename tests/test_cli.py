@@ -1,0 +1,218 @@
+"""The qdeploy command line: the README's workflow, and one clear line + non-zero exit for each bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import qdeploy
+from qdeploy.cli import EXIT_ERROR, main
+from tests.conftest import ROOT
+from tests.targets.helpers import assert_no_output
+
+EXAMPLE = ROOT / "examples" / "digits.py"
+
+
+def run_cli(capsys, *args: str) -> tuple[int, str, str]:
+    code = main([str(a) for a in args])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def assert_one_line_error(err: str, *fragments: str) -> None:
+    lines = [line for line in err.strip().splitlines() if line.strip()]
+    assert len(lines) == 1, err
+    assert lines[0].startswith("qdeploy: error: ")
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+def test_quantize_compile_verify_inspect(capsys, tmp_path, calib_npz, data):
+    model = tmp_path / "model.onnx"
+    code, out, _ = run_cli(
+        capsys, "quantize", f"{EXAMPLE}:mlp", "--calib", calib_npz, "--wbits", "4", "--abits", "8", "-o", model, "-q"
+    )
+    assert code == 0 and model.exists() and "W4A8" in out
+    x_path = tmp_path / "x.npz"
+    np.savez(x_path, x=data.x_test)
+    code, out, _ = run_cli(
+        capsys, "compile", model, "--target", "onnxruntime", "--data", x_path, "-o", tmp_path / "ort", "-q"
+    )
+    assert code == 0
+    assert f"bit-exact: {len(data.x_test) + 1000}/{len(data.x_test) + 1000} outputs" in out
+    assert json.loads((tmp_path / "ort" / "qdeploy_config.json").read_text())["target"] == "onnxruntime"
+    code, out, _ = run_cli(capsys, "verify", tmp_path / "ort", "--data", x_path, "-q")
+    assert code == 0 and f"bit-exact: {len(data.x_test)}/{len(data.x_test)} outputs" in out
+    code, out, _ = run_cli(capsys, "inspect", model, "-q")
+    assert code == 0 and "Gemm" in out and "BOPs" in out
+    code, out, _ = run_cli(capsys, "inspect", model, "--json", "-q")
+    assert json.loads(out)["total_params"] == 64 * 32 + 32 + 32 * 32 + 32 + 32 * 10 + 10
+
+
+def test_quantize_with_weights_and_options(capsys, tmp_path, calib_npz, float_mlp):
+    weights = tmp_path / "mlp.pt"
+    torch.save(float_mlp.state_dict(), weights)
+    model = tmp_path / "model.onnx"
+    code, out, _ = run_cli(
+        capsys,
+        "quantize",
+        f"{EXAMPLE}:build_mlp",
+        "--weights",
+        weights,
+        "--calib",
+        calib_npz,
+        "--wbits",
+        "3",
+        "--abits",
+        "6",
+        "--per-tensor",
+        "--calibration",
+        "percentile",
+        "-o",
+        model,
+        "-q",
+    )
+    assert code == 0
+    layers = qdeploy.inspect(model)["layers"]
+    assert {row["weight_bits"] for row in layers} == {3} and {row["activation_bits"] for row in layers} == {6}
+    assert all("per-tensor po2" in row["weight_scale"] for row in layers)
+
+
+def test_compile_to_hls4ml_with_config_file(capsys, tmp_path, mlp_w4a8):
+    pytest.importorskip("hls4ml")
+    model = tmp_path / "m.onnx"
+    mlp_w4a8[1].save(str(model))
+    config = tmp_path / "fpga.toml"
+    config.write_text('board = "arty-a7-100t"\nstrategy = "Resource"\nreuse_factor = 4\nverify_samples = 300\n')
+    code, out, _ = run_cli(capsys, "compile", model, "--target", "hls4ml", "--config", config, "-o", tmp_path / "fpga", "-q")
+    assert code == 0, out
+    report = json.loads((tmp_path / "fpga" / "report.json").read_text())
+    assert report["bit_exact"] and report["strategy"] == "Resource" and report["reuse_factor"] == 4
+    assert report["part"] == "xc7a100tcsg324-1"
+    assert "board: arty-a7-100t" in out
+
+
+# -- bad input: one line, non-zero exit, nothing half-written ---------------------------------------------------------
+
+
+def test_missing_model_file(capsys, tmp_path):
+    code, _, err = run_cli(capsys, "compile", tmp_path / "none.onnx", "-o", tmp_path / "out", "-q")
+    assert code == EXIT_ERROR
+    assert_one_line_error(err, "none.onnx", "does not exist")
+    assert_no_output(tmp_path / "out")
+
+
+def test_non_onnx_file(capsys, tmp_path):
+    bogus = tmp_path / "model.onnx"
+    bogus.write_text("hello")
+    code, _, err = run_cli(capsys, "compile", bogus, "-o", tmp_path / "out", "-q")
+    assert code == EXIT_ERROR
+    assert_one_line_error(err, "model.onnx is not a readable ONNX model")
+    assert_no_output(tmp_path / "out")
+
+
+def test_op_the_target_cannot_lower(capsys, tmp_path, data):
+    pytest.importorskip("hls4ml")
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 8), torch.nn.Sigmoid(), torch.nn.Linear(8, 10))
+    model = tmp_path / "m.onnx"
+    qdeploy.export(qdeploy.quantize(net, data.x_train[:64]), data.x_train[:1], model)
+    code, _, err = run_cli(capsys, "compile", model, "--target", "hls4ml", "-o", tmp_path / "out", "-q")
+    assert code == EXIT_ERROR
+    assert_one_line_error(err, "Sigmoid_0", "not supported")
+    assert_no_output(tmp_path / "out")
+
+
+def test_factory_that_raises(capsys, tmp_path, calib_npz):
+    source = tmp_path / "broken.py"
+    source.write_text("def make():\n    raise RuntimeError('weights corrupted')\n")
+    code, _, err = run_cli(capsys, "quantize", f"{source}:make", "--calib", calib_npz, "-o", tmp_path / "m.onnx", "-q")
+    assert code == EXIT_ERROR
+    assert_one_line_error(err, "broken.py:make raised RuntimeError: weights corrupted")
+    assert not (tmp_path / "m.onnx").exists()
+
+
+def test_calibration_data_with_nan(capsys, tmp_path, data):
+    calib = tmp_path / "calib.npy"
+    x = data.x_train[:64].copy()
+    x[5, 0, 0, 0] = np.nan
+    np.save(calib, x)
+    code, _, err = run_cli(capsys, "quantize", f"{EXAMPLE}:mlp", "--calib", calib, "-o", tmp_path / "m.onnx", "-q")
+    assert code == EXIT_ERROR
+    assert_one_line_error(err, "calibration data contains NaN", "sample 5")
+    assert not (tmp_path / "m.onnx").exists()
+
+
+def test_calibration_data_of_the_wrong_shape(capsys, tmp_path):
+    calib = tmp_path / "calib.npy"
+    np.save(calib, np.zeros((64, 3, 5), dtype=np.float32))
+    code, _, err = run_cli(capsys, "quantize", f"{EXAMPLE}:mlp", "--calib", calib, "-o", tmp_path / "m.onnx", "-q")
+    assert code == EXIT_ERROR
+    assert_one_line_error(err, "fails on calibration data of shape (3, 5)")
+    assert not (tmp_path / "m.onnx").exists()
+
+
+def test_verification_data_of_the_wrong_shape(capsys, tmp_path, mlp_w4a8):
+    model = tmp_path / "m.onnx"
+    mlp_w4a8[1].save(str(model))
+    np.save(tmp_path / "x.npy", np.zeros((10, 64), dtype=np.float32))
+    code, _, err = run_cli(capsys, "compile", model, "--data", tmp_path / "x.npy", "-o", tmp_path / "out", "-q")
+    assert code == EXIT_ERROR
+    assert_one_line_error(err, "per-sample shape (64,) but the model expects (1, 8, 8)")
+    assert_no_output(tmp_path / "out")
+
+
+def test_unknown_target_and_unknown_config_key(capsys, tmp_path, mlp_w4a8):
+    model = tmp_path / "m.onnx"
+    mlp_w4a8[1].save(str(model))
+    code, _, err = run_cli(capsys, "compile", model, "--target", "tpu", "-o", tmp_path / "out", "-q")
+    assert code == EXIT_ERROR
+    assert_one_line_error(err, "unknown target 'tpu'", "hls4ml", "onnxruntime")
+    config = tmp_path / "c.yaml"
+    config.write_text("target: onnxruntime\nreuse: 2\n")
+    code, _, err = run_cli(capsys, "compile", model, "--config", config, "-o", tmp_path / "out", "-q")
+    assert code == EXIT_ERROR
+    assert_one_line_error(err, "unknown key(s) ['reuse']")
+    assert_no_output(tmp_path / "out")
+
+
+def test_verify_of_a_folder_that_is_not_an_output(capsys, tmp_path):
+    code, _, err = run_cli(capsys, "verify", tmp_path, "-q")
+    assert code == EXIT_ERROR
+    assert_one_line_error(err, "is not a qdeploy output folder")
+
+
+def test_missing_optional_dependency_names_the_extra(tmp_path, mlp_w4a8):
+    """Run the real console script with hls4ml hidden from the interpreter."""
+    model = tmp_path / "m.onnx"
+    mlp_w4a8[1].save(str(model))
+    shim = tmp_path / "shim"
+    shim.mkdir()
+    # A meta-path finder that reports hls4ml as absent, as on a machine without the extra installed.
+    (shim / "sitecustomize.py").write_text(
+        "import sys\n"
+        "class _Hide:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name == 'hls4ml' or name.startswith('hls4ml.'):\n"
+        "            raise ModuleNotFoundError(f\"No module named '{name}'\", name=name)\n"
+        "sys.meta_path.insert(0, _Hide())\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(shim)}
+    qdeploy_exe = Path(sys.executable).parent / "qdeploy"
+    result = subprocess.run(
+        [str(qdeploy_exe), "compile", str(model), "--target", "hls4ml", "-o", str(tmp_path / "out"), "-q"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert result.returncode == EXIT_ERROR
+    assert_one_line_error(result.stderr, "hls4ml is not installed", "pip install 'qdeploy[hls4ml]'")
+    assert_no_output(tmp_path / "out")
