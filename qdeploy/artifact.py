@@ -49,7 +49,7 @@ class Artifact:
         """
         from qdeploy.compiler import GOLDEN_FILE, INPUTS_FILE
         from qdeploy.data import check_array
-        from qdeploy.ir import load_model, sample_shape
+        from qdeploy.ir import check_datatype, load_model, sample_shape
         from qdeploy.target import get_target
 
         golden = load_model(self.path / GOLDEN_FILE, clean=False)
@@ -58,6 +58,7 @@ class Artifact:
         if x is None:
             x = np.load(self.path / INPUTS_FILE)
         x = check_array(x, sample_shape(golden), "verification data")
+        check_datatype(golden, x, "verification data")
         from qdeploy.verify import verify_against_golden
 
         result = {"target": self.target, **verify_against_golden(golden, target.runner(self.path), x)}

@@ -23,6 +23,7 @@ from qonnx.core.modelwrapper import ModelWrapper
 from qdeploy.artifact import REPORT_FILE, Artifact
 from qdeploy.config import CompileConfig, from_mapping, to_jsonable
 from qdeploy.data import check_array
+from qdeploy.ir import check_datatype
 from qdeploy.errors import QDeployError
 from qdeploy.ir import load_model, sample_shape
 from qdeploy.pipeline import DumpModels, RunContext, Timing
@@ -80,6 +81,7 @@ def compile(  # noqa: A001 - the public verb users expect: qdeploy.compile
     graph = load_model(model)
     shape = sample_shape(graph)
     user_x = check_array(data, shape, "verification data") if data is not None else np.zeros((0, *shape), np.float32)
+    check_datatype(graph, user_x, "verification data")
     timing = Timing()
     with staged_folder(Path(out)) as folder:
         ctx = RunContext(instruments=[timing, DumpModels(folder / "ir")])

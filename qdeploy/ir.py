@@ -96,3 +96,20 @@ def node_attr(node: onnx.NodeProto, name: str, default=None):
             value = onnx.helper.get_attribute_value(attribute)
             return value.decode() if isinstance(value, bytes) else value
     return default
+
+
+def check_datatype(model: ModelWrapper, x: np.ndarray, what: str) -> None:
+    """Reject inputs the graph's declared input datatype does not allow (e.g. non-±1 values for BIPOLAR)."""
+    from qdeploy.errors import InputDataError
+
+    datatype = model.get_tensor_datatype(input_name(model))
+    if datatype.name == "FLOAT32" or x.size == 0:
+        return
+    values = np.unique(x)
+    allowed = np.array([datatype.allowed(v) for v in values[:4096]])
+    if not allowed.all():
+        bad = values[:4096][~allowed][0]
+        raise InputDataError(
+            f"{what} holds {bad!r}, not allowed by the model input's declared datatype {datatype.name}; "
+            f"give {datatype.name} values"
+        )

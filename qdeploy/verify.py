@@ -61,6 +61,13 @@ def random_inputs(model: ModelWrapper, shape: tuple[int, ...], count: int, seed:
     rng = np.random.default_rng(seed)
     if count == 0:
         return np.zeros((0, *shape), dtype=np.float32)
+    datatype = model.get_tensor_datatype(input_name(model))
+    if datatype.is_integer():
+        # The graph declares an integer input (e.g. FINN's BIPOLAR features): draw only allowed values.
+        if datatype.name == "BIPOLAR":
+            return rng.choice(np.array([-1.0, 1.0], dtype=np.float32), size=(count, *shape))
+        low, high = int(datatype.min()), int(datatype.max())
+        return rng.integers(low, high, size=(count, *shape), endpoint=True).astype(np.float32)
     quant = _input_quantizer(model)
     scale = bits = None
     if quant is not None and quant.op_type in ("Quant", "IntQuant"):

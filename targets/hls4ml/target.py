@@ -289,7 +289,14 @@ def _per_layer_report(hls_model, layers: dict[str, LayerPrecision]) -> list[dict
             elif short.endswith("_index") or short == "table_t":
                 continue  # lookup-table/index types are unused by these layers
             precisions[short.removesuffix("_t")] = str(variable.precision)
-        row: dict[str, Any] = {"name": layer.name, "class": layer.class_name, "precisions": precisions}
+        row: dict[str, Any] = {
+            "name": layer.name,
+            "op": layer.class_name,
+            "weight": precisions.get("weight"),
+            "activation": precisions.get("result"),
+            "accumulator": precisions.get("accum"),
+            "precisions": precisions,
+        }
         weights = layer.weights.get("weight") if hasattr(layer, "weights") else None
         if weights is not None and layer.class_name in ("Dense", "Conv1D", "Conv2D"):
             data = np.asarray(weights.data)

@@ -67,6 +67,24 @@ def _int_range(bits: int, signed: bool, narrow: bool) -> tuple[int, int]:
     return 0, 2**bits - 1 - int(narrow)
 
 
+def _lower_bipolar(model: ModelWrapper, node, initializers: list) -> list:
+    """BipolarQuant -> Where(x >= 0, scale, -scale): QONNX maps 0 to +scale, which Sign would not."""
+    scale = const_input(model, node, 1)
+    if scale is None:
+        raise UnsupportedModelError(f"node {node.name}: BipolarQuant scale must be a constant")
+    name = node.name
+    scale = np.asarray(scale, dtype=np.float32)
+    initializers += [
+        numpy_helper.from_array(np.asarray(0.0, dtype=np.float32), f"{name}_zero"),
+        numpy_helper.from_array(scale, f"{name}_pos"),
+        numpy_helper.from_array(-scale, f"{name}_neg"),
+    ]
+    return [
+        helper.make_node("GreaterOrEqual", [node.input[0], f"{name}_zero"], [f"{name}_ge"], name=f"{name}_ge"),
+        helper.make_node("Where", [f"{name}_ge", f"{name}_pos", f"{name}_neg"], [node.output[0]], name=f"{name}_where"),
+    ]
+
+
 def lower_to_qdq(model: ModelWrapper) -> onnx.ModelProto:
     """Return a standard-ONNX QDQ model computing exactly what ``model`` computes (or raise)."""
     graph = model.graph
@@ -74,7 +92,10 @@ def lower_to_qdq(model: ModelWrapper) -> onnx.ModelProto:
     initializers: list[onnx.TensorProto] = []
     removed_inits: set[str] = set()
     for node in graph.node:
-        if node.op_type in ("BipolarQuant", "Trunc", "FloatQuant", "MultiThreshold"):
+        if node.op_type == "BipolarQuant":
+            new_nodes += _lower_bipolar(model, node, initializers)
+            continue
+        if node.op_type in ("Trunc", "FloatQuant", "MultiThreshold"):
             raise UnsupportedModelError(f"node {node.name}: {node.op_type} has no onnxruntime lowering yet")
         if node.op_type not in ("Quant", "IntQuant"):
             if node.domain not in ("", "ai.onnx"):
@@ -193,7 +214,7 @@ def lower_to_qdq(model: ModelWrapper) -> onnx.ModelProto:
 
 
 def _make_batch_dynamic(proto: onnx.ModelProto) -> None:
-    """Let the ORT model take any batch size: symbolic batch dim, and Reshape targets with batch -1."""
+    """Let the ORT model take any batch size: symbolic batch dim, and Reshape targets that copy the batch."""
     for value in list(proto.graph.input) + list(proto.graph.output):
         dims = value.type.tensor_type.shape.dim
         if dims:
@@ -204,6 +225,12 @@ def _make_batch_dynamic(proto: onnx.ModelProto) -> None:
         if node.op_type == "Reshape" and node.input[1] in inits:
             shape = numpy_helper.to_array(inits[node.input[1]]).copy()
             if shape.size and shape[0] == 1:
-                shape[0] = -1
+                if -1 not in shape[1:]:
+                    shape[0] = -1
+                else:  # another entry infers its size: copy the batch with 0 (needs allowzero=0)
+                    shape[0] = 0
+                    for attribute in node.attribute:
+                        if attribute.name == "allowzero":
+                            attribute.i = 0
                 inits[node.input[1]].CopyFrom(numpy_helper.from_array(shape.astype(np.int64), node.input[1]))
     del proto.graph.value_info[:]

@@ -61,7 +61,10 @@ class OnnxRuntimeTarget(Target):
         kernel_ops = Counter(node.op_type for node in onnx.load(str(optimized)).graph.node)
         rows = layer_table(model)
         for row in rows:
-            row["accumulator"] = "int32" if row["weight_bits"] and row["activation_bits"] else "float32"
+            quantized = bool(row["weight_bits"] and row["activation_bits"])
+            row["weight"] = f"int{row['weight_bits']}" if row["weight_bits"] else "float32"
+            row["activation"] = f"int{row['activation_bits']}" if row["activation_bits"] else "float32"
+            row["accumulator"] = "int32" if quantized else "float32"
         return {
             "per_layer": rows,
             "ort_kernels": dict(sorted(kernel_ops.items())),

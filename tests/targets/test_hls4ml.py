@@ -30,6 +30,9 @@ def test_w4a8_digits_firmware_bit_exact(which, board, part, request, data, tmp_p
     # every layer's precisions were derived (none left at hls4ml's fixed<16,6> default)
     for row in report["per_layer"]:
         assert '"fixed<16,6,TRN,WRAP,0>"' not in json.dumps(row["precisions"]), row
+        assert {"name", "op", "weight", "activation", "accumulator"} <= set(row)
+    dense_or_conv = [row for row in report["per_layer"] if row["op"] in ("Dense", "Conv2D")]
+    assert dense_or_conv and all(row["weight"] and row["accumulator"] for row in dense_or_conv)
     assert report["input_precision"].startswith("fixed<")
     # the project is complete for the board: build script with the part, testbench vectors, README
     assert part in (out / "firmware" / "project.tcl").read_text() + (out / "firmware" / "build_prj.tcl").read_text()
@@ -48,7 +51,7 @@ def test_floor_rounding_is_lowered_exactly(mlp_w4a8, tmp_path):
     artifact = qdeploy.compile(graph, target="hls4ml", out=tmp_path / "fpga", verify_samples=1000)
     assert artifact.bit_exact
     assert any(
-        "TRN,SAT" in json.dumps(row["precisions"]) and row["class"] == "Activation" for row in artifact.report["per_layer"]
+        "TRN,SAT" in json.dumps(row["precisions"]) and row["op"] == "Activation" for row in artifact.report["per_layer"]
     )
 
 

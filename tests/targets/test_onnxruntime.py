@@ -26,6 +26,7 @@ def test_w4a8_digits_bit_exact_on_real_and_random_inputs(which, request, data, t
     assert report["integer_kernels"] >= 1
     assert {"target", "model", "per_layer", "outputs_compared", "outputs_equal"} <= set(report)
     assert all(row["accumulator"] == "int32" for row in report["per_layer"])
+    assert {(row["weight"], row["activation"]) for row in report["per_layer"]} == {("int4", "int8")}
     # the deployed model predicts what the golden executor computes
     assert np.array_equal(artifact.predict(data.x_test[:64]), qdeploy.run_golden(graph, data.x_test[:64]))
 
@@ -65,3 +66,24 @@ def test_narrow_bit_widths_use_clip_and_stay_exact(float_mlp, data, tmp_path):
 def test_raw_dynamo_export_with_bias_less_gemm(biasless_dynamo_path, data, tmp_path):
     artifact = qdeploy.compile(biasless_dynamo_path, target="onnxruntime", out=tmp_path / "ort", data=data.x_test[:200])
     assert artifact.bit_exact and artifact.report["outputs_compared"] == 1200
+
+
+def test_verify_exits_non_zero_when_the_artefact_no_longer_matches(mlp_w4a8, tmp_path, capsys):
+    """Tamper with one weight of the deployed model: `qdeploy verify` must notice and exit 3."""
+    import onnx
+    from onnx import numpy_helper
+
+    from qdeploy.cli import EXIT_NOT_EXACT, main
+
+    _, graph = mlp_w4a8
+    qdeploy.compile(graph, target="onnxruntime", out=tmp_path / "ort", verify_samples=200)
+    assert main(["verify", str(tmp_path / "ort"), "-q"]) == 0
+    path = tmp_path / "ort" / "model.onnx"
+    model = onnx.load(str(path))
+    weights = next(init for init in model.graph.initializer if init.name.endswith("_int") and init.data_type == 3)
+    values = numpy_helper.to_array(weights).copy()
+    values.flat[0] = 7 if values.flat[0] != 7 else -7
+    weights.CopyFrom(numpy_helper.from_array(values, weights.name))
+    onnx.save(model, str(path))
+    assert main(["verify", str(tmp_path / "ort"), "-q"]) == EXIT_NOT_EXACT
+    assert "NOT EXACT" in capsys.readouterr().out
