@@ -23,9 +23,8 @@ from qonnx.core.modelwrapper import ModelWrapper
 from qdeploy.artifact import REPORT_FILE, Artifact
 from qdeploy.config import CompileConfig, from_mapping, to_jsonable
 from qdeploy.data import check_array
-from qdeploy.ir import check_datatype
 from qdeploy.errors import QDeployError
-from qdeploy.ir import load_model, sample_shape
+from qdeploy.ir import check_datatype, load_model, sample_shape
 from qdeploy.pipeline import DumpModels, RunContext, Timing
 from qdeploy.target import get_target
 from qdeploy.verify import random_inputs, verify_against_golden

@@ -20,7 +20,6 @@ from typing import Any
 
 import numpy as np
 import yaml
-from qdeploy.targets.hls4ml.boards import get_board
 from qonnx.core.modelwrapper import ModelWrapper
 
 import qdeploy
@@ -32,6 +31,7 @@ from qdeploy.ir import sample_shape
 from qdeploy.pipeline import RunContext, run_steps
 from qdeploy.precision import FixedType, LayerPrecision, infer_precisions
 from qdeploy.target import Target
+from qdeploy.targets.hls4ml.boards import get_board
 from qdeploy.verify import random_inputs
 
 log = logging.getLogger(__name__)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from qdeploy.targets.hls4ml.target import PREPARE_STEPS
 from qonnx.core.onnx_exec import execute_onnx
 
 from qdeploy.config import CompileConfig
@@ -12,6 +11,7 @@ from qdeploy.errors import UnsupportedModelError
 from qdeploy.golden import _with_batch
 from qdeploy.pipeline import RunContext, run_steps
 from qdeploy.precision import FixedType, Grid, QuantSpec, grid_of_constant, infer_precisions, input_type_for
+from qdeploy.targets.hls4ml.target import PREPARE_STEPS
 
 
 def test_fixed_type_of_grids_is_narrowest_exact():
