@@ -72,6 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     _add_common(p)
 
+    p = sub.add_parser("list", help="registered targets, graph passes and board presets")
+    _add_common(p)
+
     p = sub.add_parser("demo", help="quantize the bundled digits example and compile it to every available target")
     p.add_argument("-o", "--output", default="demo_out", help="folder for the demo's outputs (default demo_out)")
     _add_common(p)
@@ -177,6 +180,18 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_list(args: argparse.Namespace) -> int:
+    from qdeploy.registry import PASSES_GROUP, TARGETS_GROUP, registered
+    from qdeploy.targets.hls4ml.boards import BOARDS
+
+    print("targets: " + ", ".join(sorted(registered(TARGETS_GROUP))))
+    print("passes:  " + ", ".join(sorted(registered(PASSES_GROUP))))
+    print("boards:")
+    for board in BOARDS.values():
+        print(f"  {board.name:<14}{board.part:<24}{board.clock_period_ns:>6} ns  {board.description}")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from qdeploy.demo import run_demo
 
@@ -184,7 +199,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0 if report["all_exact"] else EXIT_NOT_EXACT
 
 
-COMMANDS = {"quantize": cmd_quantize, "compile": cmd_compile, "verify": cmd_verify, "inspect": cmd_inspect, "demo": cmd_demo}
+COMMANDS = {
+    "quantize": cmd_quantize,
+    "compile": cmd_compile,
+    "verify": cmd_verify,
+    "inspect": cmd_inspect,
+    "list": cmd_list,
+    "demo": cmd_demo,
+}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Callable
-from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +18,7 @@ from qonnx.core.modelwrapper import ModelWrapper
 from qdeploy.config import CompileConfig
 from qdeploy.errors import QDeployError
 from qdeploy.pipeline import RunContext
-
-ENTRY_POINT_GROUP = "qdeploy.targets"
+from qdeploy.registry import TARGETS_GROUP, load_registered, registered
 
 
 class Target(abc.ABC):
@@ -44,16 +42,12 @@ class Target(abc.ABC):
 
 def available_targets() -> dict[str, Any]:
     """Registered target entry points by name (qdeploy's own and third-party ones)."""
-    return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
+    return registered(TARGETS_GROUP)
 
 
 def get_target(name: str) -> Target:
     """Instantiate the target registered as ``name``. Import errors of a plugin propagate, never swallowed."""
-    registered = available_targets()
-    if name not in registered:
-        known = ", ".join(sorted(registered)) or "none (is qdeploy installed with pip?)"
-        raise QDeployError(f"unknown target {name!r}; available targets: {known}")
-    target_class = registered[name].load()
+    target_class = load_registered(TARGETS_GROUP, name, "target")
     target = target_class()
     if not isinstance(target, Target):
         raise QDeployError(f"entry point {name!r} does not provide a qdeploy Target")
