@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import io
+import json
 import logging
 import re
 import string
@@ -23,7 +24,7 @@ import yaml
 from qonnx.core.modelwrapper import ModelWrapper
 
 import qdeploy
-from qdeploy.config import CompileConfig
+from qdeploy.config import CompileConfig, IOType
 from qdeploy.deps import require, require_executable
 from qdeploy.errors import QDeployError, UnsupportedModelError, one_line
 from qdeploy.golden import run_golden
@@ -40,6 +41,7 @@ PROJECT = "qdeploy_fw"
 FIRMWARE_DIR = "firmware"
 BACKENDS = ("Vitis", "Vivado", "Quartus", "Catapult")
 TESTBENCH_SAMPLES = 64
+IO_FILE = "qdeploy_io.json"  # how the firmware expects its inputs laid out
 BUILD_COMMANDS = {
     "Vitis": "vitis-run --mode hls --tcl build_prj.tcl",
     "Vivado": "vivado_hls -f build_prj.tcl",
@@ -65,11 +67,24 @@ def fill_gemm_bias(model: ModelWrapper, cfg: CompileConfig) -> ModelWrapper:
     return model.transform(FillGemmBias())
 
 
+def input_is_channels_last(model: ModelWrapper, cfg: CompileConfig) -> bool:
+    """io_stream firmware takes image inputs channels-last (hls4ml streams pixels with their channels)."""
+    shape = model.get_tensor_shape(model.graph.input[0].name)
+    return cfg.io_type is IOType.STREAM and shape is not None and len(shape) >= 3
+
+
+def move_quant_before_layout(model: ModelWrapper, cfg: CompileConfig) -> ModelWrapper:
+    """Per-tensor Quants above Flatten/Reshape/Transpose, so the channels-last transpose folds into weights."""
+    from qdeploy.passes.graph.move_quant_before_layout import MoveQuantBeforeLayout
+
+    return model.transform(MoveQuantBeforeLayout())
+
+
 def to_channels_last(model: ModelWrapper, cfg: CompileConfig) -> ModelWrapper:
     """qonnx ConvertToChannelsLastAndClean: hls4ml computes convolutions channels-last."""
     from qonnx.transformation.channels_last import ConvertToChannelsLastAndClean
 
-    return model.transform(ConvertToChannelsLastAndClean(make_input_channels_last=False))
+    return model.transform(ConvertToChannelsLastAndClean(make_input_channels_last=input_is_channels_last(model, cfg)))
 
 
 def gemm_to_matmul(model: ModelWrapper, cfg: CompileConfig) -> ModelWrapper:
@@ -80,7 +95,7 @@ def gemm_to_matmul(model: ModelWrapper, cfg: CompileConfig) -> ModelWrapper:
     return cleanup_model(model.transform(GemmToMatMul()))
 
 
-PREPARE_STEPS = [fold_constant_quants, fill_gemm_bias, to_channels_last, gemm_to_matmul]
+PREPARE_STEPS = [fold_constant_quants, fill_gemm_bias, move_quant_before_layout, to_channels_last, gemm_to_matmul]
 
 
 # -- configuration --------------------------------------------------------------------------------------------------
@@ -164,7 +179,8 @@ class Hls4mlTarget(Target):
         tb_dir = out_dir / "testbench"
         tb_dir.mkdir()
         tb_inputs = random_inputs(model, sample_shape(model), TESTBENCH_SAMPLES, cfg.seed + 1)
-        np.save(tb_dir / "inputs.npy", tb_inputs)
+        channels_last = input_is_channels_last(model, cfg)
+        np.save(tb_dir / "inputs.npy", _to_firmware_layout(tb_inputs, channels_last))
         np.save(tb_dir / "golden_outputs.npy", run_golden(model, tb_inputs))
 
         project_dir = out_dir / FIRMWARE_DIR
@@ -192,6 +208,7 @@ class Hls4mlTarget(Target):
 
         hls_model = ctx.timed("hls4ml_convert_and_csim_build", convert)
         _write_portable_config(hls_model, project_dir)
+        (project_dir / IO_FILE).write_text(json.dumps({"input_channels_last": channels_last}))
         per_layer = _per_layer_report(hls_model, layers)
         self._write_readme(out_dir, cfg, board, clock, model)
         return {
@@ -249,12 +266,21 @@ class Hls4mlTarget(Target):
             with contextlib.redirect_stdout(io.StringIO()):
                 hls_model.compile()
 
+        io_file = project_dir / IO_FILE
+        channels_last = bool(json.loads(io_file.read_text())["input_channels_last"]) if io_file.exists() else False
+
         def run(x: np.ndarray) -> np.ndarray:
+            x = _to_firmware_layout(np.asarray(x, dtype=np.float32), channels_last)
             with contextlib.redirect_stdout(io.StringIO()):
-                y = hls_model.predict(np.ascontiguousarray(x, dtype=np.float32))
+                y = hls_model.predict(np.ascontiguousarray(x))
             return np.asarray(y).reshape(len(x), -1)
 
         return run
+
+
+def _to_firmware_layout(x: np.ndarray, channels_last: bool) -> np.ndarray:
+    """NCHW (the graph's layout) -> NHWC when the firmware streams channels-last inputs."""
+    return np.ascontiguousarray(np.moveaxis(x, 1, -1)) if channels_last else x
 
 
 def _write_portable_config(hls_model, project_dir: Path) -> None:

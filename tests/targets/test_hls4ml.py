@@ -81,3 +81,31 @@ def test_raw_dynamo_export_with_bias_less_gemm(biasless_dynamo_path, data, tmp_p
     """Raw brevitas dynamo output (2-input Gemm, which crashes qonnx's GemmToMatMul) compiles exactly."""
     artifact = qdeploy.compile(biasless_dynamo_path, target="hls4ml", out=tmp_path / "fpga", data=data.x_test[:200])
     assert artifact.bit_exact and artifact.report["outputs_compared"] == 1200
+
+
+@pytest.mark.parametrize("backend", ["Vivado", "Quartus", "Catapult"])
+def test_every_backend_is_bit_exact(backend, cnn_w4a8, data, tmp_path):
+    """The same exactness test as Vitis (the default), for the other backends whose C simulation needs no vendor tool."""
+    artifact = qdeploy.compile(cnn_w4a8[1], target="hls4ml", backend=backend, out=tmp_path / "fw", data=data.x_test)
+    assert artifact.report["backend"] == backend
+    assert artifact.bit_exact and artifact.report["outputs_compared"] == len(data.x_test) + 1000
+    assert Artifact(tmp_path / "fw").verify(data.x_test[:100])["bit_exact"]
+
+
+@pytest.mark.parametrize(("io_type", "strategy", "reuse"), [("io_stream", "Latency", 1), ("io_parallel", "Resource", 8)])
+def test_exact_under_io_type_and_strategy(io_type, strategy, reuse, cnn_w4a8, data, tmp_path):
+    artifact = qdeploy.compile(
+        cnn_w4a8[1],
+        target="hls4ml",
+        io_type=io_type,
+        strategy=strategy,
+        reuse_factor=reuse,
+        out=tmp_path / "fw",
+        data=data.x_test,
+    )
+    assert artifact.bit_exact
+    assert (artifact.report["io_type"], artifact.report["strategy"], artifact.report["reuse_factor"]) == (
+        io_type,
+        strategy,
+        reuse,
+    )
