@@ -109,3 +109,23 @@ def test_exact_under_io_type_and_strategy(io_type, strategy, reuse, cnn_w4a8, da
         strategy,
         reuse,
     )
+
+
+def test_cnn_with_batchnorm_and_bias_less_conv_at_2_bits(data, tmp_path):
+    """Conv(bias=False) -> BatchNorm -> ReLU: BN is folded exactly by the front end; W2A2 still bit-exact."""
+    from examples.digits import train
+
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv2d(1, 8, 3, padding=1, bias=False),
+        nn.BatchNorm2d(8),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(8 * 4 * 4, 10),
+    )
+    train(model, data, epochs=3)
+    graph = qdeploy.export(qdeploy.quantize(model, data.x_train[:256], weight_bits=2, act_bits=2), data.x_train[:1])
+    assert not [n for n in graph.graph.node if n.op_type == "BatchNormalization"]
+    artifact = qdeploy.compile(graph, target="hls4ml", out=tmp_path / "fw", data=data.x_test)
+    assert artifact.bit_exact and artifact.report["outputs_compared"] == len(data.x_test) + 1000
