@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -47,13 +48,72 @@ def load_model(model: str | Path | onnx.ModelProto | ModelWrapper, clean: bool =
             "qdeploy handles single-input single-output graphs"
         )
     if clean:
-        from qonnx.util.cleanup import cleanup_model
-
         try:
-            wrapper = cleanup_model(wrapper)
+            wrapper = cleanup(wrapper)
         except Exception as exc:
             raise ModelLoadError(f"qonnx cleanup failed on the model: {type(exc).__name__}: {exc}") from exc
     return wrapper
+
+
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def cleanup(model: ModelWrapper) -> ModelWrapper:
+    """qonnx's ``cleanup_model``, but node and tensor names survive when they are already unique identifiers.
+
+    qonnx renumbers every node on each cleanup, so a second cleanup of a clean graph renames nodes and error
+    messages would name nodes the user's file does not have. Names that are missing, duplicated or not C
+    identifiers (brevitas's ``/0/Gemm``; hls4ml turns names into C++ identifiers) are still replaced.
+    """
+    from qonnx.transformation.fold_constants import FoldConstants
+    from qonnx.transformation.general import (
+        GiveReadableTensorNames,
+        GiveUniqueNodeNames,
+        GiveUniqueParameterTensors,
+        RemoveStaticGraphInputs,
+        RemoveUnusedTensors,
+    )
+    from qonnx.transformation.infer_shapes import InferShapes
+    from qonnx.transformation.quant_constant_folding import FoldTransposeIntoQuantInit
+
+    for node in model.graph.node:
+        if node.op_type in ("Quant", "Trunc", "BipolarQuant"):
+            node.domain = "qonnx.custom_op.general"  # as cleanup_model: older exports use other domains
+    for transformation in (
+        InferShapes(),
+        GiveUniqueParameterTensors(),
+        FoldConstants(exclude_op_types=["Quant", "BipolarQuant", "QuantizeLinear", "DequantizeLinear"]),
+        FoldTransposeIntoQuantInit(),
+        RemoveUnusedTensors(),
+        RemoveStaticGraphInputs(),
+    ):
+        model = model.transform(transformation)
+    node_names = [node.name for node in model.graph.node]
+    if not all(_IDENTIFIER.fullmatch(n) for n in node_names if n):
+        model = model.transform(GiveUniqueNodeNames())  # foreign naming scheme: renumber all, as qonnx does
+    else:
+        _name_new_nodes(model)
+    tensor_names = {t for node in model.graph.node for t in (*node.input, *node.output) if t}
+    if not all(_IDENTIFIER.fullmatch(t) for t in tensor_names):
+        model = model.transform(GiveReadableTensorNames())
+    return model
+
+
+def _name_new_nodes(model: ModelWrapper) -> None:
+    """Name unnamed or duplicate nodes ``<OpType>_<n>`` with unused numbers, leaving existing names alone."""
+    taken: set[str] = set()
+    pending = []
+    for node in model.graph.node:
+        if node.name and node.name not in taken:
+            taken.add(node.name)
+        else:
+            pending.append(node)
+    for node in pending:
+        index = 0
+        while f"{node.op_type}_{index}" in taken:
+            index += 1
+        node.name = f"{node.op_type}_{index}"
+        taken.add(node.name)
 
 
 def input_name(model: ModelWrapper) -> str:

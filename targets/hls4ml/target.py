@@ -24,11 +24,11 @@ import yaml
 from qonnx.core.modelwrapper import ModelWrapper
 
 import qdeploy
-from qdeploy.config import CompileConfig, IOType
+from qdeploy.config import CompileConfig, IOType, Strategy
 from qdeploy.deps import require, require_executable
 from qdeploy.errors import QDeployError, UnsupportedModelError, one_line
 from qdeploy.golden import run_golden
-from qdeploy.ir import sample_shape
+from qdeploy.ir import cleanup, sample_shape
 from qdeploy.pipeline import RunContext, run_steps
 from qdeploy.precision import FixedType, LayerPrecision, infer_precisions
 from qdeploy.target import Target
@@ -41,6 +41,7 @@ PROJECT = "qdeploy_fw"
 FIRMWARE_DIR = "firmware"
 BACKENDS = ("Vitis", "Vivado", "Quartus", "Catapult")
 TESTBENCH_SAMPLES = 64
+UNROLL_LIMIT = 4096  # "Vivado has an unroll limit of 4096 hardcoded" (hls4ml #904)
 IO_FILE = "qdeploy_io.json"  # how the firmware expects its inputs laid out
 BUILD_COMMANDS = {
     "Vitis": "vitis-run --mode hls --tcl build_prj.tcl",
@@ -90,12 +91,37 @@ def to_channels_last(model: ModelWrapper, cfg: CompileConfig) -> ModelWrapper:
 def gemm_to_matmul(model: ModelWrapper, cfg: CompileConfig) -> ModelWrapper:
     """qonnx GemmToMatMul, then cleanup (hls4ml parses MatMul + Add, not Gemm)."""
     from qonnx.transformation.gemm_to_matmul import GemmToMatMul
-    from qonnx.util.cleanup import cleanup_model
 
-    return cleanup_model(model.transform(GemmToMatMul()))
+    return cleanup(model.transform(GemmToMatMul()))
 
 
-PREPARE_STEPS = [fold_constant_quants, fill_gemm_bias, move_quant_before_layout, to_channels_last, gemm_to_matmul]
+def check_unroll_limit(model: ModelWrapper, cfg: CompileConfig) -> ModelWrapper:
+    """Refuse layers the Latency strategy cannot unroll (Vivado/Vitis HLS stop unrolling at 4,096 iterations)."""
+    if cfg.strategy is not Strategy.LATENCY:
+        return model
+    for node in model.graph.node:
+        weights = model.get_initializer(node.input[1]) if node.op_type in ("MatMul", "Conv") else None
+        if weights is None:
+            continue
+        per_cycle = weights.size // cfg.reuse_factor
+        if per_cycle > UNROLL_LIMIT:
+            needed = -(-weights.size // UNROLL_LIMIT)
+            raise UnsupportedModelError(
+                f"node {node.name}: {weights.size:,} multiplications / reuse factor {cfg.reuse_factor} exceed the "
+                f"{UNROLL_LIMIT:,} a Latency-strategy layer can unroll; use --strategy Resource --reuse-factor {needed} "
+                "(or larger)"
+            )
+    return model
+
+
+PREPARE_STEPS = [
+    fold_constant_quants,
+    fill_gemm_bias,
+    move_quant_before_layout,
+    to_channels_last,
+    gemm_to_matmul,
+    check_unroll_limit,
+]
 
 
 # -- configuration --------------------------------------------------------------------------------------------------

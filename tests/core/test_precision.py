@@ -94,3 +94,16 @@ def test_bounds_come_from_actual_weights_not_worst_case(mlp_w4a8):
     first = next(layer for layer in layers.values() if layer.op == "MatMul")
     worst_case_bits = 8 + first.weight.fixed_type().width + int(np.ceil(np.log2(64)))
     assert first.accumulator.fixed_type().width < worst_case_bits
+
+
+def test_quant_with_a_runtime_scale_is_refused_by_name(mlp_w4a8):
+    from qdeploy.precision import quant_spec
+    from tests.targets.helpers import activation_quants, copy_graph
+
+    graph = copy_graph(mlp_w4a8[1])
+    node = activation_quants(graph)[1]
+    node.input[1] = "computed_scale"  # no initializer: a runtime tensor
+    with pytest.raises(
+        UnsupportedModelError, match=rf"node {node.name} \(Quant\): scale, zero point and bit width must be constants"
+    ):
+        quant_spec(graph, node)

@@ -129,3 +129,23 @@ def test_cnn_with_batchnorm_and_bias_less_conv_at_2_bits(data, tmp_path):
     assert not [n for n in graph.graph.node if n.op_type == "BatchNormalization"]
     artifact = qdeploy.compile(graph, target="hls4ml", out=tmp_path / "fw", data=data.x_test)
     assert artifact.bit_exact and artifact.report["outputs_compared"] == len(data.x_test) + 1000
+
+
+def test_layer_too_large_for_latency_strategy_is_refused_with_the_fix(data, tmp_path):
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 128), nn.ReLU(), nn.Linear(128, 10))
+    graph = qdeploy.export(qdeploy.quantize(model, data.x_train[:64]), data.x_train[:1])
+    with pytest.raises(
+        UnsupportedModelError, match=r"node MatMul_0: 8,192 multiplications .* --strategy Resource --reuse-factor 2"
+    ):
+        qdeploy.compile(graph, target="hls4ml", out=tmp_path / "fw")
+    assert_no_output(tmp_path / "fw")
+
+
+@pytest.mark.parametrize("mode", ["CEIL", "HALF_UP"])
+def test_rounding_mode_hls4ml_cannot_express_is_refused(mode, mlp_w4a8, tmp_path):
+    graph = copy_graph(mlp_w4a8[1])
+    node = set_rounding(graph, 1, mode)
+    with pytest.raises(UnsupportedModelError, match=rf"node {node}: rounding mode {mode} has no hls4ml fixed-point form"):
+        qdeploy.compile(graph, target="hls4ml", out=tmp_path / "fw")
+    assert_no_output(tmp_path / "fw")
