@@ -9,8 +9,6 @@ recipe with default config, as a user would run it) vs ``qdeploy compile --targe
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import platform
 import statistics
@@ -26,6 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import qdeploy  # noqa: E402
+from benchmarks.anchors import plain_hls4ml  # noqa: E402
 from examples import digits  # noqa: E402
 from qdeploy.targets.onnxruntime.target import make_session  # noqa: E402
 
@@ -82,37 +81,6 @@ def ort_quantize_static(float_path: Path, out_path: Path, calib: np.ndarray) -> 
 def session_accuracy(session, x: np.ndarray, y: np.ndarray) -> float:
     out = session.run(None, {session.get_inputs()[0].name: x})[0]
     return float((out.argmax(axis=1) == y).mean())
-
-
-def plain_hls4ml(graph, x: np.ndarray, folder: Path) -> dict:
-    """hls4ml's documented QONNX recipe with its default config, as a new user runs it."""
-    import hls4ml
-    from qonnx.transformation.channels_last import ConvertToChannelsLastAndClean
-    from qonnx.transformation.gemm_to_matmul import GemmToMatMul
-    from qonnx.util.cleanup import cleanup_model
-
-    start = time.perf_counter()
-    try:
-        with contextlib.redirect_stdout(io.StringIO()):
-            model = cleanup_model(graph)
-            model = model.transform(ConvertToChannelsLastAndClean())
-            model = cleanup_model(model.transform(GemmToMatMul()))
-            config = hls4ml.utils.config.config_from_onnx_model(model, granularity="name", backend="Vitis")
-            hls_model = hls4ml.converters.convert_from_onnx_model(
-                model, output_dir=str(folder), backend="Vitis", hls_config=config
-            )
-            hls_model.compile()
-            y = hls_model.predict(np.ascontiguousarray(x)).reshape(len(x), -1)
-    except Exception as exc:
-        return {"error": f"{type(exc).__name__}: {str(exc)[:120]}", "seconds": time.perf_counter() - start}
-    seconds = time.perf_counter() - start
-    golden = qdeploy.run_golden(graph, x).reshape(len(x), -1)
-    return {
-        "seconds": seconds,
-        "exact": int(np.all(y == golden, axis=1).sum()),
-        "compared": len(x),
-        "argmax": float(np.mean(y.argmax(1) == golden.argmax(1))),
-    }
 
 
 def main() -> None:
@@ -176,7 +144,7 @@ def main() -> None:
                     "model": name,
                     "variant": "plain hls4ml 1.3 (default config)",
                     "compile_s": plain.get("seconds"),
-                    "bit_exact": f"{plain['exact']}/{plain['compared']}" if "exact" in plain else plain["error"],
+                    "bit_exact": plain["result"],
                     "argmax_agreement": plain.get("argmax"),
                 }
             )

@@ -10,8 +10,6 @@ inputs), and convert+compile time. qdeploy either compiles bit-exactly or refuse
 
 from __future__ import annotations
 
-import contextlib
-import io
 import itertools
 import json
 import sys
@@ -26,47 +24,14 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import qdeploy  # noqa: E402
+from benchmarks.anchors import plain_hls4ml  # noqa: E402
 from examples import digits  # noqa: E402
 from qdeploy.errors import QDeployError  # noqa: E402
-from qdeploy.verify import compare, random_inputs  # noqa: E402
+from qdeploy.verify import random_inputs  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 FIXTURES = ROOT.parent / "shared" / "fixtures" / "qonnx"
 BITS = (2, 4, 6, 8)
-
-
-def plain_hls4ml(graph, x: np.ndarray, folder: Path) -> dict:
-    """hls4ml's documented QONNX recipe with its default configuration."""
-    import hls4ml
-    from qonnx.transformation.channels_last import ConvertToChannelsLastAndClean
-    from qonnx.transformation.gemm_to_matmul import GemmToMatMul
-    from qonnx.util.cleanup import cleanup_model
-
-    start = time.perf_counter()
-    try:
-        with contextlib.redirect_stdout(io.StringIO()):
-            model = cleanup_model(graph)
-            model = model.transform(ConvertToChannelsLastAndClean())
-            model = cleanup_model(model.transform(GemmToMatMul()))
-            config = hls4ml.utils.config.config_from_onnx_model(model, granularity="name", backend="Vitis")
-            hls_model = hls4ml.converters.convert_from_onnx_model(
-                model, output_dir=str(folder), backend="Vitis", hls_config=config
-            )
-            hls_model.compile()
-            y = hls_model.predict(np.ascontiguousarray(x))
-    except Exception as exc:
-        return {
-            "result": f"fails: {type(exc).__name__}: {str(exc).splitlines()[0][:90]}",
-            "seconds": time.perf_counter() - start,
-        }
-    seconds = time.perf_counter() - start
-    result = compare(np.asarray(y).reshape(len(x), -1), qdeploy.run_golden(graph, x).reshape(len(x), -1))
-    return {
-        "result": f"{result['outputs_equal']}/{result['outputs_compared']}",
-        "argmax": result["argmax_agreement"],
-        "seconds": seconds,
-        "exact_fraction": result["outputs_equal"] / result["outputs_compared"],
-    }
 
 
 def qdeploy_hls4ml(graph, x_real: np.ndarray | None, folder: Path) -> dict:

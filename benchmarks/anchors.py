@@ -1,0 +1,51 @@
+"""Anchor tools run the way their users run them, shared by the benchmark scripts."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import time
+from pathlib import Path
+
+import numpy as np
+
+import qdeploy
+from qdeploy.verify import compare
+
+
+def plain_hls4ml(graph, x: np.ndarray, folder: Path) -> dict:
+    """hls4ml 1.3's documented QONNX recipe with its default configuration, compared with the golden executor.
+
+    Returns ``result`` ("equal/compared", or "fails: <error>"), ``seconds`` (convert + C-sim build + predict), and
+    when it ran: ``argmax`` agreement and ``exact_fraction``.
+    """
+    import hls4ml
+    from qonnx.transformation.channels_last import ConvertToChannelsLastAndClean
+    from qonnx.transformation.gemm_to_matmul import GemmToMatMul
+    from qonnx.util.cleanup import cleanup_model
+
+    start = time.perf_counter()
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            model = cleanup_model(graph)
+            model = model.transform(ConvertToChannelsLastAndClean())
+            model = cleanup_model(model.transform(GemmToMatMul()))
+            config = hls4ml.utils.config.config_from_onnx_model(model, granularity="name", backend="Vitis")
+            hls_model = hls4ml.converters.convert_from_onnx_model(
+                model, output_dir=str(folder), backend="Vitis", hls_config=config
+            )
+            hls_model.compile()
+            y = hls_model.predict(np.ascontiguousarray(x))
+    except Exception as exc:
+        return {
+            "result": f"fails: {type(exc).__name__}: {str(exc).splitlines()[0][:90]}",
+            "seconds": time.perf_counter() - start,
+        }
+    seconds = time.perf_counter() - start
+    result = compare(np.asarray(y).reshape(len(x), -1), qdeploy.run_golden(graph, x).reshape(len(x), -1))
+    return {
+        "result": f"{result['outputs_equal']}/{result['outputs_compared']}",
+        "argmax": result["argmax_agreement"],
+        "seconds": seconds,
+        "exact_fraction": result["outputs_equal"] / result["outputs_compared"],
+    }
