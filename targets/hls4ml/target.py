@@ -120,8 +120,9 @@ PREPARE_STEPS = [
     move_quant_before_layout,
     to_channels_last,
     gemm_to_matmul,
-    check_unroll_limit,
 ]
+# Checked once precisions are known, so a model is refused for its most fundamental problem first.
+CHECK_STEPS = [check_unroll_limit]
 
 
 # -- configuration --------------------------------------------------------------------------------------------------
@@ -200,6 +201,7 @@ class Hls4mlTarget(Target):
         clock = cfg.clock_period_ns or board.clock_period_ns
         prepared = run_steps(model, cfg, PREPARE_STEPS, ctx)
         hls_config, input_type, layers = ctx.timed("infer_precisions", lambda: build_hls_config(prepared, cfg))
+        run_steps(prepared, cfg, CHECK_STEPS, ctx)
 
         # Golden testbench vectors for the C testbench, written by qdeploy (not by hls4ml's own float model).
         tb_dir = out_dir / "testbench"
