@@ -1,0 +1,149 @@
+"""AdamW with 4-bit optimizer states, a drop-in ``torch.optim.Optimizer`` (Li, Chen, Zhu, NeurIPS 2023).
+
+First moment: blocks of 128, dynamic-exponent map. Second moment: rank-1 normalization, linear map without
+zero (1-D tensors: blocks of 128). Tensors of at most ``threshold`` (4,096) elements keep 32-bit states, as in
+the paper. The update itself is AdamW's (decoupled weight decay, bias correction) on the decoded states.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from typing import Any
+
+import torch
+
+from qdeploy.errors import QDeployError
+from qdeploy.passes.optim.quant4 import (
+    DE_MAP,
+    LINEAR_MAP,
+    dequantize_blockwise,
+    dequantize_rank1,
+    quantize_blockwise,
+    quantize_rank1,
+)
+
+STATE_FORMAT = "qdeploy-adamw4bit-v1"
+
+
+class AdamW4bit(torch.optim.Optimizer):
+    def __init__(
+        self,
+        params: Iterable[torch.Tensor] | Iterable[dict[str, Any]],
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 1e-2,
+        threshold: int = 4096,
+    ) -> None:
+        if lr < 0 or eps < 0 or weight_decay < 0:
+            raise QDeployError(f"AdamW4bit: lr={lr}, eps={eps}, weight_decay={weight_decay} must be >= 0")
+        if not (0.0 <= betas[0] < 1.0 and 0.0 <= betas[1] < 1.0):
+            raise QDeployError(f"AdamW4bit: betas={betas} must lie in [0, 1)")
+        defaults = {
+            "lr": lr,
+            "betas": betas,
+            "eps": eps,
+            "weight_decay": weight_decay,
+            "threshold": threshold,
+            "state_format": STATE_FORMAT,
+        }
+        super().__init__(params, defaults)
+
+    # -- state encoding ---------------------------------------------------------------------------------------------
+
+    @staticmethod
+    def _quantized(state: dict[str, Any]) -> bool:
+        return "exp_avg_codes" in state
+
+    def _init_state(self, p: torch.Tensor, state: dict[str, Any], threshold: int) -> None:
+        state["step"] = torch.tensor(0.0)
+        zeros = torch.zeros_like(p, dtype=torch.float32)
+        if p.numel() <= threshold:
+            state["exp_avg"] = zeros
+            state["exp_avg_sq"] = zeros.clone()
+        else:
+            self._store(p, state, zeros, zeros)
+
+    @staticmethod
+    def _store(p: torch.Tensor, state: dict[str, Any], exp_avg: torch.Tensor, exp_avg_sq: torch.Tensor) -> None:
+        state["exp_avg_codes"], state["exp_avg_scales"] = quantize_blockwise(exp_avg, DE_MAP)
+        if p.dim() >= 2:
+            state["exp_avg_sq_codes"], maxima = quantize_rank1(exp_avg_sq, LINEAR_MAP)
+            for d, vector in enumerate(maxima):
+                state[f"exp_avg_sq_max{d}"] = vector
+        else:
+            state["exp_avg_sq_codes"], state["exp_avg_sq_scales"] = quantize_blockwise(exp_avg_sq, LINEAR_MAP)
+
+    @staticmethod
+    def _load(p: torch.Tensor, state: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
+        exp_avg = dequantize_blockwise(state["exp_avg_codes"], state["exp_avg_scales"], DE_MAP, p.shape)
+        if p.dim() >= 2:
+            maxima = [state[f"exp_avg_sq_max{d}"] for d in range(p.dim())]
+            exp_avg_sq = dequantize_rank1(state["exp_avg_sq_codes"], maxima, LINEAR_MAP, p.shape)
+        else:
+            exp_avg_sq = dequantize_blockwise(state["exp_avg_sq_codes"], state["exp_avg_sq_scales"], LINEAR_MAP, p.shape)
+        return exp_avg, exp_avg_sq
+
+    # -- the update -------------------------------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def step(self, closure=None):  # type: ignore[override]
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            beta1, beta2 = group["betas"]
+            lr, eps, weight_decay = group["lr"], group["eps"], group["weight_decay"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                if p.grad.is_sparse:
+                    raise QDeployError("AdamW4bit does not support sparse gradients")
+                grad = p.grad.float()
+                state = self.state[p]
+                if not state:
+                    self._init_state(p, state, group["threshold"])
+                quantized = self._quantized(state)
+                exp_avg, exp_avg_sq = self._load(p, state) if quantized else (state["exp_avg"], state["exp_avg_sq"])
+                state["step"] += 1
+                step = float(state["step"])
+                p.mul_(1 - lr * weight_decay)
+                exp_avg.mul_(beta1).add_(grad, alpha=1 - beta1)
+                exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+                bias_correction1 = 1 - beta1**step
+                bias_correction2 = 1 - beta2**step
+                denom = (exp_avg_sq.sqrt() / math.sqrt(bias_correction2)).add_(eps)
+                p.addcdiv_(exp_avg.to(p.dtype), denom.to(p.dtype), value=-lr / bias_correction1)
+                if quantized:
+                    self._store(p, state, exp_avg, exp_avg_sq)
+        return loss
+
+    # -- persistence and accounting ---------------------------------------------------------------------------------
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Load a state saved by AdamW4bit; a state dict of another optimizer is refused, not misread."""
+        groups = state_dict.get("param_groups", [])
+        if not groups or any(g.get("state_format") != STATE_FORMAT for g in groups):
+            raise QDeployError(
+                "optimizer state dict was not saved by qdeploy's AdamW4bit (no 'state_format' "
+                f"{STATE_FORMAT!r}); start from a fresh optimizer or load it into the optimizer that saved it"
+            )
+        for key, state in state_dict.get("state", {}).items():
+            if state and "step" not in state:
+                raise QDeployError(f"optimizer state for parameter {key} has no 'step'; the state dict is corrupt")
+        super().load_state_dict(state_dict)
+        # torch casts every floating/integer state tensor to the parameter's dtype on load; codes are bytes.
+        for state in self.state.values():
+            for name in [n for n in state if n.endswith("_codes")]:
+                state[name] = state[name].to(torch.uint8)
+
+    def state_bytes(self) -> int:
+        """Bytes held by the optimizer states (codes, scales, 32-bit states of small tensors)."""
+        return sum(
+            t.numel() * t.element_size()
+            for state in self.state.values()
+            for name, t in state.items()
+            if torch.is_tensor(t) and name != "step"
+        )
