@@ -43,6 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scale", choices=["po2", "float"], default="po2", help="scale kind (default po2: exact on FPGA)")
     p.add_argument("--calibration", choices=["minmax", "percentile"], default="minmax")
     p.add_argument("--percentile", type=float, default=99.99, help="upper percentile with --calibration percentile")
+    p.add_argument("--equalize", action="store_true", help="cross-layer equalization before quantizing")
+    p.add_argument("--bias-correction", action="store_true", help="empirical bias correction on the calibration data")
     p.add_argument("-o", "--output", required=True, help="QONNX file to write")
     _add_common(p)
 
@@ -102,6 +104,8 @@ def cmd_quantize(args: argparse.Namespace) -> int:
         scale=args.scale,
         calibration=args.calibration,
         percentile=args.percentile,
+        equalize=args.equalize,
+        bias_correction=args.bias_correction,
     )
     output = Path(args.output)
     output.parent.mkdir(parents=True, exist_ok=True)

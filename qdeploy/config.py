@@ -36,6 +36,8 @@ class QuantizeConfig:
     calibration: Calibration = Calibration.MINMAX
     percentile: float = 99.99  #: upper percentile for activation ranges with calibration=percentile
     batch_size: int = 256  #: calibration batch size
+    equalize: bool = False  #: cross-layer equalization (+ bias absorption) before quantizing (brevitas EqualizeGraph)
+    bias_correction: bool = False  #: empirical bias correction on the calibration data (brevitas)
 
     def __post_init__(self) -> None:
         for name in ("weight_bits", "act_bits"):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import importlib.util
 import logging
 import sys
@@ -102,14 +103,15 @@ def quantize(
     """Post-training quantization of ``model`` with brevitas: weights ``weight_bits`` (per channel by default),
     activations ``act_bits`` per tensor, ranges calibrated on ``calib`` (batch first).
 
-    ``options`` are QuantizeConfig fields (``per_channel``, ``scale``, ``calibration``, ``percentile``);
+    ``options`` are QuantizeConfig fields (``per_channel``, ``scale``, ``calibration``, ``percentile``,
+    ``equalize``, ``bias_correction``);
     unknown names raise. Returns a brevitas-quantized module ready for ``qdeploy.export``.
     """
     import brevitas.nn as qnn
     from brevitas.graph.quantize import preprocess_for_quantize
     from brevitas.graph.quantize import quantize as brevitas_quantize
 
-    from qdeploy.passes.ptq.calibrate import calibrate
+    from qdeploy.passes.ptq.calibrate import calibrate, correct_bias
 
     if config is None:
         from qdeploy.config import from_mapping
@@ -118,7 +120,9 @@ def quantize(
     calib = check_array(calib, None, "calibration data")
     if len(calib) < 8:
         raise QDeployError(f"calibration data has {len(calib)} samples; give at least 8 (hundreds are better)")
-    model = model.eval()
+    # brevitas rewrites the module graph in place and shares parameters with it: work on a copy, so equalization
+    # and bias correction never change the caller's float model.
+    model = copy.deepcopy(model).eval()
     with torch.no_grad():
         try:
             model(torch.from_numpy(calib[:2]))
@@ -140,7 +144,8 @@ def quantize(
         "unsigned": (qnn.QuantIdentity, {"act_quant": unsigned, "return_quant_tensor": True}),
     }
     try:
-        graph_model = preprocess_for_quantize(model, equalize_iters=0)
+        # BatchNorm is folded into the preceding layer here; CLE (20 iterations, as brevitas's PTQ examples) on request.
+        graph_model = preprocess_for_quantize(model, equalize_iters=20 if config.equalize else 0, equalize_merge_bias=True)
         qmodel = brevitas_quantize(
             graph_model, quant_identity_map=identity_map, compute_layer_map=compute_map, quant_act_map=act_map
         )
@@ -151,7 +156,10 @@ def quantize(
         ) from exc
     if not any(isinstance(m, (qnn.QuantLinear, qnn.QuantConv2d, qnn.QuantConv1d)) for m in qmodel.modules()):
         raise UnsupportedModelError("the model has no Linear or Conv layer to quantize")
-    return calibrate(qmodel, calib, batch_size=config.batch_size)
+    qmodel = calibrate(qmodel, calib, batch_size=config.batch_size)
+    if config.bias_correction:
+        qmodel = correct_bias(qmodel, calib, batch_size=config.batch_size)
+    return qmodel
 
 
 def torch_forward(qmodel: nn.Module, x: np.ndarray) -> np.ndarray:

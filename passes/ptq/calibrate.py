@@ -20,3 +20,16 @@ def calibrate(qmodel: nn.Module, calib: np.ndarray, batch_size: int = 256) -> nn
             qmodel(torch.from_numpy(batch))
     qmodel.eval()
     return qmodel
+
+
+def correct_bias(qmodel: nn.Module, calib: np.ndarray, batch_size: int = 256) -> nn.Module:
+    """Empirical bias correction: shift each layer's bias by the mean output error (float vs quantized) it
+    shows on ``calib`` (Nagel et al., "A White Paper on Neural Network Quantization", 4.2)."""
+    from brevitas.graph.calibrate import bias_correction_mode
+
+    qmodel.eval()
+    batches = [calib[i : i + batch_size] for i in range(0, len(calib), batch_size)]
+    with torch.no_grad(), bias_correction_mode(qmodel):
+        for batch in progress(batches, desc="bias correction", total=len(batches)):
+            qmodel(torch.from_numpy(batch))
+    return qmodel

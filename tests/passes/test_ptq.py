@@ -1,0 +1,63 @@
+"""PTQ passes: each asserts the property the method is for, and the result still compiles bit-exactly."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+import qdeploy
+from qdeploy.frontend import torch_forward
+
+
+def _per_channel_ranges(weight: torch.Tensor, dim: int) -> torch.Tensor:
+    other = [d for d in range(weight.dim()) if d != dim]
+    return weight.abs().amax(dim=other)
+
+
+def test_cross_layer_equalization_balances_ranges_and_keeps_the_function(data):
+    """After CLE the output-channel ranges of layer 1 match the input-channel ranges of layer 2 (sqrt rule)."""
+    from brevitas.graph.quantize import preprocess_for_quantize
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10))
+    with torch.no_grad():
+        model[1].weight.mul_(torch.logspace(-2, 1, 32)[:, None])  # badly imbalanced channels
+    x = torch.from_numpy(data.x_test[:200])
+    before = model(x)
+    range1_before = _per_channel_ranges(model[1].weight, 0).detach().clone()
+    range2_before = _per_channel_ranges(model[3].weight, 1).detach().clone()
+    equalized = preprocess_for_quantize(model, equalize_iters=20, equalize_merge_bias=True)
+    linears = [m for m in equalized.modules() if isinstance(m, nn.Linear)]
+    r1 = _per_channel_ranges(linears[0].weight, 0)
+    r2 = _per_channel_ranges(linears[1].weight, 1)
+
+    def spread(t: torch.Tensor) -> float:
+        return float(t.max() / t.min())
+
+    assert spread(range1_before) > 100
+    assert spread(r1) < spread(range1_before) / 4  # layer 1's channel ranges are far more even
+    assert spread(r1 / r2) < spread(range1_before / range2_before) / 4  # and matched to layer 2's
+    assert torch.allclose(equalized(x), before, atol=1e-4)  # positive rescaling through ReLU: same function
+
+
+def test_bias_correction_removes_the_output_mean_shift(float_mlp, data):
+    calib = data.x_train[:512]
+    state_before = {k: v.clone() for k, v in float_mlp.state_dict().items()}
+    plain = qdeploy.quantize(float_mlp, calib, weight_bits=3, act_bits=8)
+    corrected = qdeploy.quantize(float_mlp, calib, weight_bits=3, act_bits=8, bias_correction=True)
+    with torch.no_grad():
+        reference = float_mlp(torch.from_numpy(calib)).numpy()
+    shift_plain = np.abs((torch_forward(plain, calib) - reference).mean(axis=0)).mean()
+    shift_corrected = np.abs((torch_forward(corrected, calib) - reference).mean(axis=0)).mean()
+    assert shift_corrected < 0.5 * shift_plain, (shift_plain, shift_corrected)
+    # the caller's float model is untouched
+    assert all(torch.equal(v, float_mlp.state_dict()[k]) for k, v in state_before.items())
+
+
+def test_equalized_and_bias_corrected_model_compiles_bit_exactly(float_cnn, data, tmp_path):
+    qmodel = qdeploy.quantize(float_cnn, data.x_train[:256], weight_bits=4, act_bits=8, equalize=True, bias_correction=True)
+    graph = qdeploy.export(qmodel, data.x_train[:1])
+    for target in ("onnxruntime", "hls4ml"):
+        artifact = qdeploy.compile(graph, target=target, out=tmp_path / target, data=data.x_test)
+        assert artifact.bit_exact, target
