@@ -45,6 +45,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--percentile", type=float, default=99.99, help="upper percentile with --calibration percentile")
     p.add_argument("--equalize", action="store_true", help="cross-layer equalization before quantizing")
     p.add_argument("--bias-correction", action="store_true", help="empirical bias correction on the calibration data")
+    p.add_argument(
+        "--rounding",
+        choices=["rtn", "gptq", "gpfq"],
+        default="rtn",
+        help="weight rounding: nearest (default), GPTQ or GPFQ on the calibration data",
+    )
     p.add_argument("-o", "--output", required=True, help="QONNX file to write")
     _add_common(p)
 
@@ -106,6 +112,7 @@ def cmd_quantize(args: argparse.Namespace) -> int:
         percentile=args.percentile,
         equalize=args.equalize,
         bias_correction=args.bias_correction,
+        rounding=args.rounding,
     )
     output = Path(args.output)
     output.parent.mkdir(parents=True, exist_ok=True)

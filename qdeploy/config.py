@@ -20,6 +20,12 @@ class ScaleKind(enum.StrEnum):
     FLOAT = "float"  # unconstrained float scales (brevitas's default)
 
 
+class WeightRounding(enum.StrEnum):
+    RTN = "rtn"  # round to nearest
+    GPTQ = "gptq"
+    GPFQ = "gpfq"  # greedy path following (Zhang & Saab)
+
+
 class Calibration(enum.StrEnum):
     MINMAX = "minmax"
     PERCENTILE = "percentile"
@@ -38,6 +44,7 @@ class QuantizeConfig:
     batch_size: int = 256  #: calibration batch size
     equalize: bool = False  #: cross-layer equalization (+ bias absorption) before quantizing (brevitas EqualizeGraph)
     bias_correction: bool = False  #: empirical bias correction on the calibration data (brevitas)
+    rounding: WeightRounding = WeightRounding.RTN  #: weight rounding: nearest, or GPTQ / GPFQ on the calibration data
 
     def __post_init__(self) -> None:
         for name in ("weight_bits", "act_bits"):
@@ -48,6 +55,7 @@ class QuantizeConfig:
             raise QDeployError(f"percentile={self.percentile} is out of range; choose a value in (50, 100]")
         object.__setattr__(self, "scale", _enum(ScaleKind, self.scale, "scale"))
         object.__setattr__(self, "calibration", _enum(Calibration, self.calibration, "calibration"))
+        object.__setattr__(self, "rounding", _enum(WeightRounding, self.rounding, "rounding"))
 
 
 class IOType(enum.StrEnum):

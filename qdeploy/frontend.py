@@ -14,7 +14,7 @@ import torch
 from qonnx.core.modelwrapper import ModelWrapper
 from torch import nn
 
-from qdeploy.config import Calibration, QuantizeConfig, ScaleKind
+from qdeploy.config import Calibration, QuantizeConfig, ScaleKind, WeightRounding
 from qdeploy.data import check_array
 from qdeploy.errors import ModelLoadError, QDeployError, UnsupportedModelError, one_line
 from qdeploy.ir import load_model
@@ -67,7 +67,7 @@ def load_factory(spec: str, weights: str | Path | None = None) -> nn.Module:
 
 def _quantizers(cfg: QuantizeConfig):
     """brevitas quantizer classes for the configuration (injector classes are configured by subclassing)."""
-    from brevitas.inject.enum import ScalingPerOutputType
+    from brevitas.inject.enum import ScalingImplType, ScalingPerOutputType
     from brevitas.quant import (
         Int8ActPerTensorFixedPoint,
         Int8ActPerTensorFloat,
@@ -80,6 +80,9 @@ def _quantizers(cfg: QuantizeConfig):
 
     po2 = cfg.scale is ScaleKind.PO2
     weight_attrs = {"bit_width": cfg.weight_bits}
+    if cfg.rounding is not WeightRounding.RTN:
+        # GPTQ/GPFQ need the weight scale frozen (see qdeploy.passes.ptq.gpxq)
+        weight_attrs["scaling_impl_type"] = ScalingImplType.PARAMETER_FROM_STATS
     if cfg.per_channel:
         weight_attrs["scaling_per_output_type"] = ScalingPerOutputType.CHANNEL
     weight = type("QDeployWeight", (Int8WeightPerTensorFixedPoint if po2 else Int8WeightPerTensorFloat,), weight_attrs)
@@ -104,7 +107,7 @@ def quantize(
     activations ``act_bits`` per tensor, ranges calibrated on ``calib`` (batch first).
 
     ``options`` are QuantizeConfig fields (``per_channel``, ``scale``, ``calibration``, ``percentile``,
-    ``equalize``, ``bias_correction``);
+    ``equalize``, ``bias_correction``, ``rounding`` = rtn | gptq | gpfq);
     unknown names raise. Returns a brevitas-quantized module ready for ``qdeploy.export``.
     """
     import brevitas.nn as qnn
@@ -112,6 +115,7 @@ def quantize(
     from brevitas.graph.quantize import quantize as brevitas_quantize
 
     from qdeploy.passes.ptq.calibrate import calibrate, correct_bias
+    from qdeploy.passes.ptq.gpxq import apply_gpxq, initialize_frozen_weight_scales
 
     if config is None:
         from qdeploy.config import from_mapping
@@ -156,7 +160,13 @@ def quantize(
         ) from exc
     if not any(isinstance(m, (qnn.QuantLinear, qnn.QuantConv2d, qnn.QuantConv1d)) for m in qmodel.modules()):
         raise UnsupportedModelError("the model has no Linear or Conv layer to quantize")
+    if config.rounding is not WeightRounding.RTN:
+        if len(calib) < 64:
+            raise QDeployError(f"{config.rounding.value} needs at least 64 calibration samples, got {len(calib)}")
+        initialize_frozen_weight_scales(qmodel, calib[: config.batch_size])
     qmodel = calibrate(qmodel, calib, batch_size=config.batch_size)
+    if config.rounding is not WeightRounding.RTN:
+        qmodel = apply_gpxq(qmodel, calib, config.rounding.value, batch_size=config.batch_size)
     if config.bias_correction:
         qmodel = correct_bias(qmodel, calib, batch_size=config.batch_size)
     return qmodel

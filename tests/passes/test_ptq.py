@@ -61,3 +61,24 @@ def test_equalized_and_bias_corrected_model_compiles_bit_exactly(float_cnn, data
     for target in ("onnxruntime", "hls4ml"):
         artifact = qdeploy.compile(graph, target=target, out=tmp_path / target, data=data.x_test)
         assert artifact.bit_exact, target
+
+
+def _accuracy(qmodel, data) -> float:
+    return float((torch_forward(qmodel, data.x_test).argmax(1) == data.y_test).mean())
+
+
+def test_gpfq_and_gptq_beat_rounding_at_2_bits_and_never_collapse(float_mlp, data):
+    """Guards the brevitas pitfall: GPFQ with runtime-statistics weight scales collapses to chance (~10 %)."""
+    calib = data.x_train[:512]
+    rtn = _accuracy(qdeploy.quantize(float_mlp, calib, weight_bits=2, act_bits=8), data)
+    for rounding in ("gpfq", "gptq"):
+        accuracy = _accuracy(qdeploy.quantize(float_mlp, calib, weight_bits=2, act_bits=8, rounding=rounding), data)
+        assert accuracy > 0.8, (rounding, accuracy)  # far from chance
+        assert accuracy > rtn + 0.1, (rounding, accuracy, rtn)  # plain rounding loses much more at 2 bits
+
+
+def test_gpfq_model_compiles_bit_exactly(float_cnn, data, tmp_path):
+    qmodel = qdeploy.quantize(float_cnn, data.x_train[:256], weight_bits=3, act_bits=8, rounding="gpfq")
+    graph = qdeploy.export(qmodel, data.x_train[:1])
+    for target in ("onnxruntime", "hls4ml"):
+        assert qdeploy.compile(graph, target=target, out=tmp_path / target, data=data.x_test).bit_exact, target
