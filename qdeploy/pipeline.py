@@ -29,8 +29,8 @@ class Instrument:
     def before_step(self, name: str, model: ModelWrapper) -> None:  # noqa: B027 - optional hook
         pass
 
-    def after_step(self, name: str, model: ModelWrapper, seconds: float) -> None:  # noqa: B027 - optional hook
-        pass
+    def after_step(self, name: str, model: ModelWrapper | None, seconds: float) -> None:  # noqa: B027 - optional hook
+        """``model`` is None for work that produces no model (``RunContext.timed``)."""
 
 
 class Timing(Instrument):
@@ -39,7 +39,7 @@ class Timing(Instrument):
     def __init__(self) -> None:
         self.seconds: dict[str, float] = {}
 
-    def after_step(self, name: str, model: ModelWrapper, seconds: float) -> None:
+    def after_step(self, name: str, model: ModelWrapper | None, seconds: float) -> None:
         self.seconds[name] = self.seconds.get(name, 0.0) + seconds
         log.debug("step %-28s %.2f s", name, seconds)
 
@@ -51,7 +51,9 @@ class DumpModels(Instrument):
         self.folder = Path(folder)
         self.count = 0
 
-    def after_step(self, name: str, model: ModelWrapper, seconds: float) -> None:
+    def after_step(self, name: str, model: ModelWrapper | None, seconds: float) -> None:
+        if model is None:
+            return
         self.folder.mkdir(parents=True, exist_ok=True)
         model.save(str(self.folder / f"{self.count:02d}_{name}.onnx"))
         self.count += 1
@@ -77,8 +79,7 @@ class RunContext:
         finally:
             elapsed = time.perf_counter() - start
             for instrument in self.instruments:
-                if isinstance(instrument, Timing):
-                    instrument.after_step(name, None, elapsed)  # type: ignore[arg-type]
+                instrument.after_step(name, None, elapsed)
 
 
 def step_name(step: Step) -> str:
