@@ -41,7 +41,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--abits", type=int, default=8, help="activation bit width, 2-8 (default 8)")
     p.add_argument("--per-tensor", action="store_true", help="one weight scale per tensor (default: per channel)")
     p.add_argument("--scale", choices=["po2", "float"], default="po2", help="scale kind (default po2: exact on FPGA)")
-    p.add_argument("--calibration", choices=["minmax", "percentile"], default="minmax")
+    p.add_argument(
+        "--calibration",
+        choices=["minmax", "percentile", "mse"],
+        default="minmax",
+        help="range setting: min-max (default), percentile, or MSE-optimal scales",
+    )
     p.add_argument("--percentile", type=float, default=99.99, help="upper percentile with --calibration percentile")
     p.add_argument("--equalize", action="store_true", help="cross-layer equalization before quantizing")
     p.add_argument("--bias-correction", action="store_true", help="empirical bias correction on the calibration data")

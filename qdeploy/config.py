@@ -29,6 +29,7 @@ class WeightRounding(enum.StrEnum):
 class Calibration(enum.StrEnum):
     MINMAX = "minmax"
     PERCENTILE = "percentile"
+    MSE = "mse"  # scales minimizing the quantization MSE (weights and activations), brevitas's MSE search
 
 
 @dataclasses.dataclass(frozen=True)

@@ -77,6 +77,7 @@ def _quantizers(cfg: QuantizeConfig):
         Uint8ActPerTensorFixedPoint,
         Uint8ActPerTensorFloat,
     )
+    from brevitas.quant.base import MSESymmetricScale
 
     po2 = cfg.scale is ScaleKind.PO2
     weight_attrs = {"bit_width": cfg.weight_bits}
@@ -85,12 +86,14 @@ def _quantizers(cfg: QuantizeConfig):
         weight_attrs["scaling_impl_type"] = ScalingImplType.PARAMETER_FROM_STATS
     if cfg.per_channel:
         weight_attrs["scaling_per_output_type"] = ScalingPerOutputType.CHANNEL
-    weight = type("QDeployWeight", (Int8WeightPerTensorFixedPoint if po2 else Int8WeightPerTensorFloat,), weight_attrs)
+    # MSE range setting: brevitas's grid search for the scale minimizing the quantization error, on every quantizer.
+    mse = (MSESymmetricScale,) if cfg.calibration is Calibration.MSE else ()
+    weight = type("QDeployWeight", (*mse, Int8WeightPerTensorFixedPoint if po2 else Int8WeightPerTensorFloat), weight_attrs)
     # min-max range setting is the 100th percentile of the observed activations.
     percentile = 100.0 if cfg.calibration is Calibration.MINMAX else cfg.percentile
     act_attrs = {"bit_width": cfg.act_bits, "high_percentile_q": percentile}
-    unsigned = type("QDeployUAct", (Uint8ActPerTensorFixedPoint if po2 else Uint8ActPerTensorFloat,), act_attrs)
-    signed = type("QDeploySAct", (Int8ActPerTensorFixedPoint if po2 else Int8ActPerTensorFloat,), act_attrs)
+    unsigned = type("QDeployUAct", (*mse, Uint8ActPerTensorFixedPoint if po2 else Uint8ActPerTensorFloat), act_attrs)
+    signed = type("QDeploySAct", (*mse, Int8ActPerTensorFixedPoint if po2 else Int8ActPerTensorFloat), act_attrs)
     # Int32Bias: bias scale = input scale x weight scale, so the bias adds exactly into the integer accumulator.
     return weight, Int32Bias, unsigned, signed
 

@@ -82,3 +82,19 @@ def test_gpfq_model_compiles_bit_exactly(float_cnn, data, tmp_path):
     graph = qdeploy.export(qmodel, data.x_train[:1])
     for target in ("onnxruntime", "hls4ml"):
         assert qdeploy.compile(graph, target=target, out=tmp_path / target, data=data.x_test).bit_exact, target
+
+
+def test_mse_range_setting_lowers_the_weight_quantization_error(float_mlp, data):
+    import brevitas.nn as qnn
+
+    def weight_errors(qmodel) -> list[float]:
+        layers = [m for m in qmodel.modules() if isinstance(m, qnn.QuantLinear)]
+        with torch.no_grad():
+            return [float(((layer.quant_weight().value - layer.weight) ** 2).sum()) for layer in layers]
+
+    calib = data.x_train[:256]
+    for scale in ("po2", "float"):
+        minmax = weight_errors(qdeploy.quantize(float_mlp, calib, weight_bits=2, act_bits=8, scale=scale))
+        mse = weight_errors(qdeploy.quantize(float_mlp, calib, weight_bits=2, act_bits=8, scale=scale, calibration="mse"))
+        assert all(m <= n * (1 + 1e-6) for m, n in zip(mse, minmax, strict=True)), (scale, mse, minmax)
+        assert sum(mse) < sum(minmax)
