@@ -29,7 +29,7 @@ def _examples_file() -> Path:
     return path
 
 
-def run_demo(out: Path, weight_bits: int = 4, act_bits: int = 8) -> dict[str, Any]:
+def run_demo(out: Path, weight_bits: int = 4, act_bits: int = 8, models: tuple[str, ...] = ("mlp", "cnn")) -> dict[str, Any]:
     import qdeploy
     from qdeploy.frontend import load_factory
     from qdeploy.target import get_target
@@ -43,7 +43,7 @@ def run_demo(out: Path, weight_bits: int = 4, act_bits: int = 8) -> dict[str, An
         f"qdeploy demo: digits ({len(data.x_train)} train / {len(data.x_test)} test images), "
         f"W{weight_bits}A{act_bits}, power-of-two scales"
     )
-    for name in ("mlp", "cnn"):
+    for name in models:
         start = time.perf_counter()
         model = load_factory(f"{examples}:{name}")
         train_seconds = time.perf_counter() - start
