@@ -46,10 +46,13 @@ class QuantizeConfig:
     equalize: bool = False  #: cross-layer equalization (+ bias absorption) before quantizing (brevitas EqualizeGraph)
     bias_correction: bool = False  #: empirical bias correction on the calibration data (brevitas)
     rounding: WeightRounding = WeightRounding.RTN  #: weight rounding: nearest, or GPTQ / GPFQ on the calibration data
+    #: per-layer weight bit widths by module name (mixed precision, e.g. from qdeploy.passes.mixed); others: weight_bits
+    layer_weight_bits: Mapping[str, int] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        for name in ("weight_bits", "act_bits"):
-            bits = getattr(self, name)
+        checks = [("weight_bits", self.weight_bits), ("act_bits", self.act_bits)]
+        checks += [(f"layer_weight_bits[{name!r}]", bits) for name, bits in self.layer_weight_bits.items()]
+        for name, bits in checks:
             if not isinstance(bits, int) or not 2 <= bits <= 8:
                 raise QDeployError(f"{name}={bits!r} is out of range; choose an integer from 2 to 8")
         if not 50.0 < self.percentile <= 100.0:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import importlib.util
 import logging
 import sys
@@ -140,11 +141,11 @@ def quantize(
             ) from exc
     weight, bias, unsigned, signed = _quantizers(config)
     layer_options = {"weight_quant": weight, "bias_quant": bias, "return_quant_tensor": True}
-    compute_map = {
-        nn.Linear: (qnn.QuantLinear, layer_options),
-        nn.Conv2d: (qnn.QuantConv2d, layer_options),
-        nn.Conv1d: (qnn.QuantConv1d, layer_options),
-    }
+    quant_classes = {nn.Linear: qnn.QuantLinear, nn.Conv2d: qnn.QuantConv2d, nn.Conv1d: qnn.QuantConv1d}
+    compute_map = {float_class: (quant_class, layer_options) for float_class, quant_class in quant_classes.items()}
+    for tagged, bits in _tag_mixed_precision_layers(model, config.layer_weight_bits, tuple(quant_classes)).items():
+        weight_bits = _quantizers(dataclasses.replace(config, weight_bits=bits))[0]
+        compute_map[tagged] = (quant_classes[tagged.__mro__[1]], {**layer_options, "weight_quant": weight_bits})
     act_map = {nn.ReLU: (qnn.QuantReLU, {"act_quant": unsigned, "return_quant_tensor": True})}
     identity_map = {
         "signed": (qnn.QuantIdentity, {"act_quant": signed, "return_quant_tensor": True}),
@@ -173,6 +174,23 @@ def quantize(
     if config.bias_correction:
         qmodel = correct_bias(qmodel, calib, batch_size=config.batch_size)
     return qmodel
+
+
+def _tag_mixed_precision_layers(model: nn.Module, layer_bits, kinds: tuple[type, ...]) -> dict[type, int]:
+    """Give layers with their own bit width a subclass of their type, so brevitas's type-keyed layer map can
+    quantize them differently. The subclass claims torch.nn's module so torch.fx keeps it a leaf module."""
+    modules = dict(model.named_modules())
+    tagged: dict[tuple[type, int], type] = {}
+    for name, bits in layer_bits.items():
+        module = modules.get(name)
+        if module is None or type(module) not in kinds:
+            known = [n for n, m in modules.items() if type(m) in kinds]
+            raise QDeployError(f"layer_weight_bits names {name!r}, which is not a Linear/Conv layer; layers: {known}")
+        key = (type(module), bits)
+        if key not in tagged:
+            tagged[key] = type(f"{key[0].__name__}W{bits}", (key[0],), {"__module__": key[0].__module__})
+        module.__class__ = tagged[key]
+    return {cls: bits for (_, bits), cls in tagged.items()}
 
 
 def torch_forward(qmodel: nn.Module, x: np.ndarray) -> np.ndarray:
