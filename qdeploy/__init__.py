@@ -15,10 +15,22 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-__all__ = ["quantize", "export", "compile", "load", "inspect", "run_golden", "Artifact", "QDeployError", "__version__"]
+__all__ = [
+    "quantize",
+    "qat",
+    "export",
+    "compile",
+    "load",
+    "inspect",
+    "run_golden",
+    "Artifact",
+    "QDeployError",
+    "__version__",
+]
 
 _LAZY = {
     "quantize": ("qdeploy.frontend", "quantize"),
+    "qat": ("qdeploy.frontend", "qat"),
     "export": ("qdeploy.frontend", "export"),
     "compile": ("qdeploy.compiler", "compile"),
     "load": ("qdeploy.ir", "load_model"),
@@ -31,7 +43,7 @@ if TYPE_CHECKING:
     from qdeploy.artifact import Artifact
     from qdeploy.compiler import compile
     from qdeploy.errors import QDeployError
-    from qdeploy.frontend import export, quantize
+    from qdeploy.frontend import export, qat, quantize
     from qdeploy.golden import run_golden
     from qdeploy.ir import load_model as load
 

@@ -59,6 +59,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, help="QONNX file to write")
     _add_common(p)
 
+    p = sub.add_parser("qat", help="quantization-aware training of a PyTorch model, then export QONNX")
+    p.add_argument("model", help="path/to/file.py:factory returning a torch.nn.Module")
+    p.add_argument("--weights", help="state dict (.pt) to load into the factory's model")
+    p.add_argument("--data", required=True, help="training data: .npz with arrays 'x' (inputs) and 'y' (labels)")
+    p.add_argument("--wbits", type=int, default=4)
+    p.add_argument("--abits", type=int, default=8)
+    p.add_argument("--epochs", type=int, default=5)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--optimizer", choices=["adamw", "adamw4bit"], default="adamw")
+    p.add_argument("--checkpoint", help="save the training state here after every epoch")
+    p.add_argument("--resume", action="store_true", help="continue from --checkpoint")
+    p.add_argument("-o", "--output", required=True, help="QONNX file to write")
+    _add_common(p)
+
     p = sub.add_parser("compile", help="compile a QONNX model for a target and verify it bit for bit")
     p.add_argument("model", help="QONNX/ONNX file (brevitas, FINN, model zoo, qdeploy quantize)")
     p.add_argument("--target", help="onnxruntime (default) or hls4ml")
@@ -102,7 +116,7 @@ def _version() -> str:
 
 def cmd_quantize(args: argparse.Namespace) -> int:
     from qdeploy.data import load_array
-    from qdeploy.frontend import export, load_factory, quantize
+    from qdeploy.frontend import load_factory, quantize
 
     model = load_factory(args.model, args.weights)
     calib = load_array(args.calib)
@@ -120,20 +134,49 @@ def cmd_quantize(args: argparse.Namespace) -> int:
         rounding=args.rounding,
     )
     output = Path(args.output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    # Write beside the destination, then rename: no half-written model on failure.
-    fd, tmp = tempfile.mkstemp(suffix=".onnx", dir=output.parent)
-    os.close(fd)
-    try:
-        export(qmodel, calib[:1], tmp)
-        os.replace(tmp, output)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    _write_model_atomically(qmodel, calib[:1], output)
     print(
         f"wrote {output} (W{args.wbits}A{args.abits}, {args.scale} scales, "
         f"{'per-tensor' if args.per_tensor else 'per-channel'} weights)"
     )
+    return 0
+
+
+def _write_model_atomically(qmodel, example, output: Path) -> None:
+    """Export beside the destination, then rename: no half-written model on failure."""
+    from qdeploy.frontend import export
+
+    output.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(suffix=".onnx", dir=output.parent)
+    os.close(fd)
+    try:
+        export(qmodel, example, tmp)
+        os.replace(tmp, output)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def cmd_qat(args: argparse.Namespace) -> int:
+    from qdeploy.data import load_labelled
+    from qdeploy.frontend import load_factory, qat
+
+    model = load_factory(args.model, args.weights)
+    x, y = load_labelled(args.data)
+    qmodel = qat(
+        model,
+        x,
+        y,
+        weight_bits=args.wbits,
+        act_bits=args.abits,
+        epochs=args.epochs,
+        lr=args.lr,
+        optimizer=args.optimizer,
+        checkpoint=args.checkpoint,
+        resume=args.resume,
+    )
+    _write_model_atomically(qmodel, x[:1], Path(args.output))
+    print(f"wrote {args.output} (QAT W{args.wbits}A{args.abits}, {args.epochs} epochs, {args.optimizer})")
     return 0
 
 
@@ -217,6 +260,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 COMMANDS = {
     "quantize": cmd_quantize,
+    "qat": cmd_qat,
     "compile": cmd_compile,
     "verify": cmd_verify,
     "inspect": cmd_inspect,

@@ -46,6 +46,7 @@ class QuantizeConfig:
     equalize: bool = False  #: cross-layer equalization (+ bias absorption) before quantizing (brevitas EqualizeGraph)
     bias_correction: bool = False  #: empirical bias correction on the calibration data (brevitas)
     rounding: WeightRounding = WeightRounding.RTN  #: weight rounding: nearest, or GPTQ / GPFQ on the calibration data
+    trainable_scales: bool = False  #: weight scales as parameters (learned by QAT) instead of following the weights
     #: per-layer weight bit widths by module name (mixed precision, e.g. from qdeploy.passes.mixed); others: weight_bits
     layer_weight_bits: Mapping[str, int] = dataclasses.field(default_factory=dict)
 

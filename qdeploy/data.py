@@ -58,3 +58,19 @@ def check_array(x: np.ndarray, expected_shape: Sequence[int] | None, what: str) 
         first = int(np.argwhere(bad.reshape(len(x), -1).any(axis=1))[0, 0])
         raise InputDataError(f"{what} contains NaN or Inf (first in sample {first}); clean the data before use")
     return x
+
+
+def load_labelled(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """Inputs and integer labels from an .npz holding arrays ``x`` and ``y`` (training data for QAT)."""
+    path = Path(path)
+    if path.suffix.lower() != ".npz" or not path.exists():
+        raise InputDataError(f"training data {path} must be an existing .npz with arrays 'x' (inputs) and 'y' (labels)")
+    with np.load(path, allow_pickle=False) as archive:
+        if "x" not in archive or "y" not in archive:
+            raise InputDataError(f"training data {path} holds {list(archive.keys())}; it needs arrays 'x' and 'y'")
+        x, y = archive["x"], archive["y"]
+    if len(x) != len(y):
+        raise InputDataError(f"training data {path}: {len(x)} inputs but {len(y)} labels")
+    if not np.issubdtype(y.dtype, np.integer):
+        raise InputDataError(f"training data {path}: labels 'y' must be integers (class indices), got {y.dtype}")
+    return check_array(x, None, f"training data {path}"), y.astype(np.int64)

@@ -82,8 +82,8 @@ def _quantizers(cfg: QuantizeConfig):
 
     po2 = cfg.scale is ScaleKind.PO2
     weight_attrs = {"bit_width": cfg.weight_bits}
-    if cfg.rounding is not WeightRounding.RTN:
-        # GPTQ/GPFQ need the weight scale frozen (see qdeploy.passes.ptq.gpxq)
+    if cfg.rounding is not WeightRounding.RTN or cfg.trainable_scales:
+        # a parameter initialized from the weights: frozen for GPTQ/GPFQ (see qdeploy.passes.ptq.gpxq), learned by QAT
         weight_attrs["scaling_impl_type"] = ScalingImplType.PARAMETER_FROM_STATS
     if cfg.per_channel:
         weight_attrs["scaling_per_output_type"] = ScalingPerOutputType.CHANNEL
@@ -111,7 +111,8 @@ def quantize(
     activations ``act_bits`` per tensor, ranges calibrated on ``calib`` (batch first).
 
     ``options`` are QuantizeConfig fields (``per_channel``, ``scale``, ``calibration``, ``percentile``,
-    ``equalize``, ``bias_correction``, ``rounding`` = rtn | gptq | gpfq);
+    ``equalize``, ``bias_correction``, ``rounding`` = rtn | gptq | gpfq, ``trainable_scales``,
+    ``layer_weight_bits``);
     unknown names raise. Returns a brevitas-quantized module ready for ``qdeploy.export``.
     """
     import brevitas.nn as qnn
@@ -164,6 +165,8 @@ def quantize(
         ) from exc
     if not any(isinstance(m, (qnn.QuantLinear, qnn.QuantConv2d, qnn.QuantConv1d)) for m in qmodel.modules()):
         raise UnsupportedModelError("the model has no Linear or Conv layer to quantize")
+    if config.trainable_scales and config.rounding is WeightRounding.RTN:
+        initialize_frozen_weight_scales(qmodel, calib[: config.batch_size])
     if config.rounding is not WeightRounding.RTN:
         if len(calib) < 64:
             raise QDeployError(f"{config.rounding.value} needs at least 64 calibration samples, got {len(calib)}")
@@ -198,6 +201,29 @@ def torch_forward(qmodel: nn.Module, x: np.ndarray) -> np.ndarray:
     with torch.no_grad():
         out = qmodel(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)))
     return (out.value if hasattr(out, "value") else out).detach().numpy()
+
+
+def qat(
+    model: nn.Module,
+    x: np.ndarray,
+    y: np.ndarray,
+    weight_bits: int = 4,
+    act_bits: int = 8,
+    epochs: int = 5,
+    lr: float = 1e-3,
+    optimizer: str = "adamw",
+    checkpoint: str | Path | None = None,
+    resume: bool = False,
+    **options,
+) -> nn.Module:
+    """Quantization-aware training: PTQ-initialize (``quantize`` on the first samples of ``x``, weight scales
+    trainable), then fine-tune on (x, y) with the straight-through estimator. ``options`` go to ``quantize``."""
+    from qdeploy.passes.qat import qat_train
+
+    x = check_array(x, None, "training data")
+    qmodel = quantize(model, x[:512], weight_bits=weight_bits, act_bits=act_bits, trainable_scales=True, **options)
+    qmodel, _ = qat_train(qmodel, x, y, epochs=epochs, lr=lr, optimizer=optimizer, checkpoint=checkpoint, resume=resume)
+    return qmodel
 
 
 def export(qmodel: nn.Module, example: np.ndarray, path: str | Path | None = None) -> ModelWrapper:
