@@ -49,3 +49,34 @@ def plain_hls4ml(graph, x: np.ndarray, folder: Path) -> dict:
         "seconds": seconds,
         "exact_fraction": result["outputs_equal"] / result["outputs_compared"],
     }
+
+
+def ort_quantize_static(
+    float_path: Path, out_path: Path, calib: np.ndarray, method: str = "MinMax", weight_bits: int = 8
+) -> bool:
+    """onnxruntime's ``quantize_static`` as its users run it: QDQ, per-channel, uint8 activations, int8 (or int4)
+    weights, calibrated sample by sample. Returns False when ORT offers no such weight type."""
+    from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+    weight_type = {8: QuantType.QInt8, 4: QuantType.QInt4}.get(weight_bits)
+    if weight_type is None:
+        return False
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.batches = iter([{"x": calib[i : i + 1]} for i in range(len(calib))])
+
+        def get_next(self):
+            return next(self.batches, None)
+
+    quantize_static(
+        str(float_path),
+        str(out_path),
+        Reader(),
+        quant_format=QuantFormat.QDQ,
+        per_channel=True,
+        activation_type=QuantType.QUInt8,
+        weight_type=weight_type,
+        calibrate_method=getattr(CalibrationMethod, method),
+    )
+    return True

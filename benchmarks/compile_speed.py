@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import qdeploy  # noqa: E402
-from benchmarks.anchors import plain_hls4ml  # noqa: E402
+from benchmarks.anchors import ort_quantize_static, plain_hls4ml  # noqa: E402
 from examples import digits  # noqa: E402
 from qdeploy.targets.onnxruntime.target import make_session  # noqa: E402
 
@@ -54,27 +54,6 @@ def export_float(model: torch.nn.Module, path: Path) -> None:
         output_names=["y"],
         dynamic_axes={"x": {0: "batch"}, "y": {0: "batch"}},
         dynamo=False,
-    )
-
-
-def ort_quantize_static(float_path: Path, out_path: Path, calib: np.ndarray) -> None:
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
-
-    class Reader(CalibrationDataReader):
-        def __init__(self) -> None:
-            self.batches = iter([{"x": calib[i : i + 1]} for i in range(len(calib))])
-
-        def get_next(self):
-            return next(self.batches, None)
-
-    quantize_static(
-        str(float_path),
-        str(out_path),
-        Reader(),
-        quant_format=QuantFormat.QDQ,
-        per_channel=True,
-        activation_type=QuantType.QUInt8,
-        weight_type=QuantType.QInt8,
     )
 
 

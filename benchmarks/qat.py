@@ -22,7 +22,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import qdeploy  # noqa: E402
-from benchmarks.ptq import QDEPLOY_METHODS, golden_accuracy, mnist5k, mnist_cnn, mnist_mlp  # noqa: E402
+from benchmarks.ptq import QDEPLOY_METHODS, golden_accuracy  # noqa: E402
+from benchmarks.workloads import mnist5k, mnist_cnn, mnist_mlp  # noqa: E402
 from examples import digits  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
