@@ -149,3 +149,15 @@ def test_rounding_mode_hls4ml_cannot_express_is_refused(mode, mlp_w4a8, tmp_path
     with pytest.raises(UnsupportedModelError, match=rf"node {node}: rounding mode {mode} has no hls4ml fixed-point form"):
         qdeploy.compile(graph, target="hls4ml", out=tmp_path / "fw")
     assert_no_output(tmp_path / "fw")
+
+
+@pytest.mark.parametrize("target", ["hls4ml", "onnxruntime"])
+def test_dynamic_input_shape_is_refused(target, mlp_w4a8, tmp_path):
+    graph = copy_graph(mlp_w4a8[1])
+    dims = graph.graph.input[0].type.tensor_type.shape.dim
+    dims[2].ClearField("dim_value")
+    dims[2].dim_param = "height"
+    del graph.graph.value_info[:]
+    with pytest.raises(QDeployError, match=r"model input global_in has a dynamic or unknown shape"):
+        qdeploy.compile(graph, target=target, out=tmp_path / "out")
+    assert_no_output(tmp_path / "out")
