@@ -11,6 +11,8 @@ import numpy as np
 from qdeploy.errors import QDeployError
 
 REPORT_FILE = "report.json"
+GOLDEN_FILE = "golden.onnx"  # the specification the artefact was verified against
+INPUTS_FILE = "verify_inputs.npy"
 
 
 class Artifact:
@@ -31,15 +33,26 @@ class Artifact:
     def bit_exact(self) -> bool:
         return bool(self.report["bit_exact"])
 
-    def predict(self, x: np.ndarray) -> np.ndarray:
-        """Run the deployed artefact (ORT session, hls4ml C simulation, ...) on ``x``."""
+    def _golden_and_inputs(self, x: np.ndarray, what: str):
         from qdeploy.data import check_array
-        from qdeploy.ir import load_model, sample_shape
+        from qdeploy.ir import check_datatype, load_model, sample_shape
+
+        golden = load_model(self.path / GOLDEN_FILE, clean=False)
+        x = check_array(x, sample_shape(golden), what)
+        check_datatype(golden, x, what)
+        return golden, x
+
+    def _runner(self):
         from qdeploy.target import get_target
 
-        golden = load_model(self.path / "golden.onnx", clean=False)
-        x = check_array(x, sample_shape(golden), "input data")
-        return get_target(self.target).runner(self.path)(x)
+        target = get_target(self.target)
+        target.check_available()
+        return target.runner(self.path)
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        """Run the deployed artefact (ORT session, hls4ml C simulation, ...) on ``x``."""
+        _, x = self._golden_and_inputs(x, "input data")
+        return self._runner()(x)
 
     def verify(self, x: np.ndarray | None = None) -> dict[str, Any]:
         """Re-run the artefact against the golden executor on ``x`` (default: the stored verification inputs).
@@ -47,21 +60,10 @@ class Artifact:
         Returns the comparison dict (``bit_exact``, ``outputs_equal``/``outputs_compared``, ...), also written to
         ``verify.json`` in the folder.
         """
-        from qdeploy.compiler import GOLDEN_FILE, INPUTS_FILE
-        from qdeploy.data import check_array
-        from qdeploy.ir import check_datatype, load_model, sample_shape
-        from qdeploy.target import get_target
-
-        golden = load_model(self.path / GOLDEN_FILE, clean=False)
-        target = get_target(self.target)
-        target.check_available()
-        if x is None:
-            x = np.load(self.path / INPUTS_FILE)
-        x = check_array(x, sample_shape(golden), "verification data")
-        check_datatype(golden, x, "verification data")
         from qdeploy.verify import verify_against_golden
 
-        result = {"target": self.target, **verify_against_golden(golden, target.runner(self.path), x)}
+        golden, x = self._golden_and_inputs(np.load(self.path / INPUTS_FILE) if x is None else x, "verification data")
+        result = {"target": self.target, **verify_against_golden(golden, self._runner(), x)}
         (self.path / "verify.json").write_text(json.dumps(result, indent=2))
         return result
 

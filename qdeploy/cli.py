@@ -28,17 +28,22 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--debug", action="store_true", help="show the full traceback on errors")
 
 
+def _add_torch_model(parser: argparse.ArgumentParser) -> None:
+    """The arguments every command that starts from a PyTorch model shares."""
+    parser.add_argument("model", help="path/to/file.py:factory returning a torch.nn.Module")
+    parser.add_argument("--weights", help="state dict (.pt) to load into the factory's model")
+    parser.add_argument("--wbits", type=int, default=4, help="weight bit width, 2-8 (default 4)")
+    parser.add_argument("--abits", type=int, default=8, help="activation bit width, 2-8 (default 8)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="qdeploy", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"qdeploy {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("quantize", help="post-training quantize a PyTorch model and export QONNX")
-    p.add_argument("model", help="path/to/file.py:factory returning a torch.nn.Module")
-    p.add_argument("--weights", help="state dict (.pt) to load into the factory's model")
+    _add_torch_model(p)
     p.add_argument("--calib", required=True, help="calibration inputs: .npy, or .npz with array 'x'")
-    p.add_argument("--wbits", type=int, default=4, help="weight bit width, 2-8 (default 4)")
-    p.add_argument("--abits", type=int, default=8, help="activation bit width, 2-8 (default 8)")
     p.add_argument("--per-tensor", action="store_true", help="one weight scale per tensor (default: per channel)")
     p.add_argument("--scale", choices=["po2", "float"], default="po2", help="scale kind (default po2: exact on FPGA)")
     p.add_argument(
@@ -60,11 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(p)
 
     p = sub.add_parser("qat", help="quantization-aware training of a PyTorch model, then export QONNX")
-    p.add_argument("model", help="path/to/file.py:factory returning a torch.nn.Module")
-    p.add_argument("--weights", help="state dict (.pt) to load into the factory's model")
+    _add_torch_model(p)
     p.add_argument("--data", required=True, help="training data: .npz with arrays 'x' (inputs) and 'y' (labels)")
-    p.add_argument("--wbits", type=int, default=4)
-    p.add_argument("--abits", type=int, default=8)
     p.add_argument("--epochs", type=int, default=5)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--optimizer", choices=["adamw", "adamw4bit"], default="adamw")

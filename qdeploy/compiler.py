@@ -20,7 +20,7 @@ import numpy as np
 import onnx
 from qonnx.core.modelwrapper import ModelWrapper
 
-from qdeploy.artifact import REPORT_FILE, Artifact
+from qdeploy.artifact import GOLDEN_FILE, INPUTS_FILE, REPORT_FILE, Artifact
 from qdeploy.config import CompileConfig, from_mapping, to_jsonable
 from qdeploy.data import check_array
 from qdeploy.errors import QDeployError
@@ -31,8 +31,6 @@ from qdeploy.verify import random_inputs, verify_against_golden
 
 log = logging.getLogger(__name__)
 
-GOLDEN_FILE = "golden.onnx"
-INPUTS_FILE = "verify_inputs.npy"
 CONFIG_FILE = "qdeploy_config.json"
 
 

@@ -119,6 +119,13 @@ def constant_ints(values: np.ndarray, grid: Grid) -> np.ndarray:
     return np.ldexp(np.asarray(values, dtype=np.float64), -grid.lsb).astype(np.int64)
 
 
+def quant_int_range(bits: int, signed: bool, narrow: bool) -> tuple[int, int]:
+    """QONNX Quant's integer range: [-2^(b-1) (+1 if narrow), 2^(b-1)-1] signed, [0, 2^b-1 (-1 if narrow)] unsigned."""
+    if signed:
+        return -(2 ** (bits - 1)) + int(narrow), 2 ** (bits - 1) - 1
+    return 0, 2**bits - 1 - int(narrow)
+
+
 @dataclass(frozen=True)
 class QuantSpec:
     """A datapath ``Quant`` node that lowers to a plain fixed-point type (power-of-two scale, zero point 0)."""
@@ -131,10 +138,7 @@ class QuantSpec:
 
     @property
     def int_range(self) -> tuple[int, int]:
-        if self.signed:
-            low = -(2 ** (self.bits - 1)) + (1 if self.narrow else 0)
-            return low, 2 ** (self.bits - 1) - 1
-        return 0, 2**self.bits - 1 - (1 if self.narrow else 0)
+        return quant_int_range(self.bits, self.signed, self.narrow)
 
     def grid(self) -> Grid:
         low, high = self.int_range

@@ -9,7 +9,8 @@ import numpy as np
 from qonnx.core.modelwrapper import ModelWrapper
 
 from qdeploy.golden import run_golden
-from qdeploy.ir import QUANT_OPS, const_input, input_name
+from qdeploy.ir import QUANT_OPS, const_input, input_name, node_attr
+from qdeploy.precision import quant_int_range
 
 _PASS_THROUGH = {"Transpose", "Reshape", "Flatten", "Identity"}
 
@@ -75,12 +76,7 @@ def random_inputs(model: ModelWrapper, shape: tuple[int, ...], count: int, seed:
     if scale is None or bits is None:
         return rng.standard_normal((count, *shape)).astype(np.float32)
     step = float(np.max(scale))
-    n_bits = int(np.asarray(bits).ravel()[0])
-    signed = True
-    for attribute in quant.attribute:
-        if attribute.name == "signed":
-            signed = bool(attribute.i)
-    k_low, k_high = (-(2 ** (n_bits - 1)), 2 ** (n_bits - 1) - 1) if signed else (0, 2**n_bits - 1)
+    k_low, k_high = quant_int_range(int(np.asarray(bits).ravel()[0]), bool(node_attr(quant, "signed", 1)), False)
     low, high = k_low * step, k_high * step
     margin = 0.25 * (high - low)
     n_uniform = count - count // 2

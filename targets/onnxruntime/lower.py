@@ -17,6 +17,7 @@ from qonnx.core.modelwrapper import ModelWrapper
 
 from qdeploy.errors import UnsupportedModelError
 from qdeploy.ir import const_input, node_attr
+from qdeploy.precision import quant_int_range
 
 MIN_OPSET = 13  # per-axis QuantizeLinear/DequantizeLinear
 
@@ -61,12 +62,6 @@ def _axis_of(scale: np.ndarray, node_name: str) -> tuple[np.ndarray, int | None]
     return scale.reshape(-1), axes[0]
 
 
-def _int_range(bits: int, signed: bool, narrow: bool) -> tuple[int, int]:
-    if signed:
-        return -(2 ** (bits - 1)) + int(narrow), 2 ** (bits - 1) - 1
-    return 0, 2**bits - 1 - int(narrow)
-
-
 def _lower_bipolar(model: ModelWrapper, node, initializers: list) -> list:
     """BipolarQuant -> Where(x >= 0, scale, -scale): QONNX maps 0 to +scale, which Sign would not."""
     scale = const_input(model, node, 1)
@@ -105,7 +100,7 @@ def lower_to_qdq(model: ModelWrapper) -> onnx.ModelProto:
             new_nodes.append(node)
             continue
         scale, zeropt, bits, signed, narrow, rounding = _quant_params(model, node)
-        low, high = _int_range(bits, signed, narrow)
+        low, high = quant_int_range(bits, signed, narrow)
         source = model.get_initializer(node.input[0])
         scale_vec, axis = _axis_of(scale, node.name)
         name = node.name
@@ -125,12 +120,10 @@ def lower_to_qdq(model: ModelWrapper) -> onnx.ModelProto:
                 raise UnsupportedModelError(
                     f"node {name}: {bits}-bit {'signed' if signed else 'unsigned'} constant has no QDQ type"
                 )
-            zp_vec = zeropt.reshape(-1) if axis is not None and zeropt.size > 1 else zeropt.reshape(-1)[:1]
+            # per-axis zero points follow the scale's axis; a scalar zero point stays scalar
             zp_vec = (
-                np.broadcast_to(zp_vec, scale_vec.shape).astype(int_dtype)
-                if axis is not None
-                else zp_vec.reshape(()).astype(int_dtype)
-            )
+                np.broadcast_to(zeropt.reshape(-1), scale_vec.shape) if axis is not None else zeropt.reshape(())
+            ).astype(int_dtype)
             check = ((ints.astype(np.float32) - zp_full.astype(np.float32)) * full_scale.astype(np.float32)).astype(
                 np.float32
             )
