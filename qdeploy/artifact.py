@@ -33,6 +33,11 @@ class Artifact:
     def bit_exact(self) -> bool:
         return bool(self.report["bit_exact"])
 
+    @property
+    def verified(self) -> bool:
+        """Bit-exact, or within the target's stated tolerance (quantum target)."""
+        return bool(self.report.get("verified", self.report["bit_exact"]))
+
     def _golden_and_inputs(self, x: np.ndarray, what: str):
         from qdeploy.data import check_array
         from qdeploy.ir import check_datatype, load_model, sample_shape
@@ -63,7 +68,8 @@ class Artifact:
         from qdeploy.verify import verify_against_golden
 
         golden, x = self._golden_and_inputs(np.load(self.path / INPUTS_FILE) if x is None else x, "verification data")
-        result = {"target": self.target, **verify_against_golden(golden, self._runner(), x)}
+        tolerance = float(self.report.get("tolerance", 0.0))
+        result = {"target": self.target, **verify_against_golden(golden, self._runner(), x, tolerance)}
         (self.path / "verify.json").write_text(json.dumps(result, indent=2))
         return result
 
@@ -80,5 +86,13 @@ def format_summary(report: dict[str, Any]) -> str:
         f"bit-exact: {report['outputs_equal']}/{report['outputs_compared']} outputs"
         f"  (max abs error {report['max_abs_error']:.3g}, argmax agreement {100 * report['argmax_agreement']:.2f} %)"
     )
+    tolerance = report.get("tolerance", 0.0)
+    if tolerance:
+        lines[-1] = (
+            f"within tolerance {tolerance:g}: max abs error {report['max_abs_error']:.3g} over "
+            f"{report['outputs_compared']} outputs (argmax agreement {100 * report['argmax_agreement']:.2f} %)"
+        )
+        lines.append("result: VERIFIED (float simulation, not bit-exact)" if report["verified"] else "result: NOT VERIFIED")
+        return "\n".join(lines)
     lines.append("result: EXACT" if report["bit_exact"] else "result: NOT EXACT")
     return "\n".join(lines)

@@ -87,6 +87,8 @@ class CompileConfig:
     verify_samples: int = 1000  #: random inputs added to the user's data for verification
     seed: int = 0
     hls4ml: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    #: quantum target settings (device, seeds, epsilon, ...); see ``qdeploy.targets.quantum.options``
+    quantum: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "io_type", _enum(IOType, self.io_type, "io_type"))

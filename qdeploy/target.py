@@ -26,6 +26,9 @@ class Target(abc.ABC):
 
     name: str = ""
     extra: str = ""
+    #: max abs error allowed against the golden executor; 0.0 means bit-exact. Float simulators (the quantum
+    #: target's) round differently from the golden executor, so such a target states its bound here instead.
+    tolerance: float = 0.0
 
     @abc.abstractmethod
     def check_available(self) -> None:

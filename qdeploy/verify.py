@@ -15,13 +15,16 @@ from qdeploy.precision import quant_int_range
 _PASS_THROUGH = {"Transpose", "Reshape", "Flatten", "Identity"}
 
 
-def compare(y_target: np.ndarray, y_golden: np.ndarray) -> dict[str, Any]:
-    """Bit-exact comparison per input sample (an output is equal when every element is)."""
+def compare(y_target: np.ndarray, y_golden: np.ndarray, tolerance: float = 0.0) -> dict[str, Any]:
+    """Bit-exact comparison per input sample (an output is equal when every element is).
+
+    ``verified`` is ``bit_exact`` when ``tolerance`` is 0, else whether the max abs error is within ``tolerance``."""
     y_target = np.asarray(y_target, dtype=np.float64).reshape(y_golden.shape)
     y_golden = np.asarray(y_golden, dtype=np.float64)
     rows = len(y_golden)
     equal_rows = np.all((y_target == y_golden).reshape(rows, -1), axis=1)
     diff = np.abs(y_target - y_golden)
+    max_error = float(diff.max()) if diff.size else 0.0
     flat_t, flat_g = y_target.reshape(rows, -1), y_golden.reshape(rows, -1)
     return {
         "bit_exact": bool(equal_rows.all()),
@@ -29,14 +32,18 @@ def compare(y_target: np.ndarray, y_golden: np.ndarray) -> dict[str, Any]:
         "outputs_equal": int(equal_rows.sum()),
         "elements_compared": int(y_golden.size),
         "elements_equal": int((y_target == y_golden).sum()),
-        "max_abs_error": float(diff.max()) if diff.size else 0.0,
+        "max_abs_error": max_error,
+        "tolerance": tolerance,
+        "verified": bool(equal_rows.all()) if tolerance == 0 else max_error <= tolerance,
         "argmax_agreement": float(np.mean(flat_t.argmax(axis=1) == flat_g.argmax(axis=1))),
     }
 
 
-def verify_against_golden(golden: ModelWrapper, run: Callable[[np.ndarray], np.ndarray], x: np.ndarray) -> dict[str, Any]:
-    """Run the target and the golden executor on ``x`` and compare bit for bit."""
-    return compare(run(x), run_golden(golden, x))
+def verify_against_golden(
+    golden: ModelWrapper, run: Callable[[np.ndarray], np.ndarray], x: np.ndarray, tolerance: float = 0.0
+) -> dict[str, Any]:
+    """Run the target and the golden executor on ``x`` and compare bit for bit (or within ``tolerance``)."""
+    return compare(run(x), run_golden(golden, x), tolerance)
 
 
 def _input_quantizer(model: ModelWrapper):

@@ -1,0 +1,71 @@
+"""ONNX domain ``qdeploy.custom_op.quantum``: the ``QuantumCircuit`` node, executed by qonnx's ``execute_onnx``.
+
+qonnx resolves a node's domain as a Python module and looks the op type up in its ``custom_op`` dict / ``__all__``,
+so importing nothing else is needed: the golden executor runs hybrid graphs as they are.
+
+Node: ``y = QuantumCircuit(x, weights)`` with ``x`` (batch, num_inputs) angles and ``weights`` (num_weights,);
+attributes ``spec`` (JSON circuit spec, the executable definition), ``qasm`` (the same circuit as OpenQASM 3 with
+``input float[64]`` symbols ``x_i``/``w_j``) and ``float64`` (simulation precision). ``y`` is (batch, num_outputs).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from onnx import helper
+from qonnx.core.datatype import DataType
+from qonnx.custom_op.base import CustomOp
+
+
+class QuantumCircuit(CustomOp):
+    def get_nodeattr_types(self):
+        return {"spec": ("s", True, ""), "qasm": ("s", True, ""), "float64": ("i", False, 1, {0, 1})}
+
+    def circuit_spec(self):
+        from qdeploy.quantum.spec import CircuitSpec
+
+        return CircuitSpec.from_json(self.get_nodeattr("spec"))
+
+    def make_shape_compatible_op(self, model):
+        shape = model.get_tensor_shape(self.onnx_node.input[0])
+        # Shapes upstream may not be inferred yet (qonnx infers the whole graph at once): the batch dimension is
+        # the graph input's.
+        batch = shape[0] if shape else model.get_tensor_shape(model.graph.input[0].name)[0]
+        return self.make_const_shape_op([batch, self.circuit_spec().num_outputs])
+
+    def infer_node_datatype(self, model):
+        model.set_tensor_datatype(self.onnx_node.output[0], DataType["FLOAT32"])
+
+    def execute_node(self, context, graph):
+        import torch
+
+        from qdeploy.quantum.simulator import simulate
+
+        node = self.onnx_node
+        x = np.array(context[node.input[0]])
+        weights = np.array(context[node.input[1]]).reshape(-1)
+        work = torch.float64 if self.get_nodeattr("float64") else torch.float32
+        with torch.no_grad():
+            y = simulate(self.circuit_spec(), torch.from_numpy(x).to(work), torch.from_numpy(weights).to(work))
+        context[node.output[0]] = y.numpy().astype(x.dtype)
+
+    def verify_node(self):
+        messages = []
+        try:
+            self.circuit_spec()
+            messages.append("spec is valid")
+        except Exception as exc:  # verify_node reports, it does not raise (qonnx convention)
+            messages.append(f"invalid spec: {exc}")
+        if len(self.onnx_node.input) != 2:
+            messages.append("QuantumCircuit needs 2 inputs (angles, weights)")
+        return messages
+
+
+def make_node(inputs: list[str], outputs: list[str], spec_json: str, qasm: str, name: str = "") -> object:
+    """A ``QuantumCircuit`` NodeProto (for graph passes that build or rewrite quantum nodes)."""
+    return helper.make_node(
+        "QuantumCircuit", inputs, outputs, name=name, domain=__name__, spec=spec_json, qasm=qasm, float64=1
+    )
+
+
+custom_op = {"QuantumCircuit": QuantumCircuit}
+__all__ = ["QuantumCircuit"]

@@ -1,0 +1,77 @@
+"""Settings of the quantum target (``CompileConfig.quantum``; unknown keys are refused) and the offline devices."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+from qdeploy.errors import QDeployError
+
+#: devices at most this wide get a full operator-equivalence check of every transpiled circuit
+OPERATOR_CHECK_MAX_QUBITS = 10
+
+
+@dataclasses.dataclass(frozen=True)
+class QuantumOptions:
+    #: ``line`` / ``line:N`` (a chain), ``heavy-hex`` / ``heavy-hex:D`` (IBM's lattice, odd code distance D); without
+    #: a size the smallest device fitting the widest circuit is used. ``all-to-all`` has no coupling constraint.
+    device: str = "line"
+    seeds: int = 8  #: transpiler seeds tried per circuit; the one with the fewest two-qubit gates (then depth) wins
+    optimization_level: int = 3
+    epsilon: float = 0.01  #: target precision of each expectation value: shots = ceil(1 / epsilon**2)
+    shot_check_inputs: int = 4  #: random inputs on which sampled means are checked against exact values
+    seed: int = 0  #: device (GenericBackendV2) and sampling seed
+
+    def __post_init__(self) -> None:
+        if self.seeds < 1:
+            raise QDeployError(f"quantum option seeds={self.seeds} must be >= 1")
+        if self.optimization_level not in (0, 1, 2, 3):
+            raise QDeployError(f"quantum option optimization_level={self.optimization_level}; choose 0, 1, 2 or 3")
+        if not 0 < self.epsilon < 1:
+            raise QDeployError(f"quantum option epsilon={self.epsilon} must be in (0, 1)")
+
+    @property
+    def shots(self) -> int:
+        return math.ceil(1 / self.epsilon**2)
+
+
+def options_from(mapping: Any) -> QuantumOptions:
+    from qdeploy.config import from_mapping
+
+    return from_mapping(QuantumOptions, dict(mapping or {}), "quantum options")
+
+
+def heavy_hex_size(distance: int) -> int:
+    return (5 * distance * distance - 2 * distance - 1) // 2
+
+
+def make_backend(device: str, width: int, seed: int):
+    """An offline ``GenericBackendV2`` for ``device`` at least ``width`` qubits wide (else QDeployError)."""
+    from qiskit.providers.fake_provider import GenericBackendV2
+    from qiskit.transpiler import CouplingMap
+
+    kind, _, size = device.partition(":")
+    try:
+        size_value = int(size) if size else None
+    except ValueError:
+        raise QDeployError(f"quantum device {device!r}: size {size!r} is not an integer (e.g. line:5)") from None
+    if kind == "line":
+        qubits = size_value or max(width, 2)
+        coupling = CouplingMap.from_line(qubits)
+    elif kind == "heavy-hex":
+        distance = size_value or 3
+        if distance < 3 or distance % 2 == 0:
+            raise QDeployError(f"quantum device {device!r}: heavy-hex distance must be odd and >= 3")
+        while size_value is None and heavy_hex_size(distance) < width:
+            distance += 2
+        coupling = CouplingMap.from_heavy_hex(distance)
+        qubits = coupling.size()
+    elif kind == "all-to-all":
+        qubits = size_value or max(width, 2)
+        coupling = None
+    else:
+        raise QDeployError(f"quantum device {device!r} is unknown; use line[:N], heavy-hex[:D] or all-to-all[:N]")
+    if qubits < width:
+        raise QDeployError(f"device {device!r} has {qubits} qubits but a circuit needs {width}; choose a larger device")
+    return GenericBackendV2(qubits, coupling_map=coupling, seed=seed)

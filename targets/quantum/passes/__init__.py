@@ -1,0 +1,1 @@
+"""Graph passes of the quantum target (qonnx Transformations, one per file)."""
