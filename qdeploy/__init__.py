@@ -18,6 +18,7 @@ __version__ = "0.1.0"
 __all__ = [
     "quantize",
     "qat",
+    "binarize",
     "export",
     "compile",
     "load",
@@ -31,6 +32,7 @@ __all__ = [
 _LAZY = {
     "quantize": ("qdeploy.frontend", "quantize"),
     "qat": ("qdeploy.frontend", "qat"),
+    "binarize": ("qdeploy.passes.binarize", "binarize"),
     "export": ("qdeploy.frontend", "export"),
     "compile": ("qdeploy.compiler", "compile"),
     "load": ("qdeploy.ir", "load_model"),
@@ -46,6 +48,7 @@ if TYPE_CHECKING:
     from qdeploy.frontend import export, qat, quantize
     from qdeploy.golden import run_golden
     from qdeploy.ir import load_model as load
+    from qdeploy.passes.binarize import binarize
 
 
 def inspect(model: Any) -> dict:

@@ -75,6 +75,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, help="QONNX file to write")
     _add_common(p)
 
+    p = sub.add_parser("binarize", help="binarise a PyTorch model (BiPer or sign-STE), train it, export QONNX")
+    p.add_argument("model", help="path/to/file.py:factory returning a torch.nn.Module")
+    p.add_argument("--weights", help="state dict (.pt) to load into the factory's model")
+    p.add_argument("--data", required=True, help="training data: .npz with arrays 'x' (inputs) and 'y' (labels)")
+    p.add_argument("--method", choices=["biper", "ste"], default="biper", help="BiPer (default) or sign with STE")
+    p.add_argument("--omega", type=float, default=30.0, help="BiPer frequency (default 30; the paper's scripts 20)")
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--stage1-epochs", type=int, help="BiPer stage-1 epochs (default half of --epochs)")
+    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--tau", type=float, help="BiPer quantization-error regulariser weight (default 0.037)")
+    p.add_argument("--binarize-all", action="store_true", help="binarise the first and last layers too")
+    p.add_argument("--first-last-bits", type=int, default=8, help="weight bits of the first/last layers (default 8)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("-o", "--output", required=True, help="QONNX file to write")
+    _add_common(p)
+
     p = sub.add_parser("compile", help="compile a QONNX model for a target and verify it bit for bit")
     p.add_argument("model", help="QONNX/ONNX file (brevitas, FINN, model zoo, qdeploy quantize)")
     p.add_argument("--target", help="onnxruntime (default) or hls4ml")
@@ -157,6 +173,34 @@ def _write_model_atomically(qmodel, example, output: Path) -> None:
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def cmd_binarize(args: argparse.Namespace) -> int:
+    from qdeploy.data import load_labelled
+    from qdeploy.frontend import load_factory
+    from qdeploy.passes.binarize import binarize
+
+    model = load_factory(args.model, args.weights)
+    x, y = load_labelled(args.data)
+    options = {"tau": args.tau} if args.tau is not None else {}
+    bmodel = binarize(
+        model,
+        x,
+        y,
+        method=args.method,
+        omega=args.omega,
+        epochs=args.epochs,
+        stage1_epochs=args.stage1_epochs,
+        lr=args.lr,
+        keep_first_last=not args.binarize_all,
+        first_last_bits=args.first_last_bits,
+        seed=args.seed,
+        **options,
+    )
+    _write_model_atomically(bmodel, x[:1], Path(args.output))
+    method = f"BiPer omega={args.omega:g}" if args.method == "biper" else "sign-STE"
+    print(f"wrote {args.output} ({method}, {args.epochs} epochs, final training loss {bmodel.history[-1]:.4f})")
+    return 0
 
 
 def cmd_qat(args: argparse.Namespace) -> int:
@@ -263,6 +307,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 COMMANDS = {
     "quantize": cmd_quantize,
     "qat": cmd_qat,
+    "binarize": cmd_binarize,
     "compile": cmd_compile,
     "verify": cmd_verify,
     "inspect": cmd_inspect,

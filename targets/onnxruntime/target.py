@@ -39,6 +39,10 @@ def make_session(path: Path, optimized_path: Path | None = None):
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.log_severity_level = 3
+    # A MatMul of a float activation (e.g. +-1 from BipolarQuant) with DequantizeLinear weights is fused into
+    # MatMulNBits, whose default accuracy level 4 quantizes the activation to int8 on the fly: not exact.
+    # Level 1 keeps the activation in float32, which is exact like the graph's MatMul.
+    options.add_session_config_entry("session.qdq_matmulnbits_accuracy_level", "1")
     if optimized_path is not None:
         options.optimized_model_filepath = str(optimized_path)
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
