@@ -1,0 +1,630 @@
+"""Lower a QONNX graph to integer arithmetic plus ``MultiThreshold`` nodes, exactly as the golden executor computes it.
+
+Many real models have no fixed-point form as they stand: float (non-power-of-two) scales, BatchNorm between a
+layer and its activation quantizer, FINN-style float pre-scaling of the input (``2x - 1``), float biases,
+``BipolarQuant``. What they all share is the shape ``integer tensor -> monotone elementwise float ops -> Quant``:
+the quantizer's output is a monotone step function of an integer (or of the float input), so it equals a
+count of thresholds crossed — FINN's streamlining idea. Unlike FINN, the thresholds here are not derived
+algebraically: they are found by *evaluating the graph's own nodes with the golden executor* at candidate
+inputs (bisection over integers, or over float32 bit patterns for the float model input), so they reproduce
+the golden float32 arithmetic — rounding ties included — rather than the real-number ideal.
+
+After this pass:
+- every MatMul/Gemm/Conv multiplies integer levels by integer weights (the weights' ``Quant`` is folded into
+  integers ``k`` and its scale moves into a ``Mul`` after the layer), so its output is an exact integer
+  accumulator;
+- every activation ``Quant``/``BipolarQuant`` together with the elementwise chain feeding it (scale ``Mul``,
+  bias ``Add``, ``BatchNormalization``, ``Relu``, ``Mul``/``Div``/``Sub``/``Add`` by constants) becomes one
+  ``MultiThreshold`` producing integer levels, followed by a ``Mul`` by the quantizer's scale;
+- what follows the last integer tensor (a float ``Mul`` by the scale, BatchNorm on the logits, ...) is left as is:
+  a float epilogue that a hardware target runs on the host.
+
+Channels whose chain is decreasing (negative BatchNorm gamma) get their integer weights negated, so every
+threshold compares with ``>=`` as qonnx's ``MultiThreshold`` does.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+from onnx import TensorProto, helper
+from qonnx.core.datatype import DataType
+from qonnx.core.modelwrapper import ModelWrapper
+from qonnx.transformation.base import Transformation
+from qonnx.transformation.general import SortGraph
+
+from qdeploy.errors import UnsupportedModelError
+from qdeploy.ir import node_attr
+from qdeploy.precision import grid_of_constant, quant_int_range
+
+log = logging.getLogger(__name__)
+
+ELEMENTWISE = ("Mul", "Div", "Add", "Sub", "BatchNormalization", "Relu")
+LAYOUT = ("Reshape", "Flatten", "Identity")
+LAYERS = ("MatMul", "Gemm", "Conv")
+QUANTIZERS = ("Quant", "IntQuant", "BipolarQuant")
+FLOAT32_EXACT_INT = 2**24  # integers above this are not all representable in float32 (MultiThreshold compares float32)
+MAX_TABLE = 1 << 16  # a finite integer input with at most this many values is tabulated, not bisected
+
+
+@dataclass(frozen=True)
+class IntegerTensor:
+    """A tensor of integers with per-channel bounds (channel axis 1); ``values``: the only values it takes, when
+    its datatype says so (BIPOLAR is -1 and +1, not 0)."""
+
+    low: np.ndarray
+    high: np.ndarray
+    values: tuple[int, ...] | None = None
+
+
+def _const(model: ModelWrapper, name: str) -> np.ndarray | None:
+    return model.get_initializer(name) if name else None
+
+
+def _is_datapath_quant(model: ModelWrapper, node) -> bool:
+    return node.op_type in QUANTIZERS and _const(model, node.input[0]) is None
+
+
+class LowerToThresholds(Transformation):
+    """Integer layers + MultiThreshold activations (see the module docstring). One application lowers everything."""
+
+    def apply(self, model: ModelWrapper) -> tuple[ModelWrapper, bool]:
+        lowering = _Lowering(model)
+        changed = lowering.run()
+        model = lowering.model
+        if changed:
+            from qonnx.transformation.infer_shapes import InferShapes
+
+            _remove_dead_nodes(model)
+            model = model.transform(SortGraph(), cleanup=False).transform(InferShapes())
+        return model, False  # one pass lowers every layer it can; a second application finds nothing new
+
+
+class _Lowering:
+    def __init__(self, model: ModelWrapper):
+        self.model = model
+        self.integers: dict[str, IntegerTensor] = {}
+        # real tensor -> the Mul(integers, scalar scale) node producing it, for moving layout ops onto the integers
+        self.scaled: set[str] = set()
+        self.float_input = model.graph.input[0].name
+        self.float_derived: set[str] = set()
+        dtype = model.get_tensor_datatype(self.float_input)
+        if dtype.is_integer() and dtype.bitwidth() <= 16:
+            low, high = int(dtype.min()), int(dtype.max())
+            values = tuple(v for v in range(low, high + 1) if dtype.allowed(v))
+            self.integers[self.float_input] = IntegerTensor(np.asarray(low), np.asarray(high), values)
+        else:
+            self.float_derived.add(self.float_input)
+        self.changed = False
+
+    # -- graph walking ---------------------------------------------------------------------------------------------
+
+    def run(self) -> bool:
+        for name in [node.name for node in self.model.graph.node]:
+            node = self._node(name)
+            if node is None:
+                continue  # removed while lowering an earlier node
+            if node.op_type in LAYOUT + ("MaxPool",) and node.input[0] in self.scaled:
+                self._swap_with_scale(node)
+            if node.op_type in LAYOUT and node.input[0] in self.float_derived:
+                self.float_derived.add(node.output[0])
+            elif node.op_type in LAYOUT + ("MaxPool",) and node.input[0] in self.integers:
+                source = self.integers[node.input[0]]
+                self.integers[node.output[0]] = IntegerTensor(np.min(source.low), np.max(source.high))
+            elif node.op_type in LAYERS:
+                self._lower_layer(node)
+            elif _is_datapath_quant(self.model, node):
+                self._lower_quantizer(node)
+        return self.changed
+
+    def _node(self, name: str):
+        return next((node for node in self.model.graph.node if node.name == name), None)
+
+    def _swap_with_scale(self, layout) -> None:
+        """``Mul(levels, s) -> Flatten`` becomes ``Flatten(levels) -> Mul(s)``: a positive scalar scale commutes with
+        layout ops and max pooling, and the layer after them then sees the integer levels."""
+        model = self.model
+        self.scaled.discard(layout.input[0])
+        rescale = model.find_producer(layout.input[0])
+        if len(model.find_consumers(rescale.output[0]) or []) != 1:
+            return
+        levels, real_out = rescale.input[0], layout.output[0]
+        moved = model.make_new_valueinfo_name()
+        layout.input[0], layout.output[0] = levels, moved
+        rescale.input[0], rescale.output[0] = moved, real_out
+        # node order is restored by SortGraph at the end of the pass
+        model.set_tensor_shape(moved, model.get_tensor_shape(real_out))
+        self.scaled.add(real_out)
+
+    def _chain_to_source(self, tensor: str) -> tuple[str, list] | None:
+        """Walk back from ``tensor`` through single-consumer elementwise ops with constant operands to an integer
+        tensor or the float input. Returns (source tensor, chain nodes in execution order) or None."""
+        chain = []
+        while tensor not in self.integers and tensor not in self.float_derived:
+            producer = self.model.find_producer(tensor)
+            if producer is None or producer.op_type not in ELEMENTWISE:
+                return None
+            if any(_const(self.model, name) is None for name in producer.input[1:] if name):
+                return None
+            if len(self.model.find_consumers(producer.output[0]) or []) > 1:
+                return None
+            chain.insert(0, producer)
+            tensor = producer.input[0]
+        return tensor, chain
+
+    # -- layers: integer weights, scale moved behind ----------------------------------------------------------------
+
+    def _lower_layer(self, node) -> None:
+        model = self.model
+        found = self._chain_to_source(node.input[0])
+        if found is None:
+            return
+        source, chain = found
+        if source in self.float_derived:
+            return  # a layer on the raw float input: no integer form (left for the target to refuse by name)
+        weight_ints, weight_scale = self._integer_weights(node)
+        if weight_ints is None:
+            return
+        bias = self._constant_value(node.input[2]) if len(node.input) > 2 and node.input[2] else None
+        if len(node.input) > 2 and node.input[2] and bias is None:
+            return
+        if node.op_type == "Gemm":
+            if node_attr(node, "transA", 0) or node_attr(node, "alpha", 1.0) != 1.0 or node_attr(node, "beta", 1.0) != 1.0:
+                return
+            if not node_attr(node, "transB", 0):
+                weight_ints, weight_scale = weight_ints.T, np.asarray(weight_scale).T  # to [out, in] like transB=1
+            full = np.broadcast_to(weight_scale, weight_ints.shape)
+            matrix, channel_scale = weight_ints.T, full.max(axis=1)
+            uniform = np.all(full == channel_scale[:, None])
+        elif node.op_type == "MatMul":
+            matrix = weight_ints
+            full = np.broadcast_to(weight_scale, weight_ints.shape)
+            channel_scale = full.max(axis=0)
+            uniform = np.all(full == channel_scale[None, :])
+        else:  # Conv: weights [out, in/group, k...], scale per output channel
+            if int(node_attr(node, "group", 1)) != 1:
+                return
+            matrix = weight_ints
+            full = np.broadcast_to(weight_scale, weight_ints.shape).reshape(weight_ints.shape[0], -1)
+            channel_scale = full.max(axis=1)
+            uniform = np.all(full == channel_scale[:, None])
+        if not uniform:
+            return  # weight scales vary inside an output channel: no per-channel integer form
+        if chain:
+            level_scale = self._integer_levels(source, chain, node)  # mutates the graph: every check is above
+            if level_scale is None:
+                return
+            source, input_scale = level_scale
+        else:
+            input_scale = 1.0
+
+        low, high = self.integers[source].low, self.integers[source].high
+        lo, hi = int(np.min(low)), int(np.max(high))
+        if node.op_type == "Conv":
+            reduce_axes = tuple(range(1, matrix.ndim))
+            acc_low = np.minimum(matrix * lo, matrix * hi).sum(axis=reduce_axes)
+            acc_high = np.maximum(matrix * lo, matrix * hi).sum(axis=reduce_axes)
+        else:
+            acc_low = np.minimum(matrix * lo, matrix * hi).sum(axis=0)
+            acc_high = np.maximum(matrix * lo, matrix * hi).sum(axis=0)
+        if max(abs(int(acc_low.min())), abs(int(acc_high.max()))) >= FLOAT32_EXACT_INT:
+            raise UnsupportedModelError(
+                f"node {node.name}: integer accumulator exceeds 2^24, beyond what float32 thresholds compare exactly; "
+                "use fewer bits"
+            )
+
+        # Rewrite: layer on integers, then Mul by the combined scale (+ Add of the bias) to the original output.
+        accumulator = model.make_new_valueinfo_name()
+        output = node.output[0]
+        scale = (float(input_scale) * channel_scale.astype(np.float64)).astype(np.float32)
+        channel_shape = [1, -1] + [1] * (len(model.get_tensor_shape(output)) - 2)
+        new_nodes = []
+        weight_name = model.make_new_valueinfo_name()
+        if node.op_type == "Conv":
+            layer = helper.make_node("Conv", [source, weight_name], [accumulator], name=node.name)
+            layer.attribute.extend(a for a in node.attribute)
+        else:
+            layer = helper.make_node("MatMul", [source, weight_name], [accumulator], name=node.name)
+        model.set_initializer(weight_name, matrix.astype(np.float32))
+        model.set_tensor_datatype(weight_name, _int_datatype(matrix))
+        new_nodes.append(layer)
+        scaled = model.make_new_valueinfo_name() if bias is not None else output
+        scale_name = model.make_new_valueinfo_name()
+        model.set_initializer(scale_name, scale.reshape(channel_shape))
+        new_nodes.append(helper.make_node("Mul", [accumulator, scale_name], [scaled], name=f"{node.name}_scale"))
+        if bias is not None:
+            bias_name = model.make_new_valueinfo_name()
+            model.set_initializer(bias_name, np.asarray(bias, dtype=np.float32).reshape(channel_shape))
+            new_nodes.append(helper.make_node("Add", [scaled, bias_name], [output], name=f"{node.name}_bias"))
+        self._remove_nodes([node.name])
+        model.graph.node.extend(new_nodes)
+        out_shape = model.get_tensor_shape(output)
+        for name in (accumulator, scaled):
+            model.set_tensor_shape(name, out_shape)
+        self.integers[accumulator] = IntegerTensor(acc_low.astype(np.int64), acc_high.astype(np.int64))
+        self.changed = True
+
+    def _constant_value(self, name: str) -> np.ndarray | None:
+        """A constant, or the value of a Quant on a constant (brevitas's Int32Bias), as the golden executor has it."""
+        value = _const(self.model, name)
+        if value is not None:
+            return value
+        quant = self.model.find_producer(name)
+        if quant is None or quant.op_type not in ("Quant", "IntQuant"):
+            return None
+        params = [_const(self.model, n) for n in quant.input[:4]]
+        if any(p is None for p in params):
+            return None
+        from qonnx.custom_op.general.quant import quant as qonnx_quant
+
+        signed, narrow = bool(node_attr(quant, "signed", 1)), bool(node_attr(quant, "narrow", 0))
+        rounding = str(node_attr(quant, "rounding_mode", "ROUND")).upper()
+        return np.asarray(qonnx_quant(*params, signed, narrow, rounding), dtype=np.float32)
+
+    def _integer_weights(self, node) -> tuple[np.ndarray | None, np.ndarray]:
+        """Integer weights k and their scale s (weights = k * s), from a weight Quant or a fixed-point constant."""
+        model = self.model
+        weight = _const(model, node.input[1])
+        if weight is not None:
+            grid = grid_of_constant(weight, node.input[1])
+            return np.ldexp(weight.astype(np.float64), -grid.lsb).astype(np.int64), np.asarray(2.0**grid.lsb)
+        quant = model.find_producer(node.input[1])
+        if quant is None or quant.op_type not in ("Quant", "IntQuant"):
+            if quant is not None and quant.op_type == "BipolarQuant" and _const(model, quant.input[0]) is not None:
+                values = _const(model, quant.input[0])
+                scale = np.asarray(_const(model, quant.input[1]), dtype=np.float64)
+                return np.where(values >= 0, 1, -1).astype(np.int64), scale
+            return None, np.asarray(1.0)
+        values = _const(model, quant.input[0])
+        scale, zeropt, bits = (_const(model, name) for name in quant.input[1:4])
+        if values is None or scale is None or zeropt is None or bits is None or np.any(zeropt != 0):
+            return None, np.asarray(1.0)
+        from qonnx.custom_op.general.quant import quant as qonnx_quant
+
+        signed, narrow = bool(node_attr(quant, "signed", 1)), bool(node_attr(quant, "narrow", 0))
+        rounding = str(node_attr(quant, "rounding_mode", "ROUND")).upper()
+        dequantized = qonnx_quant(values, scale, zeropt, bits, signed, narrow, rounding)
+        ints = np.round(np.asarray(dequantized, dtype=np.float64) / scale)
+        if not np.allclose(ints * np.asarray(scale, dtype=np.float64), dequantized, rtol=1e-6, atol=0):
+            return None, np.asarray(1.0)  # the quantized weights are not k * scale
+        return ints.astype(np.int64), np.asarray(scale, dtype=np.float64)
+
+    def _integer_levels(self, source: str, chain: list, layer) -> tuple[str, float] | None:
+        """The real value entering a layer from an elementwise chain on an integer tensor, as ``levels * step``.
+
+        A chain of positive scalar ``Mul``/``Div`` only rescales the integers (the usual ``Mul`` by a quantizer's
+        scale): the layer takes them directly. Any other chain (FINN's ``(x + 1) / 2`` on a bipolar input) is
+        tabulated over the tensor's values; evenly spaced results become a MultiThreshold to integer levels.
+        """
+        model = self.model
+        if any(_const(model, node.input[1]).size != 1 for node in chain):
+            return None
+        if all(node.op_type in ("Mul", "Div") for node in chain):
+            step = 1.0
+            for node in chain:
+                constant = float(_const(model, node.input[1]).ravel()[0])
+                step = step * constant if node.op_type == "Mul" else step / constant
+            if step <= 0:
+                return None
+            self._remove_nodes([n.name for n in chain])
+            return source, step
+        info = self.integers[source]
+        lo, hi = int(np.min(info.low)), int(np.max(info.high))
+        if hi - lo + 1 > MAX_TABLE:
+            return None
+        inputs = np.asarray(info.values if info.values is not None else range(lo, hi + 1), dtype=np.float32)
+        values = _ChainEvaluator(model, source, chain, chain[-1].output[0], 1).evaluate(inputs[:, None])[:, 0]
+        values = values.astype(np.float64)
+        distinct = np.unique(values)
+        if np.any(np.diff(values) < 0) or distinct.size < 2:
+            return None
+        step = float(np.min(np.diff(distinct)))
+        levels = np.round(values / step)
+        if not np.allclose(levels * step, values, rtol=1e-6, atol=0):
+            return None
+        levels = levels.astype(np.int64)
+        thresholds = [inputs[np.argmax(levels >= level)] for level in range(int(levels[0]) + 1, int(levels[-1]) + 1)]
+        target = self._insert_multithreshold(
+            source, np.asarray(thresholds, dtype=np.float32)[None, :], int(levels[0]), 1, layer, None
+        )
+        self.integers[target] = IntegerTensor(np.asarray(levels[0]), np.asarray(levels[-1]))
+        self._remove_nodes([n.name for n in chain])
+        return target, step
+
+    # -- activation quantizers: chain + Quant -> MultiThreshold + Mul(scale) --------------------------------------
+
+    def _lower_quantizer(self, quant) -> None:
+        model = self.model
+        found = self._chain_to_source(quant.input[0])
+        if found is None:
+            return
+        source, chain = found
+        spec = _quantizer_levels(model, quant)
+        if spec is None:
+            return
+        first_level, level_count, out_step, out_scale = spec
+        names = [n.name for n in (*chain, quant)]
+        channels = self._channels(source)
+        if source in self.integers:
+            direction = _chain_direction(model, chain, channels)
+            if direction is None:
+                return
+            if np.any(direction < 0):
+                if not self._negate_channels(source, direction < 0):
+                    return
+            info = self.integers[source]
+            low = np.broadcast_to(info.low, (channels,)).astype(np.int64)
+            high = np.broadcast_to(info.high, (channels,)).astype(np.int64)
+            evaluator = _ChainEvaluator(model, source, chain, quant.output[0], channels, rank=self._rank(source))
+            thresholds = _integer_thresholds(evaluator, low, high, first_level, level_count, out_step, out_scale)
+        else:
+            if any(n.op_type == "BatchNormalization" or _const(model, n.input[1]).size != 1 for n in chain):
+                return  # per-channel float pre-processing of the raw input: not lowered
+            if _chain_direction(model, chain, 1) is None or np.any(_chain_direction(model, chain, 1) < 0):
+                return
+            evaluator = _ChainEvaluator(model, source, chain, quant.output[0], 1, rank=self._rank(source))
+            thresholds = _float_thresholds(evaluator, first_level, level_count, out_step, out_scale)
+        levels = self._insert_multithreshold(source, thresholds, first_level, out_step, quant, quant.output[0], out_scale)
+        self.integers[levels] = IntegerTensor(np.asarray(first_level), np.asarray(first_level + level_count * out_step))
+        self._remove_nodes(names)
+        self.changed = True
+
+    def _channels(self, tensor: str) -> int:
+        shape = self.model.get_tensor_shape(tensor)
+        return int(shape[1]) if shape is not None and len(shape) >= 2 else 1
+
+    def _rank(self, tensor: str) -> int:
+        shape = self.model.get_tensor_shape(tensor)
+        return len(shape) if shape is not None else 2
+
+    def _negate_channels(self, accumulator: str, flip: np.ndarray) -> bool:
+        """Negate the integer weights of decreasing channels (and their scale), so thresholds compare with >=."""
+        model = self.model
+        layer = model.find_producer(accumulator)
+        consumers = model.find_consumers(accumulator) or []
+        if layer is None or layer.op_type not in ("MatMul", "Conv") or len(consumers) != 1 or consumers[0].op_type != "Mul":
+            return False
+        weights = model.get_initializer(layer.input[1])
+        sign = np.where(flip, -1.0, 1.0).astype(np.float32)
+        if layer.op_type == "MatMul":
+            model.set_initializer(layer.input[1], weights * sign[None, :])
+        else:
+            model.set_initializer(layer.input[1], weights * sign.reshape(-1, *([1] * (weights.ndim - 1))))
+        scale = model.get_initializer(consumers[0].input[1])
+        model.set_initializer(consumers[0].input[1], scale * sign.reshape(scale.shape))
+        info = self.integers[accumulator]
+        self.integers[accumulator] = IntegerTensor(np.where(flip, -info.high, info.low), np.where(flip, -info.low, info.high))
+        return True
+
+    def _insert_multithreshold(
+        self, source: str, thresholds: np.ndarray, first_level: int, step: int, anchor, output: str | None, scale: float = 1.0
+    ) -> str:
+        """MultiThreshold(source) -> integer levels, before ``anchor``; then Mul(levels, scale) -> ``output`` (the
+        replaced tensor) unless ``output`` is None (the consumer takes the levels themselves)."""
+        model = self.model
+        levels = model.make_new_valueinfo_name()
+        threshold_name = model.make_new_valueinfo_name()
+        model.set_initializer(threshold_name, thresholds.astype(np.float32))
+        last_level = first_level + thresholds.shape[1] * step
+        out_dtype = _level_datatype(first_level, last_level, step)
+        shape = model.get_tensor_shape(source)
+        node = helper.make_node(
+            "MultiThreshold",
+            [source, threshold_name],
+            [levels],
+            domain="qonnx.custom_op.general",
+            name=f"{anchor.name}_thresholds",
+            out_dtype=out_dtype.name,
+            out_scale=float(step),
+            out_bias=float(first_level),
+        )
+        if output is not None:
+            scale_name = model.make_new_valueinfo_name()
+            model.set_initializer(scale_name, np.asarray(scale, dtype=np.float32))
+            rescale = helper.make_node("Mul", [levels, scale_name], [output], name=f"{anchor.name}_scale")
+            model.graph.node.append(rescale)
+            if scale > 0:
+                self.scaled.add(output)
+        model.graph.node.append(node)
+        model.set_tensor_shape(levels, shape)
+        model.set_tensor_datatype(levels, out_dtype)
+        vi = model.get_tensor_valueinfo(levels)
+        if vi is not None:
+            vi.type.tensor_type.elem_type = TensorProto.FLOAT
+        return levels
+
+    def _remove_nodes(self, names: list[str]) -> None:
+        """Remove nodes by name (protobuf references go stale when the node list changes, so never hold them)."""
+        doomed = set(names)
+        keep = [node for node in self.model.graph.node if node.name not in doomed]
+        del self.model.graph.node[:]
+        self.model.graph.node.extend(keep)
+
+
+# -- quantizer semantics ---------------------------------------------------------------------------------------------
+
+
+def _quantizer_levels(model: ModelWrapper, quant) -> tuple[int, int, int, float] | None:
+    """(first integer level, number of thresholds, level step, real scale) of an activation quantizer, or None."""
+    if quant.op_type == "BipolarQuant":
+        scale = _const(model, quant.input[1])
+        if scale is None or scale.size != 1:
+            return None
+        return -1, 1, 2, float(scale.ravel()[0])
+    scale, zeropt, bits = (_const(model, name) for name in quant.input[1:4])
+    if scale is None or zeropt is None or bits is None or scale.size != 1 or np.any(zeropt != 0) or bits.size != 1:
+        return None
+    low, high = quant_int_range(int(bits.ravel()[0]), bool(node_attr(quant, "signed", 1)), bool(node_attr(quant, "narrow", 0)))
+    return low, high - low, 1, float(scale.ravel()[0])
+
+
+def _level_datatype(first: int, last: int, step: int) -> DataType:
+    if first == -1 and last == 1 and step == 2:
+        return DataType["BIPOLAR"]
+    for bits in range(1, 33):
+        for name in (f"UINT{bits}", f"INT{bits}"):
+            dtype = DataType[name]
+            if dtype.min() <= first and last <= dtype.max():
+                return dtype
+    raise UnsupportedModelError(f"levels {first}..{last} exceed 32 bits")
+
+
+def _chain_direction(model: ModelWrapper, chain: list, channels: int) -> np.ndarray | None:
+    """Per channel +1 (non-decreasing) or -1 (non-increasing): the sign of the product of the chain's slopes."""
+    sign = np.ones(channels)
+    for node in chain:
+        if node.op_type in ("Add", "Sub", "Relu"):
+            if node.op_type == "Sub" and _const(model, node.input[0]) is not None:
+                return None
+            continue
+        if node.op_type == "BatchNormalization":
+            gamma, var = _const(model, node.input[1]), _const(model, node.input[4])
+            slope = gamma / np.sqrt(var + node_attr(node, "epsilon", 1e-5))
+        else:
+            constant = _const(model, node.input[1])
+            if node.op_type == "Div" and _const(model, node.input[0]) is not None:
+                return None
+            slope = constant
+        slope = np.asarray(slope, dtype=np.float64).ravel()
+        if np.any(slope == 0) or not np.all(np.isfinite(slope)) or slope.size not in (1, channels):
+            return None
+        sign = sign * np.sign(slope)
+    return sign
+
+
+class _ChainEvaluator:
+    """Runs ``chain + quantizer`` with the golden executor on a [K, C, 1...] batch of source values."""
+
+    def __init__(self, model: ModelWrapper, source: str, chain: list, output: str, channels: int, rank: int = 2):
+        self.model, self.source, self.chain, self.output = model, source, chain, output
+        self.channels, self.rank = channels, rank
+        self._nodes = [*chain]
+        if model.find_producer(output) is not None and model.find_producer(output) not in chain:
+            self._nodes.append(model.find_producer(output))
+        self._cache: dict[int, ModelWrapper] = {}
+
+    def _submodel(self, batch: int) -> ModelWrapper:
+        from qonnx.transformation.infer_shapes import InferShapes
+
+        if batch not in self._cache:
+            shape = [batch, self.channels] + [1] * (self.rank - 2)
+            consts = {name for node in self._nodes for name in node.input[1:] if name}
+            graph = helper.make_graph(
+                [_copy(node) for node in self._nodes],
+                "chain",
+                [helper.make_tensor_value_info(self.source, TensorProto.FLOAT, shape)],
+                [helper.make_tensor_value_info(self.output, TensorProto.FLOAT, shape)],
+                initializer=[i for i in self.model.graph.initializer if i.name in consts],
+            )
+            sub = ModelWrapper(helper.make_model(graph, opset_imports=self.model.model.opset_import))
+            self._cache[batch] = sub.transform(InferShapes())
+        return self._cache[batch]
+
+    def evaluate(self, values: np.ndarray) -> np.ndarray:
+        """values [K, C] (float32) -> chain output [K, C]."""
+        from qonnx.core.onnx_exec import execute_onnx
+
+        values = np.asarray(values, dtype=np.float32)
+        batch = values.shape[0]
+        x = values.reshape(batch, values.shape[1], *([1] * (self.rank - 2)))
+        x = np.broadcast_to(x, (batch, self.channels, *([1] * (self.rank - 2)))).copy()
+        out = execute_onnx(self._submodel(batch), {self.source: x})[self.output]
+        return np.asarray(out).reshape(batch, self.channels)
+
+
+def _copy(node):
+    copy = type(node)()
+    copy.CopyFrom(node)
+    return copy
+
+
+def _integer_thresholds(
+    evaluator: _ChainEvaluator,
+    low: np.ndarray,
+    high: np.ndarray,
+    first_level: int,
+    count: int,
+    step: int,
+    scale: float,
+) -> np.ndarray:
+    """Smallest integer (per channel, per level) whose golden quantizer output reaches the level; bisection
+    between the accumulator bounds (``high + 1``: never reached, ``low``: always)."""
+    targets = first_level + step * np.arange(1, count + 1)  # [L]
+    lo = np.repeat((low - 1)[:, None], count, axis=1)  # f(lo) < target (virtually)
+    hi = np.repeat((high + 1)[:, None], count, axis=1)  # f(hi) >= target (virtually)
+    while np.any(hi - lo > 1):
+        mid = (lo + hi) // 2
+        reached = _levels_at(evaluator, mid.T, scale) >= targets[:, None]  # [L, C]
+        reached = reached.T
+        active = hi - lo > 1
+        hi = np.where(active & reached, mid, hi)
+        lo = np.where(active & ~reached, mid, lo)
+    return hi.astype(np.float32)
+
+
+def _levels_at(evaluator: _ChainEvaluator, values: np.ndarray, scale: float) -> np.ndarray:
+    """Integer quantizer levels (output / scale) at the given source values [K, C]."""
+    out = evaluator.evaluate(values.astype(np.float32)).astype(np.float64)
+    return np.round(out / scale).astype(np.int64)
+
+
+_FLOAT_MAX_KEY = np.float32(np.finfo(np.float32).max).view(np.int32).item()
+
+
+def _float_key(x: np.ndarray) -> np.ndarray:
+    """Order-preserving map float32 -> int64 (negative floats reversed)."""
+    bits = np.asarray(x, dtype=np.float32).view(np.int32).astype(np.int64)
+    return np.where(bits >= 0, bits, -(bits & 0x7FFFFFFF))
+
+
+def _from_key(key: np.ndarray) -> np.ndarray:
+    key = np.asarray(key, dtype=np.int64)
+    bits = np.where(key >= 0, key, (-key) | 0x80000000).astype(np.uint32)
+    return bits.view(np.float32)
+
+
+def _float_thresholds(evaluator: _ChainEvaluator, first_level: int, count: int, step: int, scale: float) -> np.ndarray:
+    """Smallest float32 input whose golden quantizer output reaches each level (bisection over float32 order).
+    Levels reached by every finite float get -max; levels never reached get +inf."""
+    targets = first_level + step * np.arange(1, count + 1)
+    lo = np.full(count, -_FLOAT_MAX_KEY - 1, dtype=np.int64)  # virtual: below -max
+    hi = np.full(count, _FLOAT_MAX_KEY + 1, dtype=np.int64)  # virtual: +inf
+    while np.any(hi - lo > 1):
+        mid = (lo + hi) // 2
+        reached = _levels_at(evaluator, _from_key(mid)[:, None], scale)[:, 0] >= targets
+        active = hi - lo > 1
+        hi = np.where(active & reached, mid, hi)
+        lo = np.where(active & ~reached, mid, lo)
+    thresholds = np.where(hi > _FLOAT_MAX_KEY, np.inf, _from_key(np.minimum(hi, _FLOAT_MAX_KEY)))
+    thresholds = np.where(hi <= -_FLOAT_MAX_KEY, -np.finfo(np.float32).max, thresholds)
+    return thresholds.astype(np.float32)[None, :]
+
+
+def _int_datatype(values: np.ndarray) -> DataType:
+    low, high = int(values.min(initial=0)), int(values.max(initial=0))
+    for bits in range(2, 33):
+        dtype = DataType[f"INT{bits}"]
+        if dtype.min() <= low and high <= dtype.max():
+            return dtype
+    raise UnsupportedModelError("integer weights exceed 32 bits")
+
+
+def _remove_dead_nodes(model: ModelWrapper) -> None:
+    """Drop nodes none of whose outputs is used (the weight Quants folded into integer weights)."""
+    outputs = {o.name for o in model.graph.output}
+    while True:
+        used = {name for node in model.graph.node for name in node.input} | outputs
+        dead = [node for node in model.graph.node if not any(o in used for o in node.output)]
+        if not dead:
+            return
+        for node in dead:
+            model.graph.node.remove(node)
+
+
+def lower_to_thresholds(model: ModelWrapper) -> ModelWrapper:
+    """Functional form: ``model.transform(LowerToThresholds())``."""
+    return model.transform(LowerToThresholds())
+
+
