@@ -395,11 +395,19 @@ class _Lowering:
         scale = model.get_initializer(consumers[0].input[1])
         model.set_initializer(consumers[0].input[1], scale * sign.reshape(scale.shape))
         info = self.integers[accumulator]
-        self.integers[accumulator] = IntegerTensor(np.where(flip, -info.high, info.low), np.where(flip, -info.low, info.high))
+        low, high = np.where(flip, -info.high, info.low), np.where(flip, -info.low, info.high)
+        self.integers[accumulator] = IntegerTensor(low, high)
         return True
 
     def _insert_multithreshold(
-        self, source: str, thresholds: np.ndarray, first_level: int, step: int, anchor, output: str | None, scale: float = 1.0
+        self,
+        source: str,
+        thresholds: np.ndarray,
+        first_level: int,
+        step: int,
+        anchor,
+        output: str | None,
+        scale: float = 1.0,
     ) -> str:
         """MultiThreshold(source) -> integer levels, before ``anchor``; then Mul(levels, scale) -> ``output`` (the
         replaced tensor) unless ``output`` is None (the consumer takes the levels themselves)."""
@@ -456,7 +464,8 @@ def _quantizer_levels(model: ModelWrapper, quant) -> tuple[int, int, int, float]
     scale, zeropt, bits = (_const(model, name) for name in quant.input[1:4])
     if scale is None or zeropt is None or bits is None or scale.size != 1 or np.any(zeropt != 0) or bits.size != 1:
         return None
-    low, high = quant_int_range(int(bits.ravel()[0]), bool(node_attr(quant, "signed", 1)), bool(node_attr(quant, "narrow", 0)))
+    signed, narrow = bool(node_attr(quant, "signed", 1)), bool(node_attr(quant, "narrow", 0))
+    low, high = quant_int_range(int(bits.ravel()[0]), signed, narrow)
     return low, high - low, 1, float(scale.ravel()[0])
 
 
@@ -626,5 +635,3 @@ def _remove_dead_nodes(model: ModelWrapper) -> None:
 def lower_to_thresholds(model: ModelWrapper) -> ModelWrapper:
     """Functional form: ``model.transform(LowerToThresholds())``."""
     return model.transform(LowerToThresholds())
-
-
