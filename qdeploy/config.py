@@ -24,6 +24,18 @@ class WeightRounding(enum.StrEnum):
     RTN = "rtn"  # round to nearest
     GPTQ = "gptq"
     GPFQ = "gpfq"  # greedy path following (Zhang & Saab)
+    ADAROUND = "adaround"  # learned up/down rounding, layer by layer (Nagel et al.)
+
+
+class Method(enum.StrEnum):
+    CUSTOM = "custom"  # the pipeline the options describe
+    AUTO = "auto"  # qdeploy picks the pipeline for the bit widths (qdeploy.passes.ptq.auto)
+
+
+class GPFQAlphabet(enum.StrEnum):
+    INT = "int"  # the weight_bits integer grid
+    TERNARY = "ternary"  # {-a, 0, +a} per channel
+    BINARY = "binary"  # {-a, +a} per channel
 
 
 class Calibration(enum.StrEnum):
@@ -45,7 +57,12 @@ class QuantizeConfig:
     batch_size: int = 256  #: calibration batch size
     equalize: bool = False  #: cross-layer equalization (+ bias absorption) before quantizing (brevitas EqualizeGraph)
     bias_correction: bool = False  #: empirical bias correction on the calibration data (brevitas)
-    rounding: WeightRounding = WeightRounding.RTN  #: weight rounding: nearest, or GPTQ / GPFQ on the calibration data
+    rounding: WeightRounding = WeightRounding.RTN  #: nearest, or GPTQ / GPFQ / AdaRound on the calibration data
+    gpfq_alphabet: GPFQAlphabet = GPFQAlphabet.INT  #: GPFQ weight alphabet (binary/ternary: per-channel step)
+    gpfq_sparsity: float = 0.0  #: GPFQ L1 strength (0: plain GPFQ); ~1 moves a typical weight one step towards 0
+    adaround_iters: int = 1000  #: AdaRound optimizer steps per layer
+    seed: int = 0  #: AdaRound mini-batches, GPFQ row subsets, auto's held-out split
+    method: Method = Method.CUSTOM  #: auto: pick the pipeline (rounding, range setting, CLE, bias corr.) itself
     trainable_scales: bool = False  #: weight scales as parameters (learned by QAT) instead of following the weights
     #: per-layer weight bit widths by module name (mixed precision, e.g. from qdeploy.passes.mixed); others: weight_bits
     layer_weight_bits: Mapping[str, int] = dataclasses.field(default_factory=dict)
@@ -61,6 +78,15 @@ class QuantizeConfig:
         object.__setattr__(self, "scale", _enum(ScaleKind, self.scale, "scale"))
         object.__setattr__(self, "calibration", _enum(Calibration, self.calibration, "calibration"))
         object.__setattr__(self, "rounding", _enum(WeightRounding, self.rounding, "rounding"))
+        object.__setattr__(self, "gpfq_alphabet", _enum(GPFQAlphabet, self.gpfq_alphabet, "gpfq_alphabet"))
+        object.__setattr__(self, "method", _enum(Method, self.method, "method"))
+        if not self.gpfq_sparsity >= 0:
+            raise QDeployError(f"gpfq_sparsity={self.gpfq_sparsity} must be >= 0")
+        gpfq_variant = self.gpfq_alphabet is not GPFQAlphabet.INT or self.gpfq_sparsity > 0
+        if gpfq_variant and self.rounding is not WeightRounding.GPFQ:
+            raise QDeployError("gpfq_alphabet/gpfq_sparsity apply to rounding='gpfq' only; set rounding='gpfq'")
+        if not isinstance(self.adaround_iters, int) or self.adaround_iters < 1:
+            raise QDeployError(f"adaround_iters={self.adaround_iters!r} must be a positive integer")
 
 
 class IOType(enum.StrEnum):

@@ -15,7 +15,7 @@ import torch
 from qonnx.core.modelwrapper import ModelWrapper
 from torch import nn
 
-from qdeploy.config import Calibration, QuantizeConfig, ScaleKind, WeightRounding
+from qdeploy.config import Calibration, GPFQAlphabet, Method, QuantizeConfig, ScaleKind, WeightRounding
 from qdeploy.data import check_array
 from qdeploy.errors import ModelLoadError, QDeployError, UnsupportedModelError, one_line
 from qdeploy.ir import load_model
@@ -111,15 +111,17 @@ def quantize(
     activations ``act_bits`` per tensor, ranges calibrated on ``calib`` (batch first).
 
     ``options`` are QuantizeConfig fields (``per_channel``, ``scale``, ``calibration``, ``percentile``,
-    ``equalize``, ``bias_correction``, ``rounding`` = rtn | gptq | gpfq, ``trainable_scales``,
-    ``layer_weight_bits``);
+    ``equalize``, ``bias_correction``, ``rounding`` = rtn | gptq | gpfq | adaround, ``gpfq_alphabet``,
+    ``gpfq_sparsity``, ``adaround_iters``, ``method`` = custom | auto, ``trainable_scales``, ``layer_weight_bits``);
     unknown names raise. Returns a brevitas-quantized module ready for ``qdeploy.export``.
     """
     import brevitas.nn as qnn
     from brevitas.graph.quantize import preprocess_for_quantize
     from brevitas.graph.quantize import quantize as brevitas_quantize
 
+    from qdeploy.passes.ptq.adaround import apply_adaround
     from qdeploy.passes.ptq.calibrate import calibrate, correct_bias
+    from qdeploy.passes.ptq.gpfq_alphabet import apply_gpfq_alphabet
     from qdeploy.passes.ptq.gpxq import apply_gpxq, initialize_frozen_weight_scales
 
     if config is None:
@@ -129,6 +131,13 @@ def quantize(
     calib = check_array(calib, None, "calibration data")
     if len(calib) < 8:
         raise QDeployError(f"calibration data has {len(calib)} samples; give at least 8 (hundreds are better)")
+    for name, tensor in [*model.named_parameters(), *model.named_buffers()]:
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise QDeployError(f"the float model's {name} contains NaN or Inf; fix or retrain the layer before quantizing")
+    if config.method is Method.AUTO:
+        from qdeploy.passes.ptq.auto import quantize_auto
+
+        return quantize_auto(model, calib, config, lambda m, c, cfg: quantize(m, c, config=cfg), torch_forward)
     # brevitas rewrites the module graph in place and shares parameters with it: work on a copy, so equalization
     # and bias correction never change the caller's float model.
     model = copy.deepcopy(model).eval()
@@ -172,7 +181,16 @@ def quantize(
             raise QDeployError(f"{config.rounding.value} needs at least 64 calibration samples, got {len(calib)}")
         initialize_frozen_weight_scales(qmodel, calib[: config.batch_size])
     qmodel = calibrate(qmodel, calib, batch_size=config.batch_size)
-    if config.rounding is not WeightRounding.RTN:
+    if config.rounding is WeightRounding.ADAROUND:
+        qmodel = apply_adaround(qmodel, calib, iters=config.adaround_iters, batch_size=config.batch_size, seed=config.seed)
+    elif config.rounding is WeightRounding.GPFQ and (
+        config.gpfq_alphabet is not GPFQAlphabet.INT or config.gpfq_sparsity > 0
+    ):
+        # brevitas's GPFQ has neither alphabets nor the L1 term: qdeploy's own (same greedy pass)
+        qmodel = apply_gpfq_alphabet(
+            qmodel, calib, config.gpfq_alphabet, config.gpfq_sparsity, batch_size=config.batch_size, seed=config.seed
+        )
+    elif config.rounding is not WeightRounding.RTN:
         qmodel = apply_gpxq(qmodel, calib, config.rounding.value, batch_size=config.batch_size)
     if config.bias_correction:
         qmodel = correct_bias(qmodel, calib, batch_size=config.batch_size)

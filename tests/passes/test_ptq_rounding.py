@@ -1,0 +1,144 @@
+"""AdaRound, GPFQ alphabets/sparsity and method="auto": each test asserts the property the method is for."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import qdeploy
+from qdeploy.errors import QDeployError
+from qdeploy.frontend import torch_forward
+
+
+def _quant_layers(qmodel):
+    from brevitas.nn.quant_layer import QuantWeightBiasInputOutputLayer
+
+    return [m for m in qmodel.modules() if isinstance(m, QuantWeightBiasInputOutputLayer)]
+
+
+def _integers(qmodel) -> torch.Tensor:
+    with torch.no_grad():
+        return torch.cat([layer.quant_weight().int().flatten() for layer in _quant_layers(qmodel)])
+
+
+def _accuracy(qmodel, data) -> float:
+    return float((torch_forward(qmodel, data.x_test).argmax(1) == data.y_test).mean())
+
+
+def test_adaround_lowers_the_layer_reconstruction_error_against_nearest_rounding(float_mlp, data):
+    from qdeploy.passes.ptq.adaround import reconstruction_error
+    from qdeploy.passes.ptq.layers import capture_inputs
+
+    calib = data.x_train[:512]
+    nearest = qdeploy.quantize(float_mlp, calib, weight_bits=3, act_bits=8)
+    learned = qdeploy.quantize(float_mlp, calib, weight_bits=3, act_bits=8, rounding="adaround", adaround_iters=300)
+    first_nearest, first_learned = _quant_layers(nearest)[0], _quant_layers(learned)[0]
+    # same frozen grid: only the up/down decisions differ, and at least some of them changed
+    with torch.no_grad():
+        assert torch.equal(first_nearest.quant_weight().scale, first_learned.quant_weight().scale)
+        assert not torch.equal(first_nearest.quant_weight().int(), first_learned.quant_weight().int())
+    for x in (calib, data.x_test):  # the calibration data it learned on, and unseen data
+        inputs = capture_inputs(learned, first_learned, x, 256)
+        with torch.no_grad():
+            target = nn.functional.linear(inputs, float_mlp[1].weight.detach(), float_mlp[1].bias)
+        err_nearest = reconstruction_error(first_nearest, inputs, target)
+        err_learned = reconstruction_error(first_learned, inputs, target)
+        assert err_learned < 0.8 * err_nearest, (err_learned, err_nearest)
+    assert _accuracy(learned, data) > _accuracy(nearest, data)
+
+
+def test_gpfq_sparsity_grows_with_lambda_and_keeps_accuracy_at_small_lambda(float_mlp, data):
+    calib = data.x_train[:512]
+    zeros, accuracies = [], []
+    for sparsity in (0.0, 0.05, 0.3):
+        qmodel = qdeploy.quantize(float_mlp, calib, weight_bits=4, act_bits=8, rounding="gpfq", gpfq_sparsity=sparsity)
+        zeros.append(float((_integers(qmodel) == 0).float().mean()))
+        accuracies.append(_accuracy(qmodel, data))
+    assert zeros[0] < zeros[1] < zeros[2], zeros
+    assert zeros[2] > zeros[0] + 0.1, zeros  # a real change, not rounding noise
+    assert accuracies[1] > accuracies[0] - 0.05, accuracies
+
+
+@pytest.mark.parametrize(("alphabet", "allowed"), [("binary", {-1, 1}), ("ternary", {-1, 0, 1})])
+def test_gpfq_alphabet_is_respected_per_channel(float_mlp, data, alphabet, allowed):
+    calib = data.x_train[:512]
+    qmodel = qdeploy.quantize(float_mlp, calib, weight_bits=4, act_bits=8, rounding="gpfq", gpfq_alphabet=alphabet)
+    assert set(_integers(qmodel).tolist()) == allowed
+    with torch.no_grad():
+        scales = _quant_layers(qmodel)[0].quant_weight().scale.flatten()
+    assert len(scales.unique()) > 1  # the alphabet step is set per output channel
+    assert torch.equal(torch.exp2(torch.round(torch.log2(scales))), scales)  # po2 default kept
+    assert _accuracy(qmodel, data) > 0.6  # far above chance (10 %) even with one bit per weight
+
+
+def test_new_methods_compile_bit_exactly_on_onnxruntime(float_cnn, data, tmp_path):
+    calib = data.x_train[:256]
+    methods = {
+        "adaround": {"rounding": "adaround", "adaround_iters": 100},
+        "gpfq_ternary_sparse": {"rounding": "gpfq", "gpfq_alphabet": "ternary", "gpfq_sparsity": 0.1},
+        "gpfq_binary_float": {"rounding": "gpfq", "gpfq_alphabet": "binary", "scale": "float"},
+    }
+    for name, options in methods.items():
+        qmodel = qdeploy.quantize(float_cnn, calib, weight_bits=3, act_bits=8, **options)
+        graph = qdeploy.export(qmodel, calib[:1])
+        artifact = qdeploy.compile(graph, target="onnxruntime", out=tmp_path / name, data=data.x_test[:200])
+        assert artifact.bit_exact, name
+
+
+def test_auto_respects_po2_beats_rounding_and_compiles_bit_exactly(float_mlp, data, tmp_path):
+    calib = data.x_train[:512]
+    rtn = _accuracy(qdeploy.quantize(float_mlp, calib, weight_bits=2, act_bits=8), data)
+    auto = qdeploy.quantize(float_mlp, calib, weight_bits=2, act_bits=8, method="auto", scale="po2", adaround_iters=100)
+    assert auto.qdeploy_pipeline["scale"] == "po2"
+    assert {s["scale"] for s in auto.qdeploy_auto_scores} == {"po2"}  # float-scale candidates never ran
+    with torch.no_grad():
+        scales = torch.cat([layer.quant_weight().scale.flatten() for layer in _quant_layers(auto)])
+    assert torch.equal(torch.exp2(torch.round(torch.log2(scales))), scales)
+    # it kept the candidate that agreed best with the float model on the held-out quarter
+    best = max(auto.qdeploy_auto_scores, key=lambda s: (s["agreement"], -s["mse"]))
+    assert {k: v for k, v in best.items() if k not in ("agreement", "mse", "seconds")} == auto.qdeploy_pipeline
+    assert _accuracy(auto, data) > rtn + 0.15, (_accuracy(auto, data), rtn)
+    graph = qdeploy.export(auto, calib[:1])
+    assert qdeploy.compile(graph, target="onnxruntime", out=tmp_path / "auto", data=data.x_test[:200]).bit_exact
+
+
+def test_auto_may_choose_float_scales_when_allowed():
+    from qdeploy.config import ScaleKind
+    from qdeploy.passes.ptq.auto import candidates
+
+    for bits in ((8, 8), (4, 8), (4, 4), (2, 8)):
+        assert {c["scale"] for c in candidates(*bits, ScaleKind.FLOAT)} == {"po2", "float"}
+        assert {c["scale"] for c in candidates(*bits, ScaleKind.PO2)} == {"po2"}
+
+
+def test_too_little_calibration_data_for_adaround_names_the_layer(float_mlp, data):
+    # 64 samples are enough for the 64-input first layer, not for the 400-input second one
+    wide = nn.Sequential(nn.Flatten(), nn.Linear(64, 400), nn.ReLU(), nn.Linear(400, 10))
+    with pytest.raises(QDeployError, match=r"layer 3: AdaRound needs at least 100 calibration rows.*give at least 100"):
+        qdeploy.quantize(wide, data.x_train[:64], weight_bits=4, rounding="adaround", adaround_iters=1)
+    with pytest.raises(QDeployError, match=r"needs at least 64 calibration samples"):
+        qdeploy.quantize(float_mlp, data.x_train[:32], weight_bits=4, rounding="gpfq", gpfq_sparsity=0.1)
+
+
+def test_gpfq_variant_refuses_grouped_convolutions_by_name(data):
+    model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Conv2d(4, 4, 3, groups=2), nn.Flatten(), nn.Linear(64, 10))
+    with pytest.raises(QDeployError, match=r"layer 2 \(QuantConv2d, groups=2\): GPFQ handles Linear"):
+        qdeploy.quantize(model, data.x_train[:256].reshape(-1, 1, 8, 8), rounding="gpfq", gpfq_alphabet="ternary")
+
+
+def test_nan_weights_and_contradictory_options_are_refused(float_mlp, data):
+    broken = nn.Sequential(nn.Flatten(), nn.Linear(64, 16), nn.ReLU(), nn.Linear(16, 10))
+    with torch.no_grad():
+        broken[3].weight[0, 0] = float("nan")
+    with pytest.raises(QDeployError, match=r"float model's 3.weight contains NaN or Inf"):
+        qdeploy.quantize(broken, data.x_train[:64])
+    x = data.x_train[:64].copy()
+    x[5, 0] = np.inf
+    with pytest.raises(QDeployError, match="NaN or Inf"):
+        qdeploy.quantize(float_mlp, x)
+    with pytest.raises(QDeployError, match="apply to rounding='gpfq' only"):
+        qdeploy.quantize(float_mlp, data.x_train[:64], gpfq_alphabet="binary")
+    with pytest.raises(QDeployError, match="method='auto' chooses rounding itself"):
+        qdeploy.quantize(float_mlp, data.x_train[:256], method="auto", rounding="gptq")
