@@ -93,7 +93,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("compile", help="compile a QONNX model for a target and verify it bit for bit")
     p.add_argument("model", help="QONNX/ONNX file (brevitas, FINN, model zoo, qdeploy quantize)")
-    p.add_argument("--target", help="onnxruntime (default) or hls4ml")
+    p.add_argument("--target", help="onnxruntime (default), hls4ml or quantum")
+    p.add_argument("--device", help="quantum device: line[:N] (default), heavy-hex[:D] or all-to-all[:N]")
+    p.add_argument("--epsilon", type=float, help="quantum: precision per expectation value, shots = ceil(1/eps^2)")
     p.add_argument("--board", help="FPGA board preset for hls4ml (pynq-z2, zcu104, arty-a7-100t, alveo-u250, vu13p)")
     p.add_argument("--backend", help="hls4ml backend: Vitis (default), Vivado, Quartus, Catapult")
     p.add_argument("--io-type", dest="io_type", choices=["io_parallel", "io_stream"])
@@ -110,6 +112,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("verify", help="re-run a compiled folder against the golden executor")
     p.add_argument("folder", help="output folder of qdeploy compile")
     p.add_argument("--data", help="inputs: .npy, or .npz with array 'x' (default: the stored verification inputs)")
+    _add_common(p)
+
+    p = sub.add_parser("run", help="run a compiled folder on inputs (hybrid: classical on ORT, quantum on qiskit)")
+    p.add_argument("folder", help="output folder of qdeploy compile")
+    p.add_argument("--data", required=True, help="inputs: .npy, or .npz with array 'x'")
+    p.add_argument("--shots", type=int, help="quantum target: sample this many shots instead of exact statevectors")
+    p.add_argument("-o", "--output", help="write the outputs to this .npy file (default: print them)")
     _add_common(p)
 
     p = sub.add_parser("inspect", help="per-layer ops, bit widths, scales, parameters, BOPs")
@@ -245,6 +254,9 @@ def _compile_options(args: argparse.Namespace) -> dict[str, Any]:
         if value is not None:
             options[key] = value
     options.setdefault("target", "onnxruntime")
+    quantum = {k: v for k, v in (("device", args.device), ("epsilon", args.epsilon)) if v is not None}
+    if quantum:
+        options["quantum"] = {**options.get("quantum", {}), **quantum}
     return options
 
 
@@ -274,6 +286,36 @@ def cmd_verify(args: argparse.Namespace) -> int:
     result = artifact.verify(load_array(args.data) if args.data else None)
     print(format_summary({**artifact.report, **result}))
     return 0 if result.get("verified", result["bit_exact"]) else EXIT_NOT_EXACT
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from qdeploy.artifact import Artifact
+    from qdeploy.data import load_array
+
+    artifact = Artifact(args.folder)
+    x = load_array(args.data)
+    if args.shots is not None:
+        if artifact.target != "quantum" or args.shots < 1:
+            raise QDeployError("--shots needs a quantum target folder and a positive count")
+        from qdeploy.targets.quantum.runner import HybridRunner
+
+        artifact.predict(x[:1])  # the same input checks as without --shots
+        y = HybridRunner(artifact.path, shots=args.shots)(x)
+    else:
+        y = artifact.predict(x)
+    if args.output:
+        output = Path(args.output)
+        output.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(suffix=".npy", dir=output.parent)
+        os.close(fd)
+        np.save(tmp, y)
+        os.replace(tmp, output)
+        print(f"ran {len(x)} inputs on {artifact.target}; wrote outputs {y.shape} to {output}")
+    else:
+        np.savetxt(sys.stdout, y.reshape(len(y), -1), fmt="%.7g")
+    return 0
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
@@ -310,6 +352,7 @@ COMMANDS = {
     "binarize": cmd_binarize,
     "compile": cmd_compile,
     "verify": cmd_verify,
+    "run": cmd_run,
     "inspect": cmd_inspect,
     "list": cmd_list,
     "demo": cmd_demo,

@@ -77,9 +77,10 @@ def _apply(state: torch.Tensor, matrix: torch.Tensor, wires: tuple[int, ...], nu
     shape = moved.shape
     flat = moved.reshape(shape[0], -1, 2**k)
     if matrix.dim() == 2:
-        flat = flat @ matrix.transpose(0, 1)
-    else:
-        flat = torch.bmm(flat, matrix.transpose(1, 2))
+        matrix = matrix.expand(shape[0], -1, -1)
+    # bmm with a contiguous right operand: torch's broadcasting matmul with a transposed complex matrix takes a
+    # path ~50x slower on CPU.
+    flat = torch.bmm(flat, matrix.transpose(1, 2).contiguous())
     return torch.movedim(flat.reshape(shape), list(range(num_qubits + 1 - k, num_qubits + 1)), axes)
 
 

@@ -1,0 +1,105 @@
+"""Bundled example: "let the quantum creep in" on digits (1,797 8x8 images, ships with scikit-learn).
+
+A classical network 64 -> 4 -> [4 -> 4] x 3 -> 10 has its three hidden 4 -> 4 layers (Linear + tanh) replaced one
+by one by 4-qubit quantum layers with the same input and output (RY(pi x) embedding, two basic entangling layers,
+<Z> per qubit); after each replacement the network is fine-tuned from the previous step's weights. The accuracy
+at each step is the example's result.
+
+    python examples/creep.py -o build/creep        # train all steps, print accuracies, compile the last one
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+
+import numpy as np
+import torch
+from torch import nn
+
+from examples.digits import DigitsData, load_digits_data
+from qdeploy.quantum import CircuitBuilder, QuantumLayer
+
+__all__ = ["HIDDEN", "classical_net", "quantum_hidden", "creep", "accuracy", "flat_digits"]
+
+HIDDEN = 4  # width of the hidden layers = qubits per quantum layer
+
+
+def flat_digits(seed: int = 0) -> DigitsData:
+    data = load_digits_data(seed)
+    return DigitsData(
+        data.x_train.reshape(len(data.x_train), -1), data.y_train, data.x_test.reshape(len(data.x_test), -1), data.y_test
+    )
+
+
+def classical_net(seed: int = 0) -> nn.Sequential:
+    torch.manual_seed(seed)
+    layers: list[nn.Module] = [nn.Linear(64, HIDDEN), nn.Tanh()]
+    for _ in range(3):
+        layers.append(nn.Sequential(nn.Linear(HIDDEN, HIDDEN), nn.Tanh()))
+    layers.append(nn.Linear(HIDDEN, 10))
+    return nn.Sequential(*layers)
+
+
+def quantum_hidden(index: int, seed: int = 0) -> QuantumLayer:
+    """A 4 -> 4 quantum layer: inputs in [-1, 1] (tanh) become angles pi*x; outputs <Z> in [-1, 1] like tanh."""
+    builder = CircuitBuilder(HIDDEN, name=f"hidden{index}")
+    builder.angle_embedding(range(HIDDEN), scale=np.pi).basic_entangler_layers(2, rotation="Y")
+    return QuantumLayer(builder.expval_z(), seed=seed + index)
+
+
+def train(net: nn.Module, data: DigitsData, epochs: int, lr: float = 0.02, seed: int = 0) -> nn.Module:
+    generator = torch.Generator().manual_seed(seed)
+    x, y = torch.from_numpy(data.x_train), torch.from_numpy(data.y_train)
+    optimizer = torch.optim.Adam(net.parameters(), lr=lr)
+    net.train()
+    for _ in range(epochs):
+        for batch in torch.randperm(len(x), generator=generator).split(128):
+            optimizer.zero_grad()
+            nn.functional.cross_entropy(net(x[batch]), y[batch]).backward()
+            optimizer.step()
+    return net.eval()
+
+
+def accuracy(net: nn.Module, x: np.ndarray, y: np.ndarray) -> float:
+    with torch.no_grad():
+        return float((net(torch.from_numpy(x)).argmax(dim=1).numpy() == y).mean())
+
+
+def creep(
+    data: DigitsData | None = None, epochs: int = 30, finetune_epochs: int = 10, steps: int = 3
+) -> list[tuple[int, float, nn.Module]]:
+    """Train the classical net, then replace hidden layers 1..``steps`` by quantum layers one at a time.
+
+    Returns ``(quantum layers, test accuracy, model)`` per step, step 0 being the classical net."""
+    data = data or flat_digits()
+    net = train(classical_net(), data, epochs)
+    results = [(0, accuracy(net, data.x_test, data.y_test), net)]
+    for step in range(1, steps + 1):
+        net = copy.deepcopy(net)
+        net[1 + step] = quantum_hidden(step)  # net[2], net[3], net[4] are the hidden layers
+        net = train(net, data, finetune_epochs, seed=step)
+        results.append((step, accuracy(net, data.x_test, data.y_test), net))
+    return results
+
+
+def main() -> None:
+    import qdeploy
+    from qdeploy.quantum import export_hybrid
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("-o", "--output", default="build/creep")
+    parser.add_argument("--device", default="heavy-hex")
+    args = parser.parse_args()
+    data = flat_digits()
+    results = creep(data)
+    print("| quantum layers | test accuracy |\n|---|---|")
+    for step, acc, _ in results:
+        print(f"| {step} | {acc:.3f} |")
+    graph = export_hybrid(results[-1][2], data.x_train[:256])
+    artifact = qdeploy.compile(graph, target="quantum", out=args.output, data=data.x_test, quantum={"device": args.device})
+    print(artifact.summary())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,234 @@
+"""The quantum target: hybrid graphs compile to transpiled QASM 3 + ONNX + manifest, run, and verify."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from torch import nn
+
+import qdeploy
+from qdeploy.cli import main
+from qdeploy.errors import MissingDependencyError, QDeployError
+from qdeploy.quantum import CircuitBuilder, QuantumLayer, export_hybrid, quantize_angles
+from tests.targets.helpers import assert_no_output, copy_graph
+
+qiskit = pytest.importorskip("qiskit")
+pytest.importorskip("qiskit_qasm3_import")
+
+SAMPLES = 16  # random verification inputs per compile: the runner is compared with the golden executor on each
+
+
+def hybrid_model(readout: str = "expval") -> nn.Module:
+    torch.manual_seed(0)
+    builder = CircuitBuilder(3, name="q")
+    builder.angle_embedding(range(3)).strongly_entangling_layers(1)
+    if readout == "expval":
+        spec = builder.expval(["ZII", [(0.5, "XXI"), (-0.25, "IYZ"), (0.1, "III")]])
+    else:
+        spec = builder.probs([0, 2])
+    return nn.Sequential(nn.Linear(5, 3), nn.Tanh(), QuantumLayer(spec, seed=3), nn.Linear(spec.num_outputs, 2))
+
+
+@pytest.fixture(scope="module")
+def x() -> np.ndarray:
+    return np.random.default_rng(0).normal(size=(24, 5)).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def model() -> nn.Module:
+    return hybrid_model()
+
+
+@pytest.fixture(scope="module")
+def graph(model, x):
+    return export_hybrid(model, x)
+
+
+@pytest.fixture(scope="module")
+def line_artifact(graph, x, tmp_path_factory):
+    out = tmp_path_factory.mktemp("quantum") / "line"
+    return qdeploy.compile(graph, target="quantum", out=out, data=x, verify_samples=SAMPLES, quantum={"device": "line"})
+
+
+def torch_out(model: nn.Module, x: np.ndarray) -> np.ndarray:
+    with torch.no_grad():
+        return model(torch.from_numpy(x)).numpy()
+
+
+def physical_two_qubit_pairs(circuit) -> set[tuple[int, int]]:
+    return {tuple(circuit.find_bit(q).index for q in inst.qubits) for inst in circuit.data if inst.operation.num_qubits == 2}
+
+
+def test_compile_verifies_against_golden_and_runner_matches_torch(line_artifact, model, x):
+    report = line_artifact.report
+    assert report["target"] == "quantum" and report["tolerance"] == 1e-6
+    assert report["verified"] and report["max_abs_error"] <= 1e-6
+    assert report["outputs_compared"] == len(x) + SAMPLES
+    layer = report["per_layer"][0]
+    assert layer["operator_equivalent"] is True  # transpiled == logical up to global phase and layout
+    assert layer["shot_check"]["within_5_sigma"] and layer["shot_check"]["shots"] == math.ceil(1 / 0.01**2)
+    assert layer["two_qubit_gates"] == min(t["two_qubit"] for t in layer["seeds_tried"])  # best of the seeds
+    assert layer["measurement_groups"] == 2  # Z..., XX. and .YZ terms need two bases: {Z,X,Y on wires}, ...
+    assert np.max(np.abs(line_artifact.predict(x) - torch_out(model, x))) <= 1e-6
+
+
+def test_output_folder_is_hardware_ready_qasm_onnx_and_manifest(line_artifact):
+    from qiskit import qasm3
+
+    folder = line_artifact.path
+    manifest = json.loads((folder / "quantum_manifest.json").read_text())
+    assert manifest["shots"] == 10000 and manifest["device_qubits"] == 3
+    edges = {tuple(e) for e in manifest["coupling_map"]}
+    kinds = [step["kind"] for step in manifest["plan"]]
+    assert kinds == ["onnx", "quantum", "onnx"]
+    for step in manifest["plan"]:
+        if step["kind"] == "onnx":
+            onnx.checker.check_model(onnx.load(str(folder / step["file"])))
+    node = next(iter(manifest["nodes"].values()))
+    assert node["inputs"] == ["x_0", "x_1", "x_2"] and len(node["weights"]) == 9
+    for group in node["groups"]:
+        circuit = qasm3.loads((folder / group["file"]).read_text())
+        assert {p.name for p in circuit.parameters} <= set(node["inputs"])  # weights bound, inputs symbolic
+        assert set(circuit.count_ops()) <= set(manifest["basis_gates"]) | {"measure", "barrier"}
+        assert physical_two_qubit_pairs(circuit) <= edges  # every CX on a coupled pair
+        assert circuit.count_ops()["measure"] == len(group["wires"])
+
+
+def test_heavy_hex_device_probs_readout(x, tmp_path):
+    model = hybrid_model("probs")
+    graph = export_hybrid(model, x)
+    out = tmp_path / "hh"
+    artifact = qdeploy.compile(
+        graph, target="quantum", out=out, data=x, verify_samples=SAMPLES, quantum={"device": "heavy-hex", "seeds": 3}
+    )
+    report = artifact.report
+    assert report["verified"] and report["device_qubits"] == 19
+    assert report["operator_equivalence"].startswith("skipped")  # 2**19-dimensional operators are not built
+    assert np.max(np.abs(artifact.predict(x) - torch_out(model, x))) <= 1e-6
+
+
+def test_quantized_angles_are_exact_against_their_graph_and_error_is_measured(graph, x, tmp_path):
+    quantized = quantize_angles(graph, bits=4)
+    artifact = qdeploy.compile(quantized, target="quantum", out=tmp_path / "q4", data=x, verify_samples=SAMPLES)
+    assert artifact.report["verified"]
+    measured = artifact.report["per_layer"][0]["angle_quantization"]
+    assert measured["bits"] == 4 and measured["max_abs_error_vs_float_angles"] > 0
+    # |d<P>/d theta| <= 1 for rotations (parameter-shift rule): the error is at most the sum of angle errors.
+    # Output 1 is 0.5 XX - 0.25 YZ + 0.1: its coefficients scale that bound by at most 0.75 < 1.
+    bound = 9 * (2 * np.pi / 2**4) / 2
+    assert measured["max_abs_error_vs_float_angles"] <= bound
+
+
+def test_cli_compile_and_run(graph, model, x, tmp_path, capsys):
+    model_path, data_path, out = tmp_path / "hybrid.onnx", tmp_path / "x.npz", tmp_path / "out"
+    graph.save(str(model_path))
+    np.savez(data_path, x=x)
+    code = main(["compile", str(model_path), "--target", "quantum", "--device", "line:4", "--samples", "8", "-o", str(out)])
+    assert code == 0
+    assert "within tolerance 1e-06" in capsys.readouterr().out
+    assert main(["run", str(out), "--data", str(data_path), "-o", str(tmp_path / "y.npy")]) == 0
+    assert np.max(np.abs(np.load(tmp_path / "y.npy") - torch_out(model, x))) <= 1e-6
+    assert main(["run", str(out), "--data", str(data_path), "--shots", "4000", "-o", str(tmp_path / "ys.npy")]) == 0
+    sampled = np.load(tmp_path / "ys.npy")
+    assert 0 < np.max(np.abs(sampled - torch_out(model, x))) < 0.25  # shot noise: not exact, but close
+
+
+def test_circuit_wider_than_the_device(graph, tmp_path, capsys):
+    out = tmp_path / "small"
+    with pytest.raises(QDeployError, match="needs 3 qubits but device 'line:2' has 2; choose a larger device"):
+        qdeploy.compile(graph, target="quantum", out=out, quantum={"device": "line:2"})
+    assert_no_output(out)
+    path = tmp_path / "g.onnx"
+    graph.save(str(path))
+    assert main(["compile", str(path), "--target", "quantum", "--device", "line:2", "-o", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("qdeploy: error:") and "choose a larger device" in err and err.count("\n") == 1
+
+
+def test_unknown_quantum_option(graph, tmp_path):
+    with pytest.raises(QDeployError, match="unknown key"):
+        qdeploy.compile(graph, target="quantum", out=tmp_path / "o", quantum={"shotz": 5})
+
+
+def _edit_spec(graph, edit):
+    edited = copy_graph(graph)
+    node = next(n for n in edited.graph.node if n.op_type == "QuantumCircuit")
+    attribute = next(a for a in node.attribute if a.name == "spec")
+    spec = json.loads(attribute.s)
+    edit(spec)
+    attribute.s = json.dumps(spec).encode()
+    return edited
+
+
+def test_gate_outside_the_set_in_the_graph(graph, tmp_path):
+    edited = _edit_spec(graph, lambda s: s["gates"].append({"name": "ccx", "wires": [0, 1, 2]}))
+    with pytest.raises(QDeployError, match=r"quantum layer 'q'.*'ccx' is not in the gate set"):
+        qdeploy.compile(edited, target="quantum", out=tmp_path / "o")
+
+
+def test_non_finite_trained_angles(graph, tmp_path):
+    edited = copy_graph(graph)
+    node = next(n for n in edited.graph.node if n.op_type == "QuantumCircuit")
+    weights = edited.get_initializer(node.input[1]).copy()
+    weights[2] = np.nan
+    edited.set_initializer(node.input[1], weights)
+    with pytest.raises(QDeployError, match="quantum layer 'q'.*non-finite trainable angles"):
+        qdeploy.compile(edited, target="quantum", out=tmp_path / "o", verify_samples=2)
+
+
+def test_missing_extra_names_the_pip_install(monkeypatch):
+    from qdeploy.target import get_target
+
+    monkeypatch.setitem(sys.modules, "qiskit_qasm3_import", None)
+    with pytest.raises(MissingDependencyError, match=r"pip install 'qdeploy\[quantum\]'"):
+        get_target("quantum").check_available()
+
+
+def test_classical_graph_is_refused(tmp_path):
+    graph = export_hybrid(nn.Sequential(nn.Linear(3, 2)), np.zeros((2, 3), np.float32))
+    with pytest.raises(QDeployError, match="no QuantumCircuit node"):
+        qdeploy.compile(graph, target="quantum", out=tmp_path / "o")
+
+
+# -- the bundled examples --------------------------------------------------------------------------------------
+
+
+def test_iris_example_compiles_runs_and_verifies(tmp_path):
+    from examples import iris_quantum
+
+    data = iris_quantum.load_iris_data()
+    net = iris_quantum.train(iris_quantum.build(), data, epochs=25, lr=0.1)
+    assert iris_quantum.accuracy(net, data.x_test, data.y_test) >= 0.7  # learned, well above 1/3 chance
+    graph = export_hybrid(net, data.x_train)
+    out = tmp_path / "iris"
+    artifact = qdeploy.compile(
+        graph, target="quantum", out=out, data=data.x_test, verify_samples=8, quantum={"device": "heavy-hex", "seeds": 4}
+    )
+    assert artifact.report["verified"]
+    np.savez(tmp_path / "x.npz", x=data.x_test)
+    assert main(["run", str(out), "--data", str(tmp_path / "x.npz"), "-o", str(tmp_path / "y.npy")]) == 0
+    y = np.load(tmp_path / "y.npy")
+    assert np.max(np.abs(y - torch_out(net, data.x_test))) <= 1e-6
+    assert (y.argmax(axis=1) == torch_out(net, data.x_test).argmax(axis=1)).all()
+
+
+def test_creep_example_step_compiles_and_verifies(tmp_path):
+    from examples import creep
+    from examples.digits import DigitsData
+
+    full = creep.flat_digits()
+    data = DigitsData(full.x_train[:256], full.y_train[:256], full.x_test[:64], full.y_test[:64])
+    results = creep.creep(data, epochs=2, finetune_epochs=1, steps=2)
+    assert [step for step, _, _ in results] == [0, 1, 2]
+    net = results[-1][2]
+    assert sum(isinstance(m, QuantumLayer) for m in net.modules()) == 2  # two hidden layers replaced
+    graph = export_hybrid(net, data.x_train)
+    artifact = qdeploy.compile(graph, target="quantum", out=tmp_path / "creep", data=data.x_test, verify_samples=4)
+    assert artifact.report["verified"] and len(artifact.report["per_layer"]) == 2
+    assert np.max(np.abs(artifact.predict(data.x_test) - torch_out(net, data.x_test))) <= 1e-6
