@@ -234,10 +234,13 @@ class LayerPrecision:
     bias: Grid | None = None
     accumulator: Grid | None = None
     quant: QuantSpec | None = None
+    thresholds: Grid | None = None
+    # MultiThreshold: the thresholds clamped to what the input can reach (same outcome, finite, fixed-point)
+    threshold_values: np.ndarray | None = None
 
     def types(self) -> dict[str, str]:
         out = {"result": (self.quant.fixed_type() if self.quant else self.output.fixed_type()).hls()}
-        for key in ("weight", "bias", "accumulator"):
+        for key in ("weight", "bias", "accumulator", "thresholds"):
             grid = getattr(self, key)
             if grid is not None:
                 out[key] = grid.fixed_type().hls()
@@ -245,6 +248,57 @@ class LayerPrecision:
 
 
 _PASS_THROUGH = {"Reshape", "Flatten", "Transpose", "Identity", "Dropout"}
+
+
+def _threshold_levels(model: ModelWrapper, node) -> tuple[np.ndarray, Grid]:
+    """A MultiThreshold's thresholds [C, L] and the grid of its integer output levels."""
+    thresholds = const_input(model, node, 1)
+    if thresholds is None or thresholds.ndim != 2:
+        raise UnsupportedModelError(f"node {node.name}: MultiThreshold needs constant thresholds of shape [channels, steps]")
+    scale, bias = float(node_attr(node, "out_scale", 1.0)), float(node_attr(node, "out_bias", 0.0))
+    if scale != int(scale) or bias != int(bias) or scale <= 0:
+        raise UnsupportedModelError(
+            f"node {node.name}: MultiThreshold output scale {scale} / bias {bias} are not integers; "
+            "lower the graph with qdeploy's LowerToThresholds"
+        )
+    levels = Grid.scalar(int(bias), int(bias + scale * thresholds.shape[1]), 0)
+    return np.asarray(thresholds, dtype=np.float64), levels
+
+
+def _float_input_thresholds(model: ModelWrapper, node) -> tuple[FixedType, LayerPrecision]:
+    """Thresholds on the float model input: the input type holds every meaningful threshold exactly, truncates
+    (so ``x >= t`` is unchanged for t on its grid) and saturates; thresholds every input passes (or none does)
+    become the type's minimum (or its maximum plus one step)."""
+    thresholds, levels = _threshold_levels(model, node)
+    meaningful = np.isfinite(thresholds) & (np.abs(thresholds) < 2.0**30)
+    grid = grid_of_constant(thresholds[meaningful], node.input[1]) if np.any(meaningful) else Grid.scalar(0, 0, 0)
+    fraction = max(-grid.lsb, 0)
+    magnitude = float(np.max(np.abs(thresholds[meaningful]), initial=1.0))
+    integer = int(np.ceil(np.log2(magnitude + 2.0**-fraction))) + 2  # sign + a margin above the largest threshold
+    input_type = FixedType(signed=True, width=integer + fraction, integer=integer, rounding="TRN", saturation="SAT")
+    step = 2.0**-fraction
+    low, high = -(2.0 ** (integer - 1)), 2.0 ** (integer - 1) - step
+    clamped = np.clip(np.where(meaningful, thresholds, np.sign(thresholds) * np.inf), low, high + step)
+    threshold_grid = grid_of_constant(clamped, node.input[1])
+    return input_type, LayerPrecision(
+        node.name, node.op_type, levels, thresholds=threshold_grid, threshold_values=clamped.astype(np.float32)
+    )
+
+
+def _grid_thresholds(model: ModelWrapper, node, x: Grid) -> LayerPrecision:
+    """Thresholds on an exact grid: clamped to the reachable range [min, max + one step], where they decide the same."""
+    thresholds, levels = _threshold_levels(model, node)
+    step = 2.0**x.lsb
+    clamped = np.clip(thresholds, x.min_value, x.max_value + step)
+    if clamped.shape[0] not in (1, int(np.size(x.kmin))) and np.size(x.kmin) != 1:
+        raise UnsupportedModelError(f"node {node.name}: thresholds per channel do not match the input's channels")
+    return LayerPrecision(
+        node.name,
+        node.op_type,
+        levels,
+        thresholds=grid_of_constant(clamped, node.input[1]),
+        threshold_values=clamped.astype(np.float32),
+    )
 
 
 def infer_precisions(model: ModelWrapper) -> tuple[FixedType, dict[str, LayerPrecision]]:
@@ -270,6 +324,10 @@ def infer_precisions(model: ModelWrapper) -> tuple[FixedType, dict[str, LayerPre
                     raise UnsupportedModelError(f"node {node.name}: the float model input reaches more than one quantizer")
                 input_type = input_type_for(spec)
             layers[node.name] = LayerPrecision(node.name, op, spec.grid(), quant=spec)
+        elif op == "MultiThreshold" and x is None:
+            if input_type is not None:
+                raise UnsupportedModelError(f"node {node.name}: the float model input reaches more than one quantizer")
+            input_type, layers[node.name] = _float_input_thresholds(model, node)
         elif x is None:
             if op in _PASS_THROUGH:
                 grids[node.output[0]] = None
@@ -278,6 +336,8 @@ def infer_precisions(model: ModelWrapper) -> tuple[FixedType, dict[str, LayerPre
                 f"node {node.name} ({op}) computes on the float model input before any Quant; "
                 "quantize the input first (brevitas QuantIdentity / qdeploy quantize does)"
             )
+        elif op == "MultiThreshold":
+            layers[node.name] = _grid_thresholds(model, node, x)
         elif op in _PASS_THROUGH:
             layers[node.name] = LayerPrecision(node.name, op, x.collapse())
         elif op == "Relu":
@@ -317,7 +377,7 @@ def infer_precisions(model: ModelWrapper) -> tuple[FixedType, dict[str, LayerPre
         else:
             raise UnsupportedModelError(
                 f"node {node.name}: op {op} is not supported by this target yet "
-                "(supported: Quant, MatMul/Gemm, Conv, Add, Relu, MaxPool, Reshape/Flatten/Transpose)"
+                "(supported: Quant, MultiThreshold, MatMul/Gemm, Conv, Add, Relu, MaxPool, Reshape/Flatten/Transpose)"
             )
         for output in node.output:
             grids[output] = layers[node.name].output

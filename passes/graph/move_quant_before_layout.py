@@ -1,4 +1,5 @@
-"""Move a per-tensor ``Quant`` above the layout op (Flatten/Reshape/Transpose) that feeds it.
+"""Move a per-tensor ``Quant`` (or one-row ``MultiThreshold``) above the layout op (Flatten/Reshape/Transpose)
+that feeds it.
 
 A Quant with scalar scale, zero point and bit width acts element by element, so it commutes with any op that
 only moves elements. Brevitas exports ``MaxPool -> Flatten -> Quant -> Gemm``; with the Quant first, qonnx's
@@ -17,13 +18,15 @@ LAYOUT_OPS = ("Flatten", "Reshape", "Transpose")
 
 def _is_per_tensor(model: ModelWrapper, node) -> bool:
     params = [model.get_initializer(name) for name in node.input[1:]]
+    if node.op_type == "MultiThreshold":  # one row of thresholds shared by every channel
+        return params[0] is not None and params[0].shape[0] == 1
     return all(p is not None and p.size == 1 for p in params)
 
 
 class MoveQuantBeforeLayout(Transformation):
     def apply(self, model: ModelWrapper) -> tuple[ModelWrapper, bool]:
         for quant in model.graph.node:
-            if quant.op_type not in ("Quant", "IntQuant") or not _is_per_tensor(model, quant):
+            if quant.op_type not in ("Quant", "IntQuant", "MultiThreshold") or not _is_per_tensor(model, quant):
                 continue
             layout = model.find_producer(quant.input[0])
             if layout is None or layout.op_type not in LAYOUT_OPS:

@@ -1,8 +1,12 @@
 """The ``hls4ml`` target: QONNX graph -> hls4ml project for a named board, every precision derived exactly.
 
-Preparation follows hls4ml's QONNX recipe (cleanup, channels-last, Gemm->MatMul), with two additions:
+Preparation follows hls4ml's QONNX recipe (cleanup, channels-last, Gemm->MatMul), with additions:
 Quant nodes on constants are folded to their exact values (their types then come from ``qdeploy.precision``
 instead of hls4ml's scale handling), and bias-less Gemms get a zero bias first (qonnx GemmToMatMul crash).
+Graphs with no fixed-point form (float scales, BatchNorm, bipolar layers, float input pre-scaling) are first
+lowered to integer layers and ``MultiThreshold`` activations (``LowerToThresholds``), which hls4ml runs through
+qdeploy's own layer (``multithreshold.py``); float ops after the last integer tensor (a scale, BatchNorm on the
+logits) run on the host, from ``epilogue.onnx``, by the golden executor.
 """
 
 from __future__ import annotations
@@ -53,6 +57,38 @@ BUILD_COMMANDS = {
 
 # -- preparation steps: plain functions step(model, cfg) -> model --------------------------------------------------
 
+EPILOGUE_FILE = "epilogue.onnx"
+EPILOGUE_OPS = ("Mul", "Add", "Sub", "Div", "BatchNormalization")
+# ops with no fixed-point form in hls4ml: a graph with any of them is lowered to thresholds
+_THRESHOLD_OPS = {"BatchNormalization", "BipolarQuant", "MultiThreshold", "Sub", "Div", "Mul"}
+
+
+def needs_thresholds(model: ModelWrapper) -> bool:
+    """True when the graph has float arithmetic that fixed-point types cannot hold: see ``_THRESHOLD_OPS``, or a
+    Quant with a non-power-of-two scale (on weights or activations) or per-channel activation scales."""
+    from qdeploy.ir import const_input, is_power_of_two
+
+    for node in model.graph.node:
+        if node.op_type in _THRESHOLD_OPS:
+            return True
+        if node.op_type in ("Quant", "IntQuant"):
+            scale = const_input(model, node, 1)
+            if scale is not None and not is_power_of_two(np.asarray(scale, dtype=np.float64)):
+                return True
+            on_datapath = model.get_initializer(node.input[0]) is None
+            if on_datapath and scale is not None and np.unique(scale).size > 1:
+                return True
+    return False
+
+
+def lower_to_thresholds(model: ModelWrapper, cfg: CompileConfig) -> ModelWrapper:
+    """Integer layers + MultiThreshold activations, when the graph has no fixed-point form (see needs_thresholds)."""
+    if not needs_thresholds(model):
+        return model
+    from qdeploy.passes.graph.lower_to_thresholds import LowerToThresholds
+
+    return cleanup(model.transform(LowerToThresholds()))
+
 
 def fold_constant_quants(model: ModelWrapper, cfg: CompileConfig) -> ModelWrapper:
     """Replace Quant nodes on constants (weights, biases) by their exact quantized values."""
@@ -88,6 +124,33 @@ def to_channels_last(model: ModelWrapper, cfg: CompileConfig) -> ModelWrapper:
     return model.transform(ConvertToChannelsLastAndClean(make_input_channels_last=input_is_channels_last(model, cfg)))
 
 
+def thresholds_channels_last(model: ModelWrapper, cfg: CompileConfig) -> ModelWrapper:
+    """Move the transposes qonnx leaves around MultiThresholds across them and cancel/absorb them as qonnx does."""
+    if not any(node.op_type == "MultiThreshold" for node in model.graph.node):
+        return model
+    from qonnx.transformation.channels_last import (
+        AbsorbChanFirstIntoMatMul,
+        MoveChanFirstDownstream,
+        RemoveConsecutiveChanFirstAndChanLastTrafos,
+    )
+
+    from qdeploy.passes.graph.move_transpose_across_multithreshold import MoveTransposeAcrossMultiThreshold
+    from qdeploy.pipeline import until_fixed_point
+
+    def one_round(current: ModelWrapper) -> tuple[ModelWrapper, bool]:
+        before = current.model.SerializeToString()
+        current = until_fixed_point(MoveTransposeAcrossMultiThreshold().apply, current)
+        for transformation in (
+            RemoveConsecutiveChanFirstAndChanLastTrafos(),
+            MoveChanFirstDownstream(),
+            AbsorbChanFirstIntoMatMul(),
+        ):
+            current = current.transform(transformation)
+        return current, current.model.SerializeToString() != before
+
+    return cleanup(until_fixed_point(one_round, model))
+
+
 def gemm_to_matmul(model: ModelWrapper, cfg: CompileConfig) -> ModelWrapper:
     """qonnx GemmToMatMul, then cleanup (hls4ml parses MatMul + Add, not Gemm)."""
     from qonnx.transformation.gemm_to_matmul import GemmToMatMul
@@ -115,10 +178,12 @@ def check_unroll_limit(model: ModelWrapper, cfg: CompileConfig) -> ModelWrapper:
 
 
 PREPARE_STEPS = [
+    lower_to_thresholds,
     fold_constant_quants,
     fill_gemm_bias,
     move_quant_before_layout,
     to_channels_last,
+    thresholds_channels_last,
     gemm_to_matmul,
 ]
 # Checked once precisions are known, so a model is refused for its most fundamental problem first.
@@ -139,6 +204,8 @@ def _layer_config(layer: LayerPrecision) -> dict[str, str]:
         return config
     if layer.op == "Add":
         return {"bias": types["bias"], "result": types["result"]}
+    if layer.op == "MultiThreshold":
+        return {"thresholds": types["thresholds"], "result": types["result"]}
     if layer.op == "MaxPool":
         return {"accum": types["result"], "result": types["result"]}
     return {"result": types["result"]}
@@ -157,6 +224,11 @@ def build_hls_config(model: ModelWrapper, cfg: CompileConfig) -> tuple[dict, Fix
     """hls4ml HLSConfig with every precision derived from the graph; the user's ``hls4ml`` block overrides."""
     hls4ml = require("hls4ml", "hls4ml", "the hls4ml target")
     input_type, layers = infer_precisions(model)
+    for node in model.graph.node:
+        layer = layers.get(node.name)
+        if layer is not None and layer.threshold_values is not None:
+            # clamped to the input's reachable range: same outcome, and every threshold is a finite fixed-point value
+            model.set_initializer(node.input[1], layer.threshold_values)
     with contextlib.redirect_stdout(io.StringIO()):
         config = hls4ml.utils.config.config_from_onnx_model(
             model,
@@ -200,6 +272,10 @@ class Hls4mlTarget(Target):
         board = get_board(cfg.board)
         clock = cfg.clock_period_ns or board.clock_period_ns
         prepared = run_steps(model, cfg, PREPARE_STEPS, ctx)
+        prepared, epilogue = split_float_epilogue(prepared)
+        from qdeploy.targets.hls4ml import multithreshold
+
+        multithreshold.register(cfg.backend)
         hls_config, input_type, layers = ctx.timed("infer_precisions", lambda: build_hls_config(prepared, cfg))
         run_steps(prepared, cfg, CHECK_STEPS, ctx)
 
@@ -208,8 +284,15 @@ class Hls4mlTarget(Target):
         tb_dir.mkdir()
         tb_inputs = random_inputs(model, sample_shape(model), TESTBENCH_SAMPLES, cfg.seed + 1)
         channels_last = input_is_channels_last(model, cfg)
-        np.save(tb_dir / "inputs.npy", _to_firmware_layout(tb_inputs, channels_last))
-        np.save(tb_dir / "golden_outputs.npy", run_golden(model, tb_inputs))
+        firmware_inputs = _to_firmware_layout(tb_inputs, channels_last)
+        np.save(tb_dir / "inputs.npy", firmware_inputs)
+        # what the firmware itself outputs: the golden graph up to the host epilogue, if there is one
+        np.save(
+            tb_dir / "golden_outputs.npy",
+            run_golden(prepared, firmware_inputs) if epilogue else run_golden(model, tb_inputs),
+        )
+        if epilogue is not None:
+            epilogue.save(str(out_dir / EPILOGUE_FILE))
 
         project_dir = out_dir / FIRMWARE_DIR
 
@@ -217,7 +300,7 @@ class Hls4mlTarget(Target):
             try:
                 with contextlib.redirect_stdout(io.StringIO()) as captured:
                     hls_model = hls4ml.converters.convert_from_onnx_model(
-                        prepared,
+                        multithreshold.thresholds_as_attributes(prepared),
                         output_dir=str(project_dir),
                         project_name=PROJECT,
                         backend=cfg.backend,
@@ -250,7 +333,9 @@ class Hls4mlTarget(Target):
             "input_precision": input_type.hls(),
             "per_layer": per_layer,
             "multiplications": sum(row.get("multiplications", 0) for row in per_layer),
-            "files": [FIRMWARE_DIR, "testbench", "README.md"],
+            "thresholds": sum(row.get("thresholds", 0) for row in per_layer),
+            "host_epilogue": [node.op_type for node in epilogue.graph.node] if epilogue is not None else [],
+            "files": [FIRMWARE_DIR, "testbench", "README.md"] + ([EPILOGUE_FILE] if epilogue is not None else []),
         }
 
     def _write_readme(self, out_dir: Path, cfg: CompileConfig, board, clock: float, model: ModelWrapper) -> None:
@@ -277,6 +362,8 @@ class Hls4mlTarget(Target):
 
     def runner(self, out_dir: Path) -> Callable[[np.ndarray], np.ndarray]:
         hls4ml = require("hls4ml", self.extra, "the hls4ml target")
+        from qdeploy.targets.hls4ml import multithreshold
+
         project_dir = Path(out_dir) / FIRMWARE_DIR
         config_file = project_dir / "hls4ml_config.yml"
         if not config_file.exists():
@@ -286,6 +373,7 @@ class Hls4mlTarget(Target):
         if config.get("OutputDir") != str(project_dir.resolve()):
             config["OutputDir"] = str(project_dir.resolve())
             config_file.write_text(yaml.safe_dump(config, sort_keys=False))
+        multithreshold.register(config.get("Backend", "Vitis"))
         hls_model = hls4ml.converters.link_existing_project(str(project_dir))
         libraries = sorted((project_dir / "firmware").glob(f"{PROJECT}-*.so"))
         if libraries:
@@ -296,14 +384,82 @@ class Hls4mlTarget(Target):
 
         io_file = project_dir / IO_FILE
         channels_last = bool(json.loads(io_file.read_text())["input_channels_last"]) if io_file.exists() else False
+        epilogue_file = Path(out_dir) / EPILOGUE_FILE
+        epilogue = ModelWrapper(str(epilogue_file)) if epilogue_file.exists() else None
 
         def run(x: np.ndarray) -> np.ndarray:
             x = _to_firmware_layout(np.asarray(x, dtype=np.float32), channels_last)
             with contextlib.redirect_stdout(io.StringIO()):
-                y = hls_model.predict(np.ascontiguousarray(x))
+                y = np.asarray(hls_model.predict(np.ascontiguousarray(x)), dtype=np.float32)
+            if epilogue is not None:
+                shape = epilogue.get_tensor_shape(epilogue.graph.input[0].name)
+                y = run_golden(epilogue, y.reshape(len(x), *shape[1:]))
             return np.asarray(y).reshape(len(x), -1)
 
         return run
+
+
+def split_float_epilogue(model: ModelWrapper) -> tuple[ModelWrapper, ModelWrapper | None]:
+    """Cut float ops after the last integer tensor of a thresholded graph (a quantizer's scale, BatchNorm on the
+    logits) into a host-side epilogue; the firmware then outputs that integer tensor. Graphs without
+    MultiThreshold keep everything in firmware."""
+    from onnx import helper
+
+    if not any(node.op_type == "MultiThreshold" for node in model.graph.node):
+        return model, None
+    output = model.graph.output[0].name
+    tail, tensor = [], output
+    while True:
+        producer = model.find_producer(tensor)
+        if producer is None or producer.op_type not in EPILOGUE_OPS:
+            break
+        if any(model.get_initializer(name) is None for name in producer.input[1:] if name):
+            break
+        if tensor != output and len(model.find_consumers(tensor) or []) != 1:
+            break
+        tail.insert(0, producer)
+        tensor = producer.input[0]
+    if not tail:
+        return model, None
+    boundary, shape = tensor, model.get_tensor_shape(tensor)
+    constants = {name for node in tail for name in node.input[1:] if name}
+    epilogue_graph = helper.make_graph(
+        [_copy_node(node) for node in tail],
+        "epilogue",
+        [helper.make_tensor_value_info(boundary, onnx_float(), shape)],
+        [helper.make_tensor_value_info(output, onnx_float(), model.get_tensor_shape(output))],
+        initializer=[init for init in model.graph.initializer if init.name in constants],
+    )
+    epilogue = ModelWrapper(helper.make_model(epilogue_graph, opset_imports=model.model.opset_import))
+    firmware = ModelWrapper(_copy_model(model.model))
+    names = {node.name for node in tail}
+    keep = [node for node in firmware.graph.node if node.name not in names]
+    del firmware.graph.node[:]
+    firmware.graph.node.extend(keep)
+    del firmware.graph.output[:]
+    for value_info in list(firmware.graph.value_info):
+        if value_info.name == boundary:
+            firmware.graph.value_info.remove(value_info)
+    firmware.graph.output.append(helper.make_tensor_value_info(boundary, onnx_float(), shape))
+    return cleanup(firmware), cleanup(epilogue)
+
+
+def onnx_float() -> int:
+    from onnx import TensorProto
+
+    return TensorProto.FLOAT
+
+
+def _copy_node(node):
+    copy = type(node)()
+    copy.CopyFrom(node)
+    return copy
+
+
+def _copy_model(proto):
+    copy = type(proto)()
+    copy.CopyFrom(proto)
+    return copy
 
 
 def _to_firmware_layout(x: np.ndarray, channels_last: bool) -> np.ndarray:
@@ -351,6 +507,9 @@ def _per_layer_report(hls_model, layers: dict[str, LayerPrecision]) -> list[dict
             "accumulator": precisions.get("accum"),
             "precisions": precisions,
         }
+        thresholds = layer.weights.get("thresholds") if hasattr(layer, "weights") else None
+        if thresholds is not None:
+            row["thresholds"] = int(np.asarray(thresholds.data).size)  # comparators, no multipliers
         weights = layer.weights.get("weight") if hasattr(layer, "weights") else None
         if weights is not None and layer.class_name in ("Dense", "Conv1D", "Conv2D"):
             data = np.asarray(weights.data)

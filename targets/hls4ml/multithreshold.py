@@ -1,0 +1,152 @@
+"""qonnx ``MultiThreshold`` as an hls4ml layer, through hls4ml's extension API (layer, ONNX handler, templates, C++).
+
+hls4ml has no thresholding layer; FINN has one but targets its own dataflow. This one is small: a comparison
+bank per element against the channel's thresholds, in ``templates/nnet_multithreshold*.h``.
+"""
+
+from __future__ import annotations
+
+from importlib.resources import as_file, files
+
+import numpy as np
+
+from qdeploy.errors import UnsupportedModelError
+
+CLASS_NAME = "MultiThreshold"
+STREAM_BACKENDS = ("Vivado", "Vitis")  # the streaming variant uses Xilinx's hls::stream
+
+_CONFIG_TEMPLATE = """struct config{index} : nnet::multithreshold_config {{
+    static const unsigned n_in = {n_in};
+    static const unsigned n_chan = {n_chan};
+    static const unsigned n_thresholds = {n_thresholds};
+    static const int out_scale = {out_scale};
+    static const int out_bias = {out_bias};
+    typedef {thresholds_t.name} threshold_t;
+}};\n"""
+_FUNCTION_TEMPLATE = "nnet::multithreshold<{input_t}, {output_t}, {config}>({input}, {output}, {thresholds});"
+_HEADERS = ["nnet_utils/nnet_multithreshold.h"]
+_STREAM_HEADERS = ["nnet_utils/nnet_multithreshold.h", "nnet_utils/nnet_multithreshold_stream.h"]
+
+_registered: set[str] = set()
+
+
+def _layer_class():
+    from hls4ml.model.attributes import Attribute, TypeAttribute, WeightAttribute
+    from hls4ml.model.layers import Layer
+
+    class MultiThreshold(Layer):
+        _expected_attributes = [
+            Attribute("n_in"),
+            Attribute("n_chan"),
+            Attribute("n_thresholds"),
+            Attribute("out_scale"),
+            Attribute("out_bias"),
+            WeightAttribute("thresholds"),
+            TypeAttribute("thresholds"),
+        ]
+
+        def initialize(self):
+            source = self.get_input_variable()
+            self.add_output_variable(source.shape)
+            self.add_weights_variable(name="thresholds", var_name="t{index}")
+
+    return MultiThreshold
+
+
+def thresholds_as_attributes(model):
+    """A copy of the model whose MultiThresholds carry their thresholds as a node attribute instead of an input:
+    hls4ml turns every initializer into a ``Constant`` layer, and one that feeds no hls4ml layer breaks its passes."""
+    from onnx import helper, numpy_helper
+    from qonnx.core.modelwrapper import ModelWrapper
+
+    copy = ModelWrapper(type(model.model).FromString(model.model.SerializeToString()))
+    for node in copy.graph.node:
+        if node.op_type == CLASS_NAME and len(node.input) > 1:
+            values = copy.get_initializer(node.input[1])
+            node.attribute.append(helper.make_attribute("thresholds", numpy_helper.from_array(values, "thresholds")))
+            threshold_name = node.input[1]
+            del node.input[1]
+            if not copy.find_consumers(threshold_name):
+                copy.del_initializer(threshold_name)
+    return copy
+
+
+def _parse_onnx(node, input_names, input_shapes, graph):
+    from onnx import numpy_helper
+
+    attributes = {a.name: a for a in node.attribute}
+    initializers = {i.name: i for i in graph.initializer}
+    if "thresholds" in attributes:
+        thresholds = numpy_helper.to_array(attributes["thresholds"].t).astype(np.float64)
+    elif len(node.input) > 1 and node.input[1] in initializers:  # hls4ml's config pass parses the graph as it is
+        thresholds = numpy_helper.to_array(initializers[node.input[1]]).astype(np.float64)
+    else:
+        raise UnsupportedModelError(f"node {node.name}: MultiThreshold thresholds must be a constant")
+    layout = attributes["data_layout"].s.decode() if "data_layout" in attributes else ""
+    shape = input_shapes[0]
+    channels = thresholds.shape[0]
+    if channels > 1 and len(shape) > 2 and layout != "NHWC":
+        raise UnsupportedModelError(
+            f"node {node.name}: per-channel thresholds on a {layout or 'NCHW'} tensor; hls4ml is NHWC"
+        )
+    if channels > 1 and shape[-1] != channels:
+        raise UnsupportedModelError(f"node {node.name}: {channels} rows of thresholds for {shape[-1]} channels")
+    layer = {
+        "class_name": CLASS_NAME,
+        "name": node.name,
+        "inputs": input_names[:1],  # the thresholds are the layer's weights, not an input stream
+        "outputs": list(node.output),
+        "n_in": int(np.prod(shape[1:])),
+        "n_chan": int(channels),
+        "n_thresholds": int(thresholds.shape[1]),
+        "out_scale": int(attributes["out_scale"].f) if "out_scale" in attributes else 1,
+        "out_bias": int(attributes["out_bias"].f) if "out_bias" in attributes else 0,
+        "thresholds_data": thresholds.ravel(),
+    }
+    return layer
+
+
+def register(backend_name: str) -> None:
+    """Make hls4ml parse, configure and emit MultiThreshold for ``backend_name`` (idempotent)."""
+    import hls4ml
+    from hls4ml.backends.template import FunctionCallTemplate, LayerConfigTemplate
+
+    if not _registered:
+        layer_class = _layer_class()
+        hls4ml.model.layers.register_layer(CLASS_NAME, layer_class)
+        if CLASS_NAME not in hls4ml.converters.get_supported_onnx_layers():
+            hls4ml.converters.register_onnx_layer_handler(CLASS_NAME, _parse_onnx)
+        _registered.add("layer")
+    if backend_name in _registered:
+        return
+    layer_class = hls4ml.model.layers.layer_map[CLASS_NAME]
+    headers = _STREAM_HEADERS if backend_name in STREAM_BACKENDS else _HEADERS
+
+    class ConfigTemplate(LayerConfigTemplate):
+        def __init__(self):
+            super().__init__(layer_class)
+            self.template = _CONFIG_TEMPLATE
+
+        def format(self, node):
+            return self.template.format(**self._default_config_params(node))
+
+    class FunctionTemplate(FunctionCallTemplate):
+        def __init__(self):
+            super().__init__(layer_class, include_header=headers)
+            self.template = _FUNCTION_TEMPLATE
+
+        def format(self, node):
+            params = self._default_function_params(node)
+            params["thresholds"] = node.get_weights("thresholds").name
+            return self.template.format(**params)
+
+    backend = hls4ml.backends.get_backend(backend_name)
+    backend.register_template(ConfigTemplate)
+    backend.register_template(FunctionTemplate)
+    templates = files("qdeploy.targets.hls4ml") / "templates"
+    for header in ("nnet_multithreshold.h", "nnet_multithreshold_stream.h"):
+        if header == "nnet_multithreshold_stream.h" and backend_name not in STREAM_BACKENDS:
+            continue
+        with as_file(templates / header) as path:
+            backend.register_source(path.resolve())
+    _registered.add(backend_name)
