@@ -42,10 +42,14 @@ def classical_net(seed: int = 0) -> nn.Sequential:
 
 
 def quantum_hidden(index: int, seed: int = 0) -> QuantumLayer:
-    """A 4 -> 4 quantum layer: inputs in [-1, 1] (tanh) become angles pi*x; outputs <Z> in [-1, 1] like tanh."""
+    """A 4 -> 4 quantum layer: inputs in [-1, 1] (tanh) become angles pi/2 * x; outputs <Z> in [-1, 1] like tanh.
+
+    Trainable angles start near zero (uniform +-0.1): random angles in [0, 2 pi) scramble what the replaced layer
+    passed on, and fine-tuning then starts far from the previous step's solution."""
     builder = CircuitBuilder(HIDDEN, name=f"hidden{index}")
-    builder.angle_embedding(range(HIDDEN), scale=np.pi).basic_entangler_layers(2, rotation="Y")
-    return QuantumLayer(builder.expval_z(), seed=seed + index)
+    spec = builder.angle_embedding(range(HIDDEN), scale=np.pi / 2).basic_entangler_layers(2, rotation="Y").expval_z()
+    weights = np.random.default_rng(seed + index).uniform(-0.1, 0.1, spec.num_weights)
+    return QuantumLayer(spec, weights=weights)
 
 
 def train(net: nn.Module, data: DigitsData, epochs: int, lr: float = 0.02, seed: int = 0) -> nn.Module:
@@ -67,7 +71,7 @@ def accuracy(net: nn.Module, x: np.ndarray, y: np.ndarray) -> float:
 
 
 def creep(
-    data: DigitsData | None = None, epochs: int = 30, finetune_epochs: int = 10, steps: int = 3
+    data: DigitsData | None = None, epochs: int = 60, finetune_epochs: int = 10, steps: int = 3
 ) -> list[tuple[int, float, nn.Module]]:
     """Train the classical net, then replace hidden layers 1..``steps`` by quantum layers one at a time.
 
@@ -78,7 +82,7 @@ def creep(
     for step in range(1, steps + 1):
         net = copy.deepcopy(net)
         net[1 + step] = quantum_hidden(step)  # net[2], net[3], net[4] are the hidden layers
-        net = train(net, data, finetune_epochs, seed=step)
+        net = train(net, data, finetune_epochs, lr=0.03, seed=step)
         results.append((step, accuracy(net, data.x_test, data.y_test), net))
     return results
 

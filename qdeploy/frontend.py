@@ -248,9 +248,14 @@ def export(qmodel: nn.Module, example: np.ndarray, path: str | Path | None = Non
     """Export a brevitas-quantized module to a cleaned QONNX graph (saved to ``path`` when given).
 
     Uses the TorchScript exporter (``dynamo=False``): brevitas's dynamo path rejects quantized biases.
+    Hybrid models (with ``qdeploy.quantum.QuantumLayer``s) go through ``qdeploy.quantum.export_hybrid``.
     """
     from brevitas.export import export_qonnx
 
+    from qdeploy.quantum.export import export_hybrid, has_quantum_layers
+
+    if has_quantum_layers(qmodel):
+        return export_hybrid(qmodel, example, path)
     example = check_array(example, None, "export example")[:1]
     with tempfile.TemporaryDirectory() as tmp:
         raw = Path(tmp) / "model.onnx"

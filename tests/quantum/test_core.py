@@ -183,3 +183,12 @@ def test_quantize_angles_inserts_quant_on_the_angles_and_3_bits_is_the_clifford_
     with torch.no_grad():
         expected = grid_model(torch.from_numpy(x)).numpy()
     assert np.max(np.abs(run_golden(quantized, x) - expected)) <= 1e-6
+
+
+def test_qdeploy_export_handles_hybrid_models():
+    import qdeploy
+
+    spec = CircuitBuilder(2).angle_embedding(range(2)).basic_entangler_layers(1).expval_z()
+    model = nn.Sequential(nn.Linear(3, 2), QuantumLayer(spec))
+    graph = qdeploy.export(model, np.zeros((4, 3), np.float32))
+    assert [n.op_type for n in graph.graph.node] == ["Gemm", "QuantumCircuit"]

@@ -232,3 +232,27 @@ def test_creep_example_step_compiles_and_verifies(tmp_path):
     artifact = qdeploy.compile(graph, target="quantum", out=tmp_path / "creep", data=data.x_test, verify_samples=4)
     assert artifact.report["verified"] and len(artifact.report["per_layer"]) == 2
     assert np.max(np.abs(artifact.predict(data.x_test) - torch_out(net, data.x_test))) <= 1e-6
+
+
+def test_quantized_activation_in_the_classical_part_is_refused(graph, tmp_path):
+    from onnx import helper
+
+    edited = copy_graph(graph)
+    tanh = next(n for n in edited.graph.node if n.op_type == "Tanh")
+    consumer = edited.find_consumer(tanh.output[0])
+    for name, value in (("act_scale", 0.125), ("act_zeropt", 0.0), ("act_bits", 4.0)):
+        edited.set_initializer(name, np.array(value, dtype=np.float32))
+    quant = helper.make_node(
+        "Quant",
+        [tanh.output[0], "act_scale", "act_zeropt", "act_bits"],
+        ["act_q"],
+        name="ActQuant",
+        domain="qonnx.custom_op.general",
+        signed=1,
+        narrow=0,
+        rounding_mode="ROUND",
+    )
+    edited.graph.node.insert(list(edited.graph.node).index(consumer), quant)
+    consumer.input[0] = "act_q"
+    with pytest.raises(QDeployError, match="node ActQuant .*quantized activations are not supported"):
+        qdeploy.compile(edited, target="quantum", out=tmp_path / "o", verify_samples=2)

@@ -1,0 +1,277 @@
+"""Quantum target: transpiled circuit quality vs plain qiskit, angle bits vs output error, torch simulator speed.
+
+In one run:
+- each example circuit (the trained Iris classifier's, the three quantum layers of the trained "creep" digits
+  network, plus a data re-uploading and an 8-qubit QCNN circuit) on an offline heavy-hex (19 qubits) and line
+  device: two-qubit gates, depth, SWAPs, transpile time of qdeploy (best of 8 seeds) vs plain
+  ``qiskit.transpile(optimization_level=3)`` with its default (unset) seed, as a user would call it;
+- angle bit width vs output error of the Iris model (graph with ``quantize_angles`` vs float angles, both run by
+  the golden executor) and its test accuracy;
+- forward+backward time of ``QuantumLayer`` (batch 128, 4-10 qubits) vs PennyLane ``default.qubit`` (backprop)
+  when PennyLane is installed, with the max output difference between the two as a cross-check.
+
+    .venv/bin/python benchmarks/quantum.py          # writes benchmarks/results/quantum.{json,md}
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import qiskit  # noqa: E402
+
+from examples import creep, iris_quantum  # noqa: E402
+from qdeploy.golden import run_golden  # noqa: E402
+from qdeploy.quantum import CircuitBuilder, QuantumLayer, export_hybrid, quantize_angles, to_qasm3  # noqa: E402
+from qdeploy.targets.quantum.lower import bind, logical_circuit, transpile_best, two_qubit_count  # noqa: E402
+from qdeploy.targets.quantum.options import make_backend  # noqa: E402
+
+RESULTS = ROOT / "benchmarks" / "results"
+SEEDS = 8
+
+
+def example_circuits() -> tuple[list[tuple[str, object, np.ndarray]], dict]:
+    """(name, spec, weights) of the example circuits, and facts about the trained examples."""
+    circuits = []
+    data = iris_quantum.load_iris_data()
+    iris_net = iris_quantum.model()
+    facts = {"iris_test_accuracy": iris_quantum.accuracy(iris_net, data.x_test, data.y_test)}
+    circuits.append(("iris (4q, 2 SEL layers)", iris_net[0].spec, iris_net[0].weight.detach().numpy()))
+    steps = creep.creep()
+    facts["creep_accuracy_per_step"] = {str(step): acc for step, acc, _ in steps}
+    final = steps[-1][2]
+    for index in (2, 3, 4):
+        layer = final[index]
+        circuits.append((f"creep hidden{index - 1} (4q)", layer.spec, layer.weight.detach().numpy()))
+    rng = np.random.default_rng(0)
+    reup = CircuitBuilder(4, name="reupload").data_reuploading(range(4), layers=3).expval_z()
+    circuits.append(("data re-uploading (4q, 3 layers)", reup, rng.uniform(-np.pi, np.pi, reup.num_weights)))
+    qcnn = CircuitBuilder(8, name="qcnn").angle_embedding(range(8)).qcnn_conv().qcnn_pool([0, 2, 4, 6], [1, 3, 5, 7])
+    qcnn = qcnn.qcnn_conv([1, 3, 5, 7]).expval_z([1, 3, 5, 7])
+    circuits.append(("QCNN (8q, conv-pool-conv)", qcnn, rng.uniform(-np.pi, np.pi, qcnn.num_weights)))
+    return circuits, {"iris_net": iris_net, "iris_data": data, **facts}
+
+
+def plain_qiskit(circuit, backend) -> dict:
+    base = circuit.count_ops().get("swap", 0)
+    peak = [0]
+
+    def count_swaps(dag=None, **_) -> None:
+        peak[0] = max(peak[0], dag.count_ops().get("swap", 0))
+
+    start = time.perf_counter()
+    result = qiskit.transpile(circuit, backend=backend, optimization_level=3, callback=count_swaps)
+    seconds = time.perf_counter() - start
+    return {"two_qubit": two_qubit_count(result), "depth": result.depth(), "swaps": peak[0] - base, "seconds": seconds}
+
+
+def transpile_rows(circuits) -> list[dict]:
+    rows = []
+    for name, spec, weights in circuits:
+        logical = bind(logical_circuit(to_qasm3(spec), name), {f"w_{j}": float(w) for j, w in enumerate(weights)})
+        for device in ("heavy-hex", "line"):
+            backend = make_backend(device, spec.num_qubits, 0)
+            best = transpile_best(logical, backend, 3, SEEDS)
+            plain = plain_qiskit(logical, backend)
+            rows.append(
+                {
+                    "circuit": name,
+                    "device": f"{device} ({backend.num_qubits}q)",
+                    "logical_two_qubit": two_qubit_count(logical),
+                    "qdeploy": {
+                        "two_qubit": best.two_qubit,
+                        "depth": best.depth,
+                        "swaps": best.swaps,
+                        "seconds": best.seconds,
+                        "seed": best.seed,
+                    },
+                    "plain_qiskit": plain,
+                }
+            )
+            print(f"{name:<34} {device:<9} qdeploy {best.two_qubit:>4} 2q  plain {plain['two_qubit']:>4} 2q", flush=True)
+    return rows
+
+
+def angle_bits_rows(net, data) -> list[dict]:
+    graph = export_hybrid(net, data.x_train)
+    reference = run_golden(graph, data.x_test)
+    rows = []
+    for bits in (2, 3, 4, 5, 6, 8, 10, 12):
+        y = run_golden(quantize_angles(graph, bits), data.x_test)
+        rows.append(
+            {
+                "bits": bits,
+                "max_abs_logit_error": float(np.max(np.abs(y - reference))),
+                "mean_abs_logit_error": float(np.mean(np.abs(y - reference))),
+                "test_accuracy": float((y.argmax(axis=1) == data.y_test).mean()),
+            }
+        )
+    rows.append(
+        {
+            "bits": "float",
+            "max_abs_logit_error": 0.0,
+            "mean_abs_logit_error": 0.0,
+            "test_accuracy": float((reference.argmax(axis=1) == data.y_test).mean()),
+        }
+    )
+    return rows
+
+
+def _time(work, repeats: int = 5) -> float:
+    work()  # warm-up
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        work()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def pennylane_layer(qubits: int, layers: int):
+    try:
+        import pennylane as qml
+    except ModuleNotFoundError:
+        return None, None
+    device = qml.device("default.qubit", wires=qubits)
+
+    @qml.qnode(device, interface="torch", diff_method="backprop")
+    def circuit(inputs, weights):
+        qml.AngleEmbedding(inputs, wires=range(qubits), rotation="Y")
+        qml.StronglyEntanglingLayers(weights, wires=range(qubits))
+        return [qml.expval(qml.PauliZ(w)) for w in range(qubits)]
+
+    return circuit, qml.__version__
+
+
+def simulator_rows(batch: int = 128, layers: int = 2) -> list[dict]:
+    rows = []
+    for qubits in (4, 6, 8, 10):
+        spec = CircuitBuilder(qubits).angle_embedding(range(qubits)).strongly_entangling_layers(layers).expval_z()
+        layer = QuantumLayer(spec, seed=0)
+        x = torch.rand(batch, qubits) * np.pi
+
+        def ours(layer=layer, x=x) -> None:
+            layer.zero_grad()
+            layer(x).sum().backward()
+
+        row = {"qubits": qubits, "batch": batch, "qdeploy_fwd_bwd_ms": 1e3 * _time(ours)}
+        circuit, version = pennylane_layer(qubits, layers)
+        if circuit is not None:
+            weights = layer.weight.detach().double().reshape(layers, qubits, 3).clone().requires_grad_(True)
+            xd = x.double()
+
+            def theirs(circuit=circuit, weights=weights, xd=xd) -> None:
+                weights.grad = None
+                torch.stack(circuit(xd, weights), dim=1).sum().backward()
+
+            row["pennylane_fwd_bwd_ms"] = 1e3 * _time(theirs)
+            row["pennylane_version"] = version
+            with torch.no_grad():
+                row["max_abs_diff_vs_pennylane"] = float((torch.stack(circuit(xd, weights), dim=1) - layer(xd)).abs().max())
+        rows.append(row)
+        print(f"simulator {qubits} qubits: {row}", flush=True)
+    return rows
+
+
+def markdown(result: dict) -> str:
+    lines = [
+        "# Quantum target",
+        "",
+        f"Device models: offline `GenericBackendV2` (qiskit {result['qiskit']}), basis cx/rz/sx/x; heavy-hex = "
+        "`CouplingMap.from_heavy_hex(3)` (19 qubits), line = `CouplingMap.from_line(width)`. qdeploy: best of "
+        f"{SEEDS} seeds of `generate_preset_pass_manager(optimization_level=3)`; plain: `qiskit.transpile(..., "
+        "optimization_level=3)` with the default (unset, random) seed, one call. Trained weights bound, inputs symbolic.",
+        "",
+        "| circuit | device | logical 2q | qdeploy 2q | plain 2q | qdeploy depth | plain depth | qdeploy SWAPs "
+        "| plain SWAPs | qdeploy time (s, all seeds) | plain time (s) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in result["transpile"]:
+        q, p = r["qdeploy"], r["plain_qiskit"]
+        lines.append(
+            f"| {r['circuit']} | {r['device']} | {r['logical_two_qubit']} | {q['two_qubit']} | {p['two_qubit']} | "
+            f"{q['depth']} | {p['depth']} | {q['swaps']} | {p['swaps']} | {q['seconds']:.2f} | {p['seconds']:.2f} |"
+        )
+    s = result["transpile_summary"]
+    lines += [
+        "",
+        f"Two-qubit gates, qdeploy vs plain: never worse in {s['not_worse']}/{s['rows']} rows, better in "
+        f"{s['better']}; total {s['qdeploy_total']} vs {s['plain_total']} ({s['reduction_percent']:.1f} % fewer).",
+        "",
+        f"## Angle bits vs output error (Iris classifier, {result['iris_test_samples']} test flowers)",
+        "",
+        "| angle bits | max abs logit error | mean abs logit error | test accuracy |",
+        "|---|---|---|---|",
+    ]
+    for r in result["angle_bits"]:
+        lines.append(
+            f"| {r['bits']} | {r['max_abs_logit_error']:.2e} | {r['mean_abs_logit_error']:.2e} | {r['test_accuracy']:.3f} |"
+        )
+    lines += [
+        "",
+        "## Creep (digits; hidden 4->4 layers replaced one by one by 4-qubit layers, fine-tuned after each)",
+        "",
+        "| quantum layers | test accuracy |",
+        "|---|---|",
+    ]
+    lines += [f"| {k} | {v:.3f} |" for k, v in result["creep_accuracy_per_step"].items()]
+    lines += [
+        "",
+        "## Torch simulator: forward + backward, batch 128, angle embedding + 2 strongly entangling layers, float64",
+        "",
+        "| qubits | qdeploy QuantumLayer (ms) | PennyLane default.qubit backprop (ms) | max abs output difference |",
+        "|---|---|---|---|",
+    ]
+    for r in result["simulator"]:
+        pl = f"{r['pennylane_fwd_bwd_ms']:.1f}" if "pennylane_fwd_bwd_ms" in r else "not installed"
+        diff = f"{r['max_abs_diff_vs_pennylane']:.1e}" if "max_abs_diff_vs_pennylane" in r else "-"
+        lines.append(f"| {r['qubits']} | {r['qdeploy_fwd_bwd_ms']:.1f} | {pl} | {diff} |")
+    lines += ["", f"Machine: {result['machine']}; torch threads: 1.", ""]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    torch.set_num_threads(1)
+    circuits, facts = example_circuits()
+    rows = transpile_rows(circuits)
+    ours = [r["qdeploy"]["two_qubit"] for r in rows]
+    plain = [r["plain_qiskit"]["two_qubit"] for r in rows]
+    summary = {
+        "rows": len(rows),
+        "not_worse": sum(a <= b for a, b in zip(ours, plain, strict=True)),
+        "better": sum(a < b for a, b in zip(ours, plain, strict=True)),
+        "qdeploy_total": sum(ours),
+        "plain_total": sum(plain),
+        "reduction_percent": 100 * (1 - sum(ours) / sum(plain)),
+    }
+    data = facts["iris_data"]
+    result = {
+        "qiskit": qiskit.__version__,
+        "torch": torch.__version__,
+        "machine": f"{platform.machine()}, {platform.processor() or 'cpu'}, python {platform.python_version()}",
+        "iris_test_accuracy": facts["iris_test_accuracy"],
+        "iris_test_samples": int(len(data.x_test)),
+        "creep_accuracy_per_step": facts["creep_accuracy_per_step"],
+        "transpile": rows,
+        "transpile_summary": summary,
+        "angle_bits": angle_bits_rows(facts["iris_net"], data),
+        "simulator": simulator_rows(),
+    }
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "quantum.json").write_text(json.dumps(result, indent=2))
+    (RESULTS / "quantum.md").write_text(markdown(result))
+    print(markdown(result))
+
+
+if __name__ == "__main__":
+    main()
