@@ -79,7 +79,9 @@ class _QLayer(nn.Module):
         self.bias = nn.Parameter(layer.bias.detach().clone()) if layer.bias is not None else None
         out_channels = self.weight.shape[0]
         if mode == "int":
-            self.alpha = None
+            # a per-channel output scale on fixed-point layers too: every layer is MatMul/Conv -> Mul -> Add, which
+            # also keeps backends from fusing the bias into the integer sum (ORT's Gemm/MatMulNBits would)
+            self.alpha = nn.Parameter(torch.ones(self.weight.shape[0]))
         else:
             with torch.no_grad():  # XNOR-Net's per-channel mean |w|, of the weights the forward pass uses
                 self.alpha = nn.Parameter(self._latent_binary_magnitude().clone())

@@ -12,7 +12,7 @@ from torch import nn
 from qdeploy.data import check_array
 from qdeploy.errors import QDeployError
 from qdeploy.passes.binarize.convert import build, freeze
-from qdeploy.passes.binarize.layers import METHODS, BinarizedNet
+from qdeploy.passes.binarize.layers import METHODS, BinarizedNet, _QLayer
 from qdeploy.progress import progress
 
 log = logging.getLogger(__name__)
@@ -22,7 +22,7 @@ DEFAULT_TAU = 0.037
 
 
 def train_epochs(
-    net: BinarizedNet,
+    net: nn.Module,
     x: torch.Tensor,
     y: torch.Tensor,
     epochs: int,
@@ -33,11 +33,11 @@ def train_epochs(
     label: str,
 ) -> list[float]:
     """AdamW with a cosine learning-rate decay over ``epochs``; returns the mean loss (cross-entropy plus
-    the regulariser) of every epoch."""
+    the regulariser of BiPer layers) of every epoch. Works on any classifier (the benchmark's float baseline)."""
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=0.0)
     steps = epochs * math.ceil(len(x) / batch_size)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(steps, 1))
-    binary = [m for m in net.binary_layers() if m.mode == "biper"]
+    binary = [m for m in net.modules() if isinstance(m, _QLayer) and m.mode == "biper"]
     losses = []
     net.train()
     for epoch in range(epochs):

@@ -62,22 +62,54 @@ def _axis_of(scale: np.ndarray, node_name: str) -> tuple[np.ndarray, int | None]
     return scale.reshape(-1), axes[0]
 
 
-def _lower_bipolar(model: ModelWrapper, node, initializers: list) -> list:
-    """BipolarQuant -> Where(x >= 0, scale, -scale): QONNX maps 0 to +scale, which Sign would not."""
+def _lower_bipolar(model: ModelWrapper, node, initializers: list, removed_inits: set) -> list:
+    """BipolarQuant -> Where(x >= 0, scale, -scale): QONNX maps 0 to +scale, which Sign would not.
+
+    With a positive scale the +-1 integers are also made visible to ORT, so binarised layers keep their integer
+    form: on a constant (binary weights) an int8 +-1 initializer -> DequantizeLinear; on an activation
+    Where -> QuantizeLinear -> DequantizeLinear (int8, exact: +-scale / scale = +-1). Left as float constants, ORT
+    folds a following per-channel Mul and the bias into the weights and reorders the float sums: not exact.
+    """
     scale = const_input(model, node, 1)
     if scale is None:
         raise UnsupportedModelError(f"node {node.name}: BipolarQuant scale must be a constant")
     name = node.name
     scale = np.asarray(scale, dtype=np.float32)
+    integer_form = bool(np.all(scale > 0) and np.all(np.isfinite(scale)))
+    source = model.get_initializer(node.input[0])
+    if integer_form and source is not None:
+        scale_vec, axis = _axis_of(scale, name)
+        signs = np.where(np.asarray(source) >= 0, 1, -1).astype(np.int8)
+        initializers += [
+            numpy_helper.from_array(signs, f"{name}_int"),
+            numpy_helper.from_array(scale_vec, f"{name}_scale"),
+            numpy_helper.from_array(np.zeros(scale_vec.shape, dtype=np.int8), f"{name}_zp"),
+        ]
+        removed_inits.add(node.input[0])
+        attrs = {"axis": axis} if axis is not None else {}
+        inputs = [f"{name}_int", f"{name}_scale", f"{name}_zp"]
+        return [helper.make_node("DequantizeLinear", inputs, [node.output[0]], name=f"{name}_dq", **attrs)]
     initializers += [
         numpy_helper.from_array(np.asarray(0.0, dtype=np.float32), f"{name}_zero"),
         numpy_helper.from_array(scale, f"{name}_pos"),
         numpy_helper.from_array(-scale, f"{name}_neg"),
     ]
-    return [
+    where_out = f"{name}_pm" if integer_form and scale.size == 1 else node.output[0]
+    nodes = [
         helper.make_node("GreaterOrEqual", [node.input[0], f"{name}_zero"], [f"{name}_ge"], name=f"{name}_ge"),
-        helper.make_node("Where", [f"{name}_ge", f"{name}_pos", f"{name}_neg"], [node.output[0]], name=f"{name}_where"),
+        helper.make_node("Where", [f"{name}_ge", f"{name}_pos", f"{name}_neg"], [where_out], name=f"{name}_where"),
     ]
+    if where_out != node.output[0]:
+        initializers += [
+            numpy_helper.from_array(scale.reshape(()), f"{name}_scale"),
+            numpy_helper.from_array(np.asarray(0, dtype=np.int8), f"{name}_zp"),
+        ]
+        qdq = [f"{name}_scale", f"{name}_zp"]
+        nodes += [
+            helper.make_node("QuantizeLinear", [where_out, *qdq], [f"{name}_q"], name=f"{name}_quantize"),
+            helper.make_node("DequantizeLinear", [f"{name}_q", *qdq], [node.output[0]], name=f"{name}_dequantize"),
+        ]
+    return nodes
 
 
 def lower_to_qdq(model: ModelWrapper) -> onnx.ModelProto:
@@ -88,7 +120,7 @@ def lower_to_qdq(model: ModelWrapper) -> onnx.ModelProto:
     removed_inits: set[str] = set()
     for node in graph.node:
         if node.op_type == "BipolarQuant":
-            new_nodes += _lower_bipolar(model, node, initializers)
+            new_nodes += _lower_bipolar(model, node, initializers, removed_inits)
             continue
         if node.op_type in ("Trunc", "FloatQuant", "MultiThreshold"):
             raise UnsupportedModelError(f"node {node.name}: {node.op_type} has no onnxruntime lowering yet")

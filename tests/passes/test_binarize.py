@@ -4,8 +4,10 @@ QONNX export equal to the torch module on the golden executor and on onnxruntime
 from __future__ import annotations
 
 import numpy as np
+import onnx
 import pytest
 import torch
+from onnx import numpy_helper
 from torch import nn
 
 import qdeploy
@@ -163,6 +165,10 @@ def test_export_equals_torch_on_golden_and_onnxruntime(trained, data, tmp_path, 
     artifact = qdeploy.compile(graph, target="onnxruntime", out=tmp_path / "ort", data=data.x_test[:200], verify_samples=200)
     assert artifact.report["bit_exact"], artifact.summary()
     assert artifact.report["outputs_compared"] == 400
+    # the binary weights reach onnxruntime as int8 +-1 behind DequantizeLinear (integer form, no float folding)
+    lowered = onnx.load(str(tmp_path / "ort" / "model.onnx"))
+    int8 = [numpy_helper.to_array(t) for t in lowered.graph.initializer if t.data_type == onnx.TensorProto.INT8]
+    assert sum(a.size > 1 and set(np.unique(a)) == {-1, 1} for a in int8) == len(binary)
 
 
 def test_the_callers_model_is_not_modified(data):
