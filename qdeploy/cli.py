@@ -57,9 +57,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bias-correction", action="store_true", help="empirical bias correction on the calibration data")
     p.add_argument(
         "--rounding",
-        choices=["rtn", "gptq", "gpfq"],
+        choices=["rtn", "gptq", "gpfq", "adaround"],
         default="rtn",
-        help="weight rounding: nearest (default), GPTQ or GPFQ on the calibration data",
+        help="weight rounding: nearest (default), GPTQ, GPFQ or AdaRound on the calibration data",
+    )
+    p.add_argument("--gpfq-alphabet", choices=["int", "ternary", "binary"], default="int", help="GPFQ weight alphabet")
+    p.add_argument("--gpfq-sparsity", type=float, default=0.0, help="GPFQ L1 strength (sparsity-promoting variant)")
+    p.add_argument(
+        "--method",
+        choices=["custom", "auto"],
+        default="custom",
+        help="auto: try candidate pipelines for the bit widths and keep the best on held-out calibration data",
     )
     p.add_argument("-o", "--output", required=True, help="QONNX file to write")
     _add_common(p)
@@ -159,7 +167,12 @@ def cmd_quantize(args: argparse.Namespace) -> int:
         equalize=args.equalize,
         bias_correction=args.bias_correction,
         rounding=args.rounding,
+        gpfq_alphabet=args.gpfq_alphabet,
+        gpfq_sparsity=args.gpfq_sparsity,
+        method=args.method,
     )
+    if hasattr(qmodel, "qdeploy_pipeline"):
+        print(f"method auto chose {qmodel.qdeploy_pipeline}")
     output = Path(args.output)
     _write_model_atomically(qmodel, calib[:1], output)
     print(

@@ -60,7 +60,7 @@ class QuantizeConfig:
     rounding: WeightRounding = WeightRounding.RTN  #: nearest, or GPTQ / GPFQ / AdaRound on the calibration data
     gpfq_alphabet: GPFQAlphabet = GPFQAlphabet.INT  #: GPFQ weight alphabet (binary/ternary: per-channel step)
     gpfq_sparsity: float = 0.0  #: GPFQ L1 strength (0: plain GPFQ); ~1 moves a typical weight one step towards 0
-    adaround_iters: int = 1000  #: AdaRound optimizer steps per layer
+    adaround_iters: int = 500  #: AdaRound optimizer steps per layer
     seed: int = 0  #: AdaRound mini-batches, GPFQ row subsets, auto's held-out split
     method: Method = Method.CUSTOM  #: auto: pick the pipeline (rounding, range setting, CLE, bias corr.) itself
     trainable_scales: bool = False  #: weight scales as parameters (learned by QAT) instead of following the weights

@@ -44,7 +44,7 @@ def adaround_layer(
     inputs: torch.Tensor,
     targets: torch.Tensor,
     name: str,
-    iters: int = 1000,
+    iters: int = 500,
     batch_size: int = 64,
     reg: float = 0.01,
     lr: float = 1e-2,
@@ -94,22 +94,28 @@ def reconstruction_error(layer: nn.Module, inputs: torch.Tensor, targets: torch.
 
 
 def apply_adaround(
-    qmodel: nn.Module, calib: np.ndarray, iters: int = 1000, batch_size: int = 256, seed: int = 0
+    qmodel: nn.Module, calib: np.ndarray, iters: int = 500, batch_size: int = 256, seed: int = 0
 ) -> nn.Module:
     """AdaRound every quantized Linear/Conv of ``qmodel`` (calibrated, weight scales frozen), layer by layer."""
     reference = float_reference(qmodel)
     layers = quant_layers(qmodel, calib)
+    check_enough_rows(layers, qmodel, calib, "AdaRound")
     ref_layers = dict(quant_layers(reference, calib))
     for name, layer in progress(layers, desc="adaround", total=len(layers)):
         inputs = capture_inputs(qmodel, layer, calib, batch_size)
-        check_enough_rows(name, layer, inputs, "AdaRound")
         with float_mode(reference):
             float_inputs = capture_inputs(reference, ref_layers[name], calib, batch_size)
             with torch.no_grad():
                 targets = _layer_output(layer, float_inputs, layer.weight.detach())
         before = reconstruction_error(layer, inputs, targets)
+        nearest = layer.weight.detach().clone()
         with torch.enable_grad():
             adaround_layer(layer, inputs, targets, name, iters=iters, seed=seed)
+        if reconstruction_error(layer, inputs, targets) > before:
+            # short schedules can end worse than nearest rounding on hard layers: keep nearest then
+            log.info("adaround %s: learned rounding did not beat nearest rounding; keeping nearest", name)
+            with torch.no_grad():
+                layer.weight.copy_(nearest)
         log.info(
             "adaround %s: reconstruction error %.4g -> %.4g", name, before, reconstruction_error(layer, inputs, targets)
         )

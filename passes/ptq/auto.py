@@ -30,14 +30,17 @@ PIPELINE_FIELDS = ("calibration", "percentile", "equalize", "bias_correction", "
 
 def candidates(weight_bits: int, act_bits: int, scale: ScaleKind) -> list[dict[str, Any]]:
     """Candidate pipelines (QuantizeConfig overrides) for these bit widths."""
+    # AdaRound is not a candidate: on CPU it costs 10-50x a GPTQ pass and did not beat GPTQ/GPFQ in
+    # benchmarks/results/ptq.md
     if weight_bits >= 6:
         base = [{}, {"bias_correction": True}, {"rounding": "gptq"}]
     elif weight_bits >= 4:
-        base = [{"bias_correction": True}, {"rounding": "gptq"}, {"rounding": "adaround"}]
+        base = [{"bias_correction": True}, {"rounding": "gptq"}, {"rounding": "gpfq"}]
     else:
-        base = [{"rounding": "gptq"}, {"rounding": "gpfq"}, {"rounding": "adaround"}]
-    if act_bits <= 5:  # coarse activation grids: MSE-optimal ranges usually beat min-max
+        base = [{"rounding": "gptq"}, {"rounding": "gpfq"}, {"equalize": True, "rounding": "gptq"}]
+    if act_bits <= 5:  # coarse activation grids: MSE-optimal or percentile ranges usually beat min-max
         base += [{**options, "calibration": "mse"} for options in base if options.get("rounding") != "gpfq"]
+        base += [{"bias_correction": True, "calibration": "percentile"}]
     scales = ("po2",) if scale is ScaleKind.PO2 else ("po2", "float")
     return [{**options, "scale": kind} for kind in scales for options in base]
 

@@ -137,6 +137,7 @@ def apply_gpfq_alphabet(
     alphabet = Alphabet(alphabet)
     reference = float_reference(qmodel)
     layers = quant_layers(qmodel, calib)
+    check_enough_rows(layers, qmodel, calib, "GPFQ")
     ref_layers = dict(quant_layers(reference, calib))
     generator = torch.Generator().manual_seed(seed)
     for name, layer in progress(layers, desc="gpfq", total=len(layers)):
@@ -146,7 +147,6 @@ def apply_gpfq_alphabet(
                 "ungrouped Conv1d/Conv2d; use rounding='gptq' or 'adaround' for this model"
             )
         inputs = capture_inputs(qmodel, layer, calib, batch_size)
-        check_enough_rows(name, layer, inputs, "GPFQ")
         with float_mode(reference):
             float_inputs = capture_inputs(reference, ref_layers[name], calib, batch_size)
         rows_quant, rows_float = layer_rows(layer, inputs), layer_rows(layer, float_inputs)

@@ -159,18 +159,17 @@ def fan_in(layer: nn.Module) -> int:
     return int(np.prod(layer.weight.shape[1:]))
 
 
-def check_enough_rows(name: str, layer: nn.Module, inputs: torch.Tensor, method: str) -> None:
-    """Learned/greedy rounding from far fewer rows than a layer has inputs fits the calibration set, not the data
-    (a quarter is the floor: the choices are bounded to neighbouring grid points, unlike free least squares).
-    Refuse with the layer's name instead of returning a silently overfitted model."""
-    if isinstance(layer, nn.Linear):
-        rows = int(np.prod(inputs.shape[:-1]))
-    else:
-        rows = len(inputs) * int(layer_rows(layer, inputs[:1]).shape[0])
-    need = -(-fan_in(layer) // 4)
-    if rows < need:
-        per_sample = max(rows // max(len(inputs), 1), 1)
-        raise QDeployError(
-            f"layer {name}: {method} needs at least {need} calibration rows (a quarter of its {fan_in(layer)} inputs), "
-            f"got {rows}; give at least {-(-need // per_sample)} calibration samples"
-        )
+def check_enough_rows(layers: list[tuple[str, nn.Module]], model: nn.Module, calib: np.ndarray, method: str) -> None:
+    """Learned/greedy rounding from far fewer rows (samples x positions) than a layer has inputs fits the
+    calibration set, not the data. The floor is an eighth of the fan-in (the choices are bounded to neighbouring
+    grid points, unlike free least squares). Checked for every layer before any work: refuse naming the layer
+    instead of returning a silently overfitted model."""
+    for name, layer in layers:
+        sample = capture_inputs(model, layer, calib[:1], 1)
+        per_sample = int(layer_rows(layer, sample).shape[0])
+        rows, need = per_sample * len(calib), -(-fan_in(layer) // 8)
+        if rows < need:
+            raise QDeployError(
+                f"layer {name}: {method} needs at least {need} calibration rows (an eighth of its {fan_in(layer)} "
+                f"inputs), got {rows}; give at least {-(-need // per_sample)} calibration samples"
+            )

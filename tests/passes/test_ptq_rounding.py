@@ -83,14 +83,16 @@ def test_new_methods_compile_bit_exactly_on_onnxruntime(float_cnn, data, tmp_pat
     for name, options in methods.items():
         qmodel = qdeploy.quantize(float_cnn, calib, weight_bits=3, act_bits=8, **options)
         graph = qdeploy.export(qmodel, calib[:1])
-        artifact = qdeploy.compile(graph, target="onnxruntime", out=tmp_path / name, data=data.x_test[:200])
+        artifact = qdeploy.compile(
+            graph, target="onnxruntime", out=tmp_path / name, data=data.x_test[:200], verify_samples=200
+        )
         assert artifact.bit_exact, name
 
 
 def test_auto_respects_po2_beats_rounding_and_compiles_bit_exactly(float_mlp, data, tmp_path):
     calib = data.x_train[:512]
     rtn = _accuracy(qdeploy.quantize(float_mlp, calib, weight_bits=2, act_bits=8), data)
-    auto = qdeploy.quantize(float_mlp, calib, weight_bits=2, act_bits=8, method="auto", scale="po2", adaround_iters=100)
+    auto = qdeploy.quantize(float_mlp, calib, weight_bits=2, act_bits=8, method="auto", scale="po2")
     assert auto.qdeploy_pipeline["scale"] == "po2"
     assert {s["scale"] for s in auto.qdeploy_auto_scores} == {"po2"}  # float-scale candidates never ran
     with torch.no_grad():
@@ -114,8 +116,8 @@ def test_auto_may_choose_float_scales_when_allowed():
 
 
 def test_too_little_calibration_data_for_adaround_names_the_layer(float_mlp, data):
-    # 64 samples are enough for the 64-input first layer, not for the 400-input second one
-    wide = nn.Sequential(nn.Flatten(), nn.Linear(64, 400), nn.ReLU(), nn.Linear(400, 10))
+    # 64 samples are enough for the 64-input first layer, not for the 800-input second one
+    wide = nn.Sequential(nn.Flatten(), nn.Linear(64, 800), nn.ReLU(), nn.Linear(800, 10))
     with pytest.raises(QDeployError, match=r"layer 3: AdaRound needs at least 100 calibration rows.*give at least 100"):
         qdeploy.quantize(wide, data.x_train[:64], weight_bits=4, rounding="adaround", adaround_iters=1)
     with pytest.raises(QDeployError, match=r"needs at least 64 calibration samples"):
@@ -142,3 +144,21 @@ def test_nan_weights_and_contradictory_options_are_refused(float_mlp, data):
         qdeploy.quantize(float_mlp, data.x_train[:64], gpfq_alphabet="binary")
     with pytest.raises(QDeployError, match="method='auto' chooses rounding itself"):
         qdeploy.quantize(float_mlp, data.x_train[:256], method="auto", rounding="gptq")
+
+
+def test_cli_method_auto_and_refused_options(capsys, tmp_path, calib_npz, float_mlp):
+    from qdeploy.cli import main
+    from tests.conftest import ROOT
+
+    weights = tmp_path / "mlp.pt"
+    torch.save(float_mlp.state_dict(), weights)
+    out_path = tmp_path / "auto.onnx"
+    model = [f"{ROOT / 'examples' / 'digits.py'}:build_mlp", "--weights", str(weights)]
+    args = ["quantize", *model, "--calib", str(calib_npz), "--wbits", "8", "-o", str(out_path), "-q"]
+    assert main([*args, "--method", "auto"]) == 0
+    assert "method auto chose {" in capsys.readouterr().out and out_path.exists()
+    bad = tmp_path / "bad.onnx"
+    assert main([*args[:-3], "-o", str(bad), "-q", "--gpfq-alphabet", "binary"]) != 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "apply to rounding='gpfq' only" in err[0]
+    assert not bad.exists()
