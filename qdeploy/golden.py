@@ -25,10 +25,17 @@ def _with_batch(model: ModelWrapper, batch: int) -> ModelWrapper:
 
 
 def run_golden(model: ModelWrapper, x: np.ndarray, chunk: int = DEFAULT_CHUNK) -> np.ndarray:
-    """Execute ``model`` on ``x`` (batch first) with QONNX reference semantics; returns the output array."""
+    """Execute ``model`` on ``x`` (batch first) with QONNX reference semantics; returns the output array.
+
+    ``chunk=1`` runs sample by sample on the graph as it is, for graphs whose shapes qonnx cannot re-infer at
+    another batch size (its channels-last Conv after ChangeBatchSize): slow, meant for a few samples.
+    """
     from qonnx.core.onnx_exec import execute_onnx
 
     x = check_array(x, sample_shape(model), "golden executor input")
+    if chunk == 1:
+        name_in, name_out = input_name(model), output_name(model)
+        return np.concatenate([np.asarray(execute_onnx(model, {name_in: x[i : i + 1]})[name_out]) for i in range(len(x))])
     outputs = []
     resized: dict[int, ModelWrapper] = {}
     for start in range(0, len(x), chunk):

@@ -289,7 +289,7 @@ class Hls4mlTarget(Target):
         # what the firmware itself outputs: the golden graph up to the host epilogue, if there is one
         np.save(
             tb_dir / "golden_outputs.npy",
-            run_golden(prepared, firmware_inputs) if epilogue else run_golden(model, tb_inputs),
+            run_golden(prepared, firmware_inputs, chunk=1) if epilogue else run_golden(model, tb_inputs),
         )
         if epilogue is not None:
             epilogue.save(str(out_dir / EPILOGUE_FILE))
