@@ -12,6 +12,16 @@ from qdeploy.errors import QDeployError
 from qdeploy.frontend import torch_forward
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Layer-wise rounding runs thousands of tiny ops: with 2 xdist workers on 2 cores, extra intra-op threads
+    per worker only add contention (measured: several times slower)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def _quant_layers(qmodel):
     from brevitas.nn.quant_layer import QuantWeightBiasInputOutputLayer
 
