@@ -284,9 +284,9 @@ def cmd_compile(args: argparse.Namespace) -> int:
     print(artifact.summary())
     print(f"output: {artifact.path}")
     if not artifact.verified:
-        print(
-            "qdeploy: error: the compiled artefact is not bit-exact with the QONNX graph (see report.json)", file=sys.stderr
-        )
+        tolerance = artifact.report.get("tolerance", 0.0)
+        bound = f"within the target's tolerance {tolerance:g} of" if tolerance else "bit-exact with"
+        print(f"qdeploy: error: the compiled artefact is not {bound} the QONNX graph (see report.json)", file=sys.stderr)
         return EXIT_NOT_EXACT
     return 0
 

@@ -99,7 +99,9 @@ def lower_hybrid(model: ModelWrapper, opts, out_dir: Path, ctx: RunContext) -> d
     from qiskit import qasm3
     from qonnx.transformation.fold_constants import FoldConstants
 
+    from qdeploy.quantum.spec import input_name, weight_name
     from qdeploy.targets.quantum.lower import (
+        bind,
         check_operator,
         classical_plan,
         extract_segment,
@@ -160,9 +162,6 @@ def lower_hybrid(model: ModelWrapper, opts, out_dir: Path, ctx: RunContext) -> d
                 "choose a larger device"
             )
         weights = node_weights(graph, node, spec)
-        from qdeploy.quantum.spec import input_name, weight_name
-        from qdeploy.targets.quantum.lower import bind
-
         logical = bind(logical_circuit(_qasm(node), where), {weight_name(j): float(w) for j, w in enumerate(weights)})
         best = ctx.timed(
             f"transpile_{node.name}",

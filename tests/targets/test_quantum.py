@@ -256,3 +256,11 @@ def test_quantized_activation_in_the_classical_part_is_refused(graph, tmp_path):
     consumer.input[0] = "act_q"
     with pytest.raises(QDeployError, match="node ActQuant .*quantized activations are not supported"):
         qdeploy.compile(edited, target="quantum", out=tmp_path / "o", verify_samples=2)
+
+
+def test_sampling_without_qiskit_aer_uses_qiskit_statevector_sampler(line_artifact, model, x, monkeypatch):
+    from qdeploy.targets.quantum.runner import HybridRunner
+
+    monkeypatch.setitem(sys.modules, "qiskit_aer", None)  # as on a machine without the optional simulator
+    sampled = HybridRunner(line_artifact.path, shots=4000, seed=1)(x[:4])
+    assert 0 < np.max(np.abs(sampled - torch_out(model, x[:4]))) < 0.25
