@@ -31,6 +31,7 @@ __all__ = [
     "export_hybrid",
     "quantize_angles",
     "QuantizeAngles",
+    "from_pennylane",
 ]
 
 _LAZY = {
@@ -39,6 +40,7 @@ _LAZY = {
     "export_hybrid": "qdeploy.quantum.export",
     "quantize_angles": "qdeploy.quantum.angles",
     "QuantizeAngles": "qdeploy.quantum.angles",
+    "from_pennylane": "qdeploy.quantum.importers",
 }
 
 

@@ -192,3 +192,34 @@ def test_qdeploy_export_handles_hybrid_models():
     model = nn.Sequential(nn.Linear(3, 2), QuantumLayer(spec))
     graph = qdeploy.export(model, np.zeros((4, 3), np.float32))
     assert [n.op_type for n in graph.graph.node] == ["Gemm", "QuantumCircuit"]
+
+
+def test_pennylane_torch_layer_imports_and_matches():
+    qml = pytest.importorskip("pennylane")
+    from qdeploy.quantum.importers import from_pennylane
+
+    device = qml.device("default.qubit", wires=3)
+
+    @qml.qnode(device, interface="torch")
+    def circuit(inputs, weights, extra):
+        qml.AngleEmbedding(inputs, wires=range(3))
+        qml.StronglyEntanglingLayers(weights, wires=range(3))
+        qml.CRZ(extra[0], wires=[0, 2])
+        qml.IsingZZ(extra[1], wires=[1, 2])
+        qml.adjoint(qml.S(wires=0))
+        return [qml.expval(qml.PauliZ(0)), qml.expval(qml.PauliX(1) @ qml.PauliY(2)), qml.expval(0.5 * qml.PauliZ(0))]
+
+    torch_layer = qml.qnn.TorchLayer(circuit, {"weights": (2, 3, 3), "extra": (2,)})
+    layer = from_pennylane(torch_layer, num_inputs=3, name="pl")
+    assert layer.spec.num_weights == 20 and [g.name for g in layer.spec.gates][:3] == ["rx", "rx", "rx"]
+    x = torch.rand(5, 3, dtype=torch.float64)
+    with torch.no_grad():
+        assert torch.max(torch.abs(layer(x) - torch_layer(x).double())).item() <= 1e-6
+
+    @qml.qnode(device, interface="torch")
+    def scaled(inputs, weights):
+        qml.RY(np.pi * inputs[0], wires=0)
+        return [qml.expval(qml.PauliZ(0))]
+
+    with pytest.raises(CircuitSpecError, match="expression of inputs"):
+        from_pennylane(qml.qnn.TorchLayer(scaled, {"weights": (1,)}), num_inputs=1)
