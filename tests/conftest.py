@@ -54,6 +54,12 @@ def mlp_float_scales(float_mlp, data):
     return _quantized_graph(float_mlp, data, weight_bits=4, act_bits=8, scale="float")
 
 
+@pytest.fixture(scope="session")
+def cnn_float_scales(float_cnn, data):
+    """Float (non-power-of-two) per-channel scales, 4-bit: lowered to thresholds on the FPGA target."""
+    return _quantized_graph(float_cnn, data, weight_bits=4, act_bits=4, scale="float", per_channel=True)
+
+
 @pytest.fixture
 def calib_npz(tmp_path, data) -> Path:
     path = tmp_path / "calib.npz"

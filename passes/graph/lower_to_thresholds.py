@@ -412,6 +412,8 @@ class _Lowering:
         """MultiThreshold(source) -> integer levels, before ``anchor``; then Mul(levels, scale) -> ``output`` (the
         replaced tensor) unless ``output`` is None (the consumer takes the levels themselves)."""
         model = self.model
+        if thresholds.shape[0] > 1 and np.all(thresholds == thresholds[:1]):
+            thresholds = thresholds[:1]  # one row shared by all channels: per-tensor, so it commutes with layout ops
         levels = model.make_new_valueinfo_name()
         threshold_name = model.make_new_valueinfo_name()
         model.set_initializer(threshold_name, thresholds.astype(np.float32))

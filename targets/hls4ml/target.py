@@ -37,6 +37,7 @@ from qdeploy.pipeline import RunContext, run_steps
 from qdeploy.precision import FixedType, LayerPrecision, infer_precisions
 from qdeploy.target import Target
 from qdeploy.targets.hls4ml.boards import get_board
+from qdeploy.targets.hls4ml.resources import total as estimated_total
 from qdeploy.verify import random_inputs
 
 log = logging.getLogger(__name__)
@@ -65,8 +66,10 @@ _THRESHOLD_OPS = {"BatchNormalization", "BipolarQuant", "MultiThreshold", "Sub",
 
 def needs_thresholds(model: ModelWrapper) -> bool:
     """True when the graph has float arithmetic that fixed-point types cannot hold: see ``_THRESHOLD_OPS``, or a
-    Quant with a non-power-of-two scale (on weights or activations) or per-channel activation scales."""
-    from qdeploy.ir import const_input, is_power_of_two
+    Quant with a non-power-of-two scale (on weights or activations), per-channel activation scales, or a rounding
+    mode hls4ml's types cannot express."""
+    from qdeploy.ir import const_input, is_power_of_two, node_attr
+    from qdeploy.precision import HLS_ROUNDING
 
     for node in model.graph.node:
         if node.op_type in _THRESHOLD_OPS:
@@ -77,6 +80,8 @@ def needs_thresholds(model: ModelWrapper) -> bool:
                 return True
             on_datapath = model.get_initializer(node.input[0]) is None
             if on_datapath and scale is not None and np.unique(scale).size > 1:
+                return True
+            if on_datapath and str(node_attr(node, "rounding_mode", "ROUND")).upper() not in HLS_ROUNDING:
                 return True
     return False
 
@@ -313,14 +318,17 @@ class Hls4mlTarget(Target):
                     )
                     hls_model.compile()
             except Exception as exc:
-                raise UnsupportedModelError(f"hls4ml failed: {type(exc).__name__}: {one_line(exc)}") from exc
+                # hls4ml prints the C++ compiler's output before raising: name the first error it reports
+                errors = [line.strip() for line in captured.getvalue().splitlines() if "error" in line.lower()]
+                detail = f" ({errors[0][:300]})" if errors else ""
+                raise UnsupportedModelError(f"hls4ml failed: {type(exc).__name__}: {one_line(exc)}{detail}") from exc
             log.debug(captured.getvalue())
             return hls_model
 
         hls_model = ctx.timed("hls4ml_convert_and_csim_build", convert)
         _write_portable_config(hls_model, project_dir)
         (project_dir / IO_FILE).write_text(json.dumps({"input_channels_last": channels_last}))
-        per_layer = _per_layer_report(hls_model, layers)
+        per_layer = _per_layer_report(hls_model, cfg)
         self._write_readme(out_dir, cfg, board, clock, model)
         return {
             "board": board.name,
@@ -334,6 +342,8 @@ class Hls4mlTarget(Target):
             "per_layer": per_layer,
             "multiplications": sum(row.get("multiplications", 0) for row in per_layer),
             "thresholds": sum(row.get("thresholds", 0) for row in per_layer),
+            "comparisons": sum(row.get("comparisons", 0) for row in per_layer),
+            "estimated_resources": estimated_total(per_layer),
             "host_epilogue": [node.op_type for node in epilogue.graph.node] if epilogue is not None else [],
             "files": [FIRMWARE_DIR, "testbench", "README.md"] + ([EPILOGUE_FILE] if epilogue is not None else []),
         }
@@ -487,11 +497,13 @@ def _plain(value: Any) -> Any:
     return str(value)
 
 
-def _per_layer_report(hls_model, layers: dict[str, LayerPrecision]) -> list[dict[str, Any]]:
-    """Per hls4ml layer: class and every precision it was built with; weight counts for multipliers."""
+def _per_layer_report(hls_model, cfg: CompileConfig) -> list[dict[str, Any]]:
+    """Per hls4ml layer: class, every precision it was built with, multiplier/comparator counts, resource estimate."""
+    from qdeploy.targets.hls4ml.resources import estimate_layer
+
     rows = []
     for layer in hls_model.get_layers():
-        precisions = {}
+        precisions, widths = {}, {}
         for key, variable in layer.get_layer_precision().items():
             short = key.replace(f"{layer.name.lower()}_", "").replace(f"{layer.name}_", "")
             if re.fullmatch(r"layer\d+_t|result_t|input_t", short):
@@ -499,6 +511,7 @@ def _per_layer_report(hls_model, layers: dict[str, LayerPrecision]) -> list[dict
             elif short.endswith("_index") or short == "table_t":
                 continue  # lookup-table/index types are unused by these layers
             precisions[short.removesuffix("_t")] = str(variable.precision)
+            widths[short.removesuffix("_t")] = int(getattr(variable.precision, "width", 0) or 0)
         row: dict[str, Any] = {
             "name": layer.name,
             "op": layer.class_name,
@@ -507,16 +520,34 @@ def _per_layer_report(hls_model, layers: dict[str, LayerPrecision]) -> list[dict
             "accumulator": precisions.get("accum"),
             "precisions": precisions,
         }
+        output = layer.get_output_variable()
+        source = layer.get_input_variable() if layer.inputs else None
+        counts: dict[str, int] = {}
         thresholds = layer.weights.get("thresholds") if hasattr(layer, "weights") else None
         if thresholds is not None:
-            row["thresholds"] = int(np.asarray(thresholds.data).size)  # comparators, no multipliers
+            row["thresholds"] = int(np.asarray(thresholds.data).size)
+            row["comparisons"] = counts["comparisons"] = int(output.size()) * int(layer.get_attr("n_thresholds"))
+            counts["channels_per_cycle"] = int(layer.get_attr("n_chan")) * int(layer.get_attr("n_thresholds"))
         weights = layer.weights.get("weight") if hasattr(layer, "weights") else None
         if weights is not None and layer.class_name in ("Dense", "Conv1D", "Conv2D"):
             data = np.asarray(weights.data)
             # power-of-two or zero weights are shifts, not multipliers
             nonzero = data[data != 0]
             mantissa, _ = np.frexp(np.abs(nonzero))
-            row["multiplications"] = int(np.sum(mantissa != 0.5))
-            row["weights"] = int(data.size)
+            row["multiplications"] = counts["multiplications"] = int(np.sum(mantissa != 0.5))
+            row["weights"] = counts["weights"] = int(data.size)
+            counts["nonzero_weights"] = int(nonzero.size)
+        row["estimated_resources"] = estimate_layer(
+            layer.class_name,
+            strategy=cfg.strategy.value,
+            reuse=cfg.reuse_factor,
+            io_type=cfg.io_type.value,
+            input_bits=int(source.type.precision.width) if source is not None else 0,
+            result_bits=widths.get("result", 0),
+            n_out=int(output.size()),
+            weight_bits=widths.get("weight", 0),
+            accumulator_bits=widths.get("accum", 0),
+            **counts,
+        )
         rows.append(row)
     return rows

@@ -55,11 +55,36 @@ def test_floor_rounding_is_lowered_exactly(mlp_w4a8, tmp_path):
     )
 
 
-def test_float_scales_are_refused_with_the_fix(mlp_float_scales, tmp_path):
+def test_float_scales_compile_bit_exact_through_thresholds(mlp_float_scales, data, tmp_path):
+    """brevitas's float-scale default has no fixed-point form: each activation becomes a MultiThreshold layer and the
+    output scale runs on the host (epilogue.onnx); the C simulation is still bit-exact."""
     _, graph = mlp_float_scales
-    with pytest.raises(UnsupportedModelError, match=r"node Quant_\d+: scale .* is not a power of two.*--scale po2"):
-        qdeploy.compile(graph, target="hls4ml", out=tmp_path / "fpga")
-    assert_no_output(tmp_path / "fpga")
+    out = tmp_path / "fpga"
+    artifact = qdeploy.compile(graph, target="hls4ml", out=out, data=data.x_test)
+    assert artifact.bit_exact and artifact.report["outputs_compared"] == len(data.x_test) + 1000
+    ops = [row["op"] for row in artifact.report["per_layer"]]
+    assert ops.count("MultiThreshold") == 5 and "Dense" in ops  # input, its requantizer, 2 hidden, output
+    assert artifact.report["thresholds"] > 0 and artifact.report["host_epilogue"] == ["Mul"]
+    assert (out / "epilogue.onnx").exists()
+    assert '"fixed<16,6,TRN,WRAP,0>"' not in json.dumps(artifact.report["per_layer"])
+    assert Artifact(out).verify(data.x_test[:100])["bit_exact"]
+
+
+@pytest.mark.parametrize(
+    ("which", "options"),
+    [
+        ("mlp_float_scales", {"backend": "Vivado"}),
+        ("mlp_float_scales", {"backend": "Quartus"}),
+        ("mlp_float_scales", {"backend": "Catapult"}),
+        ("cnn_float_scales", {"io_type": "io_stream"}),
+        ("cnn_float_scales", {"strategy": "Resource", "reuse_factor": 4}),
+    ],
+)
+def test_thresholded_models_are_bit_exact_on_every_backend_and_io_type(which, options, request, data, tmp_path):
+    _, graph = request.getfixturevalue(which)
+    artifact = qdeploy.compile(graph, target="hls4ml", out=tmp_path / "fw", data=data.x_test[:200], **options)
+    assert artifact.bit_exact and artifact.report["outputs_compared"] == 1200
+    assert all(artifact.report[key] == value for key, value in options.items())
 
 
 def test_unsupported_op_is_refused_naming_the_node(data, tmp_path):
@@ -143,12 +168,13 @@ def test_layer_too_large_for_latency_strategy_is_refused_with_the_fix(data, tmp_
 
 
 @pytest.mark.parametrize("mode", ["CEIL", "HALF_UP"])
-def test_rounding_mode_hls4ml_cannot_express_is_refused(mode, mlp_w4a8, tmp_path):
+def test_rounding_mode_without_fixed_point_form_is_lowered_to_thresholds(mode, mlp_w4a8, tmp_path):
+    """hls4ml types round only as ROUND (RND_CONV) or FLOOR (TRN); other modes become thresholds, still exact."""
     graph = copy_graph(mlp_w4a8[1])
     node = set_rounding(graph, 1, mode)
-    with pytest.raises(UnsupportedModelError, match=rf"node {node}: rounding mode {mode} has no hls4ml fixed-point form"):
-        qdeploy.compile(graph, target="hls4ml", out=tmp_path / "fw")
-    assert_no_output(tmp_path / "fw")
+    artifact = qdeploy.compile(graph, target="hls4ml", out=tmp_path / "fw")
+    assert artifact.bit_exact
+    assert f"{node}_thresholds" in [row["name"] for row in artifact.report["per_layer"]]
 
 
 @pytest.mark.parametrize("target", ["hls4ml", "onnxruntime"])

@@ -29,7 +29,7 @@ res_T multithreshold_one(data_T value, const typename CONFIG_T::threshold_t *row
 
 template <class data_T, class res_T, typename CONFIG_T>
 void multithreshold(data_T data[CONFIG_T::n_in], res_T res[CONFIG_T::n_in],
-                    typename CONFIG_T::threshold_t thresholds[CONFIG_T::n_chan * CONFIG_T::n_thresholds]) {
+                    const typename CONFIG_T::threshold_t thresholds[CONFIG_T::n_chan * CONFIG_T::n_thresholds]) {
     #pragma HLS ARRAY_PARTITION variable=thresholds complete
     for (unsigned i = 0; i < CONFIG_T::n_in; i++) {
         #pragma HLS UNROLL

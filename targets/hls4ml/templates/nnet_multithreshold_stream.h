@@ -10,7 +10,7 @@ namespace nnet {
 
 template <class data_T, class res_T, typename CONFIG_T>
 void multithreshold(hls::stream<data_T> &data, hls::stream<res_T> &res,
-                    typename CONFIG_T::threshold_t thresholds[CONFIG_T::n_chan * CONFIG_T::n_thresholds]) {
+                    const typename CONFIG_T::threshold_t thresholds[CONFIG_T::n_chan * CONFIG_T::n_thresholds]) {
     #pragma HLS ARRAY_PARTITION variable=thresholds complete
 ThresholdLoop:
     for (unsigned i = 0; i < CONFIG_T::n_in / data_T::size; i++) {
