@@ -182,6 +182,24 @@ def check_unroll_limit(model: ModelWrapper, cfg: CompileConfig) -> ModelWrapper:
     return model
 
 
+def check_conv_reuse_factor(model: ModelWrapper, cfg: CompileConfig) -> ModelWrapper:
+    """Refuse a Resource-strategy Conv whose reuse factor exceeds its kernel size x input channels: hls4ml accepts
+    it but its C simulation computes wrong outputs (hls4ml #817: the conv needs RF <= kh * kw * channels)."""
+    if cfg.strategy is not Strategy.RESOURCE:
+        return model
+    for node in model.graph.node:
+        weights = model.get_initializer(node.input[1]) if node.op_type == "Conv" else None
+        if weights is None:
+            continue
+        limit = int(np.prod(weights.shape[1:]))  # [out, in, kh, kw] (channels-last Conv keeps ONNX weights)
+        if cfg.reuse_factor > limit:
+            raise UnsupportedModelError(
+                f"node {node.name}: reuse factor {cfg.reuse_factor} exceeds this Conv's kernel size x input channels "
+                f"({limit}); hls4ml computes it wrongly (hls4ml #817). Use --reuse-factor {limit} or less"
+            )
+    return model
+
+
 PREPARE_STEPS = [
     lower_to_thresholds,
     fold_constant_quants,
@@ -192,7 +210,7 @@ PREPARE_STEPS = [
     gemm_to_matmul,
 ]
 # Checked once precisions are known, so a model is refused for its most fundamental problem first.
-CHECK_STEPS = [check_unroll_limit]
+CHECK_STEPS = [check_unroll_limit, check_conv_reuse_factor]
 
 
 # -- configuration --------------------------------------------------------------------------------------------------

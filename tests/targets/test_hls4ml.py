@@ -187,3 +187,10 @@ def test_dynamic_input_shape_is_refused(target, mlp_w4a8, tmp_path):
     with pytest.raises(QDeployError, match=r"model input global_in has a dynamic or unknown shape"):
         qdeploy.compile(graph, target=target, out=tmp_path / "out")
     assert_no_output(tmp_path / "out")
+
+
+def test_conv_reuse_factor_hls4ml_computes_wrongly_is_refused(cnn_w4a8, tmp_path):
+    """hls4ml #817: a Resource Conv with reuse factor > kernel x channels builds, but its outputs are wrong."""
+    with pytest.raises(UnsupportedModelError, match=r"node Conv_0: reuse factor 10 exceeds .* \(9\).*--reuse-factor 9"):
+        qdeploy.compile(cnn_w4a8[1], target="hls4ml", strategy="Resource", reuse_factor=10, out=tmp_path / "fw")
+    assert_no_output(tmp_path / "fw")
