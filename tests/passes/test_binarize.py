@@ -171,6 +171,14 @@ def test_export_equals_torch_on_golden_and_onnxruntime(trained, data, tmp_path, 
     assert sum(a.size > 1 and set(np.unique(a)) == {-1, 1} for a in int8) == len(binary)
 
 
+def test_binarize_all_layers_exports_exactly(data):
+    model = binarize(_mlp(), data.x_train[:256], data.y_train[:256], method="ste", epochs=1, keep_first_last=False)
+    assert len(model.binary_layers()) == len(model.qlayers()) == 4
+    graph = qdeploy.export(model, data.x_test[:1])
+    assert not any(node.op_type == "Quant" and graph.get_initializer(node.input[0]) is not None for node in graph.graph.node)
+    assert np.array_equal(qdeploy.run_golden(graph, data.x_test), _torch(model, data.x_test))
+
+
 def test_the_callers_model_is_not_modified(data):
     model = _mlp()
     before = {k: v.clone() for k, v in model.state_dict().items()}
