@@ -30,8 +30,11 @@ def run_golden(model: ModelWrapper, x: np.ndarray, chunk: int = DEFAULT_CHUNK) -
     ``chunk=1`` runs sample by sample on the graph as it is, for graphs whose shapes qonnx cannot re-infer at
     another batch size (its channels-last Conv after ChangeBatchSize): slow, meant for a few samples.
     """
+    import onnxruntime
     from qonnx.core.onnx_exec import execute_onnx
 
+    # qonnx runs its channels-last ops through one-node models stamped opset 1; ORT warns on each (noise, not errors)
+    onnxruntime.set_default_logger_severity(3)
     x = check_array(x, sample_shape(model), "golden executor input")
     if chunk == 1:
         name_in, name_out = input_name(model), output_name(model)

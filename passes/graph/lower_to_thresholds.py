@@ -359,6 +359,11 @@ class _Lowering:
             high = np.broadcast_to(info.high, (channels,)).astype(np.int64)
             evaluator = _ChainEvaluator(model, source, chain, quant.output[0], channels, rank=self._rank(source))
             thresholds = _integer_thresholds(evaluator, low, high, first_level, level_count, out_step, out_scale)
+            if self._merge_upstream(source, thresholds, first_level, out_step):
+                self._rescale(source, quant.output[0], out_scale)
+                self._remove_nodes(names)
+                self.changed = True
+                return
         else:
             if any(n.op_type == "BatchNormalization" or _const(model, n.input[1]).size != 1 for n in chain):
                 return  # per-channel float pre-processing of the raw input: not lowered
@@ -370,6 +375,58 @@ class _Lowering:
         self.integers[levels] = IntegerTensor(np.asarray(first_level), np.asarray(first_level + level_count * out_step))
         self._remove_nodes(names)
         self.changed = True
+
+    def _merge_upstream(self, source: str, thresholds: np.ndarray, first_level: int, step: int) -> bool:
+        """A requantizer on the levels of another one-row MultiThreshold (brevitas: input QuantIdentity -> Flatten ->
+        the Linear's input quantizer) is folded into it: its integer thresholds pick among the first one's, so one
+        comparator bank does both. Returns False (nothing changed) when the pattern does not apply."""
+        model = self.model
+        if not np.all(thresholds == thresholds[:1]):
+            return False
+        path, tensor = [], source
+        while True:
+            producer = model.find_producer(tensor)
+            if producer is None or len(model.find_consumers(tensor) or []) != 1:
+                return False
+            if producer.op_type == "MultiThreshold":
+                break
+            if producer.op_type not in LAYOUT:
+                return False
+            path.append(tensor)
+            tensor = producer.input[0]
+        upstream = _const(model, producer.input[1])
+        bias, scale = float(node_attr(producer, "out_bias", 0.0)), float(node_attr(producer, "out_scale", 1.0))
+        if upstream is None or upstream.shape[0] != 1 or scale <= 0 or bias != int(bias) or scale != int(scale):
+            return False
+        needed = np.ceil((thresholds[0].astype(np.float64) - bias) / scale).astype(np.int64)  # upstream counts
+        composed = np.where(
+            needed <= 0, -np.inf, np.where(needed > upstream.shape[1], np.inf, upstream[0][np.clip(needed - 1, 0, None)])
+        )
+        last_level = first_level + thresholds.shape[1] * step
+        model.set_initializer(producer.input[1], composed.astype(np.float32)[None, :])
+        for attribute in list(producer.attribute):
+            if attribute.name in ("out_bias", "out_scale", "out_dtype"):
+                producer.attribute.remove(attribute)
+        producer.attribute.extend(
+            [
+                helper.make_attribute("out_bias", float(first_level)),
+                helper.make_attribute("out_scale", float(step)),
+                helper.make_attribute("out_dtype", _level_datatype(first_level, last_level, step).name),
+            ]
+        )
+        bounds = IntegerTensor(np.asarray(first_level), np.asarray(last_level))
+        for name in [producer.output[0], *path, source]:
+            self.integers[name] = bounds
+        return True
+
+    def _rescale(self, levels: str, output: str, scale: float) -> None:
+        """Mul(levels, scale) -> output: the real value the replaced quantizer produced."""
+        model = self.model
+        scale_name = model.make_new_valueinfo_name()
+        model.set_initializer(scale_name, np.asarray(scale, dtype=np.float32))
+        model.graph.node.append(helper.make_node("Mul", [levels, scale_name], [output], name=f"{output}_scale"))
+        if scale > 0:
+            self.scaled.add(output)
 
     def _channels(self, tensor: str) -> int:
         shape = self.model.get_tensor_shape(tensor)

@@ -63,7 +63,7 @@ def test_float_scales_compile_bit_exact_through_thresholds(mlp_float_scales, dat
     artifact = qdeploy.compile(graph, target="hls4ml", out=out, data=data.x_test)
     assert artifact.bit_exact and artifact.report["outputs_compared"] == len(data.x_test) + 1000
     ops = [row["op"] for row in artifact.report["per_layer"]]
-    assert ops.count("MultiThreshold") == 5 and "Dense" in ops  # input, its requantizer, 2 hidden, output
+    assert ops.count("MultiThreshold") == 4 and "Dense" in ops  # input (its requantizer folded in), 2 hidden, output
     assert artifact.report["thresholds"] > 0 and artifact.report["host_epilogue"] == ["Mul"]
     assert (out / "epilogue.onnx").exists()
     assert '"fixed<16,6,TRN,WRAP,0>"' not in json.dumps(artifact.report["per_layer"])
@@ -171,7 +171,7 @@ def test_layer_too_large_for_latency_strategy_is_refused_with_the_fix(data, tmp_
 def test_rounding_mode_without_fixed_point_form_is_lowered_to_thresholds(mode, mlp_w4a8, tmp_path):
     """hls4ml types round only as ROUND (RND_CONV) or FLOOR (TRN); other modes become thresholds, still exact."""
     graph = copy_graph(mlp_w4a8[1])
-    node = set_rounding(graph, 1, mode)
+    node = set_rounding(graph, 2, mode)  # a hidden layer's quantizer
     artifact = qdeploy.compile(graph, target="hls4ml", out=tmp_path / "fw")
     assert artifact.bit_exact
     assert f"{node}_thresholds" in [row["name"] for row in artifact.report["per_layer"]]
