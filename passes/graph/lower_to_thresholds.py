@@ -419,12 +419,13 @@ class _Lowering:
             self.integers[name] = bounds
         return True
 
-    def _rescale(self, levels: str, output: str, scale: float) -> None:
+    def _rescale(self, levels: str, output: str, scale: float, name: str | None = None) -> None:
         """Mul(levels, scale) -> output: the real value the replaced quantizer produced."""
         model = self.model
         scale_name = model.make_new_valueinfo_name()
         model.set_initializer(scale_name, np.asarray(scale, dtype=np.float32))
-        model.graph.node.append(helper.make_node("Mul", [levels, scale_name], [output], name=f"{output}_scale"))
+        mul = helper.make_node("Mul", [levels, scale_name], [output], name=name or f"{output}_scale")
+        model.graph.node.append(mul)
         if scale > 0:
             self.scaled.add(output)
 
@@ -488,12 +489,7 @@ class _Lowering:
             out_bias=float(first_level),
         )
         if output is not None:
-            scale_name = model.make_new_valueinfo_name()
-            model.set_initializer(scale_name, np.asarray(scale, dtype=np.float32))
-            rescale = helper.make_node("Mul", [levels, scale_name], [output], name=f"{anchor.name}_scale")
-            model.graph.node.append(rescale)
-            if scale > 0:
-                self.scaled.add(output)
+            self._rescale(levels, output, scale, name=f"{anchor.name}_scale")
         model.graph.node.append(node)
         model.set_tensor_shape(levels, shape)
         model.set_tensor_datatype(levels, out_dtype)
