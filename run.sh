@@ -36,6 +36,8 @@ case "${1:-}" in
     test)
         setup
         shift
+        # two test workers on two cores: one math thread each (torch's default oversubscribes, 10-20x slower)
+        export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
         exec "$VENV/bin/python" -m pytest -n 2 "$@"
         ;;
     *)
