@@ -287,3 +287,17 @@ def test_cli_bad_input_exits_non_zero_without_output(capsys, tmp_path, cli_files
     err = capsys.readouterr().err
     assert err.startswith("qdeploy: error:") and message in err and err.count("\n") == 1, err
     assert not out.exists() and not list(tmp_path.glob("*.onnx"))
+
+
+@pytest.mark.parametrize("name", ["mlp", "cnn"])
+def test_binarised_model_equals_torch_on_hls4ml(trained, data, tmp_path, name):
+    """XNOR-popcount's exact equivalent in firmware: +-1 integer weights, binary activations as thresholds."""
+    pytest.importorskip("hls4ml")
+    model = trained("biper", name)
+    graph = qdeploy.export(model, data.x_test[:1])
+    # the MLP fits the Latency strategy; the CNN's first conv allows reuse factors up to 9 (1x3x3)
+    options = {"strategy": "Resource", "reuse_factor": 8} if name == "cnn" else {}
+    artifact = qdeploy.compile(graph, target="hls4ml", out=tmp_path / "fw", data=data.x_test[:200], **options)
+    assert artifact.bit_exact and artifact.report["outputs_compared"] == 1200, artifact.summary()
+    assert np.array_equal(artifact.predict(data.x_test[:100]), _torch(model, data.x_test[:100]))
+    assert "MultiThreshold" in [row["op"] for row in artifact.report["per_layer"]]
