@@ -88,7 +88,9 @@ def compile(  # noqa: A001 - the public verb users expect: qdeploy.compile
         if len(x) == 0:
             raise QDeployError("nothing to verify: give --data or verify_samples > 0")
         np.save(folder / INPUTS_FILE, x)
-        result = ctx.timed("verify", lambda: verify_against_golden(graph, target_impl.runner(folder), x, target_impl.tolerance))
+        result = ctx.timed(
+            "verify", lambda: verify_against_golden(graph, target_impl.runner(folder), x, target_impl.tolerance)
+        )
         report = {
             "target": cfg.target,
             "model": _model_label(model),
