@@ -356,7 +356,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from qdeploy.demo import run_demo
 
     report = run_demo(Path(args.output))
-    return 0 if report["all_exact"] else EXIT_NOT_EXACT
+    return 0 if report["all_verified"] else EXIT_NOT_EXACT
 
 
 COMMANDS = {
