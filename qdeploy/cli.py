@@ -72,6 +72,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, help="QONNX file to write")
     _add_common(p)
 
+    p = sub.add_parser("mixed", help="Hessian-aware mixed-precision weights under a budget, then PTQ and export QONNX")
+    _add_torch_model(p)
+    p.add_argument("--data", required=True, help=".npz with 'x' (inputs) and 'y' (labels): Hessian traces, calibration")
+    p.add_argument(
+        "--average-bits", type=float, required=True, help="budget: what uniform weights of this many bits would cost"
+    )
+    p.add_argument("--objective", choices=("bops", "memory"), default="bops", help="bit operations or weight memory")
+    p.add_argument("--candidates", default="2,3,4,6,8", help="weight bit widths to choose from (default 2,3,4,6,8)")
+    p.add_argument("--probes", type=int, default=32, help="Hutchinson probes per layer (default 32)")
+    p.add_argument("--samples", type=int, default=512, help="data rows for the traces and calibration (default 512)")
+    p.add_argument("-o", "--output", required=True, help="QONNX file to write (the allocation goes beside it, .json)")
+    _add_common(p)
+
     p = sub.add_parser("qat", help="quantization-aware training of a PyTorch model, then export QONNX")
     _add_torch_model(p)
     p.add_argument("--data", required=True, help="training data: .npz with arrays 'x' (inputs) and 'y' (labels)")
@@ -225,6 +238,39 @@ def cmd_binarize(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_mixed(args: argparse.Namespace) -> int:
+    import numpy as np
+    import torch
+
+    from qdeploy.data import load_labelled
+    from qdeploy.frontend import load_factory, quantize
+    from qdeploy.passes.mixed import allocate_bits, hessian_traces, layer_macs, quantizable_budget
+
+    try:
+        candidates = tuple(sorted(int(b) for b in args.candidates.split(",")))
+    except ValueError as exc:
+        raise QDeployError(f"--candidates {args.candidates!r} must be comma-separated integers, e.g. 2,4,8") from exc
+    model = load_factory(args.model, args.weights)
+    x, y = load_labelled(args.data)
+    x, y = x[: args.samples], y[: args.samples]
+    inputs = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+    traces = hessian_traces(model, inputs, torch.from_numpy(y.astype(np.int64)), probes=args.probes)
+    macs = layer_macs(model, inputs[:1])
+    budget = quantizable_budget(model, macs, args.average_bits, args.abits, args.objective)
+    allocation = allocate_bits(traces, model, macs, budget, candidates, act_bits=args.abits, objective=args.objective)
+    widest = max(allocation.bits.values())
+    qmodel = quantize(model, x, weight_bits=widest, act_bits=args.abits, layer_weight_bits=allocation.bits)
+    output = Path(args.output)
+    _write_model_atomically(qmodel, x[:1], output)
+    summary = {"budget": allocation.budget, "cost": allocation.cost, "objective": args.objective, "bits": allocation.bits}
+    output.with_suffix(".json").write_text(json.dumps(summary, indent=2))
+    print(
+        f"wrote {output}: weight bits {allocation.bits} ({args.objective} {allocation.cost:,.0f} of {budget:,.0f}); "
+        f"allocation in {output.with_suffix('.json')}"
+    )
+    return 0
+
+
 def cmd_qat(args: argparse.Namespace) -> int:
     from qdeploy.data import load_labelled
     from qdeploy.frontend import load_factory, qat
@@ -361,6 +407,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 COMMANDS = {
     "quantize": cmd_quantize,
+    "mixed": cmd_mixed,
     "qat": cmd_qat,
     "binarize": cmd_binarize,
     "compile": cmd_compile,

@@ -1,5 +1,12 @@
 """Hessian-aware mixed precision (HAWQ-style): layer sensitivities from Hessian traces, exact bit allocation."""
 
-from qdeploy.passes.mixed.hawq import Allocation, allocate_bits, hessian_traces, layer_macs, weight_perturbation
+from qdeploy.passes.mixed.hawq import (
+    Allocation,
+    allocate_bits,
+    hessian_traces,
+    layer_macs,
+    quantizable_budget,
+    weight_perturbation,
+)
 
-__all__ = ["Allocation", "allocate_bits", "hessian_traces", "layer_macs", "weight_perturbation"]
+__all__ = ["Allocation", "allocate_bits", "hessian_traces", "layer_macs", "quantizable_budget", "weight_perturbation"]

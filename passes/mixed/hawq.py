@@ -121,6 +121,16 @@ def allocate_bits(
     )
 
 
+def quantizable_budget(
+    model: nn.Module, macs: dict[str, int], average_bits: float, act_bits: int = 8, objective: str = "bops"
+) -> float:
+    """What uniform ``average_bits``-bit weights cost: BOPs (MACs x bits x activation bits) or bits of weight memory."""
+    layers = quantizable_layers(model)
+    if objective == "memory":
+        return float(sum(layer.weight.numel() for layer in layers.values()) * average_bits)
+    return float(sum(macs[name] for name in layers) * average_bits * act_bits)
+
+
 def layer_macs(model: nn.Module, example: torch.Tensor) -> dict[str, int]:
     """Multiply-accumulates per quantizable layer for one sample (from the output shapes of a forward pass)."""
     layers = quantizable_layers(model)

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -9,6 +13,8 @@ from torch import nn
 import qdeploy
 from qdeploy.errors import QDeployError
 from qdeploy.passes.mixed import allocate_bits, hessian_traces, layer_macs
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_hutchinson_trace_matches_the_exact_hessian_trace():
@@ -93,3 +99,28 @@ def test_mixed_precision_model_exports_and_compiles_exactly(data, tmp_path):
 def test_unknown_layer_name_is_refused(float_mlp, data):
     with pytest.raises(QDeployError, match="names 'fc9', which is not a Linear/Conv layer"):
         qdeploy.quantize(float_mlp, data.x_train[:64], layer_weight_bits={"fc9": 4})
+
+
+def test_mixed_command_line_respects_the_budget_and_exports(tmp_path, data, capsys):
+    from qdeploy.cli import main
+
+    train = tmp_path / "train.npz"
+    np.savez(train, x=data.x_train[:256], y=data.y_train[:256])
+    out = tmp_path / "mixed.onnx"
+    args = ["mixed", f"{ROOT / 'examples' / 'digits.py'}:mlp", "--data", str(train), "--probes", "4", "-q"]
+    assert main([*args, "--average-bits", "3", "-o", str(out)]) == 0
+    allocation = json.loads(out.with_suffix(".json").read_text())
+    assert allocation["cost"] <= allocation["budget"] and set(allocation["bits"].values()) <= {2, 3, 4, 6, 8}
+    graph = qdeploy.load(out)
+    weight_bits = sorted(
+        int(graph.get_initializer(n.input[3]))
+        for n in graph.graph.node
+        if n.op_type == "Quant"
+        and graph.get_initializer(n.input[0]) is not None
+        and graph.get_initializer(n.input[0]).ndim == 2
+    )
+    assert weight_bits == sorted(allocation["bits"].values())
+    # a budget below 2 bits everywhere is refused with one line, no output
+    low = tmp_path / "low.onnx"
+    assert main([*args, "--average-bits", "1", "-o", str(low)]) == 1
+    assert "below" in capsys.readouterr().err and not low.exists()
