@@ -52,6 +52,19 @@ def qdeploy_hls4ml(graph, x_real: np.ndarray | None, folder: Path, **options) ->
     }
 
 
+def digits_row(label: str, graph, data, folder: Path) -> dict:
+    """One digits model: golden accuracy, then plain hls4ml and qdeploy on the test set + 1,000 random inputs."""
+    x = np.concatenate([data.x_test, random_inputs(graph, (1, 8, 8), 1000, seed=0)])
+    row = {
+        "model": label,
+        "accuracy": digits.accuracy(lambda v: qdeploy.run_golden(graph, v), data.x_test, data.y_test),
+        "plain": plain_hls4ml(graph, x, folder / "plain"),
+        "qdeploy": qdeploy_hls4ml(graph, data.x_test, folder / "qdeploy"),
+    }
+    print(label, row["plain"]["result"], "|", row["qdeploy"]["result"], flush=True)
+    return row
+
+
 def main() -> None:
     warnings.filterwarnings("ignore")
     data = digits.load_digits_data()
@@ -65,35 +78,13 @@ def main() -> None:
             qmodel = qdeploy.quantize(
                 floats[name], data.x_train[:512], weight_bits=bits, act_bits=bits, per_channel=per_channel, scale=scale
             )
-            graph = qdeploy.export(qmodel, data.x_train[:1])
-            x = np.concatenate([data.x_test, random_inputs(graph, (1, 8, 8), 1000, seed=0)])
-            accuracy = digits.accuracy(lambda v, g=graph: qdeploy.run_golden(g, v), data.x_test, data.y_test)
             label = f"{name} W{bits}A{bits} {'per-channel' if per_channel else 'per-tensor'} {scale}"
-            rows.append(
-                {
-                    "model": label,
-                    "accuracy": accuracy,
-                    "plain": plain_hls4ml(graph, x, tmp / f"plain{index}"),
-                    "qdeploy": qdeploy_hls4ml(graph, data.x_test, tmp / f"qd{index}"),
-                }
-            )
-            print(label, rows[-1]["plain"]["result"], "|", rows[-1]["qdeploy"]["result"], flush=True)
+            rows.append(digits_row(label, qdeploy.export(qmodel, data.x_train[:1]), data, tmp / f"m{index}"))
         builders = {"mlp": digits.build_mlp, "cnn": digits.build_cnn}
         for name, build in builders.items():  # 1 bit: binarised weights and activations (first/last layer 8-bit)
             net = qdeploy.binarize(build(), data.x_train, data.y_train, method="ste", epochs=10, seed=0)
-            graph = qdeploy.export(net, data.x_train[:1])
-            x = np.concatenate([data.x_test, random_inputs(graph, (1, 8, 8), 1000, seed=0)])
-            accuracy = digits.accuracy(lambda v, g=graph: qdeploy.run_golden(g, v), data.x_test, data.y_test)
             label = f"{name} W1A1 binarised (sign-STE), first/last 8-bit"
-            rows.append(
-                {
-                    "model": label,
-                    "accuracy": accuracy,
-                    "plain": plain_hls4ml(graph, x, tmp / f"plain_bin_{name}"),
-                    "qdeploy": qdeploy_hls4ml(graph, data.x_test, tmp / f"qd_bin_{name}"),
-                }
-            )
-            print(label, rows[-1]["plain"]["result"], "|", rows[-1]["qdeploy"]["result"], flush=True)
+            rows.append(digits_row(label, qdeploy.export(net, data.x_train[:1]), data, tmp / f"bin_{name}"))
         for path in sorted(FIXTURES.glob("*.onnx")):
             graph = qdeploy.load(path)
             shape = tuple(graph.get_tensor_shape(graph.graph.input[0].name)[1:])

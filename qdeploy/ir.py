@@ -116,6 +116,24 @@ def _name_new_nodes(model: ModelWrapper) -> None:
         taken.add(node.name)
 
 
+def extract_chain(
+    model: ModelWrapper, nodes: list, source: str, output: str, source_shape: list[int], output_shape: list[int]
+) -> ModelWrapper:
+    """A standalone graph of ``nodes`` (each reading one runtime tensor, the rest constants) from ``source`` to
+    ``output``, with copies of the nodes and of the constants they read, under the model's opsets."""
+    import copy
+
+    constants = {name for node in nodes for name in node.input[1:] if name}
+    graph = onnx.helper.make_graph(
+        [copy.deepcopy(node) for node in nodes],
+        f"{source}_to_{output}",
+        [onnx.helper.make_tensor_value_info(source, onnx.TensorProto.FLOAT, source_shape)],
+        [onnx.helper.make_tensor_value_info(output, onnx.TensorProto.FLOAT, output_shape)],
+        initializer=[init for init in model.graph.initializer if init.name in constants],
+    )
+    return ModelWrapper(onnx.helper.make_model(graph, opset_imports=model.model.opset_import))
+
+
 def input_name(model: ModelWrapper) -> str:
     return model.graph.input[0].name
 

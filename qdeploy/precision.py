@@ -290,7 +290,7 @@ def _grid_thresholds(model: ModelWrapper, node, x: Grid) -> LayerPrecision:
     thresholds, levels = _threshold_levels(model, node)
     step = 2.0**x.lsb
     clamped = np.clip(thresholds, x.min_value, x.max_value + step)
-    if clamped.shape[0] not in (1, int(np.size(x.kmin))) and np.size(x.kmin) != 1:
+    if clamped.shape[0] != 1 and np.size(x.kmin) not in (1, clamped.shape[0]):
         raise UnsupportedModelError(f"node {node.name}: thresholds per channel do not match the input's channels")
     return LayerPrecision(
         node.name,

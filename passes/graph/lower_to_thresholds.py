@@ -36,7 +36,7 @@ from qonnx.transformation.base import Transformation
 from qonnx.transformation.general import SortGraph
 
 from qdeploy.errors import UnsupportedModelError
-from qdeploy.ir import node_attr
+from qdeploy.ir import extract_chain, node_attr
 from qdeploy.precision import grid_of_constant, quant_int_range
 
 log = logging.getLogger(__name__)
@@ -562,7 +562,7 @@ class _ChainEvaluator:
     """Runs ``chain + quantizer`` with the golden executor on a [K, C, 1...] batch of source values."""
 
     def __init__(self, model: ModelWrapper, source: str, chain: list, output: str, channels: int, rank: int = 2):
-        self.model, self.source, self.chain, self.output = model, source, chain, output
+        self.model, self.source, self.output = model, source, output
         self.channels, self.rank = channels, rank
         self._nodes = [*chain]
         if model.find_producer(output) is not None and model.find_producer(output) not in chain:
@@ -574,15 +574,7 @@ class _ChainEvaluator:
 
         if batch not in self._cache:
             shape = [batch, self.channels] + [1] * (self.rank - 2)
-            consts = {name for node in self._nodes for name in node.input[1:] if name}
-            graph = helper.make_graph(
-                [_copy(node) for node in self._nodes],
-                "chain",
-                [helper.make_tensor_value_info(self.source, TensorProto.FLOAT, shape)],
-                [helper.make_tensor_value_info(self.output, TensorProto.FLOAT, shape)],
-                initializer=[i for i in self.model.graph.initializer if i.name in consts],
-            )
-            sub = ModelWrapper(helper.make_model(graph, opset_imports=self.model.model.opset_import))
+            sub = extract_chain(self.model, self._nodes, self.source, self.output, shape, shape)
             self._cache[batch] = sub.transform(InferShapes())
         return self._cache[batch]
 
@@ -596,12 +588,6 @@ class _ChainEvaluator:
         x = np.broadcast_to(x, (batch, self.channels, *([1] * (self.rank - 2)))).copy()
         out = execute_onnx(self._submodel(batch), {self.source: x})[self.output]
         return np.asarray(out).reshape(batch, self.channels)
-
-
-def _copy(node):
-    copy = type(node)()
-    copy.CopyFrom(node)
-    return copy
 
 
 def _integer_thresholds(

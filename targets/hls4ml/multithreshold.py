@@ -59,7 +59,7 @@ def thresholds_as_attributes(model):
     from onnx import helper, numpy_helper
     from qonnx.core.modelwrapper import ModelWrapper
 
-    copy = ModelWrapper(type(model.model).FromString(model.model.SerializeToString()))
+    copy = ModelWrapper(model.model, make_deepcopy=True)
     for node in copy.graph.node:
         if node.op_type == CLASS_NAME and len(node.input) > 1:
             values = copy.get_initializer(node.input[1])

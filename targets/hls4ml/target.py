@@ -32,9 +32,9 @@ from qdeploy.config import CompileConfig, IOType, Strategy
 from qdeploy.deps import require, require_executable
 from qdeploy.errors import QDeployError, UnsupportedModelError, one_line
 from qdeploy.golden import run_golden
-from qdeploy.ir import cleanup, sample_shape
+from qdeploy.ir import cleanup, const_input, extract_chain, is_power_of_two, node_attr, sample_shape
 from qdeploy.pipeline import RunContext, run_steps
-from qdeploy.precision import FixedType, LayerPrecision, infer_precisions
+from qdeploy.precision import HLS_ROUNDING, FixedType, LayerPrecision, infer_precisions
 from qdeploy.target import Target
 from qdeploy.targets.hls4ml.boards import get_board
 from qdeploy.targets.hls4ml.resources import total as estimated_total
@@ -68,8 +68,6 @@ def needs_thresholds(model: ModelWrapper) -> bool:
     """True when the graph has float arithmetic that fixed-point types cannot hold: see ``_THRESHOLD_OPS``, or a
     Quant with a non-power-of-two scale (on weights or activations), per-channel activation scales, or a rounding
     mode hls4ml's types cannot express."""
-    from qdeploy.ir import const_input, is_power_of_two, node_attr
-    from qdeploy.precision import HLS_ROUNDING
 
     for node in model.graph.node:
         if node.op_type in _THRESHOLD_OPS:
@@ -299,7 +297,7 @@ class Hls4mlTarget(Target):
         from qdeploy.targets.hls4ml import multithreshold
 
         multithreshold.register(cfg.backend)
-        hls_config, input_type, layers = ctx.timed("infer_precisions", lambda: build_hls_config(prepared, cfg))
+        hls_config, input_type, _ = ctx.timed("infer_precisions", lambda: build_hls_config(prepared, cfg))
         run_steps(prepared, cfg, CHECK_STEPS, ctx)
 
         # Golden testbench vectors for the C testbench, written by qdeploy (not by hls4ml's own float model).
@@ -431,7 +429,7 @@ def split_float_epilogue(model: ModelWrapper) -> tuple[ModelWrapper, ModelWrappe
     """Cut float ops after the last integer tensor of a thresholded graph (a quantizer's scale, BatchNorm on the
     logits) into a host-side epilogue; the firmware then outputs that integer tensor. Graphs without
     MultiThreshold keep everything in firmware."""
-    from onnx import helper
+    from onnx import TensorProto, helper
 
     if not any(node.op_type == "MultiThreshold" for node in model.graph.node):
         return model, None
@@ -450,16 +448,8 @@ def split_float_epilogue(model: ModelWrapper) -> tuple[ModelWrapper, ModelWrappe
     if not tail:
         return model, None
     boundary, shape = tensor, model.get_tensor_shape(tensor)
-    constants = {name for node in tail for name in node.input[1:] if name}
-    epilogue_graph = helper.make_graph(
-        [_copy_node(node) for node in tail],
-        "epilogue",
-        [helper.make_tensor_value_info(boundary, onnx_float(), shape)],
-        [helper.make_tensor_value_info(output, onnx_float(), model.get_tensor_shape(output))],
-        initializer=[init for init in model.graph.initializer if init.name in constants],
-    )
-    epilogue = ModelWrapper(helper.make_model(epilogue_graph, opset_imports=model.model.opset_import))
-    firmware = ModelWrapper(_copy_model(model.model))
+    epilogue = extract_chain(model, tail, boundary, output, shape, model.get_tensor_shape(output))
+    firmware = ModelWrapper(model.model, make_deepcopy=True)
     names = {node.name for node in tail}
     keep = [node for node in firmware.graph.node if node.name not in names]
     del firmware.graph.node[:]
@@ -468,26 +458,8 @@ def split_float_epilogue(model: ModelWrapper) -> tuple[ModelWrapper, ModelWrappe
     for value_info in list(firmware.graph.value_info):
         if value_info.name == boundary:
             firmware.graph.value_info.remove(value_info)
-    firmware.graph.output.append(helper.make_tensor_value_info(boundary, onnx_float(), shape))
+    firmware.graph.output.append(helper.make_tensor_value_info(boundary, TensorProto.FLOAT, shape))
     return cleanup(firmware), cleanup(epilogue)
-
-
-def onnx_float() -> int:
-    from onnx import TensorProto
-
-    return TensorProto.FLOAT
-
-
-def _copy_node(node):
-    copy = type(node)()
-    copy.CopyFrom(node)
-    return copy
-
-
-def _copy_model(proto):
-    copy = type(proto)()
-    copy.CopyFrom(proto)
-    return copy
 
 
 def _to_firmware_layout(x: np.ndarray, channels_last: bool) -> np.ndarray:
