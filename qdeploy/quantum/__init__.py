@@ -32,6 +32,7 @@ __all__ = [
     "quantize_angles",
     "QuantizeAngles",
     "from_pennylane",
+    "from_qiskit_ml",
 ]
 
 _LAZY = {
@@ -41,6 +42,7 @@ _LAZY = {
     "quantize_angles": "qdeploy.quantum.angles",
     "QuantizeAngles": "qdeploy.quantum.angles",
     "from_pennylane": "qdeploy.quantum.importers",
+    "from_qiskit_ml": "qdeploy.quantum.importers",
 }
 
 

@@ -1,21 +1,29 @@
-"""Importers: a PennyLane ``qml.qnn.TorchLayer`` as a ``QuantumLayer`` (``pip install pennylane``; optional).
+"""Importers (optional extras): a PennyLane ``qml.qnn.TorchLayer`` (``pip install 'qdeploy[pennylane]'``) or a
+Qiskit-ML ``TorchConnector`` (``pip install 'qdeploy[qiskit-ml]'``) as a ``QuantumLayer``.
 
 ``torch.onnx.export`` cannot export a PennyLane layer; importing it gives a layer qdeploy exports, compiles and
 verifies. The circuit is recorded with *sentinel* values (input ``i`` = 1000 + i, weight ``j`` = 5000 + j, then a
 second recording with other sentinels) and decomposed into qdeploy's gate set: a gate parameter equal to a sentinel
 in both recordings is that input or weight, one equal in both is a constant, anything else (an expression of
 inputs) is refused. The imported layer is then checked against PennyLane on random inputs (max abs error 1e-6).
+
+A TorchConnector's circuit is read directly: qiskit's gate names are qdeploy's; other gates go through qiskit's
+basis translator; each angle must be a number, one input times a factor, or one weight. Checked like PennyLane's.
 """
 
 from __future__ import annotations
 
+import logging
+import math
 from typing import Any
 
 import numpy as np
 import torch
 
 from qdeploy.quantum.layer import QuantumLayer
-from qdeploy.quantum.spec import Angle, CircuitSpec, CircuitSpecError, Gate, Readout, _observable
+from qdeploy.quantum.spec import GATES, Angle, CircuitSpec, CircuitSpecError, Gate, Readout, _observable, _real
+
+log = logging.getLogger(__name__)
 
 #: PennyLane operation name -> qdeploy gate
 PENNYLANE_GATES = {
@@ -128,3 +136,188 @@ def _readout(measurements, wires: dict, where: str) -> Readout:
             terms.append((complex(coeff) if np.iscomplexobj(coeff) else float(coeff), "".join(letters)))
         observables.append(_observable(terms, len(wires), f"{where} observable {k}"))
     return Readout("expval", observables=tuple(observables))
+
+
+#: qiskit instructions that carry no gate of the layer: skipped on import
+_QISKIT_SKIP = {"barrier", "delay", "id"}
+
+
+def _qiskit_angle(param: Any, inputs: dict, weights: dict, where: str) -> Angle:
+    """A gate parameter as a qdeploy angle: a number (const), ``s * x`` of one input (scaled input) or one weight
+    exactly. Offsets, products and weights times a factor have no qdeploy angle and are refused."""
+    from qiskit.circuit import ParameterExpression
+
+    if not isinstance(param, ParameterExpression):
+        return Angle("const", value=_real(param, where))
+    if not param.parameters:
+        return Angle("const", value=_real(complex(param), where))
+    if len(param.parameters) != 1:
+        names = sorted(p.name for p in param.parameters)
+        raise CircuitSpecError(
+            f"{where}: angle {param} combines several parameters {names}; give each gate one input or weight "
+            "(compute combinations in a classical layer before)"
+        )
+    (symbol,) = param.parameters
+
+    def at(value: float) -> float:
+        return float(complex(param.bind({symbol: value}).numeric()).real)
+
+    scale = at(1.0)
+    linear = at(0.0) == 0.0 and math.isclose(at(2.0), 2 * scale, rel_tol=1e-12, abs_tol=1e-12) and scale != 0.0
+    if symbol in inputs and linear:
+        return Angle("input", index=inputs[symbol], scale=scale)
+    if symbol in weights and linear and scale == 1.0:
+        return Angle("weight", index=weights[symbol])
+    if symbol not in inputs and symbol not in weights:
+        raise CircuitSpecError(f"{where}: parameter {symbol} is neither an input nor a weight of the QNN")
+    raise CircuitSpecError(
+        f"{where}: angle {param} is an expression of {symbol.name}; use the plain parameter "
+        "(inputs may carry a factor, e.g. 2*x[0]; scale or shift in a classical layer before)"
+    )
+
+
+def _qiskit_gates(circuit: Any, where: str) -> tuple[Any, dict[int, int]]:
+    """The circuit in qdeploy's gate set (qiskit's names are qdeploy's) and its final measurements (qubit -> clbit).
+
+    Gates outside the set are translated by qiskit's basis translator (optimization level 0: no rewriting of the
+    parameters beyond the equivalence library); what it cannot translate is refused naming the gate."""
+    from qiskit import QuantumCircuit, transpile
+
+    measured: dict[int, int] = {}
+    body = QuantumCircuit(circuit.num_qubits, global_phase=circuit.global_phase)
+    for inst in circuit.data:
+        name = inst.operation.name
+        qubits = [circuit.find_bit(q).index for q in inst.qubits]
+        if name == "measure":
+            measured[qubits[0]] = circuit.find_bit(inst.clbits[0]).index
+            continue
+        if name in _QISKIT_SKIP:
+            continue
+        if any(q in measured for q in qubits) or name == "reset" or inst.clbits or inst.operation.num_clbits:
+            raise CircuitSpecError(
+                f"{where}: instruction {name} on qubits {qubits} after or besides a measurement (mid-circuit "
+                "measurement, reset or classical control); import circuits that measure only at the end"
+            )
+        body.append(inst.operation, qubits)
+    if set(body.count_ops()) - set(GATES):
+        try:
+            body = transpile(body, basis_gates=sorted(GATES), optimization_level=0)
+        except Exception as exc:
+            unknown = sorted(set(body.count_ops()) - set(GATES))
+            raise CircuitSpecError(
+                f"{where}: gate(s) {unknown} have no decomposition into qdeploy's gate set {sorted(GATES)} "
+                f"({type(exc).__name__}); build the circuit from those gates"
+            ) from exc
+    return body, measured
+
+
+def from_qiskit_ml(connector: Any, name: str = "qiskit", check_samples: int = 8) -> QuantumLayer:
+    """A ``QuantumLayer`` computing what ``connector`` (a qiskit-machine-learning ``TorchConnector`` around an
+    ``EstimatorQNN`` or ``SamplerQNN``) computes, with its trained weights (``pip install 'qdeploy[qiskit-ml]'``).
+
+    EstimatorQNN: one output per observable (Pauli sums with real coefficients). SamplerQNN without ``interpret``:
+    the probabilities of the measured bits (all qubits when the circuit measures none), bit ``j`` of the index
+    being classical bit ``j``, as in qiskit. Checked against the connector on ``check_samples`` random inputs (max
+    abs error 1e-6); when the connector is not exact (a shot-based primitive), against an exact copy of its QNN."""
+    from qdeploy.deps import require
+
+    require("qiskit_machine_learning", "qiskit-ml", "importing a Qiskit-ML TorchConnector")
+    from qiskit_machine_learning.neural_networks import EstimatorQNN, SamplerQNN
+
+    where = f"Qiskit-ML layer {name!r}"
+    qnn = getattr(connector, "neural_network", None)
+    if not isinstance(qnn, (EstimatorQNN, SamplerQNN)):
+        raise CircuitSpecError(f"{where}: expected a TorchConnector around an EstimatorQNN or SamplerQNN, got {qnn!r}")
+    circuit = qnn.circuit
+    if circuit.layout is not None:
+        raise CircuitSpecError(
+            f"{where}: the QNN's circuit is already transpiled for a device; import the logical circuit (qdeploy "
+            "transpiles for the target device)"
+        )
+    inputs = {p: i for i, p in enumerate(qnn.input_params)}
+    weights = {p: j for j, p in enumerate(qnn.weight_params)}
+    body, measured = _qiskit_gates(circuit, where)
+    gates = []
+    for k, inst in enumerate(body.data):
+        op = inst.operation
+        qubits = tuple(body.find_bit(q).index for q in inst.qubits)
+        gate_where = f"{where} gate {k} ({op.name} on qubits {list(qubits)})"
+        if op.name not in GATES:
+            raise CircuitSpecError(f"{gate_where}: gate {op.name!r} is not in qdeploy's gate set {sorted(GATES)}")
+        angle = _qiskit_angle(op.params[0], inputs, weights, gate_where) if GATES[op.name][1] else None
+        gates.append(Gate(op.name, qubits, angle))
+    if isinstance(qnn, EstimatorQNN):
+        readout = _qiskit_observables(qnn.observables, circuit.num_qubits, where)
+    else:
+        readout = _qiskit_probs(qnn, circuit, measured, where)
+    spec = CircuitSpec(circuit.num_qubits, tuple(gates), readout, len(inputs), len(weights), name)
+    spec.validate()
+    trained = connector.weight.detach().double().reshape(-1).numpy()
+    layer = QuantumLayer(spec, weights=trained)
+    x = torch.from_numpy(np.random.default_rng(0).uniform(-np.pi, np.pi, (check_samples, len(inputs))))
+    with torch.no_grad():
+        ours = layer(x)
+        theirs = connector(x).double().reshape(ours.shape)
+    error = float((ours - theirs).abs().max())
+    if not error <= IMPORT_TOLERANCE:
+        # A shot-based primitive, or qiskit-machine-learning 0.9's exact sampler, which mixes the rows of a batch
+        # when the circuit measures into its own register: ask qiskit again, exactly and one row at a time.
+        exact = torch.from_numpy(_qiskit_exact(qnn, x.numpy(), trained).reshape(ours.shape))
+        exact_error = float((ours - exact).abs().max())
+        if not exact_error <= IMPORT_TOLERANCE:
+            raise CircuitSpecError(
+                f"{where}: the imported circuit differs from qiskit by {exact_error:.3g}; report this as a bug"
+            )
+        log.warning(
+            "%s: the TorchConnector's outputs differ from qiskit's exact values by %.3g (a shot-based primitive?); "
+            "the imported layer computes the exact values",
+            where,
+            error,
+        )
+    return layer
+
+
+def _qiskit_observables(observables: Any, num_qubits: int, where: str) -> Readout:
+    result = []
+    for k, op in enumerate(observables):
+        terms = []
+        for label, coeff in op.to_list():
+            # qiskit labels are little-endian (rightmost letter = qubit 0); qdeploy reads wire 0 first.
+            coeff = complex(coeff)
+            terms.append((coeff if coeff.imag else coeff.real, label[::-1]))
+        result.append(_observable(terms, num_qubits, f"{where} observable {k}"))
+    return Readout("expval", observables=tuple(result))
+
+
+def _qiskit_probs(qnn: Any, circuit: Any, measured: dict[int, int], where: str) -> Readout:
+    size = 2**circuit.num_qubits
+    interpret = qnn.interpret or (lambda k: k)
+    # SamplerQNN stores the identity as a lambda: recognise it by what it does.
+    identity = tuple(qnn.output_shape) == (size,) and all(interpret(k) == k for k in range(size))
+    if not identity or qnn.sparse:
+        raise CircuitSpecError(
+            f"{where}: SamplerQNN with an interpret function or sparse output has no qdeploy readout; import it "
+            "without interpret (probabilities of the measured bits) and apply the mapping in a classical layer"
+        )
+    if not measured:
+        return Readout("probs", wires=tuple(range(circuit.num_qubits)))
+    by_clbit = {c: q for q, c in measured.items()}
+    if len(measured) != circuit.num_qubits or sorted(by_clbit) != list(range(circuit.num_clbits)):
+        # SamplerQNN pads a partial measurement's distribution to 2**num_qubits entries, which no readout matches.
+        raise CircuitSpecError(
+            f"{where}: the circuit measures qubits {sorted(measured)} into {circuit.num_clbits} classical bits; "
+            "measure every qubit into its own classical bit (or measure none: then all qubits are read)"
+        )
+    return Readout("probs", wires=tuple(by_clbit[c] for c in range(circuit.num_clbits)))
+
+
+def _qiskit_exact(qnn: Any, x: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """The QNN's outputs from a copy with qiskit-machine-learning's default exact primitive, one row at a time."""
+    from qiskit_machine_learning.neural_networks import EstimatorQNN, SamplerQNN
+
+    common = {"circuit": qnn.circuit, "input_params": qnn.input_params, "weight_params": qnn.weight_params}
+    if isinstance(qnn, EstimatorQNN):
+        exact = EstimatorQNN(observables=qnn.observables, **common)
+    else:
+        exact = SamplerQNN(**common)
+    return np.concatenate([np.asarray(exact.forward(row[None, :], weights), dtype=np.float64) for row in x])
