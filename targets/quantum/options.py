@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import warnings
 from typing import Any
 
 from qdeploy.errors import QDeployError
@@ -16,6 +17,8 @@ OPERATOR_CHECK_MAX_QUBITS = 10
 class QuantumOptions:
     #: ``line`` / ``line:N`` (a chain), ``heavy-hex`` / ``heavy-hex:D`` (IBM's lattice, odd code distance D); without
     #: a size the smallest device fitting the widest circuit is used. ``all-to-all`` has no coupling constraint.
+    #: ``fake_<name>`` (e.g. ``fake_brisbane``, ``fake_torino``): an IBM device's snapshot from qiskit-ibm-runtime's
+    #: fake provider (offline; ``pip install 'qdeploy[ibm]'``).
     device: str = "line"
     seeds: int = 8  #: transpiler seeds tried per circuit; the one with the fewest two-qubit gates (then depth) wins
     optimization_level: int = 3
@@ -52,6 +55,8 @@ def make_backend(device: str, width: int, seed: int):
     from qiskit.providers.fake_provider import GenericBackendV2
     from qiskit.transpiler import CouplingMap
 
+    if device.startswith("fake_"):
+        return ibm_fake_backend(device)
     kind, _, size = device.partition(":")
     try:
         size_value = int(size) if size else None
@@ -72,5 +77,27 @@ def make_backend(device: str, width: int, seed: int):
         qubits = size_value or max(width, 2)
         coupling = None
     else:
-        raise QDeployError(f"quantum device {device!r} is unknown; use line[:N], heavy-hex[:D] or all-to-all[:N]")
+        raise QDeployError(
+            f"quantum device {device!r} is unknown; use line[:N], heavy-hex[:D], all-to-all[:N] or an IBM fake backend "
+            "(fake_brisbane, ...)"
+        )
     return GenericBackendV2(qubits, coupling_map=coupling, seed=seed)
+
+
+def ibm_fake_backend(device: str):
+    """qiskit-ibm-runtime's snapshot of an IBM device (coupling map, basis gates, calibration; no network)."""
+    from qdeploy.deps import require
+
+    require("qiskit_ibm_runtime", "ibm", f"the IBM fake backend {device!r}")
+    from qiskit_ibm_runtime import fake_provider
+    # FakeBrisbane (or FakeArmonkV2) is "fake_armonk": look the class up by name instead of building all ~70.
+    stem = "Fake" + device.removeprefix("fake_").replace("_", " ").title().replace(" ", "")
+    for cls in (getattr(fake_provider, stem + "V2", None), getattr(fake_provider, stem, None)):
+        if cls is not None:
+            backend = cls()
+            if backend.name == device and hasattr(backend, "target"):
+                return backend
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # some snapshots warn that their error rates are not typical
+        names = sorted(b.name for b in fake_provider.FakeProviderForBackendV2().backends())
+    raise QDeployError(f"quantum device {device!r} is not an IBM fake backend; choose one of {', '.join(names)}")

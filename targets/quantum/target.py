@@ -33,6 +33,9 @@ log = logging.getLogger(__name__)
 #: max abs error of the folder's runner against the golden executor (exact mode)
 TOLERANCE = 1e-6
 
+#: device instructions that are not gates (IBM backends list control flow among their operations)
+NOT_GATES = {"measure", "reset", "delay", "for_loop", "if_else", "switch_case", "while_loop", "box"}
+
 
 class QuantumTarget(Target):
     name = "quantum"
@@ -137,7 +140,7 @@ def lower_hybrid(model: ModelWrapper, opts, out_dir: Path, ctx: RunContext) -> d
         "device": opts.device,
         "device_qubits": device_qubits,
         "coupling_map": [list(edge) for edge in backend.coupling_map.get_edges()] if backend.coupling_map else None,
-        "basis_gates": sorted(set(backend.operation_names) - {"measure", "reset", "delay"}),
+        "basis_gates": sorted(set(backend.operation_names) - NOT_GATES),
         "shots": opts.shots,
         "epsilon": opts.epsilon,
         "input": graph.graph.input[0].name,

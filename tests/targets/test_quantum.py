@@ -190,6 +190,39 @@ def test_missing_extra_names_the_pip_install(monkeypatch):
         get_target("quantum").check_available()
 
 
+def test_ibm_fake_backend_device(graph, model, x, tmp_path):
+    pytest.importorskip("qiskit_ibm_runtime")
+    from qiskit import qasm3
+
+    out = tmp_path / "brisbane"
+    artifact = qdeploy.compile(
+        graph, target="quantum", out=out, data=x, verify_samples=8, quantum={"device": "fake_brisbane", "seeds": 2}
+    )
+    report = artifact.report
+    assert report["verified"] and report["device_qubits"] == 127
+    assert np.max(np.abs(artifact.predict(x) - torch_out(model, x))) <= 1e-6
+    manifest = json.loads((out / "quantum_manifest.json").read_text())
+    assert "ecr" in manifest["basis_gates"] and "if_else" not in manifest["basis_gates"]  # Eagle's native gates
+    edges = {tuple(e) for e in manifest["coupling_map"]}
+    for group in next(iter(manifest["nodes"].values()))["groups"]:
+        circuit = qasm3.loads((out / group["file"]).read_text())
+        assert set(circuit.count_ops()) <= set(manifest["basis_gates"]) | {"measure", "barrier"}
+        assert physical_two_qubit_pairs(circuit) <= edges
+
+
+def test_ibm_fake_backend_errors(graph, tmp_path, monkeypatch):
+    pytest.importorskip("qiskit_ibm_runtime")
+    with pytest.raises(QDeployError, match="needs 3 qubits but device 'fake_armonk' has 1"):
+        qdeploy.compile(graph, target="quantum", out=tmp_path / "a", quantum={"device": "fake_armonk"})
+    with pytest.raises(QDeployError, match="'fake_nowhere' is not an IBM fake backend; choose one of .*fake_brisbane"):
+        qdeploy.compile(graph, target="quantum", out=tmp_path / "b", quantum={"device": "fake_nowhere"})
+    monkeypatch.setitem(sys.modules, "qiskit_ibm_runtime", None)
+    with pytest.raises(MissingDependencyError, match=r"fake_brisbane.*pip install 'qdeploy\[ibm\]'"):
+        qdeploy.compile(graph, target="quantum", out=tmp_path / "c", quantum={"device": "fake_brisbane"})
+    for name in "abc":
+        assert_no_output(tmp_path / name)
+
+
 def test_classical_graph_is_refused(tmp_path):
     graph = export_hybrid(nn.Sequential(nn.Linear(3, 2)), np.zeros((2, 3), np.float32))
     with pytest.raises(QDeployError, match="no QuantumCircuit node"):
