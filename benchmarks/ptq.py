@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import os
 import statistics
 import sys
 import tempfile
@@ -33,6 +35,7 @@ import qdeploy  # noqa: E402
 from benchmarks.anchors import ort_quantize_static  # noqa: E402
 from benchmarks.workloads import mnist5k, mnist_cnn, mnist_mlp  # noqa: E402
 from examples import digits  # noqa: E402
+from qdeploy.passes.ptq.auto import BREVITAS_DEFAULTS  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 SEEDS = (0, 1, 2)
@@ -55,12 +58,13 @@ ALPHABET_METHODS = {
 }
 
 
-def golden_accuracy(graph, data) -> float:
-    return float((qdeploy.run_golden(graph, data.x_test).argmax(1) == data.y_test).mean())
+def golden_correct(graph, data) -> np.ndarray:
+    """Which test images the golden executor classifies correctly (kept per image for the paired comparison)."""
+    return qdeploy.run_golden(graph, data.x_test).argmax(1) == data.y_test
 
 
-def ort_static(model: nn.Module, data, calib: np.ndarray, method: str, weight_bits: int, folder: Path) -> float | None:
-    """Accuracy of onnxruntime's quantize_static model (None where ORT has no such weight width)."""
+def ort_static(model: nn.Module, data, calib: np.ndarray, method: str, weight_bits: int, folder: Path) -> np.ndarray | None:
+    """Per-image correctness of onnxruntime's quantize_static model (None where ORT has no such weight width)."""
     import onnxruntime as ort
 
     float_path, quant_path = folder / "float.onnx", folder / f"ort_{method}_{weight_bits}.onnx"
@@ -76,7 +80,7 @@ def ort_static(model: nn.Module, data, calib: np.ndarray, method: str, weight_bi
         return None
     session = ort.InferenceSession(str(quant_path), providers=["CPUExecutionProvider"])
     logits = session.run(None, {"x": data.x_test})[0]
-    return float((logits.argmax(1) == data.y_test).mean())
+    return logits.argmax(1) == data.y_test
 
 
 def timed(fn, *args, **kwargs) -> tuple[float | None, float]:
@@ -85,9 +89,9 @@ def timed(fn, *args, **kwargs) -> tuple[float | None, float]:
     return value, time.perf_counter() - start
 
 
-def qdeploy_accuracy(model: nn.Module, calib: np.ndarray, data, **options) -> tuple[float, float, str | None]:
-    """Quantize with qdeploy, export QONNX, and measure the golden executor's accuracy; also the share of zero
-    weight integers and (for auto) the pipeline it chose."""
+def qdeploy_accuracy(model: nn.Module, calib: np.ndarray, data, **options) -> tuple[np.ndarray, float, str | None]:
+    """Quantize with qdeploy, export QONNX, and classify the test set with the golden executor (per-image
+    correctness); also the share of zero weight integers and (for auto) the pipeline it chose."""
     from brevitas.nn.quant_layer import QuantWeightBiasInputOutputLayer
 
     qmodel = qdeploy.quantize(model, calib, **options)
@@ -95,12 +99,16 @@ def qdeploy_accuracy(model: nn.Module, calib: np.ndarray, data, **options) -> tu
         ints = [m.quant_weight().int() for m in qmodel.modules() if isinstance(m, QuantWeightBiasInputOutputLayer)]
     zeros = float(sum(int((i == 0).sum()) for i in ints) / sum(i.numel() for i in ints))
     chosen = getattr(qmodel, "qdeploy_pipeline", None)
-    return golden_accuracy(qdeploy.export(qmodel, calib[:1]), data), zeros, json.dumps(chosen) if chosen else None
+    return golden_correct(qdeploy.export(qmodel, calib[:1]), data), zeros, json.dumps(chosen) if chosen else None
 
 
-def run_bits(model: nn.Module, data, weight_bits: int, act_bits: int, folder: Path, seeds) -> dict[str, dict[str, list]]:
-    """Every method at one bit width, over the calibration seeds."""
+def run_bits(
+    model: nn.Module, data, weight_bits: int, act_bits: int, folder: Path, seeds
+) -> tuple[dict[str, dict[str, list]], dict[str, list[np.ndarray]]]:
+    """Every method at one bit width, over the calibration seeds: the table entries, and per method and seed which
+    test images it classified correctly."""
     results: dict[str, dict[str, list]] = {}
+    correct: dict[str, list[np.ndarray]] = {}
 
     def record(method: str, measured: tuple, label: str | None = None) -> None:
         value, seconds = measured
@@ -112,7 +120,8 @@ def run_bits(model: nn.Module, data, weight_bits: int, act_bits: int, folder: Pa
             entry.setdefault("zeros", []).append(zeros)
             if chosen:
                 entry.setdefault("chosen", []).append(chosen)
-        entry["accuracy"].append(value)
+        correct.setdefault(method, []).append(value)
+        entry["accuracy"].append(float(value.mean()))
         entry["seconds"].append(seconds)
 
     bits = {"weight_bits": weight_bits, "act_bits": act_bits}
@@ -121,17 +130,7 @@ def run_bits(model: nn.Module, data, weight_bits: int, act_bits: int, folder: Pa
         # what a brevitas user gets from its PTQ defaults: float scales, per-tensor weights, percentile activations
         record(
             "brevitas defaults (float, per-tensor, percentile)",
-            timed(
-                qdeploy_accuracy,
-                model,
-                calib,
-                data,
-                scale="float",
-                per_channel=False,
-                calibration="percentile",
-                percentile=99.999,
-                **bits,
-            ),
+            timed(qdeploy_accuracy, model, calib, data, scale="float", **BREVITAS_DEFAULTS, **bits),
         )
         if act_bits == 8:
             for method in ("MinMax", "Entropy", "Percentile"):
@@ -143,46 +142,144 @@ def run_bits(model: nn.Module, data, weight_bits: int, act_bits: int, folder: Pa
                     f"qdeploy {method} ({scale})",
                     timed(qdeploy_accuracy, model, calib, data, scale=scale, seed=seed, **options, **bits),
                 )
-    return results
+    return results, correct
+
+
+def mcnemar_p(wins: int, losses: int) -> float:
+    """Exact two-sided McNemar p-value: how likely a split this uneven of the images only one of two classifiers
+    gets right is, were both equally accurate."""
+    n = wins + losses
+    if n == 0:
+        return 1.0
+    tail = sum(math.comb(n, k) for k in range(min(wins, losses) + 1)) / 2**n
+    return min(1.0, 2 * tail)
+
+
+def compare(name: str, ours: list[np.ndarray], theirs: list[np.ndarray]) -> dict:
+    """Mean accuracy gap (points) and the paired McNemar test over test images, pooled over seeds. Seeds repeat
+    the same test images, so pooling overstates the evidence: it calls a gap significant more readily, i.e. it
+    is strict with auto."""
+    pairs = list(zip(ours, theirs * len(ours) if len(theirs) == 1 else theirs, strict=True))
+    wins = sum(int((a & ~b).sum()) for a, b in pairs)
+    losses = sum(int((~a & b).sum()) for a, b in pairs)
+    gap = 100 * (statistics.mean(float(a.mean()) for a in ours) - statistics.mean(float(b.mean()) for b in theirs))
+    p = mcnemar_p(wins, losses)
+    verdict = "at least as accurate" if gap >= 0 else ("within test noise" if p > 0.05 else "worse")
+    return {"against": name, "gap": gap, "wins": wins, "losses": losses, "p": p, "verdict": verdict}
+
+
+def goals(model_name: str, bits: str, correct: dict[str, list[np.ndarray]], float_correct: np.ndarray) -> list[dict]:
+    """The issue's goals at one model and bit width: auto vs every anchor (auto with float scales is the fair
+    match for the float-scale anchors; po2 auto is additionally constrained), W4A8 CNN within 1 point of float,
+    W2A8 MLP auto vs plain rounding."""
+    rows = []
+    anchors = [m for m in correct if m.startswith(("brevitas", "ORT"))]
+    for scale in ("float", "po2"):
+        auto = correct[f"qdeploy auto ({scale})"]
+        for anchor in anchors:
+            versus = compare(anchor, auto, correct[anchor])
+            rows.append({"model": model_name, "bits": bits, "goal": f"auto ({scale}) >= anchor", **versus})
+        if bits == "W4A8" and "CNN" in model_name:
+            gap = compare("float", auto, [float_correct])
+            gap["verdict"] = "within 1 point" if gap["gap"] >= -1.0 else "more than 1 point below"
+            rows.append({"model": model_name, "bits": bits, "goal": f"auto ({scale}) within 1 point of float", **gap})
+        if bits == "W2A8" and "MLP" in model_name:
+            gap = compare(f"qdeploy rtn ({scale})", auto, correct[f"qdeploy rtn ({scale})"])
+            far = gap["gap"] >= 10.0 and gap["p"] < 0.05  # "far": ten points or more, and not by chance
+            gap["verdict"] = "far above" if far else "not far above"
+            rows.append({"model": model_name, "bits": bits, "goal": f"auto ({scale}) far above plain rounding", **gap})
+    return rows
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=len(SEEDS), help="number of calibration seeds")
     parser.add_argument("--models", nargs="*", help="subset of the models (default: all)")
+    parser.add_argument("--bits", nargs="*", help="subset of the bit widths, e.g. W4A8 (default: all)")
     args = parser.parse_args()
     seeds = tuple(range(args.seeds))
     warnings.filterwarnings("ignore")
     torch.set_num_threads(1)  # small layer-wise ops: a second thread only adds contention on a shared CPU
-    rows = []
+    rows: list[dict] = []
+    goal_rows: list[dict] = []
     mnist = mnist5k()
     setups = {
         "digits MLP": (digits.load_digits_data(), digits.mlp),
         "MNIST-5k MLP": (mnist, lambda: digits.train(mnist_mlp(), mnist, epochs=8)),
         "MNIST-5k CNN": (mnist, lambda: digits.train(mnist_cnn(), mnist, epochs=8)),
     }
+    start = time.perf_counter()
+    load = [os.getloadavg()[0]]
     with tempfile.TemporaryDirectory() as tmp:
         for model_name, (data, factory) in setups.items():
             if args.models and model_name not in args.models:
                 continue
             torch.manual_seed(0)
             model = factory()
-            float_acc = digits.accuracy(model, data.x_test, data.y_test)
+            with torch.no_grad():
+                float_correct = model.eval()(torch.from_numpy(data.x_test)).argmax(1).numpy() == data.y_test
+            float_acc = float(float_correct.mean())
             rows.append({"model": model_name, "bits": "float", "method": "float", "accuracy": [float_acc], "seconds": [0.0]})
             for weight_bits, act_bits in BITS:
-                for method, entry in run_bits(model, data, weight_bits, act_bits, Path(tmp), seeds).items():
-                    rows.append({"model": model_name, "bits": f"W{weight_bits}A{act_bits}", "method": method, **entry})
-                    print(model_name, weight_bits, act_bits, method, [round(a, 4) for a in entry["accuracy"]], flush=True)
-                write(rows, seeds)  # after every bit width: a long run's finished part is never lost
+                bits = f"W{weight_bits}A{act_bits}"
+                if args.bits and bits not in args.bits:
+                    continue
+                results, correct = run_bits(model, data, weight_bits, act_bits, Path(tmp), seeds)
+                for method, entry in results.items():
+                    rows.append({"model": model_name, "bits": bits, "method": method, **entry})
+                    print(model_name, bits, method, [round(a, 4) for a in entry["accuracy"]], flush=True)
+                goal_rows += goals(model_name, bits, correct, float_correct)
+                load.append(os.getloadavg()[0])
+                # after every bit width: a long run's finished part is never lost
+                write(rows, goal_rows, seeds, time.perf_counter() - start, load)
 
 
-def write(rows: list[dict], seeds: tuple[int, ...]) -> None:
+def write(rows: list[dict], goal_rows: list[dict], seeds: tuple[int, ...], seconds: float, load: list[float]) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "ptq.json").write_text(json.dumps({"seeds": seeds, "calibration_samples": CALIB, "rows": rows}, indent=2))
+    run = {"seconds": seconds, "load_average_1min": load, "cores": os.cpu_count()}
+    document = {"seeds": seeds, "calibration_samples": CALIB, "run": run, "goals": goal_rows, "rows": rows}
+    (RESULTS / "ptq.json").write_text(json.dumps(document, indent=2))
     lines = [
         "# Post-training quantization (accuracy %, mean ± spread over calibration seeds)",
         "",
-        "`zeros`: share of zero weight integers. `auto`'s choices per seed are in ptq.json.",
+        f"Seeds {', '.join(map(str, seeds))} ({CALIB} calibration images each, drawn from the training split; they also"
+        " seed AdaRound, GPFQ's row subsets and auto's held-out split); test sets: digits 449 images (one image ="
+        " 0.22 points), MNIST-5k 1,000 (0.1 points). `spread` = max - min over seeds. `seconds` = quantize + export"
+        f" + golden run, mean per seed, one torch thread, on {os.cpu_count()} cores shared with other jobs (1-min"
+        f" load average {min(load):.1f}-{max(load):.1f} during the run; whole run {seconds / 60:.0f} min): compare"
+        " them within one run only. `zeros`: share of zero weight integers.",
+        "",
+        "*Anchors* are brevitas's own PTQ defaults (what `brevitas.graph.quantize` + `calibration_mode` give: float"
+        " scales, per-tensor weights, 99.999th-percentile activation ranges) and onnxruntime `quantize_static`"
+        " (QDQ, per-channel, uint8 activations, int8/int4 weights; only at A8, ORT has no 4-bit activations in this"
+        " mode and no 2/3-bit weights). All anchors use float scales, so the fair match is `qdeploy auto (float)`;"
+        " `qdeploy auto (po2)` is additionally constrained to power-of-two scales (what FPGA targets need) and is"
+        " listed against the anchors too.",
+        "",
+        "*auto* is given the bit widths and the scale kind only. It fits its candidates (rtn / bias correction /"
+        " GPTQ / GPFQ / CLE+GPTQ / GPFQ ternary at 2 bits / MSE or percentile ranges at A4 / brevitas's defaults at"
+        " 4+ bits; po2 and, when allowed, float scales) on 3/4 of the calibration images, keeps the one with the"
+        " lowest KL divergence from the float model's outputs on the other 1/4 (no labels; the test set is never"
+        " used for selection), and fits it again on all calibration images. Its choices per seed are in ptq.json.",
+        "",
+        "## Goals",
+        "",
+        "`gap` = auto minus the other row, accuracy points (mean over seeds). `wins/losses` = test images only auto /"
+        " only the other gets right, pooled over seeds; `p` = exact McNemar test on them (pooling repeats images,"
+        " so it is strict with auto). Verdict *within test noise*: auto is below by a gap the paired test cannot"
+        " tell from chance (p > 0.05).",
+        "",
+        "| model | bits | goal | against | gap | wins/losses | p | verdict |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for goal in goal_rows:
+        lines.append(
+            f"| {goal['model']} | {goal['bits']} | {goal['goal']} | {goal['against']} | {goal['gap']:+.2f} |"
+            f" {goal['wins']}/{goal['losses']} | {goal['p']:.2g} | {goal['verdict']} |"
+        )
+    lines += [
+        "",
+        "## All methods",
         "",
         "| model | bits | method | accuracy | spread | seconds | zeros % |",
         "|---|---|---|---|---|---|---|",

@@ -1,10 +1,13 @@
 """``method="auto"``: pick a PTQ pipeline for the bit widths asked, by trying a few candidates.
 
 The candidates depend on the weight/activation bit widths (plain rounding is enough at 8 bits; learned or greedy
-rounding matters at 4 bits and below; MSE activation ranges at 4-bit activations). Each is fitted on 75 % of the
-calibration data and scored on the other 25 % against the float model itself: top-1 agreement with the float
-model's outputs first, then output mean-squared error. No labels are needed and the test data are never seen.
-Power-of-two scales are respected when asked (``scale="po2"``); with ``scale="float"`` both kinds compete.
+rounding matters at 4 bits and below; MSE activation ranges at 4-bit activations), and include brevitas's own PTQ
+defaults (per-tensor weights, 99.999th-percentile activation ranges) at 4 bits and above, so auto never has fewer
+options than a brevitas user. Each candidate is fitted on 75 % of the calibration data and scored on the other 25 %
+against the float model itself: the mean KL divergence from the float model's softmax outputs (output mean-squared
+error for models that are not classifiers). The winner is then fitted again on all the calibration data, as every
+other method is. No labels are needed and the test data are never seen. Power-of-two scales are respected when
+asked (``scale="po2"``); with ``scale="float"`` both kinds compete.
 """
 
 from __future__ import annotations
@@ -26,11 +29,14 @@ log = logging.getLogger(__name__)
 
 #: options auto chooses itself; giving them together with method="auto" is a contradiction, refused
 PIPELINE_FIELDS = ("calibration", "percentile", "equalize", "bias_correction", "rounding", "gpfq_alphabet", "gpfq_sparsity")
+#: what ``brevitas.graph.quantize`` + ``calibration_mode`` give by default: one weight scale per tensor, activation
+#: ranges at the 99.999th percentile
+BREVITAS_DEFAULTS: dict[str, Any] = {"per_channel": False, "calibration": "percentile", "percentile": 99.999}
 
 
 def candidates(weight_bits: int, act_bits: int, scale: ScaleKind) -> list[dict[str, Any]]:
     """Candidate pipelines (QuantizeConfig overrides) for these bit widths."""
-    # AdaRound is not a candidate: on CPU it costs 10-50x a GPTQ pass and did not beat GPTQ/GPFQ in
+    # AdaRound is not a candidate: on CPU it costs 3-10x a GPTQ pass and did not beat GPTQ/GPFQ in
     # benchmarks/results/ptq.md
     if weight_bits >= 6:
         base = [{}, {"bias_correction": True}, {"rounding": "gptq"}]
@@ -38,19 +44,28 @@ def candidates(weight_bits: int, act_bits: int, scale: ScaleKind) -> list[dict[s
         base = [{"bias_correction": True}, {"rounding": "gptq"}, {"rounding": "gpfq"}]
     else:
         base = [{"rounding": "gptq"}, {"rounding": "gpfq"}, {"equalize": True, "rounding": "gptq"}]
+    if weight_bits == 2:  # the per-channel ternary step often fits 2-bit weights better than the 4-level grid
+        base.append({"rounding": "gpfq", "gpfq_alphabet": "ternary"})
     if act_bits <= 5:  # coarse activation grids: MSE-optimal or percentile ranges usually beat min-max
         base += [{**options, "calibration": "mse"} for options in base if options.get("rounding") != "gpfq"]
         base += [{"bias_correction": True, "calibration": "percentile"}]
+    if weight_bits >= 4:  # below 4 bits per-tensor weights collapse (benchmarks/results/ptq.md)
+        base.append(dict(BREVITAS_DEFAULTS))
     scales = ("po2",) if scale is ScaleKind.PO2 else ("po2", "float")
     return [{**options, "scale": kind} for kind in scales for options in base]
 
 
-def _score(reference: np.ndarray, output: np.ndarray) -> tuple[float, float]:
-    """(agreement with the float model's top-1, -output MSE); higher is better."""
+def _score(reference: np.ndarray, output: np.ndarray) -> dict[str, float]:
+    """Distance from the float model on held-out samples: ``loss`` (lower is better) is the mean KL divergence
+    between softmax outputs for classifiers (smoother than top-1 agreement, which ties on a few hundred samples)
+    and the output MSE otherwise; ``agreement`` (top-1 with the float model) is reported alongside."""
     mse = float(np.mean((output - reference) ** 2))
-    if reference.ndim == 2 and reference.shape[1] > 1:
-        return float(np.mean(output.argmax(1) == reference.argmax(1))), -mse
-    return 0.0, -mse
+    if reference.ndim != 2 or reference.shape[1] < 2:
+        return {"loss": mse, "agreement": float("nan"), "mse": mse}
+    log_p = torch.log_softmax(torch.from_numpy(reference).double(), 1)
+    log_q = torch.log_softmax(torch.from_numpy(output).double(), 1)
+    kl = float((log_p.exp() * (log_p - log_q)).sum(1).mean())
+    return {"loss": kl, "agreement": float(np.mean(output.argmax(1) == reference.argmax(1))), "mse": mse}
 
 
 def quantize_auto(
@@ -60,10 +75,11 @@ def quantize_auto(
     quantize_fn: Callable[[nn.Module, np.ndarray, QuantizeConfig], nn.Module],
     forward: Callable[[nn.Module, np.ndarray], np.ndarray],
 ) -> nn.Module:
-    """Fit every candidate on part of ``calib``, keep the one closest to the float model on the rest.
+    """Fit every candidate on part of ``calib``, choose the one closest to the float model on the rest, and fit
+    the chosen pipeline again on all of ``calib``.
 
-    The chosen module carries ``qdeploy_pipeline`` (its options) and ``qdeploy_auto_scores`` (every candidate's
-    held-out agreement, MSE and seconds).
+    The returned module carries ``qdeploy_pipeline`` (the chosen options) and ``qdeploy_auto_scores`` (every
+    candidate's held-out loss, agreement, MSE and seconds).
     """
     defaults = QuantizeConfig()
     given = [f for f in PIPELINE_FIELDS if getattr(config, f) != getattr(defaults, f)]
@@ -78,12 +94,17 @@ def quantize_auto(
     fit, held_out = calib[np.sort(order[:split])], calib[np.sort(order[split:])]
     with torch.no_grad():
         reference = model.eval()(torch.from_numpy(held_out)).numpy()
-    best: tuple[tuple[float, float], nn.Module, dict[str, Any]] | None = None
+    best: tuple[float, dict[str, Any]] | None = None
     scores = []
     failure: QDeployError | None = None
+    seen: set[tuple] = set()
     for options in candidates(config.weight_bits, config.act_bits, config.scale):
-        start = time.perf_counter()
         candidate_config = dataclasses.replace(config, method="custom", **options)
+        key = tuple(getattr(candidate_config, f) for f in (*PIPELINE_FIELDS, "per_channel", "scale"))
+        if key in seen:  # e.g. brevitas's defaults when the caller already asked for per-tensor weights
+            continue
+        seen.add(key)
+        start = time.perf_counter()
         try:
             qmodel = quantize_fn(model, fit, candidate_config)
         except QDeployError as exc:  # e.g. a layer GPFQ cannot handle: the other candidates still compete
@@ -91,14 +112,15 @@ def quantize_auto(
             failure = exc
             continue
         score = _score(reference, forward(qmodel, held_out))
-        scores.append({**options, "agreement": score[0], "mse": -score[1], "seconds": time.perf_counter() - start})
-        log.info("auto: %s -> agreement %.4f, mse %.4g", options, score[0], -score[1])
-        if best is None or score > best[0]:
-            best = (score, qmodel, options)
+        scores.append({**options, **score, "seconds": time.perf_counter() - start})
+        log.info("auto: %s -> held-out loss %.4g, agreement %.4f", options, score["loss"], score["agreement"])
+        if best is None or score["loss"] < best[0]:
+            best = (score["loss"], options)
     if best is None:
         raise failure or QDeployError("method='auto' found no candidate pipeline for these bit widths")
-    _, qmodel, options = best
-    log.info("auto chose %s", options)
+    options = best[1]
+    log.info("auto chose %s; fitting it on all %d calibration samples", options, len(calib))
+    qmodel = quantize_fn(model, calib, dataclasses.replace(config, method="custom", **options))
     qmodel.qdeploy_pipeline = dict(options)
     qmodel.qdeploy_auto_scores = scores
     return qmodel

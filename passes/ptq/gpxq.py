@@ -32,9 +32,13 @@ def apply_gpxq(qmodel: nn.Module, calib: np.ndarray, algorithm: str, batch_size:
     from brevitas.graph.gpfq import gpfq_mode
     from brevitas.graph.gptq import gptq_mode
 
+    from qdeploy.passes.ptq.layers import check_enough_rows, quant_layers
+
     modes = {"gptq": gptq_mode, "gpfq": gpfq_mode}
     if algorithm not in modes:
         raise QDeployError(f"unknown weight-rounding algorithm {algorithm!r}; choose gptq or gpfq")
+    # brevitas would run on any number of rows and silently fit the calibration set: refuse, naming the layer
+    check_enough_rows(quant_layers(qmodel, calib), qmodel, calib, algorithm.upper())
     batches = [calib[i : i + batch_size] for i in range(0, len(calib), batch_size)]
     qmodel.eval()
     with torch.no_grad(), modes[algorithm](qmodel, use_quant_activations=True) as runner:

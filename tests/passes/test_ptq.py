@@ -77,6 +77,28 @@ def test_gpfq_and_gptq_beat_rounding_at_2_bits_and_never_collapse(float_mlp, dat
         assert accuracy > rtn + 0.1, (rounding, accuracy, rtn)  # plain rounding loses much more at 2 bits
 
 
+def test_brevitas_gpfq_collapses_without_frozen_scales_and_qdeploy_freezes_them(float_mlp, data):
+    """The pitfall itself: brevitas's gpfq_mode on runtime-statistics weight scales (the scale follows the weights
+    GPFQ rewrites) drops the 2-bit digits MLP to chance; qdeploy's GPFQ keeps every weight scale where the float
+    weights put it. If the first assertion ever fails, brevitas has fixed the bug and the freezing may go."""
+    import brevitas.nn as qnn
+
+    from qdeploy.passes.ptq.gpxq import apply_gpxq
+
+    calib = data.x_train[:512]
+    runtime_stats = qdeploy.quantize(float_mlp, calib, weight_bits=2, act_bits=8)  # rtn: scales from weight stats
+    assert _accuracy(apply_gpxq(runtime_stats, calib, "gpfq"), data) < 0.3  # ten classes: chance is 0.1
+
+    def scales(qmodel) -> list[torch.Tensor]:
+        with torch.no_grad():
+            return [m.quant_weight().scale for m in qmodel.modules() if isinstance(m, qnn.QuantLinear)]
+
+    frozen = qdeploy.quantize(float_mlp, calib, weight_bits=2, act_bits=8, rounding="gpfq")
+    nearest = qdeploy.quantize(float_mlp, calib, weight_bits=2, act_bits=8)  # scales from the float weights
+    assert all(torch.equal(a, b) for a, b in zip(scales(frozen), scales(nearest), strict=True))
+    assert _accuracy(frozen, data) > 0.8
+
+
 def test_gpfq_model_compiles_bit_exactly(float_cnn, data, tmp_path):
     qmodel = qdeploy.quantize(float_cnn, data.x_train[:256], weight_bits=3, act_bits=8, rounding="gpfq")
     graph = qdeploy.export(qmodel, data.x_train[:1])

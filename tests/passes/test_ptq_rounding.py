@@ -108,9 +108,9 @@ def test_auto_respects_po2_beats_rounding_and_compiles_bit_exactly(float_mlp, da
     with torch.no_grad():
         scales = torch.cat([layer.quant_weight().scale.flatten() for layer in _quant_layers(auto)])
     assert torch.equal(torch.exp2(torch.round(torch.log2(scales))), scales)
-    # it kept the candidate that agreed best with the float model on the held-out quarter
-    best = max(auto.qdeploy_auto_scores, key=lambda s: (s["agreement"], -s["mse"]))
-    assert {k: v for k, v in best.items() if k not in ("agreement", "mse", "seconds")} == auto.qdeploy_pipeline
+    # it kept the candidate closest to the float model (KL divergence) on the held-out quarter
+    best = min(auto.qdeploy_auto_scores, key=lambda s: s["loss"])
+    assert {k: v for k, v in best.items() if k not in ("loss", "agreement", "mse", "seconds")} == auto.qdeploy_pipeline
     assert _accuracy(auto, data) > rtn + 0.15, (_accuracy(auto, data), rtn)
     graph = qdeploy.export(auto, calib[:1])
     assert qdeploy.compile(graph, target="onnxruntime", out=tmp_path / "auto", data=data.x_test[:200]).bit_exact
@@ -125,11 +125,38 @@ def test_auto_may_choose_float_scales_when_allowed():
         assert {c["scale"] for c in candidates(*bits, ScaleKind.PO2)} == {"po2"}
 
 
+def test_auto_offers_brevitas_defaults_and_refits_its_choice_on_all_calibration_data(float_mlp, data):
+    """brevitas's own PTQ defaults compete at 4+ bits (auto never has fewer options than a brevitas user), and the
+    returned model is the chosen pipeline fitted on every calibration sample, not the 3/4 it was scored on."""
+    from qdeploy.passes.ptq.auto import BREVITAS_DEFAULTS
+
+    calib = data.x_train[:512]
+    auto = qdeploy.quantize(float_mlp, calib, weight_bits=4, act_bits=8, method="auto", scale="float")
+    per_tensor = [s for s in auto.qdeploy_auto_scores if s.get("per_channel") is False]
+    assert {s["scale"] for s in per_tensor} == {"po2", "float"}
+    assert all(s[k] == v for s in per_tensor for k, v in BREVITAS_DEFAULTS.items())
+    refit = qdeploy.quantize(float_mlp, calib, weight_bits=4, act_bits=8, **auto.qdeploy_pipeline)
+    assert np.array_equal(torch_forward(auto, data.x_test), torch_forward(refit, data.x_test))
+    fit_part = calib[np.sort(np.random.default_rng(0).permutation(512)[:384])]  # what auto scored it on (seed 0)
+    on_fit_part_only = qdeploy.quantize(float_mlp, fit_part, weight_bits=4, act_bits=8, **auto.qdeploy_pipeline)
+    assert not np.array_equal(torch_forward(auto, data.x_test), torch_forward(on_fit_part_only, data.x_test))
+    # a caller who asks for per-tensor weights gets them whatever auto picks
+    tensor_auto = qdeploy.quantize(float_mlp, calib, weight_bits=8, act_bits=8, method="auto", per_channel=False)
+    assert all(layer.quant_weight().scale.numel() == 1 for layer in _quant_layers(tensor_auto))
+
+
 def test_too_little_calibration_data_for_adaround_names_the_layer(float_mlp, data):
     # 64 samples are enough for the 64-input first layer, not for the 800-input second one
     wide = nn.Sequential(nn.Flatten(), nn.Linear(64, 800), nn.ReLU(), nn.Linear(800, 10))
     with pytest.raises(QDeployError, match=r"layer 3: AdaRound needs at least 100 calibration rows.*give at least 100"):
         qdeploy.quantize(wide, data.x_train[:64], weight_bits=4, rounding="adaround", adaround_iters=1)
+    for rounding in ("gptq", "gpfq"):  # brevitas's implementations too, and GPFQ's own variant
+        with pytest.raises(QDeployError, match=rf"layer 3: {rounding.upper()} needs at least 100 calibration rows"):
+            qdeploy.quantize(wide, data.x_train[:64], weight_bits=4, rounding=rounding)
+    with pytest.raises(QDeployError, match=r"layer 3: GPFQ needs at least 100 calibration rows"):
+        qdeploy.quantize(wide, data.x_train[:64], weight_bits=4, rounding="gpfq", gpfq_alphabet="ternary")
+    with pytest.raises(QDeployError, match=r"method='auto' needs at least 128 calibration samples"):
+        qdeploy.quantize(float_mlp, data.x_train[:100], method="auto")
     with pytest.raises(QDeployError, match=r"needs at least 64 calibration samples"):
         qdeploy.quantize(float_mlp, data.x_train[:32], weight_bits=4, rounding="gpfq", gpfq_sparsity=0.1)
 
