@@ -262,9 +262,12 @@ def test_creep_example_step_compiles_and_verifies(tmp_path):
     net = results[-1][2]
     assert sum(isinstance(m, QuantumLayer) for m in net.modules()) == 2  # two hidden layers replaced
     graph = export_hybrid(net, data.x_train)
-    artifact = qdeploy.compile(graph, target="quantum", out=tmp_path / "creep", data=data.x_test, verify_samples=4)
+    out = tmp_path / "creep"
+    artifact = qdeploy.compile(graph, target="quantum", out=out, data=data.x_test, verify_samples=4)
     assert artifact.report["verified"] and len(artifact.report["per_layer"]) == 2
-    assert np.max(np.abs(artifact.predict(data.x_test) - torch_out(net, data.x_test))) <= 1e-6
+    np.savez(tmp_path / "x.npz", x=data.x_test)
+    assert main(["run", str(out), "--data", str(tmp_path / "x.npz"), "-o", str(tmp_path / "y.npy")]) == 0
+    assert np.max(np.abs(np.load(tmp_path / "y.npy") - torch_out(net, data.x_test))) <= 1e-6
 
 
 def test_quantized_activation_in_the_classical_part_is_refused(graph, tmp_path):
