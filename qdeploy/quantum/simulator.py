@@ -127,7 +127,8 @@ def _one_qubit(gate: Gate, inputs: torch.Tensor, weights: torch.Tensor, dtype: t
 def _apply_1q(state: torch.Tensor, matrix: torch.Tensor, axis: int) -> torch.Tensor:
     """``matrix`` ((2, 2) or (batch, 2, 2)) on ``axis`` of ``state`` (batch, 2, ..., 2): a contraction over that axis
     written as two weighted sums of the state's halves (no axis moves, no copies beyond the result)."""
-    s0, s1 = state.select(axis, 0), state.select(axis, 1)
+    # unbind, not two selects: its backward stacks the halves' gradients instead of zero-filling two full states
+    s0, s1 = state.unbind(axis)
     if matrix.dim() == 3:
         m = matrix.reshape(matrix.shape[0], 2, 2, *([1] * (s0.dim() - 1)))
         m00, m01, m10, m11 = m[:, 0, 0], m[:, 0, 1], m[:, 1, 0], m[:, 1, 1]
@@ -147,7 +148,7 @@ def _apply_1q(state: torch.Tensor, matrix: torch.Tensor, axis: int) -> torch.Ten
 
 def _controlled_apply(state: torch.Tensor, matrix: torch.Tensor, control: int, target: int) -> torch.Tensor:
     """``matrix`` on axis ``target`` where axis ``control`` is 1."""
-    off, on = state.select(control, 0), state.select(control, 1)
+    off, on = state.unbind(control)
     inner = target if target < control else target - 1
     return torch.stack([off, _apply_1q(on, matrix, inner)], dim=control)
 
@@ -189,7 +190,7 @@ def simulate_state(spec: CircuitSpec, inputs: torch.Tensor, weights: torch.Tenso
         elif gate.name == "rzz":
             # exp(-i theta/2 Z(x)Z): rz(theta) on b when a is 0, rz(-theta) when a is 1
             rz = _one_qubit(Gate("rz", gate.wires[1:], gate.angle), inputs, weights, dtype)
-            off, on = state.select(a, 0), state.select(a, 1)
+            off, on = state.unbind(a)
             inner = b if b < a else b - 1
             state = torch.stack([_apply_1q(off, rz, inner), _apply_1q(on, rz.conj(), inner)], dim=a)
         else:
