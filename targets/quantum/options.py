@@ -20,7 +20,9 @@ class QuantumOptions:
     #: ``fake_<name>`` (e.g. ``fake_brisbane``, ``fake_torino``): an IBM device's snapshot from qiskit-ibm-runtime's
     #: fake provider (offline; ``pip install 'qdeploy[ibm]'``).
     device: str = "line"
-    seeds: int = 8  #: transpiler seeds tried per circuit; the one with the fewest two-qubit gates (then depth) wins
+    #: transpiler seeds tried per circuit (plus the dense and trivial layouts); the fewest two-qubit gates, then the
+    #: smallest depth, wins
+    seeds: int = 8
     optimization_level: int = 3
     epsilon: float = 0.01  #: target precision of each expectation value: shots = ceil(1 / epsilon**2)
     shot_check_inputs: int = 4  #: random inputs on which sampled means are checked against exact values
@@ -90,6 +92,7 @@ def ibm_fake_backend(device: str):
 
     require("qiskit_ibm_runtime", "ibm", f"the IBM fake backend {device!r}")
     from qiskit_ibm_runtime import fake_provider
+
     # FakeBrisbane (or FakeArmonkV2) is "fake_armonk": look the class up by name instead of building all ~70.
     stem = "Fake" + device.removeprefix("fake_").replace("_", " ").title().replace(" ", "")
     for cls in (getattr(fake_provider, stem + "V2", None), getattr(fake_provider, stem, None)):

@@ -217,6 +217,7 @@ def lower_hybrid(model: ModelWrapper, opts, out_dir: Path, ctx: RunContext) -> d
                 "depth": best.depth,
                 "swaps": best.swaps,
                 "seed": best.seed,
+                "layout_method": best.layout,
                 "seeds_tried": best.tried,
                 "transpile_seconds": round(best.seconds, 4),
                 "measurement_groups": len(groups),
