@@ -79,7 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--average-bits", type=float, required=True, help="budget: what uniform weights of this many bits would cost"
     )
     p.add_argument("--objective", choices=("bops", "memory"), default="bops", help="bit operations or weight memory")
-    p.add_argument("--candidates", default="2,3,4,6,8", help="weight bit widths to choose from (default 2,3,4,6,8)")
+    p.add_argument("--candidates", default="2,3,4,5,6,7,8", help="weight bit widths to choose from (default 2,3,4,5,6,7,8)")
     p.add_argument("--probes", type=int, default=32, help="Hutchinson probes per layer (default 32)")
     p.add_argument("--samples", type=int, default=512, help="data rows for the traces and calibration (default 512)")
     p.add_argument("-o", "--output", required=True, help="QONNX file to write (the allocation goes beside it, .json)")
@@ -244,7 +244,13 @@ def cmd_mixed(args: argparse.Namespace) -> int:
 
     from qdeploy.data import load_labelled
     from qdeploy.frontend import load_factory, quantize
-    from qdeploy.passes.mixed import allocate_bits, hessian_traces, layer_macs, quantizable_budget
+    from qdeploy.passes.mixed import (
+        allocate_bits,
+        hessian_traces,
+        layer_macs,
+        measured_perturbations,
+        quantizable_budget,
+    )
 
     try:
         candidates = tuple(sorted(int(b) for b in args.candidates.split(",")))
@@ -257,7 +263,13 @@ def cmd_mixed(args: argparse.Namespace) -> int:
     traces = hessian_traces(model, inputs, torch.from_numpy(y.astype(np.int64)), probes=args.probes)
     macs = layer_macs(model, inputs[:1])
     budget = quantizable_budget(model, macs, args.average_bits, args.abits, args.objective)
-    allocation = allocate_bits(traces, model, macs, budget, candidates, act_bits=args.abits, objective=args.objective)
+    # refuse an impossible budget before quantizing the model once per candidate width
+    allocate_bits(dict.fromkeys(traces, 0.0), model, macs, budget, candidates, act_bits=args.abits, objective=args.objective)
+    # ||Q_b(W) - W||^2 with the quantizer the exported model uses (same options as the export below)
+    perturbations = measured_perturbations(model, x, candidates, act_bits=args.abits)
+    allocation = allocate_bits(
+        traces, model, macs, budget, candidates, act_bits=args.abits, objective=args.objective, perturbations=perturbations
+    )
     widest = max(allocation.bits.values())
     qmodel = quantize(model, x, weight_bits=widest, act_bits=args.abits, layer_weight_bits=allocation.bits)
     output = Path(args.output)

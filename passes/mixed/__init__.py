@@ -5,8 +5,17 @@ from qdeploy.passes.mixed.hawq import (
     allocate_bits,
     hessian_traces,
     layer_macs,
+    measured_perturbations,
     quantizable_budget,
     weight_perturbation,
 )
 
-__all__ = ["Allocation", "allocate_bits", "hessian_traces", "layer_macs", "quantizable_budget", "weight_perturbation"]
+__all__ = [
+    "Allocation",
+    "allocate_bits",
+    "hessian_traces",
+    "layer_macs",
+    "measured_perturbations",
+    "quantizable_budget",
+    "weight_perturbation",
+]

@@ -1,9 +1,11 @@
 """HAWQ-style mixed precision (Dong et al., HAWQ-V2/V3; the codesign seed's HAWQ -> QONNX -> hls4ml flow).
 
-Sensitivity of layer l at b bits: ``Omega_l(b) = mean Hessian trace of W_l x ||Q_b(W_l) - W_l||^2``, with the trace
-estimated by Hutchinson's method (Rademacher probes, Hessian-vector products by double backprop). The allocation
-minimizes the total sensitivity subject to a bit-operation (or weight-memory) budget, solved exactly as a
-0/1 integer program with scipy's ``milp`` (HiGHS).
+Sensitivity of layer l at b bits (HAWQ-V3): ``Omega_l(b) = trace(H_l) / n_l x ||Q_b(W_l) - W_l||^2``, with the
+trace estimated by Hutchinson's method (Rademacher probes, Hessian-vector products by double backprop) and
+``Q_b`` the quantizer the exported model really uses (``measured_perturbations``: brevitas's weight quantizer as
+``qdeploy.quantize`` configures it -- scale rule, power-of-two rounding, per-channel, narrow range -- read back
+from the quantized layers). The allocation minimizes the total sensitivity subject to a bit-operation (or
+weight-memory) budget, solved exactly as a 0/1 integer program with scipy's ``milp`` (HiGHS).
 """
 
 from __future__ import annotations
@@ -45,13 +47,46 @@ def hessian_traces(
 
 
 def weight_perturbation(weight: torch.Tensor, bits: int) -> float:
-    """||Q_b(W) - W||^2 for symmetric per-output-channel quantization with power-of-two scales (qdeploy's default)."""
+    """||Q_b(W) - W||^2 for a textbook symmetric per-output-channel quantizer with power-of-two scales (absmax over
+    2^(b-1) - 1, rounded up to a power of two). Only an approximation of what brevitas does: the allocation uses
+    ``measured_perturbations`` when it is given them."""
     w = weight.detach().reshape(weight.shape[0], -1).double()
     levels = 2 ** (bits - 1) - 1
     absmax = w.abs().amax(dim=1, keepdim=True).clamp_min(1e-12)
     scale = torch.exp2(torch.ceil(torch.log2(absmax / levels)))
     quantized = torch.clamp(torch.round(w / scale), -levels, levels) * scale
     return float(((quantized - w) ** 2).sum())
+
+
+def measured_perturbations(
+    model: nn.Module, calib: np.ndarray, candidates: tuple[int, ...], **quantize_options
+) -> dict[str, dict[int, float]]:
+    """||Q_b(W_l) - W_l||^2 for every quantizable layer l and candidate b, measured on the model ``qdeploy.quantize``
+    builds with ``weight_bits=b`` and ``quantize_options`` (the same options must be used for the export).
+
+    The reference W_l is the quantized layer's float weight (after BatchNorm folding / equalization, when the
+    options ask for it): that is the weight the quantizer rounds.
+    """
+    from qdeploy.frontend import quantize
+
+    layers = quantizable_layers(model)
+    options = {k: v for k, v in quantize_options.items() if k not in ("weight_bits", "layer_weight_bits")}
+    result: dict[str, dict[int, float]] = {name: {} for name in layers}
+    for bits in candidates:
+        qmodel = quantize(model, calib, weight_bits=bits, **options)
+        found = set()
+        with torch.no_grad():
+            for name, module in qmodel.named_modules():
+                if name in layers and hasattr(module, "quant_weight"):
+                    quantized = module.quant_weight().value
+                    result[name][bits] = float(((quantized.double() - module.weight.double()) ** 2).sum())
+                    found.add(name)
+        if found != set(layers):
+            raise QDeployError(
+                f"the quantized model has no quantized layer for {sorted(set(layers) - found)}; "
+                "measured perturbations need the float model's layer names (no layer renaming)"
+            )
+    return result
 
 
 @dataclass(frozen=True)
@@ -70,13 +105,16 @@ def allocate_bits(
     model: nn.Module,
     macs: dict[str, int],
     budget: float,
-    candidates: tuple[int, ...] = (2, 3, 4, 6, 8),
+    candidates: tuple[int, ...] = (2, 3, 4, 5, 6, 7, 8),
     act_bits: int = 8,
     objective: str = "bops",
+    perturbations: dict[str, dict[int, float]] | None = None,
 ) -> Allocation:
     """Exact bit allocation: minimize sum of Omega_l(b) s.t. sum cost_l(b) <= budget (0/1 integer program).
 
     ``objective`` 'bops': cost = MACs x weight bits x ``act_bits``; 'memory': cost = weights x bits (bits of storage).
+    ``perturbations``: ||Q_b(W_l) - W_l||^2 per layer and bit width from ``measured_perturbations`` (the exported
+    model's quantizer); without it, ``weight_perturbation``'s textbook quantizer stands in.
     """
     from scipy.optimize import Bounds, LinearConstraint, milp
 
@@ -86,12 +124,21 @@ def allocate_bits(
     if objective not in ("bops", "memory"):
         raise QDeployError(f"objective {objective!r} must be 'bops' or 'memory'")
     names = list(layers)
+    if perturbations is not None:
+        missing = [(n, b) for n in names for b in candidates if b not in perturbations.get(n, {})]
+        if missing:
+            raise QDeployError(f"perturbations lack (layer, bits) {missing[:4]}; measure them for every candidate")
     table: dict[str, dict[int, dict[str, float]]] = {}
     for name in names:
         weight = layers[name].weight
         per_bit = weight.numel() if objective == "memory" else macs[name] * act_bits
         table[name] = {
-            b: {"omega": traces[name] * weight_perturbation(weight, b), "cost": float(per_bit * b)} for b in candidates
+            b: {
+                "omega": traces[name]
+                * (perturbations[name][b] if perturbations is not None else weight_perturbation(weight, b)),
+                "cost": float(per_bit * b),
+            }
+            for b in candidates
         }
     minimum = sum(min(entry["cost"] for entry in table[name].values()) for name in names)
     if budget < minimum:

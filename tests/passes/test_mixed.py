@@ -12,7 +12,7 @@ from torch import nn
 
 import qdeploy
 from qdeploy.errors import QDeployError
-from qdeploy.passes.mixed import allocate_bits, hessian_traces, layer_macs
+from qdeploy.passes.mixed import allocate_bits, hessian_traces, layer_macs, measured_perturbations
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -110,7 +110,7 @@ def test_mixed_command_line_respects_the_budget_and_exports(tmp_path, data, caps
     args = ["mixed", f"{ROOT / 'examples' / 'digits.py'}:mlp", "--data", str(train), "--probes", "4", "-q"]
     assert main([*args, "--average-bits", "3", "-o", str(out)]) == 0
     allocation = json.loads(out.with_suffix(".json").read_text())
-    assert allocation["cost"] <= allocation["budget"] and set(allocation["bits"].values()) <= {2, 3, 4, 6, 8}
+    assert allocation["cost"] <= allocation["budget"] and set(allocation["bits"].values()) <= set(range(2, 9))
     graph = qdeploy.load(out)
     weight_bits = sorted(
         int(graph.get_initializer(n.input[3]))
@@ -124,3 +124,44 @@ def test_mixed_command_line_respects_the_budget_and_exports(tmp_path, data, caps
     low = tmp_path / "low.onnx"
     assert main([*args, "--average-bits", "1", "-o", str(low)]) == 1
     assert "below" in capsys.readouterr().err and not low.exists()
+
+
+def test_measured_perturbation_is_the_exported_quantizers_error(data):
+    """||Q_b(W) - W||^2 in the objective is the error of the weights the exported QONNX graph really holds."""
+    from qonnx.custom_op.general.quant import quant
+
+    model = qdeploy_example_mlp()
+    calib = data.x_train[:128]
+    measured = measured_perturbations(model, calib, (2, 4))
+    float_weights = [dict(model.named_modules())[name].weight.detach().numpy() for name in ("1", "3", "5")]
+    for bits in (2, 4):
+        graph = qdeploy.export(qdeploy.quantize(model, calib, weight_bits=bits), calib[:1])
+        errors = []
+        for node in graph.graph.node:
+            weight = graph.get_initializer(node.input[0]) if node.op_type == "Quant" else None
+            if weight is None or weight.ndim != 2:
+                continue
+            scale, zero, width = (graph.get_initializer(name) for name in node.input[1:4])
+            attrs = {a.name: a.i if a.type == a.INT else a.s.decode() for a in node.attribute}
+            q = quant(weight, scale, zero, width, attrs["signed"], attrs["narrow"], attrs["rounding_mode"])
+            # the exporter may store W transposed (MatMul layout): compare in the float layer's layout
+            float_weight = next(w for w in float_weights if w.size == weight.size)
+            w = weight if weight.shape == float_weight.shape else weight.T
+            assert np.allclose(w, float_weight, atol=1e-6)
+            errors.append(float(((q - weight) ** 2).sum()))
+        assert np.allclose(errors, [measured[name][bits] for name in ("1", "3", "5")], rtol=1e-4)
+    assert all(measured[name][2] > measured[name][4] > 0 for name in measured)
+
+
+def test_perturbations_must_cover_every_candidate(data):
+    model, x, _ = _digits_model_and_data(data)
+    macs = layer_macs(model, x)
+    partial = {name: {2: 1.0} for name in macs}
+    with pytest.raises(QDeployError, match="perturbations lack"):
+        allocate_bits(dict.fromkeys(macs, 1.0), model, macs, sum(macs.values()) * 32, (2, 4), perturbations=partial)
+
+
+def test_model_without_quantizable_layer_is_refused():
+    model = nn.Sequential(nn.Flatten(), nn.ReLU())
+    with pytest.raises(QDeployError, match="no Linear or Conv layer"):
+        hessian_traces(model, torch.randn(4, 8), torch.zeros(4, dtype=torch.long))
