@@ -115,7 +115,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("compile", help="compile a QONNX model for a target and verify it bit for bit")
     p.add_argument("model", help="QONNX/ONNX file (brevitas, FINN, model zoo, qdeploy quantize)")
     p.add_argument("--target", help="onnxruntime (default), hls4ml or quantum")
-    p.add_argument("--device", help="quantum device: line[:N] (default), heavy-hex[:D] or all-to-all[:N]")
+    p.add_argument(
+        "--device",
+        help="quantum device: line[:N] (default), heavy-hex[:D], all-to-all[:N], or an IBM fake backend such as "
+        "fake_brisbane (needs qdeploy[ibm])",
+    )
     p.add_argument("--epsilon", type=float, help="quantum: precision per expectation value, shots = ceil(1/eps^2)")
     p.add_argument("--board", help="FPGA board preset for hls4ml (pynq-z2, zcu104, arty-a7-100t, alveo-u250, vu13p)")
     p.add_argument("--backend", help="hls4ml backend: Vitis (default), Vivado, Quartus, Catapult")
