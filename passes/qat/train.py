@@ -4,11 +4,19 @@ Gradients pass the rounding with brevitas's straight-through estimator; scales t
 scales after calibration, weight scales with ``trainable_scales``) are learned, LSQ-style, in the power-of-two
 (log2) domain when scales are po2, so the result still lowers exactly to fixed point. BatchNorm was folded into
 the weights when the model was quantized. Checkpoints are written to a temporary file, then renamed.
+
+Fine-tuning from a PTQ initialization must not end below its starting point, so a share of the training data
+(``val_fraction``, never the test set) is held out: the model is scored on it before training and after every
+epoch, and the best of these states is the result. The learning rate follows a cosine decay to zero (QAT
+fine-tuning, e.g. LSQ), scales have their own learning rate, and weight decay applies to weights only: decaying a
+log2-domain scale would pull it towards 1.0, not towards 0.
 """
 
 from __future__ import annotations
 
+import copy
 import logging
+import math
 import os
 from pathlib import Path
 
@@ -22,10 +30,51 @@ from qdeploy.progress import progress
 log = logging.getLogger(__name__)
 
 
-def _save_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, epoch: int, losses: list) -> None:
+def _save_checkpoint(path: Path, payload: dict) -> None:
     tmp = path.with_name(path.name + ".tmp")
-    torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch, "losses": losses}, tmp)
+    torch.save(payload, tmp)
     os.replace(tmp, path)
+
+
+def _logits(qmodel: nn.Module, inputs: torch.Tensor) -> torch.Tensor:
+    out = qmodel(inputs)
+    return out.value if hasattr(out, "value") else out
+
+
+def _accuracy(qmodel: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, batch_size: int = 512) -> float:
+    qmodel.eval()
+    with torch.no_grad():
+        correct = sum(
+            int((_logits(qmodel, inputs[i : i + batch_size]).argmax(1) == labels[i : i + batch_size]).sum())
+            for i in range(0, len(inputs), batch_size)
+        )
+    return correct / len(inputs)
+
+
+def _parameter_groups(qmodel: nn.Module, lr: float, scale_lr: float, weight_decay: float) -> list[dict]:
+    """Weights (decayed), biases and quantizer scales (not decayed; scales at ``scale_lr``)."""
+    weights, biases, scales = [], [], []
+    for name, parameter in qmodel.named_parameters():
+        if not parameter.requires_grad:
+            continue
+        if "scaling_impl" in name:  # brevitas's learned (log2-domain when po2) scale parameters
+            scales.append(parameter)
+        elif parameter.dim() <= 1:
+            biases.append(parameter)
+        else:
+            weights.append(parameter)
+    groups = [
+        {"params": weights, "lr": lr, "weight_decay": weight_decay},
+        {"params": biases, "lr": lr, "weight_decay": 0.0},
+        {"params": scales, "lr": scale_lr, "weight_decay": 0.0},
+    ]
+    return [g for g in groups if g["params"]]
+
+
+def _split(n: int, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    order = np.random.default_rng(seed).permutation(n)
+    n_val = int(round(n * val_fraction))
+    return np.sort(order[n_val:]), np.sort(order[:n_val])
 
 
 def qat_train(
@@ -39,11 +88,23 @@ def qat_train(
     checkpoint: str | Path | None = None,
     resume: bool = False,
     seed: int = 0,
+    val_fraction: float = 0.1,
+    scale_lr: float | None = None,
+    weight_decay: float = 1e-2,
+    validation: tuple[np.ndarray, np.ndarray] | None = None,
+    schedule: str = "cosine",
+    history: dict | None = None,
 ) -> tuple[nn.Module, list[float]]:
     """Train ``qmodel`` with cross-entropy on (x, y); returns the model and the mean loss of every epoch.
 
-    ``optimizer``: 'adamw' (torch) or 'adamw4bit' (qdeploy's 4-bit-state AdamW). With ``checkpoint`` the state is
-    saved after each epoch; ``resume`` continues from it (same seed: the continued run equals an uninterrupted one).
+    ``optimizer``: 'adamw' (torch) or 'adamw4bit' (qdeploy's 4-bit-state AdamW). ``val_fraction`` of (x, y) is
+    held out (0 trains on everything and keeps the last epoch), unless ``validation`` = (x_val, y_val) gives the
+    held-out data itself (best not seen by the float model either); the returned model is the state with the best
+    held-out accuracy among the starting point and every epoch (ties keep the earlier state). ``scale_lr``: learning
+    rate of the quantizer scales (default ``lr``); ``schedule``: 'cosine' decay
+    to 0 over ``epochs`` or 'constant'. With ``checkpoint`` the state is saved after each epoch;
+    ``resume`` continues from it (same seed: the continued run equals an uninterrupted one). ``history``, when given,
+    is filled with 'loss', 'val_accuracy' (index 0: before training) and 'best_epoch'.
     """
     if len(x) != len(y):
         raise QDeployError(f"QAT data: {len(x)} inputs but {len(y)} labels")
@@ -51,8 +112,32 @@ def qat_train(
         raise QDeployError(f"epochs={epochs} must be >= 1")
     if optimizer not in ("adamw", "adamw4bit"):
         raise QDeployError(f"optimizer {optimizer!r} must be 'adamw' or 'adamw4bit'")
+    if schedule not in ("cosine", "constant"):
+        raise QDeployError(f"schedule {schedule!r} must be 'cosine' or 'constant'")
+    if not 0.0 <= val_fraction < 1.0:
+        raise QDeployError(f"val_fraction={val_fraction} must lie in [0, 1)")
+    if lr <= 0 or (scale_lr is not None and scale_lr < 0):
+        raise QDeployError(f"lr={lr}, scale_lr={scale_lr}: the learning rates must be positive")
     checkpoint = Path(checkpoint) if checkpoint is not None else None
-    start_epoch, losses, state = 0, [], None
+    inputs = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+    labels = torch.from_numpy(np.asarray(y)).long()
+    if validation is not None:
+        if len(validation[0]) != len(validation[1]) or len(validation[0]) < 10:
+            raise QDeployError(
+                f"QAT validation data: {len(validation[0])} inputs and {len(validation[1])} labels; give >= 10 pairs"
+            )
+        train_x, train_y = inputs, labels
+        val_x = torch.from_numpy(np.ascontiguousarray(validation[0], dtype=np.float32))
+        val_y = torch.from_numpy(np.asarray(validation[1])).long()
+        val_fraction = len(val_x) / (len(val_x) + len(x))
+    else:
+        train_idx, val_idx = _split(len(x), val_fraction, seed)
+        if val_fraction > 0 and len(val_idx) < 10:
+            raise QDeployError(f"val_fraction={val_fraction} holds out {len(val_idx)} of {len(x)} samples; give more data")
+        train_x, train_y, val_x, val_y = inputs[train_idx], labels[train_idx], inputs[val_idx], labels[val_idx]
+
+    start_epoch, losses, val_accuracies, state = 0, [], [], None
+    best_epoch, best_state = 0, None
     if resume:
         if checkpoint is None or not checkpoint.exists():
             raise QDeployError(f"cannot resume: checkpoint {checkpoint} does not exist")
@@ -63,32 +148,70 @@ def qat_train(
         except Exception as exc:
             raise QDeployError(f"checkpoint {checkpoint} could not be loaded: {type(exc).__name__}: {exc}") from exc
         start_epoch, losses = int(state["epoch"]), list(state["losses"])
+        val_accuracies, best_epoch = list(state.get("val_accuracy", [])), int(state.get("best_epoch", start_epoch))
+        best_state = state.get("best_model")
+    elif val_fraction > 0:
+        val_accuracies.append(_accuracy(qmodel, val_x, val_y))
+        best_state = copy.deepcopy(qmodel.state_dict())
+        log.info("QAT start: held-out accuracy %.4f", val_accuracies[0])
+
+    groups = _parameter_groups(qmodel, lr, lr if scale_lr is None else scale_lr, weight_decay)
     if optimizer == "adamw":
-        opt: torch.optim.Optimizer = torch.optim.AdamW(qmodel.parameters(), lr=lr)
+        opt: torch.optim.Optimizer = torch.optim.AdamW(groups)
     else:
         from qdeploy.passes.optim import AdamW4bit
 
-        opt = AdamW4bit(qmodel.parameters(), lr=lr)
+        opt = AdamW4bit(groups)
+    base_lrs = [g["lr"] for g in opt.param_groups]  # before loading: a checkpoint holds the decayed rates
     if state is not None:
         opt.load_state_dict(state["optimizer"])
-    inputs, labels = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)), torch.from_numpy(np.asarray(y)).long()
+    steps_per_epoch = math.ceil(len(train_x) / batch_size)
+    total_steps = epochs * steps_per_epoch
+
     for epoch in range(start_epoch, epochs):
         generator = torch.Generator().manual_seed(seed * 100_003 + epoch)  # per-epoch order: resumable
-        order = torch.randperm(len(inputs), generator=generator).split(batch_size)
+        order = torch.randperm(len(train_x), generator=generator).split(batch_size)
         qmodel.train()
         total = 0.0
-        for idx in progress(order, desc=f"QAT epoch {epoch + 1}/{epochs}", total=len(order)):
+        for i, idx in enumerate(progress(order, desc=f"QAT epoch {epoch + 1}/{epochs}", total=len(order))):
+            step = epoch * steps_per_epoch + i
+            for group, base in zip(opt.param_groups, base_lrs, strict=True):
+                decay = 0.5 * (1 + math.cos(math.pi * step / total_steps)) if schedule == "cosine" else 1.0
+                group["lr"] = base * decay
             opt.zero_grad()
-            out = qmodel(inputs[idx])
-            loss = nn.functional.cross_entropy(out.value if hasattr(out, "value") else out, labels[idx])
+            loss = nn.functional.cross_entropy(_logits(qmodel, train_x[idx]), train_y[idx])
             if not torch.isfinite(loss):
                 raise QDeployError(f"QAT loss became {float(loss)} in epoch {epoch + 1}; lower the learning rate")
             loss.backward()
             opt.step()
             total += float(loss) * len(idx)
-        losses.append(total / len(inputs))
-        log.info("QAT epoch %d/%d: loss %.4f", epoch + 1, epochs, losses[-1])
+        losses.append(total / len(train_x))
+        if val_fraction > 0:
+            val_accuracies.append(_accuracy(qmodel, val_x, val_y))
+            if val_accuracies[-1] > val_accuracies[best_epoch]:
+                best_epoch, best_state = epoch + 1, copy.deepcopy(qmodel.state_dict())
+            log.info("QAT epoch %d/%d: loss %.4f, held-out accuracy %.4f", epoch + 1, epochs, losses[-1], val_accuracies[-1])
+        else:
+            best_epoch = epoch + 1
+            log.info("QAT epoch %d/%d: loss %.4f", epoch + 1, epochs, losses[-1])
         if checkpoint is not None:
-            _save_checkpoint(checkpoint, qmodel, opt, epoch + 1, losses)
+            payload = {
+                "model": qmodel.state_dict(),
+                "optimizer": opt.state_dict(),
+                "epoch": epoch + 1,
+                "losses": losses,
+                "val_accuracy": val_accuracies,
+                "best_epoch": best_epoch,
+            }
+            if best_state is not None:
+                payload["best_model"] = best_state
+            _save_checkpoint(checkpoint, payload)
+    for group, base in zip(opt.param_groups, base_lrs, strict=True):
+        group["lr"] = base
+    if best_state is not None and best_epoch != epochs:
+        log.info("QAT: keeping the state after epoch %d (held-out accuracy %.4f)", best_epoch, val_accuracies[best_epoch])
+        qmodel.load_state_dict(best_state)
+    if history is not None:
+        history.update({"loss": losses, "val_accuracy": val_accuracies, "best_epoch": best_epoch})
     qmodel.eval()
     return qmodel, losses

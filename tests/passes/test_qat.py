@@ -21,23 +21,80 @@ def _accuracy(qmodel, data) -> float:
 def test_qat_lowers_the_loss_and_beats_ptq_at_low_bits(float_mlp, data):
     ptq = qdeploy.quantize(float_mlp, data.x_train[:512], weight_bits=2, act_bits=2, trainable_scales=True)
     ptq_accuracy = _accuracy(ptq, data)
-    trained, losses = qat_train(ptq, data.x_train, data.y_train, epochs=5)
+    trained, losses = qat_train(ptq, data.x_train, data.y_train, epochs=8, lr=3e-3)
     assert losses[-1] < 0.8 * losses[0]
     assert _accuracy(trained, data) > ptq_accuracy + 0.1
 
 
-def test_resume_from_checkpoint_equals_an_uninterrupted_run(float_mlp, data, tmp_path):
+def test_resume_from_checkpoint_equals_an_uninterrupted_run(float_mlp, data, tmp_path, monkeypatch):
+    from qdeploy.passes.qat import train
+
     def fresh():
         return qdeploy.quantize(float_mlp, data.x_train[:256], weight_bits=4, act_bits=4, trainable_scales=True)
 
-    straight, _ = qat_train(fresh(), data.x_train, data.y_train, epochs=2)
+    straight, straight_losses = qat_train(fresh(), data.x_train, data.y_train, epochs=3)
     checkpoint = tmp_path / "qat.pt"
-    qat_train(fresh(), data.x_train, data.y_train, epochs=1, checkpoint=checkpoint)
+    save = train._save_checkpoint
+
+    def save_then_crash(path, payload):  # the run dies right after writing the checkpoint of epoch 2
+        save(path, payload)
+        if payload["epoch"] == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(train, "_save_checkpoint", save_then_crash)
+    with pytest.raises(KeyboardInterrupt):
+        qat_train(fresh(), data.x_train, data.y_train, epochs=3, checkpoint=checkpoint)
+    monkeypatch.setattr(train, "_save_checkpoint", save)
     assert checkpoint.exists() and not (tmp_path / "qat.pt.tmp").exists()
-    resumed, losses = qat_train(fresh(), data.x_train, data.y_train, epochs=2, checkpoint=checkpoint, resume=True)
-    assert len(losses) == 2
+    resumed, losses = qat_train(fresh(), data.x_train, data.y_train, epochs=3, checkpoint=checkpoint, resume=True)
+    assert losses == straight_losses
     for a, b in zip(straight.state_dict().values(), resumed.state_dict().values(), strict=True):
         assert torch.equal(a, b)
+
+
+def test_qat_never_ends_below_its_starting_point_on_held_out_data(float_mlp, data):
+    """A learning rate far too high wrecks training; the held-out check then returns the PTQ starting point."""
+    ptq = qdeploy.quantize(float_mlp, data.x_train[:512], weight_bits=4, act_bits=4, trainable_scales=True)
+    start = torch_forward(ptq, data.x_test)
+    history: dict = {}
+    trained, _ = qat_train(ptq, data.x_train, data.y_train, epochs=2, lr=1.0, history=history)
+    accuracies = history["val_accuracy"]
+    assert len(accuracies) == 3 and max(accuracies[1:]) <= accuracies[0]  # training did make it worse
+    assert history["best_epoch"] == 0
+    assert np.array_equal(torch_forward(trained, data.x_test), start)
+
+
+def test_held_out_selection_uses_the_given_validation_data(float_mlp, data):
+    ptq = qdeploy.quantize(float_mlp, data.x_train[:512], weight_bits=2, act_bits=2, trainable_scales=True)
+    history: dict = {}
+    val = (data.x_train[:200], data.y_train[:200])
+    trained, _ = qat_train(ptq, data.x_train[200:], data.y_train[200:], epochs=3, validation=val, history=history)
+    best = history["best_epoch"]
+    assert history["val_accuracy"][best] == max(history["val_accuracy"]) > history["val_accuracy"][0]
+    held_out = float((torch_forward(trained, val[0]).argmax(1) == val[1]).mean())
+    assert held_out == pytest.approx(history["val_accuracy"][best])
+
+
+def test_scales_are_learned_without_weight_decay(float_mlp, data):
+    from qdeploy.passes.qat.train import _parameter_groups
+
+    qmodel = qdeploy.quantize(float_mlp, data.x_train[:128], weight_bits=4, act_bits=4, trainable_scales=True)
+    groups = _parameter_groups(qmodel, lr=1e-3, scale_lr=1e-4, weight_decay=0.01)
+    names = {id(p): n for n, p in qmodel.named_parameters()}
+    scale_group = next(g for g in groups if g["lr"] == 1e-4)
+    assert scale_group["weight_decay"] == 0.0
+    assert scale_group["params"] and all("scaling_impl" in names[id(p)] for p in scale_group["params"])
+    decayed = [names[id(p)] for g in groups if g["weight_decay"] > 0 for p in g["params"]]
+    assert decayed and all(n.endswith(".weight") for n in decayed)
+
+
+def test_model_without_quantizable_layer_is_refused(data):
+    from torch import nn
+
+    from qdeploy.errors import UnsupportedModelError
+
+    with pytest.raises(UnsupportedModelError, match="no Linear or Conv layer"):
+        qdeploy.qat(nn.Sequential(nn.Flatten(), nn.ReLU()), data.x_train, data.y_train, epochs=1)
 
 
 def test_resume_without_checkpoint_and_bad_labels_are_refused(float_mlp, data, tmp_path):
