@@ -153,3 +153,15 @@ def test_qat_command_line(tmp_path, data, capsys):
     )
     assert code == EXIT_ERROR and "needs arrays 'x' and 'y'" in capsys.readouterr().err
     assert not (tmp_path / "bad.onnx").exists()
+
+
+def test_resuming_with_another_optimizers_state_is_refused_and_leaves_the_checkpoint(float_mlp, data, tmp_path):
+    def fresh():
+        return qdeploy.quantize(float_mlp, data.x_train[:128], weight_bits=4, act_bits=4, trainable_scales=True)
+
+    checkpoint = tmp_path / "qat.pt"
+    qat_train(fresh(), data.x_train, data.y_train, epochs=1, checkpoint=checkpoint, optimizer="adamw")
+    before = checkpoint.read_bytes()
+    with pytest.raises(QDeployError, match="not saved by qdeploy's AdamW4bit"):
+        qat_train(fresh(), data.x_train, data.y_train, epochs=2, checkpoint=checkpoint, resume=True, optimizer="adamw4bit")
+    assert checkpoint.read_bytes() == before
