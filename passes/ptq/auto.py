@@ -36,8 +36,8 @@ BREVITAS_DEFAULTS: dict[str, Any] = {"per_channel": False, "calibration": "perce
 
 def candidates(weight_bits: int, act_bits: int, scale: ScaleKind) -> list[dict[str, Any]]:
     """Candidate pipelines (QuantizeConfig overrides) for these bit widths."""
-    # AdaRound is not a candidate: on CPU it costs 3-10x a GPTQ pass and did not beat GPTQ/GPFQ in
-    # benchmarks/results/ptq.md
+    # AdaRound is not a candidate: on CPU it takes ~3x as long as GPTQ and was not better than GPTQ/GPFQ beyond one
+    # test image in benchmarks/results/ptq.md
     if weight_bits >= 6:
         base = [{}, {"bias_correction": True}, {"rounding": "gptq"}]
     elif weight_bits >= 4:
