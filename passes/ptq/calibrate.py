@@ -13,6 +13,9 @@ def calibrate(qmodel: nn.Module, calib: np.ndarray, batch_size: int = 256) -> nn
     """Collect activation statistics on ``calib`` and freeze them into the quantizers' scales."""
     from brevitas.graph.calibrate import calibration_mode
 
+    from qdeploy.passes.ptq.layers import check_weights_quantized
+
+    check_weights_quantized(qmodel)  # every pipeline calibrates first: the one place that sees all of them
     qmodel.eval()
     batches = [calib[i : i + batch_size] for i in range(0, len(calib), batch_size)]
     with torch.no_grad(), calibration_mode(qmodel):

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from qdeploy.errors import QDeployError
+from qdeploy.errors import QDeployError, UnsupportedModelError
 
 
 class _Stop(Exception):
@@ -172,4 +172,17 @@ def check_enough_rows(layers: list[tuple[str, nn.Module]], model: nn.Module, cal
             raise QDeployError(
                 f"layer {name}: {method} needs at least {need} calibration rows (an eighth of its {fan_in(layer)} "
                 f"inputs), got {rows}; give at least {-(-need // per_sample)} calibration samples"
+            )
+
+
+def check_weights_quantized(qmodel: nn.Module) -> None:
+    """Refuse weight layers brevitas left in float (qdeploy quantizes Linear/Conv1d/Conv2d): a W4 request would
+    otherwise come back with e.g. a float Conv3d inside, silently not the model asked for."""
+    unsupported = (nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d, nn.Bilinear, nn.Embedding)
+    unsupported += (nn.RNNBase, nn.MultiheadAttention)
+    for name, module in qmodel.named_modules():
+        if isinstance(module, unsupported):
+            raise UnsupportedModelError(
+                f"layer {name} ({type(module).__name__}) cannot be quantized (qdeploy quantizes Linear, Conv1d and "
+                "Conv2d weights); replace it with those or keep it outside the model you quantize"
             )

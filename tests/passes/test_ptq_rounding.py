@@ -167,6 +167,16 @@ def test_gpfq_variant_refuses_grouped_convolutions_by_name(data):
         qdeploy.quantize(model, data.x_train[:256].reshape(-1, 1, 8, 8), rounding="gpfq", gpfq_alphabet="ternary")
 
 
+def test_a_weight_layer_qdeploy_cannot_quantize_is_refused_by_name(data):
+    from qdeploy.errors import UnsupportedModelError
+
+    model = nn.Sequential(nn.Conv3d(1, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 2 * 6 * 6, 10))
+    x = np.random.default_rng(0).random((64, 1, 4, 8, 8), dtype=np.float32)
+    for options in ({}, {"rounding": "gptq"}):
+        with pytest.raises(UnsupportedModelError, match=r"layer 0 \(Conv3d\) cannot be quantized"):
+            qdeploy.quantize(model, x, **options)
+
+
 def test_nan_weights_and_contradictory_options_are_refused(float_mlp, data):
     broken = nn.Sequential(nn.Flatten(), nn.Linear(64, 16), nn.ReLU(), nn.Linear(16, 10))
     with torch.no_grad():
