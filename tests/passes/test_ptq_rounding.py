@@ -99,6 +99,26 @@ def test_new_methods_compile_bit_exactly_on_onnxruntime(float_cnn, data, tmp_pat
         assert artifact.bit_exact, name
 
 
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"rounding": "gptq"},
+        {"rounding": "adaround", "adaround_iters": 50},
+        {"rounding": "gpfq", "gpfq_alphabet": "ternary", "gpfq_sparsity": 0.1},
+        {"calibration": "mse", "bias_correction": True, "scale": "float"},
+        {"per_channel": False, "calibration": "percentile", "percentile": 99.999, "scale": "float"},
+    ],
+    ids=["gptq", "adaround", "gpfq-ternary-l1", "mse-biascorr-float", "brevitas-defaults"],
+)
+def test_ptq_methods_compile_bit_exactly_on_hls4ml(options, float_mlp, data, tmp_path):
+    """The methods' outputs (rounded integers, frozen or MSE scales, corrected biases) stay exact on the FPGA
+    target's C simulation too, at coarse widths where any mismatch would show."""
+    calib = data.x_train[:256]
+    graph = qdeploy.export(qdeploy.quantize(float_mlp, calib, weight_bits=3, act_bits=4, **options), calib[:1])
+    artifact = qdeploy.compile(graph, target="hls4ml", out=tmp_path / "hls", data=data.x_test[:100], verify_samples=100)
+    assert artifact.bit_exact
+
+
 def test_auto_respects_po2_beats_rounding_and_compiles_bit_exactly(float_mlp, data, tmp_path):
     calib = data.x_train[:512]
     rtn = _accuracy(qdeploy.quantize(float_mlp, calib, weight_bits=2, act_bits=8), data)
