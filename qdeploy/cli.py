@@ -188,13 +188,17 @@ def cmd_quantize(args: argparse.Namespace) -> int:
         gpfq_sparsity=args.gpfq_sparsity,
         method=args.method,
     )
-    if hasattr(qmodel, "qdeploy_pipeline"):
-        print(f"method auto chose {qmodel.qdeploy_pipeline}")
+    chosen = getattr(qmodel, "qdeploy_pipeline", {})
+    if chosen:
+        print(f"method auto chose {chosen}")
     output = Path(args.output)
     _write_model_atomically(qmodel, calib[:1], output)
+    # auto may narrow the request (po2 within float, per-tensor within per-channel): report what was written
+    scale = chosen.get("scale", args.scale)
+    per_channel = chosen.get("per_channel", not args.per_tensor)
     print(
-        f"wrote {output} (W{args.wbits}A{args.abits}, {args.scale} scales, "
-        f"{'per-tensor' if args.per_tensor else 'per-channel'} weights)"
+        f"wrote {output} (W{args.wbits}A{args.abits}, {scale} scales, "
+        f"{'per-channel' if per_channel else 'per-tensor'} weights)"
     )
     return 0
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ast
+
 import numpy as np
 import pytest
 import torch
@@ -222,8 +224,13 @@ def test_cli_method_auto_and_refused_options(capsys, tmp_path, calib_npz, float_
     out_path = tmp_path / "auto.onnx"
     model = [f"{ROOT / 'examples' / 'digits.py'}:build_mlp", "--weights", str(weights)]
     args = ["quantize", *model, "--calib", str(calib_npz), "--wbits", "8", "-o", str(out_path), "-q"]
-    assert main([*args, "--method", "auto"]) == 0
-    assert "method auto chose {" in capsys.readouterr().out and out_path.exists()
+    assert main([*args, "--method", "auto", "--scale", "float"]) == 0
+    out = capsys.readouterr().out
+    assert "method auto chose {" in out and out_path.exists()
+    chosen = ast.literal_eval(out.split("method auto chose ", 1)[1].splitlines()[0])
+    # the summary line reports what auto wrote, which may be narrower than what was allowed
+    layout = "per-channel" if chosen.get("per_channel", True) else "per-tensor"
+    assert f"W8A8, {chosen['scale']} scales, {layout} weights" in out
     bad = tmp_path / "bad.onnx"
     assert main([*args[:-3], "-o", str(bad), "-q", "--gpfq-alphabet", "binary"]) != 0
     err = capsys.readouterr().err.strip().splitlines()
