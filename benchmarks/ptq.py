@@ -5,10 +5,13 @@ Accuracy is measured on the deployed semantics: the QONNX golden executor for qd
 session for ``quantize_static`` models. Calibration subsets are drawn with several seeds (they also seed AdaRound
 and auto's held-out split); the table reports mean ± spread (max - min), the time per method and, for qdeploy,
 the share of zero weights (GPFQ's sparsity-promoting variant). ``qdeploy auto`` gets the bit widths and the scale
-kind only; with po2 it must stay po2, with float it may pick either.
+kind only; with po2 it must stay po2, with float it may pick either. A goal table compares auto with every anchor
+(and float, and plain rounding) per model and bit width: the accuracy gap and an exact McNemar test over the test
+images, so a gap of one or two images is not mistaken for a win or a loss.
 
     pip install -e '.[bench]'
-    .venv/bin/python benchmarks/ptq.py          # writes benchmarks/results/ptq.{json,md}
+    .venv/bin/python benchmarks/ptq.py          # writes benchmarks/results/ptq.{json,md} (~40 min on 2 busy cores)
+    .venv/bin/python benchmarks/ptq.py --render # rewrites ptq.md from ptq.json
 """
 
 from __future__ import annotations
