@@ -176,16 +176,18 @@ def _qiskit_angle(param: Any, inputs: dict, weights: dict, where: str) -> Angle:
     )
 
 
-def _qiskit_gates(circuit: Any, where: str) -> tuple[Any, dict[int, int]]:
-    """The circuit in qdeploy's gate set (qiskit's names are qdeploy's) and its final measurements (qubit -> clbit).
+def _qiskit_gates(circuit: Any, where: str) -> tuple[list[tuple[str, Any, tuple[int, ...]]], dict[int, int]]:
+    """The circuit in qdeploy's gate set (qiskit's names are qdeploy's) as ``(origin, operation, qubits)`` rows, and
+    its final measurements (qubit -> clbit). ``origin`` names the user's instruction a row came from.
 
-    Gates outside the set are translated by qiskit's basis translator (optimization level 0: no rewriting of the
-    parameters beyond the equivalence library); what it cannot translate is refused naming the gate."""
+    Gates outside the set are translated one instruction at a time by qiskit's basis translator (optimization
+    level 0: no rewriting of the parameters beyond the equivalence library), so errors name the user's gate, not
+    one of its pieces; what it cannot translate is refused naming the gate."""
     from qiskit import QuantumCircuit, transpile
 
     measured: dict[int, int] = {}
-    body = QuantumCircuit(circuit.num_qubits, global_phase=circuit.global_phase)
-    for inst in circuit.data:
+    rows = []
+    for k, inst in enumerate(circuit.data):
         name = inst.operation.name
         qubits = [circuit.find_bit(q).index for q in inst.qubits]
         if name == "measure":
@@ -193,22 +195,30 @@ def _qiskit_gates(circuit: Any, where: str) -> tuple[Any, dict[int, int]]:
             continue
         if name in _QISKIT_SKIP:
             continue
+        origin = f"{where} gate {k} ({name} on qubits {qubits})"
         if any(q in measured for q in qubits) or name == "reset" or inst.clbits or inst.operation.num_clbits:
             raise CircuitSpecError(
                 f"{where}: instruction {name} on qubits {qubits} after or besides a measurement (mid-circuit "
                 "measurement, reset or classical control); import circuits that measure only at the end"
             )
-        body.append(inst.operation, qubits)
-    if set(body.count_ops()) - set(GATES):
+        if name in GATES:
+            rows.append((origin, inst.operation, tuple(qubits)))
+            continue
+        single = QuantumCircuit(len(qubits))
+        single.append(inst.operation, range(len(qubits)))
         try:
-            body = transpile(body, basis_gates=sorted(GATES), optimization_level=0)
+            translated = transpile(single, basis_gates=sorted(GATES), optimization_level=0)
         except Exception as exc:
-            unknown = sorted(set(body.count_ops()) - set(GATES))
             raise CircuitSpecError(
-                f"{where}: gate(s) {unknown} have no decomposition into qdeploy's gate set {sorted(GATES)} "
-                f"({type(exc).__name__}); build the circuit from those gates"
+                f"{origin}: no decomposition into qdeploy's gate set {sorted(GATES)} ({type(exc).__name__}: "
+                f"{' '.join(str(exc).split())}); build the circuit from those gates"
             ) from exc
-    return body, measured
+        for piece in translated.data:
+            local = [translated.find_bit(q).index for q in piece.qubits]
+            rows.append(
+                (f"{origin}, translated to {piece.operation.name}", piece.operation, tuple(qubits[i] for i in local))
+            )
+    return rows, measured
 
 
 def from_qiskit_ml(connector: Any, name: str = "qiskit", check_samples: int = 8) -> QuantumLayer:
@@ -236,12 +246,9 @@ def from_qiskit_ml(connector: Any, name: str = "qiskit", check_samples: int = 8)
         )
     inputs = {p: i for i, p in enumerate(qnn.input_params)}
     weights = {p: j for j, p in enumerate(qnn.weight_params)}
-    body, measured = _qiskit_gates(circuit, where)
+    rows, measured = _qiskit_gates(circuit, where)
     gates = []
-    for k, inst in enumerate(body.data):
-        op = inst.operation
-        qubits = tuple(body.find_bit(q).index for q in inst.qubits)
-        gate_where = f"{where} gate {k} ({op.name} on qubits {list(qubits)})"
+    for gate_where, op, qubits in rows:
         if op.name not in GATES:
             raise CircuitSpecError(f"{gate_where}: gate {op.name!r} is not in qdeploy's gate set {sorted(GATES)}")
         angle = _qiskit_angle(op.params[0], inputs, weights, gate_where) if GATES[op.name][1] else None
@@ -278,8 +285,18 @@ def from_qiskit_ml(connector: Any, name: str = "qiskit", check_samples: int = 8)
 
 
 def _qiskit_observables(observables: Any, num_qubits: int, where: str) -> Readout:
+    from qiskit.quantum_info import SparsePauliOp
+
     result = []
     for k, op in enumerate(observables):
+        # EstimatorQNN accepts a bare Pauli as well as a SparsePauliOp.
+        try:
+            op = op if isinstance(op, SparsePauliOp) else SparsePauliOp.from_operator(op)
+        except Exception as exc:
+            raise CircuitSpecError(
+                f"{where} observable {k}: {type(op).__name__} is not a Pauli sum qiskit can decompose "
+                f"({exc}); give a SparsePauliOp"
+            ) from exc
         terms = []
         for label, coeff in op.to_list():
             # qiskit labels are little-endian (rightmost letter = qubit 0); qdeploy reads wire 0 first.

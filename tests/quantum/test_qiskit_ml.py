@@ -15,7 +15,7 @@ pytest.importorskip("qiskit_machine_learning")
 from qiskit import ClassicalRegister, QuantumCircuit  # noqa: E402
 from qiskit.circuit import ParameterVector  # noqa: E402
 from qiskit.circuit.library import real_amplitudes, z_feature_map, zz_feature_map  # noqa: E402
-from qiskit.quantum_info import SparsePauliOp, Statevector  # noqa: E402
+from qiskit.quantum_info import Pauli, SparsePauliOp, Statevector  # noqa: E402
 from qiskit_machine_learning.connectors import TorchConnector  # noqa: E402
 from qiskit_machine_learning.neural_networks import EstimatorQNN, SamplerQNN  # noqa: E402
 
@@ -62,6 +62,16 @@ def test_estimator_qnn_imports_with_its_weights_and_matches():
     # qiskit's "XYI" is I on qubit 0, Y on 1, X on 2: qdeploy's wire-0-first string reverses it.
     assert spec.readout.observables[1] == ((0.5, "IYX"), (-1.25, "ZII"))
     assert np.allclose(layer.weight.detach().numpy(), np.linspace(-2, 2, 7))
+    assert max_error(layer, connector, inputs()) <= 1e-6
+
+
+def test_pauli_observables_import_as_pauli_sums():
+    # EstimatorQNN takes a bare Pauli (with its sign) as well as a SparsePauliOp.
+    observables = [Pauli("ZIX"), Pauli("-YZI")]
+    qnn = EstimatorQNN(circuit=mixed_circuit(), input_params=list(X), weight_params=list(W), observables=observables)
+    connector = TorchConnector(qnn, initial_weights=np.linspace(-1, 1, 7))
+    layer = from_qiskit_ml(connector)
+    assert layer.spec.readout.observables == (((1.0, "XIZ"),), ((-1.0, "IZY"),))
     assert max_error(layer, connector, inputs()) <= 1e-6
 
 
@@ -140,6 +150,10 @@ def test_refusals_name_the_gate_and_the_fix():
     shifted.ry(W[0] + 0.5, 0)
     with pytest.raises(CircuitSpecError, match=r"ry on qubits \[0\].*expression of w\[0\]; use the plain parameter"):
         from_qiskit_ml(estimator(shifted, [X[0]], [W[0]]))
+    translated = QuantumCircuit(1)
+    translated.u(X[0], W[0] + 0.5, 0.0, 0)  # u is translated into qdeploy's gates: errors still name the u gate
+    with pytest.raises(CircuitSpecError, match=r"gate 0 \(u on qubits \[0\]\), translated to rz: .*expression of x\[0\]"):
+        from_qiskit_ml(estimator(translated, [X[0]], [W[0]]))
     complex_obs = QuantumCircuit(1)
     complex_obs.rx(X[0], 0)
     with pytest.raises(CircuitSpecError, match="not Hermitian"):
