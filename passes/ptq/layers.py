@@ -177,12 +177,21 @@ def check_enough_rows(layers: list[tuple[str, nn.Module]], model: nn.Module, cal
 
 def check_weights_quantized(qmodel: nn.Module) -> None:
     """Refuse weight layers brevitas left in float (qdeploy quantizes Linear/Conv1d/Conv2d): a W4 request would
-    otherwise come back with e.g. a float Conv3d inside, silently not the model asked for."""
-    unsupported = (nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d, nn.Bilinear, nn.Embedding)
-    unsupported += (nn.RNNBase, nn.MultiheadAttention)
+    otherwise come back with e.g. a float Conv3d or GRUCell inside, silently not the model asked for. An allow-list,
+    not a list of known offenders: any module outside brevitas's quant layers that owns a parameter of two or more
+    dimensions (a weight matrix or kernel) is refused; 1-D parameters (norms, quantum circuit angles) pass."""
+    quant_layers = [name for name, module in qmodel.named_modules() if _is_brevitas(module) and name]
     for name, module in qmodel.named_modules():
-        if isinstance(module, unsupported):
+        if _is_brevitas(module) or any(name.startswith(f"{q}.") for q in quant_layers):
+            continue  # brevitas layers and their quantizers' own parameters (per-channel scales are 2-D)
+        weights = [p for p, value in module.named_parameters(recurse=False) if value.dim() >= 2]
+        if weights:
             raise UnsupportedModelError(
-                f"layer {name} ({type(module).__name__}) cannot be quantized (qdeploy quantizes Linear, Conv1d and "
-                "Conv2d weights); replace it with those or keep it outside the model you quantize"
+                f"layer {name or '(model)'} ({type(module).__name__}) cannot be quantized: its {', '.join(weights)} "
+                "would stay float (qdeploy quantizes Linear, Conv1d and Conv2d weights); replace it with those or "
+                "keep it outside the model you quantize"
             )
+
+
+def _is_brevitas(module: nn.Module) -> bool:
+    return type(module).__module__.startswith("brevitas.")

@@ -199,6 +199,24 @@ def test_a_weight_layer_qdeploy_cannot_quantize_is_refused_by_name(data):
             qdeploy.quantize(model, x, **options)
 
 
+class CellClassifier(nn.Module):
+    """A recurrent cell between two Linears: torch's cells are no nn.RNNBase, so no blocklist would catch them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed, self.cell, self.head = nn.Linear(64, 16), nn.GRUCell(16, 16), nn.Linear(16, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.cell(self.embed(x.flatten(1))))
+
+
+def test_a_recurrent_cell_is_refused_not_left_in_float(data):
+    from qdeploy.errors import UnsupportedModelError
+
+    with pytest.raises(UnsupportedModelError, match=r"layer cell \(GRUCell\) cannot be quantized: its weight_ih"):
+        qdeploy.quantize(CellClassifier(), data.x_train[:64], weight_bits=4)
+
+
 def test_nan_weights_and_contradictory_options_are_refused(float_mlp, data):
     broken = nn.Sequential(nn.Flatten(), nn.Linear(64, 16), nn.ReLU(), nn.Linear(16, 10))
     with torch.no_grad():
