@@ -218,7 +218,7 @@ def main() -> None:
     if args.render:
         saved = json.loads((RESULTS / "ptq.json").read_text())
         run = saved["run"]
-        write(saved["rows"], saved["goals"], tuple(saved["seeds"]), run["seconds"], run["load_average_1min"])
+        write(saved["rows"], saved["goals"], tuple(saved["seeds"]), run["seconds"], run["load_average_1min"], run["cores"])
         return
     seeds = tuple(range(args.seeds))
     warnings.filterwarnings("ignore")
@@ -257,11 +257,19 @@ def main() -> None:
                 write(rows, goal_rows, seeds, time.perf_counter() - start, load)
 
 
-def write(rows: list[dict], goal_rows: list[dict], seeds: tuple[int, ...], seconds: float, load: list[float]) -> None:
+def write(
+    rows: list[dict],
+    goal_rows: list[dict],
+    seeds: tuple[int, ...],
+    seconds: float,
+    load: list[float],
+    cores: int | None = None,
+) -> None:
+    cores = cores or os.cpu_count()
     RESULTS.mkdir(parents=True, exist_ok=True)
     for goal in goal_rows:
         goal["verdict"] = judge(goal, rows)
-    run = {"seconds": seconds, "load_average_1min": load, "cores": os.cpu_count()}
+    run = {"seconds": seconds, "load_average_1min": load, "cores": cores}
     document = {"seeds": seeds, "calibration_samples": CALIB, "run": run, "goals": goal_rows, "rows": rows}
     (RESULTS / "ptq.json").write_text(json.dumps(document, indent=2))
     lines = [
@@ -270,14 +278,16 @@ def write(rows: list[dict], goal_rows: list[dict], seeds: tuple[int, ...], secon
         f"Seeds {', '.join(map(str, seeds))} ({CALIB} calibration images each, drawn from the training split; they also"
         " seed AdaRound, GPFQ's row subsets and auto's held-out split); test sets: digits 449 images (one image ="
         " 0.22 points), MNIST-5k 1,000 (0.1 points). `spread` = max - min over seeds. `seconds` = quantize + export"
-        f" + golden run, mean per seed, one torch thread, on {os.cpu_count()} cores shared with other jobs (1-min"
+        f" + golden run, mean per seed, one torch thread, on {cores} cores shared with other jobs (1-min"
         f" load average {min(load):.1f}-{max(load):.1f} during the run; whole run {seconds / 60:.0f} min): compare"
         " them within one run only. `zeros`: share of zero weight integers.",
         "",
         "*Anchors* are brevitas's own PTQ defaults (what `brevitas.graph.quantize` + `calibration_mode` give: float"
         " scales, per-tensor weights, 99.999th-percentile activation ranges) and onnxruntime `quantize_static`"
         " (QDQ, per-channel, uint8 activations, int8/int4 weights; only at A8, ORT has no 4-bit activations in this"
-        " mode and no 2/3-bit weights). All anchors use float scales, so the fair match is `qdeploy auto (float)`;"
+        " mode and no 2/3-bit weights; ORT's Entropy rows equal its MinMax rows: with its defaults num_bins ="
+        " num_quantized_bins = 128 its KL search has a single candidate, the full range)."
+        " All anchors use float scales, so the fair match is `qdeploy auto (float)`;"
         " `qdeploy auto (po2)` is additionally constrained to power-of-two scales (what FPGA targets need) and is"
         " listed against the anchors too.",
         "",
