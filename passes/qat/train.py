@@ -101,10 +101,10 @@ def qat_train(
     held out (0 trains on everything and keeps the last epoch), unless ``validation`` = (x_val, y_val) gives the
     held-out data itself (best not seen by the float model either); the returned model is the state with the best
     held-out accuracy among the starting point and every epoch (ties keep the earlier state). ``scale_lr``: learning
-    rate of the quantizer scales (default ``lr``); ``schedule``: 'cosine' decay
-    to 0 over ``epochs`` or 'constant'. With ``checkpoint`` the state is saved after each epoch;
-    ``resume`` continues from it (same seed: the continued run equals an uninterrupted one). ``history``, when given,
-    is filled with 'loss', 'val_accuracy' (index 0: before training) and 'best_epoch'.
+    rate of the quantizer scales (default ``lr``; 0 freezes them). ``schedule``: 'cosine' decay to 0 over ``epochs``
+    or 'constant'. With ``checkpoint`` the state is saved after each epoch; ``resume`` continues from it (same seed
+    and ``epochs``: the continued run equals an uninterrupted one). ``history``, when given, is filled with 'loss',
+    'val_accuracy' (index 0: before training) and 'best_epoch'.
     """
     if len(x) != len(y):
         raise QDeployError(f"QAT data: {len(x)} inputs but {len(y)} labels")
@@ -117,7 +117,7 @@ def qat_train(
     if not 0.0 <= val_fraction < 1.0:
         raise QDeployError(f"val_fraction={val_fraction} must lie in [0, 1)")
     if lr <= 0 or (scale_lr is not None and scale_lr < 0):
-        raise QDeployError(f"lr={lr}, scale_lr={scale_lr}: the learning rates must be positive")
+        raise QDeployError(f"lr={lr}, scale_lr={scale_lr}: lr must be > 0 and scale_lr >= 0")
     checkpoint = Path(checkpoint) if checkpoint is not None else None
     inputs = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
     labels = torch.from_numpy(np.asarray(y)).long()
@@ -129,13 +129,13 @@ def qat_train(
         train_x, train_y = inputs, labels
         val_x = torch.from_numpy(np.ascontiguousarray(validation[0], dtype=np.float32))
         val_y = torch.from_numpy(np.asarray(validation[1])).long()
-        val_fraction = len(val_x) / (len(val_x) + len(x))
     else:
         train_idx, val_idx = _split(len(x), val_fraction, seed)
         if val_fraction > 0 and len(val_idx) < 10:
             raise QDeployError(f"val_fraction={val_fraction} holds out {len(val_idx)} of {len(x)} samples; give more data")
         train_x, train_y, val_x, val_y = inputs[train_idx], labels[train_idx], inputs[val_idx], labels[val_idx]
 
+    held_out = len(val_x) > 0
     start_epoch, losses, val_accuracies, state = 0, [], [], None
     best_epoch, best_state = 0, None
     if resume:
@@ -150,7 +150,7 @@ def qat_train(
         start_epoch, losses = int(state["epoch"]), list(state["losses"])
         val_accuracies, best_epoch = list(state.get("val_accuracy", [])), int(state.get("best_epoch", start_epoch))
         best_state = state.get("best_model")
-    elif val_fraction > 0:
+    elif held_out:
         val_accuracies.append(_accuracy(qmodel, val_x, val_y))
         best_state = copy.deepcopy(qmodel.state_dict())
         log.info("QAT start: held-out accuracy %.4f", val_accuracies[0])
@@ -186,7 +186,7 @@ def qat_train(
             opt.step()
             total += float(loss) * len(idx)
         losses.append(total / len(train_x))
-        if val_fraction > 0:
+        if held_out:
             val_accuracies.append(_accuracy(qmodel, val_x, val_y))
             if val_accuracies[-1] > val_accuracies[best_epoch]:
                 best_epoch, best_state = epoch + 1, copy.deepcopy(qmodel.state_dict())
