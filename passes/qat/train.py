@@ -102,8 +102,8 @@ def qat_train(
     held-out data itself (best not seen by the float model either); the returned model is the state with the best
     held-out accuracy among the starting point and every epoch (ties keep the earlier state). ``scale_lr``: learning
     rate of the quantizer scales (default ``lr``; 0 freezes them). ``schedule``: 'cosine' decay to 0 over ``epochs``
-    or 'constant'. With ``checkpoint`` the state is saved after each epoch; ``resume`` continues from it (same seed
-    and ``epochs``: the continued run equals an uninterrupted one). ``history``, when given, is filled with 'loss',
+    or 'constant'. With ``checkpoint`` the state is saved after each epoch; ``resume`` continues from it (the continued
+    run equals an uninterrupted one; a checkpoint written with other options or data sizes is refused). ``history``, when given, is filled with 'loss',
     'val_accuracy' (index 0: before training) and 'best_epoch'.
     """
     if len(x) != len(y):
@@ -136,6 +136,20 @@ def qat_train(
         train_x, train_y, val_x, val_y = inputs[train_idx], labels[train_idx], inputs[val_idx], labels[val_idx]
 
     held_out = len(val_x) > 0
+    # What a resumed run must repeat to continue the same run (the schedule, batch order and held-out split
+    # depend on them): stored in every checkpoint, compared on resume.
+    run = {
+        "optimizer": optimizer,
+        "epochs": epochs,
+        "seed": seed,
+        "batch_size": batch_size,
+        "lr": lr,
+        "scale_lr": scale_lr,
+        "weight_decay": weight_decay,
+        "schedule": schedule,
+        "train_samples": len(train_x),
+        "held_out_samples": len(val_x),
+    }
     start_epoch, losses, val_accuracies, state = 0, [], [], None
     best_epoch, best_state = 0, None
     if resume:
@@ -143,6 +157,19 @@ def qat_train(
             raise QDeployError(f"cannot resume: checkpoint {checkpoint} does not exist")
         try:
             state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+        except Exception as exc:
+            raise QDeployError(f"checkpoint {checkpoint} could not be loaded: {type(exc).__name__}: {exc}") from exc
+        saved = state.get("run") if isinstance(state, dict) else None
+        if not isinstance(saved, dict):
+            raise QDeployError(f"checkpoint {checkpoint} is not a qdeploy QAT checkpoint (no run options in it)")
+        changed = {key: (saved.get(key), value) for key, value in run.items() if saved.get(key) != value}
+        if changed:
+            details = ", ".join(f"{key} {old!r} -> {new!r}" for key, (old, new) in changed.items())
+            raise QDeployError(
+                f"cannot resume from {checkpoint}: it was written by a run with other options ({details}); resume "
+                "with the same options and data, or start a new checkpoint"
+            )
+        try:
             # brevitas re-creates some scale parameters when loading: load the model before building the optimizer
             qmodel.load_state_dict(state["model"])
         except Exception as exc:
@@ -202,6 +229,7 @@ def qat_train(
                 "losses": losses,
                 "val_accuracy": val_accuracies,
                 "best_epoch": best_epoch,
+                "run": run,
             }
             if best_state is not None:
                 payload["best_model"] = best_state

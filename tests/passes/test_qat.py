@@ -155,13 +155,29 @@ def test_qat_command_line(tmp_path, data, capsys):
     assert not (tmp_path / "bad.onnx").exists()
 
 
-def test_resuming_with_another_optimizers_state_is_refused_and_leaves_the_checkpoint(float_mlp, data, tmp_path):
+@pytest.mark.parametrize(("written_by", "resumed_with"), [("adamw", "adamw4bit"), ("adamw4bit", "adamw")])
+def test_resuming_with_another_optimizers_state_is_refused_and_leaves_the_checkpoint(
+    float_mlp, data, tmp_path, written_by, resumed_with
+):
     def fresh():
         return qdeploy.quantize(float_mlp, data.x_train[:128], weight_bits=4, act_bits=4, trainable_scales=True)
 
     checkpoint = tmp_path / "qat.pt"
-    qat_train(fresh(), data.x_train, data.y_train, epochs=1, checkpoint=checkpoint, optimizer="adamw")
+    qat_train(fresh(), data.x_train, data.y_train, epochs=2, checkpoint=checkpoint, optimizer=written_by)
     before = checkpoint.read_bytes()
-    with pytest.raises(QDeployError, match="not saved by qdeploy's AdamW4bit"):
-        qat_train(fresh(), data.x_train, data.y_train, epochs=2, checkpoint=checkpoint, resume=True, optimizer="adamw4bit")
+    message = rf"cannot resume from .*qat.pt: .*optimizer '{written_by}' -> '{resumed_with}'"
+    with pytest.raises(QDeployError, match=message):
+        qat_train(fresh(), data.x_train, data.y_train, epochs=2, checkpoint=checkpoint, resume=True, optimizer=resumed_with)
+    # another held-out split (here: none) would index accuracies the checkpoint never recorded
+    with pytest.raises(QDeployError, match=r"held_out_samples \d+ -> 0"):
+        qat_train(
+            fresh(),
+            data.x_train,
+            data.y_train,
+            epochs=2,
+            checkpoint=checkpoint,
+            resume=True,
+            optimizer=written_by,
+            val_fraction=0.0,
+        )
     assert checkpoint.read_bytes() == before
