@@ -122,7 +122,7 @@ def main() -> None:
             differences = [a - b for a, b in zip(accuracies, baseline_accuracies, strict=True)]
             row["accuracy_diff_mean"] = statistics.mean(differences)
             row["accuracy_diff_sem"] = (
-                statistics.stdev(differences) / len(differences) ** 0.5 if len(differences) > 1 else float("nan")
+                statistics.stdev(differences) / len(differences) ** 0.5 if len(differences) > 1 else None
             )
             row["state_ratio_vs_adamw"] = row["state_bytes"] / baseline_bytes
             rows.append(row)

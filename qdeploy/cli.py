@@ -268,11 +268,11 @@ def cmd_mixed(args: argparse.Namespace) -> int:
     x, y = load_labelled(args.data)
     x, y = x[: args.samples], y[: args.samples]
     inputs = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
-    traces = hessian_traces(model, inputs, torch.from_numpy(y.astype(np.int64)), probes=args.probes)
     macs = layer_macs(model, inputs[:1])
     budget = quantizable_budget(model, macs, args.average_bits, args.abits, args.objective)
-    # refuse an impossible budget before quantizing the model once per candidate width
-    allocate_bits(dict.fromkeys(traces, 0.0), model, macs, budget, candidates, act_bits=args.abits, objective=args.objective)
+    # refuse an impossible budget before the costly steps (Hessian traces, one quantization per candidate width)
+    allocate_bits(dict.fromkeys(macs, 0.0), model, macs, budget, candidates, act_bits=args.abits, objective=args.objective)
+    traces = hessian_traces(model, inputs, torch.from_numpy(y.astype(np.int64)), probes=args.probes)
     # ||Q_b(W) - W||^2 with the quantizer the exported model uses (same options as the export below)
     perturbations = measured_perturbations(model, x, candidates, act_bits=args.abits)
     allocation = allocate_bits(
