@@ -232,15 +232,38 @@ def qat(
     optimizer: str = "adamw",
     checkpoint: str | Path | None = None,
     resume: bool = False,
+    validation: tuple[np.ndarray, np.ndarray] | None = None,
+    val_fraction: float = 0.1,
+    scale_lr: float | None = None,
+    schedule: str = "cosine",
+    seed: int = 0,
+    batch_size: int = 64,
     **options,
 ) -> nn.Module:
     """Quantization-aware training: PTQ-initialize (``quantize`` on the first samples of ``x``, weight scales
-    trainable), then fine-tune on (x, y) with the straight-through estimator. ``options`` go to ``quantize``."""
+    trainable), then fine-tune on (x, y) with the straight-through estimator and keep the state with the best
+    held-out accuracy (``validation`` data, else ``val_fraction`` of (x, y); the PTQ start counts too).
+    ``options`` go to ``quantize``; the training options are ``qdeploy.passes.qat.qat_train``'s."""
     from qdeploy.passes.qat import qat_train
 
     x = check_array(x, None, "training data")
     qmodel = quantize(model, x[:512], weight_bits=weight_bits, act_bits=act_bits, trainable_scales=True, **options)
-    qmodel, _ = qat_train(qmodel, x, y, epochs=epochs, lr=lr, optimizer=optimizer, checkpoint=checkpoint, resume=resume)
+    qmodel, _ = qat_train(
+        qmodel,
+        x,
+        y,
+        epochs=epochs,
+        lr=lr,
+        optimizer=optimizer,
+        checkpoint=checkpoint,
+        resume=resume,
+        validation=validation,
+        val_fraction=val_fraction,
+        scale_lr=scale_lr,
+        schedule=schedule,
+        seed=seed,
+        batch_size=batch_size,
+    )
     return qmodel
 
 

@@ -53,11 +53,16 @@ def _accuracy(qmodel: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, bat
 
 def _parameter_groups(qmodel: nn.Module, lr: float, scale_lr: float, weight_decay: float) -> list[dict]:
     """Weights (decayed), biases and quantizer scales (not decayed; scales at ``scale_lr``)."""
+    # brevitas's learned (log2-domain when po2) scales live in its quantizer modules (brevitas.core): found by
+    # owner, not by attribute name, so a renamed attribute cannot slip into the decayed weights
+    quantizer = {
+        id(p) for m in qmodel.modules() if type(m).__module__.startswith("brevitas.core") for p in m.parameters(False)
+    }
     weights, biases, scales = [], [], []
-    for name, parameter in qmodel.named_parameters():
+    for parameter in qmodel.parameters():
         if not parameter.requires_grad:
             continue
-        if "scaling_impl" in name:  # brevitas's learned (log2-domain when po2) scale parameters
+        if id(parameter) in quantizer:
             scales.append(parameter)
         elif parameter.dim() <= 1:
             biases.append(parameter)
@@ -102,9 +107,9 @@ def qat_train(
     held-out data itself (best not seen by the float model either); the returned model is the state with the best
     held-out accuracy among the starting point and every epoch (ties keep the earlier state). ``scale_lr``: learning
     rate of the quantizer scales (default ``lr``; 0 freezes them). ``schedule``: 'cosine' decay to 0 over ``epochs``
-    or 'constant'. With ``checkpoint`` the state is saved after each epoch; ``resume`` continues from it (the continued
-    run equals an uninterrupted one; a checkpoint written with other options or data sizes is refused). ``history``, when given, is filled with 'loss',
-    'val_accuracy' (index 0: before training) and 'best_epoch'.
+    or 'constant'. With ``checkpoint`` the state is saved after each epoch; ``resume`` continues from it (the
+    continued run equals an uninterrupted one; a checkpoint written with other options or data sizes is refused).
+    ``history``, when given, is filled with 'loss', 'val_accuracy' (index 0: before training) and 'best_epoch'.
     """
     if len(x) != len(y):
         raise QDeployError(f"QAT data: {len(x)} inputs but {len(y)} labels")

@@ -181,3 +181,11 @@ def test_resuming_with_another_optimizers_state_is_refused_and_leaves_the_checkp
             val_fraction=0.0,
         )
     assert checkpoint.read_bytes() == before
+
+
+def test_api_passes_training_options_through_and_rejects_typos(float_mlp, data):
+    # the validation set reaches qat_train (its own check fires); a misspelt option is not silently ignored
+    with pytest.raises(QDeployError, match="QAT validation data: 5 inputs"):
+        qdeploy.qat(float_mlp, data.x_train, data.y_train, epochs=1, validation=(data.x_test[:5], data.y_test[:5]))
+    with pytest.raises(QDeployError, match="valdation"):
+        qdeploy.qat(float_mlp, data.x_train, data.y_train, epochs=1, valdation=(data.x_test, data.y_test))
