@@ -69,6 +69,12 @@ def build_parser() -> argparse.ArgumentParser:
         default="custom",
         help="auto: try candidate pipelines for the bit widths and keep the best on held-out calibration data",
     )
+    p.add_argument(
+        "--auto-objective",
+        choices=["kl", "mse"],
+        default="kl",
+        help="how auto compares candidates with the float model: kl (classifier logits, default) or mse (regression)",
+    )
     p.add_argument("-o", "--output", required=True, help="QONNX file to write")
     _add_common(p)
 
@@ -187,6 +193,7 @@ def cmd_quantize(args: argparse.Namespace) -> int:
         gpfq_alphabet=args.gpfq_alphabet,
         gpfq_sparsity=args.gpfq_sparsity,
         method=args.method,
+        auto_objective=args.auto_objective,
     )
     chosen = getattr(qmodel, "qdeploy_pipeline", {})
     if chosen:

@@ -32,6 +32,11 @@ class Method(enum.StrEnum):
     AUTO = "auto"  # qdeploy picks the pipeline for the bit widths (qdeploy.passes.ptq.auto)
 
 
+class AutoObjective(enum.StrEnum):
+    KL = "kl"  # classifiers: KL divergence of the softmax outputs from the float model's
+    MSE = "mse"  # regression or any other output: mean squared difference from the float model's outputs
+
+
 class GPFQAlphabet(enum.StrEnum):
     INT = "int"  # the weight_bits integer grid
     TERNARY = "ternary"  # {-a, 0, +a} per channel
@@ -63,6 +68,8 @@ class QuantizeConfig:
     adaround_iters: int = 500  #: AdaRound optimizer steps per layer
     seed: int = 0  #: AdaRound mini-batches, GPFQ row subsets, auto's held-out split
     method: Method = Method.CUSTOM  #: auto: pick the pipeline (rounding, range setting, CLE, bias corr.) itself
+    #: how auto compares a candidate with the float model on held-out samples (kl assumes logits of a classifier)
+    auto_objective: AutoObjective = AutoObjective.KL
     trainable_scales: bool = False  #: weight scales as parameters (learned by QAT) instead of following the weights
     #: per-layer weight bit widths by module name (mixed precision, e.g. from qdeploy.passes.mixed); others: weight_bits
     layer_weight_bits: Mapping[str, int] = dataclasses.field(default_factory=dict)
@@ -80,11 +87,14 @@ class QuantizeConfig:
         object.__setattr__(self, "rounding", _enum(WeightRounding, self.rounding, "rounding"))
         object.__setattr__(self, "gpfq_alphabet", _enum(GPFQAlphabet, self.gpfq_alphabet, "gpfq_alphabet"))
         object.__setattr__(self, "method", _enum(Method, self.method, "method"))
+        object.__setattr__(self, "auto_objective", _enum(AutoObjective, self.auto_objective, "auto_objective"))
         if not self.gpfq_sparsity >= 0:
             raise QDeployError(f"gpfq_sparsity={self.gpfq_sparsity} must be >= 0")
         gpfq_variant = self.gpfq_alphabet is not GPFQAlphabet.INT or self.gpfq_sparsity > 0
         if gpfq_variant and self.rounding is not WeightRounding.GPFQ:
             raise QDeployError("gpfq_alphabet/gpfq_sparsity apply to rounding='gpfq' only; set rounding='gpfq'")
+        if self.auto_objective is not AutoObjective.KL and self.method is not Method.AUTO:
+            raise QDeployError("auto_objective applies to method='auto' only; set method='auto'")
         if not isinstance(self.adaround_iters, int) or self.adaround_iters < 1:
             raise QDeployError(f"adaround_iters={self.adaround_iters!r} must be a positive integer")
 

@@ -55,17 +55,21 @@ def candidates(weight_bits: int, act_bits: int, scale: ScaleKind) -> list[dict[s
     return [{**options, "scale": kind} for kind in scales for options in base]
 
 
-def _score(reference: np.ndarray, output: np.ndarray) -> dict[str, float]:
-    """Distance from the float model on held-out samples: ``loss`` (lower is better) is the mean KL divergence
-    between softmax outputs for classifiers (smoother than top-1 agreement, which ties on a few hundred samples)
-    and the output MSE otherwise; ``agreement`` (top-1 with the float model) is reported alongside."""
+def _score(reference: np.ndarray, output: np.ndarray, objective: str = "kl") -> dict[str, float]:
+    """Distance from the float model on held-out samples: ``loss`` (lower is better) is, with ``objective='kl'``,
+    the mean KL divergence between softmax outputs (for classifiers' logits: smoother than top-1 agreement, which
+    ties on a few hundred samples), with ``'mse'`` the output MSE (regression: KL would ignore a constant shift of
+    the outputs); ``agreement`` (top-1 with the float model, classifiers) is reported alongside."""
     mse = float(np.mean((output - reference) ** 2))
     if reference.ndim != 2 or reference.shape[1] < 2:
         return {"loss": mse, "agreement": float("nan"), "mse": mse}
+    agreement = float(np.mean(output.argmax(1) == reference.argmax(1)))
+    if objective == "mse":
+        return {"loss": mse, "agreement": agreement, "mse": mse}
     log_p = torch.log_softmax(torch.from_numpy(reference).double(), 1)
     log_q = torch.log_softmax(torch.from_numpy(output).double(), 1)
     kl = float((log_p.exp() * (log_p - log_q)).sum(1).mean())
-    return {"loss": kl, "agreement": float(np.mean(output.argmax(1) == reference.argmax(1))), "mse": mse}
+    return {"loss": kl, "agreement": agreement, "mse": mse}
 
 
 def quantize_auto(
@@ -111,7 +115,7 @@ def quantize_auto(
             log.info("auto: candidate %s skipped: %s", options, exc)
             failure = exc
             continue
-        score = _score(reference, forward(qmodel, held_out))
+        score = _score(reference, forward(qmodel, held_out), config.auto_objective)
         scores.append({**options, **score, "seconds": time.perf_counter() - start})
         log.info("auto: %s -> held-out loss %.4g, agreement %.4f", options, score["loss"], score["agreement"])
         if best is None or score["loss"] < best[0]:

@@ -167,6 +167,22 @@ def test_auto_offers_brevitas_defaults_and_refits_its_choice_on_all_calibration_
     assert all(layer.quant_weight().scale.numel() == 1 for layer in _quant_layers(tensor_auto))
 
 
+def test_auto_objective_mse_scores_regression_outputs_by_their_squared_error():
+    """KL of softmaxes ignores a constant shift of the outputs: meaningless for regression. Shifting the outputs by
+    a constant changes nothing under kl and everything under mse; a custom pipeline refuses the option."""
+    from qdeploy.config import QuantizeConfig
+    from qdeploy.passes.ptq.auto import _score
+
+    reference = np.random.default_rng(0).normal(size=(64, 3))
+    shifted = reference + 5.0
+    assert _score(reference, shifted, "kl")["loss"] < 1e-12
+    assert _score(reference, shifted, "mse")["loss"] == pytest.approx(25.0)
+    with pytest.raises(QDeployError, match="auto_objective applies to method='auto' only"):
+        QuantizeConfig(auto_objective="mse")
+    with pytest.raises(QDeployError, match="auto_objective"):
+        QuantizeConfig(method="auto", auto_objective="accuracy")
+
+
 def test_too_little_calibration_data_for_adaround_names_the_layer(float_mlp, data):
     # 64 samples are enough for the 64-input first layer, not for the 800-input second one
     wide = nn.Sequential(nn.Flatten(), nn.Linear(64, 800), nn.ReLU(), nn.Linear(800, 10))
