@@ -95,13 +95,15 @@ class QuantumNode:
 
         self.entry = entry
         self.inputs: list[str] = entry["inputs"]
-        self.circuits = []  # (measured circuit, compacted unitary part, compact qargs of clbits)
+        # (compacted measured circuit, compacted unitary part, compact qargs of clbits): sampling simulates only the
+        # qubits the layer touches, not the device (127 qubits on an IBM Eagle would need 2**127 amplitudes)
+        self.circuits = []
         for group in entry["groups"]:
             measured = qasm3.loads((folder / group["file"]).read_text())
             unitary = measured.remove_final_measurements(inplace=False)
             small, position = _compact(unitary)
             qargs = [position[q] for q in group["physical_qubits"]]
-            self.circuits.append((measured, small, qargs))
+            self.circuits.append((_compact(measured)[0], small, qargs))
         self.segments = [_segments(small) for _, small, _ in self.circuits]
         self.readout = entry["readout"]
         self.terms = [
