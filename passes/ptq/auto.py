@@ -31,6 +31,8 @@ log = logging.getLogger(__name__)
 PIPELINE_FIELDS = ("calibration", "percentile", "equalize", "bias_correction", "rounding", "gpfq_alphabet", "gpfq_sparsity")
 #: what ``brevitas.graph.quantize`` + ``calibration_mode`` give by default: one weight scale per tensor, activation
 #: ranges at the 99.999th percentile
+#: a candidate is an ordinary pipeline: not auto, and without auto's own option
+CUSTOM: dict[str, Any] = {"method": "custom", "auto_objective": "kl"}
 BREVITAS_DEFAULTS: dict[str, Any] = {"per_channel": False, "calibration": "percentile", "percentile": 99.999}
 
 
@@ -103,7 +105,7 @@ def quantize_auto(
     failure: QDeployError | None = None
     seen: set[tuple] = set()
     for options in candidates(config.weight_bits, config.act_bits, config.scale):
-        candidate_config = dataclasses.replace(config, method="custom", **options)
+        candidate_config = dataclasses.replace(config, **CUSTOM, **options)
         key = tuple(getattr(candidate_config, f) for f in (*PIPELINE_FIELDS, "per_channel", "scale"))
         if key in seen:  # e.g. brevitas's defaults when the caller already asked for per-tensor weights
             continue
@@ -124,7 +126,7 @@ def quantize_auto(
         raise failure or QDeployError("method='auto' found no candidate pipeline for these bit widths")
     options = best[1]
     log.info("auto chose %s; fitting it on all %d calibration samples", options, len(calib))
-    qmodel = quantize_fn(model, calib, dataclasses.replace(config, method="custom", **options))
+    qmodel = quantize_fn(model, calib, dataclasses.replace(config, **CUSTOM, **options))
     qmodel.qdeploy_pipeline = dict(options)
     qmodel.qdeploy_auto_scores = scores
     return qmodel

@@ -167,9 +167,10 @@ def test_auto_offers_brevitas_defaults_and_refits_its_choice_on_all_calibration_
     assert all(layer.quant_weight().scale.numel() == 1 for layer in _quant_layers(tensor_auto))
 
 
-def test_auto_objective_mse_scores_regression_outputs_by_their_squared_error():
+def test_auto_objective_mse_scores_regression_outputs_by_their_squared_error(float_mlp, data):
     """KL of softmaxes ignores a constant shift of the outputs: meaningless for regression. Shifting the outputs by
-    a constant changes nothing under kl and everything under mse; a custom pipeline refuses the option."""
+    a constant changes nothing under kl and everything under mse; auto ranks by the objective asked for; a custom
+    pipeline refuses the option."""
     from qdeploy.config import QuantizeConfig
     from qdeploy.passes.ptq.auto import _score
 
@@ -177,6 +178,8 @@ def test_auto_objective_mse_scores_regression_outputs_by_their_squared_error():
     shifted = reference + 5.0
     assert _score(reference, shifted, "kl")["loss"] < 1e-12
     assert _score(reference, shifted, "mse")["loss"] == pytest.approx(25.0)
+    auto = qdeploy.quantize(float_mlp, data.x_train[:256], weight_bits=8, method="auto", auto_objective="mse")
+    assert all(score["loss"] == score["mse"] for score in auto.qdeploy_auto_scores)
     with pytest.raises(QDeployError, match="auto_objective applies to method='auto' only"):
         QuantizeConfig(auto_objective="mse")
     with pytest.raises(QDeployError, match="auto_objective"):
