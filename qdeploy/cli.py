@@ -99,6 +99,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--optimizer", choices=["adamw", "adamw4bit"], default="adamw")
     p.add_argument("--checkpoint", help="save the training state here after every epoch")
     p.add_argument("--resume", action="store_true", help="continue from --checkpoint")
+    p.add_argument(
+        "--validation",
+        help="held-out .npz ('x', 'y') that picks the best epoch (default: --val-fraction of --data is held out)",
+    )
+    p.add_argument("--val-fraction", type=float, default=0.1, help="share of --data held out without --validation")
+    p.add_argument("--seed", type=int, default=0, help="batch order and held-out split")
     p.add_argument("-o", "--output", required=True, help="QONNX file to write")
     _add_common(p)
 
@@ -304,6 +310,7 @@ def cmd_qat(args: argparse.Namespace) -> int:
 
     model = load_factory(args.model, args.weights)
     x, y = load_labelled(args.data)
+    validation = load_labelled(args.validation) if args.validation else None
     qmodel = qat(
         model,
         x,
@@ -315,6 +322,9 @@ def cmd_qat(args: argparse.Namespace) -> int:
         optimizer=args.optimizer,
         checkpoint=args.checkpoint,
         resume=args.resume,
+        validation=validation,
+        val_fraction=args.val_fraction,
+        seed=args.seed,
     )
     _write_model_atomically(qmodel, x[:1], Path(args.output))
     print(f"wrote {args.output} (QAT W{args.wbits}A{args.abits}, {args.epochs} epochs, {args.optimizer})")

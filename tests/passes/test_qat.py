@@ -153,6 +153,23 @@ def test_qat_command_line(tmp_path, data, capsys):
     )
     assert code == EXIT_ERROR and "needs arrays 'x' and 'y'" in capsys.readouterr().err
     assert not (tmp_path / "bad.onnx").exists()
+    # --validation reaches the trainer: a too-small held-out file is refused naming it, nothing written
+    np.savez(tmp_path / "val.npz", x=data.x_test[:5], y=data.y_test[:5])
+    code = main(
+        [
+            "qat",
+            f"{ROOT / 'examples' / 'digits.py'}:mlp",
+            "--data",
+            str(train),
+            "--validation",
+            str(tmp_path / "val.npz"),
+            "-o",
+            str(tmp_path / "bad.onnx"),
+            "-q",
+        ]
+    )
+    assert code == EXIT_ERROR and "QAT validation data: 5 inputs" in capsys.readouterr().err
+    assert not (tmp_path / "bad.onnx").exists()
 
 
 @pytest.mark.parametrize(("written_by", "resumed_with"), [("adamw", "adamw4bit"), ("adamw4bit", "adamw")])
