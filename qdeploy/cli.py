@@ -294,9 +294,19 @@ def cmd_mixed(args: argparse.Namespace) -> int:
     widest = max(allocation.bits.values())
     qmodel = quantize(model, x, weight_bits=widest, act_bits=args.abits, layer_weight_bits=allocation.bits)
     output = Path(args.output)
-    _write_model_atomically(qmodel, x[:1], output)
     summary = {"budget": allocation.budget, "cost": allocation.cost, "objective": args.objective, "bits": allocation.bits}
-    output.with_suffix(".json").write_text(json.dumps(summary, indent=2))
+    _write_model_atomically(qmodel, x[:1], output)
+    fd, tmp = tempfile.mkstemp(suffix=".json", dir=output.parent)
+    try:  # the model and its allocation land together or not at all
+        with os.fdopen(fd, "w") as stream:
+            json.dump(summary, stream, indent=2)
+        os.replace(tmp, output.with_suffix(".json"))
+    except OSError:
+        output.unlink(missing_ok=True)
+        raise
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
     print(
         f"wrote {output}: weight bits {allocation.bits} ({args.objective} {allocation.cost:,.0f} of {budget:,.0f}); "
         f"allocation in {output.with_suffix('.json')}"
