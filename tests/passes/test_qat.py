@@ -115,60 +115,24 @@ def test_qat_model_compiles_bit_exactly(float_cnn, data, tmp_path, optimizer):
 
 
 def test_qat_command_line(tmp_path, data, capsys):
+    def qat_cli(data_file, output, *options) -> int:
+        factory = f"{ROOT / 'examples' / 'digits.py'}:mlp"
+        return main(["qat", factory, "--data", str(data_file), *map(str, options), "-o", str(output), "-q"])
+
     train = tmp_path / "train.npz"
     np.savez(train, x=data.x_train, y=data.y_train)
     out = tmp_path / "qat.onnx"
-    code = main(
-        [
-            "qat",
-            f"{ROOT / 'examples' / 'digits.py'}:mlp",
-            "--data",
-            str(train),
-            "--wbits",
-            "3",
-            "--abits",
-            "4",
-            "--epochs",
-            "1",
-            "--checkpoint",
-            str(tmp_path / "ck.pt"),
-            "-o",
-            str(out),
-            "-q",
-        ]
-    )
+    code = qat_cli(train, out, "--wbits", 3, "--abits", 4, "--epochs", 1, "--checkpoint", tmp_path / "ck.pt")
     assert code == 0 and out.exists() and (tmp_path / "ck.pt").exists()
     assert {row["weight_bits"] for row in qdeploy.inspect(out)["layers"]} == {3}
     np.savez(tmp_path / "nolabels.npz", x=data.x_train)
-    code = main(
-        [
-            "qat",
-            f"{ROOT / 'examples' / 'digits.py'}:mlp",
-            "--data",
-            str(tmp_path / "nolabels.npz"),
-            "-o",
-            str(tmp_path / "bad.onnx"),
-            "-q",
-        ]
-    )
-    assert code == EXIT_ERROR and "needs arrays 'x' and 'y'" in capsys.readouterr().err
+    assert qat_cli(tmp_path / "nolabels.npz", tmp_path / "bad.onnx") == EXIT_ERROR
+    assert "needs arrays 'x' and 'y'" in capsys.readouterr().err
     assert not (tmp_path / "bad.onnx").exists()
     # --validation reaches the trainer: a too-small held-out file is refused naming it, nothing written
     np.savez(tmp_path / "val.npz", x=data.x_test[:5], y=data.y_test[:5])
-    code = main(
-        [
-            "qat",
-            f"{ROOT / 'examples' / 'digits.py'}:mlp",
-            "--data",
-            str(train),
-            "--validation",
-            str(tmp_path / "val.npz"),
-            "-o",
-            str(tmp_path / "bad.onnx"),
-            "-q",
-        ]
-    )
-    assert code == EXIT_ERROR and "QAT validation data: 5 inputs" in capsys.readouterr().err
+    assert qat_cli(train, tmp_path / "bad.onnx", "--validation", tmp_path / "val.npz") == EXIT_ERROR
+    assert "QAT validation data: 5 inputs" in capsys.readouterr().err
     assert not (tmp_path / "bad.onnx").exists()
 
 
