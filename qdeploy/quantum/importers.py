@@ -107,13 +107,20 @@ def from_pennylane(torch_layer: Any, num_inputs: int, name: str = "pennylane", c
     spec.validate()
     flat = np.concatenate([torch_layer.qnode_weights[k].detach().double().reshape(-1).numpy() for k in shapes])
     layer = QuantumLayer(spec, weights=flat)
-    x = torch.from_numpy(np.random.default_rng(0).uniform(-np.pi, np.pi, (check_samples, num_inputs)))
-    with torch.no_grad():
-        theirs = torch_layer(x).double()
-        error = float((layer(x) - theirs).abs().max())
+    _, _, error = _compare(layer, torch_layer, num_inputs, check_samples)
     if not error <= IMPORT_TOLERANCE:
         raise CircuitSpecError(f"{where}: the imported circuit differs from PennyLane by {error:.3g}; report this as a bug")
     return layer
+
+
+def _compare(layer: QuantumLayer, source: Any, num_inputs: int, samples: int) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """The import check: random inputs in [-π, π], the imported layer's outputs on them, and the largest absolute
+    difference from what the source layer computes."""
+    x = torch.from_numpy(np.random.default_rng(0).uniform(-np.pi, np.pi, (samples, num_inputs)))
+    with torch.no_grad():
+        ours = layer(x)
+        theirs = source(x).double().reshape(ours.shape)
+    return x, ours, float((ours - theirs).abs().max())
 
 
 def _readout(measurements, wires: dict, where: str) -> Readout:
@@ -261,11 +268,7 @@ def from_qiskit_ml(connector: Any, name: str = "qiskit", check_samples: int = 8)
     spec.validate()
     trained = connector.weight.detach().double().reshape(-1).numpy()
     layer = QuantumLayer(spec, weights=trained)
-    x = torch.from_numpy(np.random.default_rng(0).uniform(-np.pi, np.pi, (check_samples, len(inputs))))
-    with torch.no_grad():
-        ours = layer(x)
-        theirs = connector(x).double().reshape(ours.shape)
-    error = float((ours - theirs).abs().max())
+    x, ours, error = _compare(layer, connector, len(inputs), check_samples)
     if not error <= IMPORT_TOLERANCE:
         # A shot-based primitive, or qiskit-machine-learning 0.9's exact sampler, which mixes the rows of a batch
         # when the circuit measures into its own register: ask qiskit again, exactly and one row at a time.
