@@ -5,8 +5,7 @@ through every angle); qiskit's simulators are neither, and PennyLane is an optio
 dependency. Correctness is checked against qiskit's ``Statevector`` in tests/quantum.
 
 State layout: ``(batch, 2, ..., 2)`` with qubit ``q`` on axis ``num_qubits - q`` (so the flattened state has
-qiskit's little-endian index ``sum_q b_q 2**q``). Gate matrices use the textbook order (first wire most
-significant); ``_apply`` moves the gate's wires into that order.
+qiskit's little-endian index ``sum_q b_q 2**q``).
 
 Speed: gates act as contractions on one or two axes of that view, without moving axes: a one-qubit gate combines
 the state's two halves along its axis (``out_i = m_i0 s_0 + m_i1 s_1``), a controlled gate does that on the
@@ -37,12 +36,7 @@ def _fixed(name: str, dtype: torch.dtype) -> torch.Tensor:
         "t": [[1, 0], [0, complex(math.cos(math.pi / 4), math.sin(math.pi / 4))]],
         "tdg": [[1, 0], [0, complex(math.cos(math.pi / 4), -math.sin(math.pi / 4))]],
         "sx": [[(1 + i) / 2, (1 - i) / 2], [(1 - i) / 2, (1 + i) / 2]],
-        "swap": [[1, 0, 0, 0], [0, 0, 1, 0], [0, 1, 0, 0], [0, 0, 0, 1]],
     }
-    if name in ("cx", "cy", "cz"):
-        u = torch.eye(4, dtype=dtype)
-        u[2:, 2:] = torch.tensor(matrices[name[1]], dtype=dtype)
-        return u
     return torch.tensor(matrices[name], dtype=dtype)
 
 
@@ -65,30 +59,6 @@ def _rotation(name: str, theta: torch.Tensor, dtype: torch.dtype) -> torch.Tenso
     return torch.stack([torch.stack(r, dim=-1) for r in rows], dim=-2)
 
 
-def _controlled(u: torch.Tensor) -> torch.Tensor:
-    """(batch, 4, 4) controlled version of (batch, 2, 2) ``u`` (control = first wire)."""
-    out = torch.zeros(u.shape[0], 4, 4, dtype=u.dtype)
-    out[:, 0, 0] = 1
-    out[:, 1, 1] = 1
-    out[:, 2:, 2:] = u
-    return out
-
-
-def _apply(state: torch.Tensor, matrix: torch.Tensor, wires: tuple[int, ...], num_qubits: int) -> torch.Tensor:
-    """Apply ``matrix`` ((d, d) or (batch, d, d)) to ``wires`` of ``state`` (batch, 2, ..., 2)."""
-    k = len(wires)
-    axes = [num_qubits - w for w in wires]
-    moved = torch.movedim(state, axes, list(range(num_qubits + 1 - k, num_qubits + 1)))
-    shape = moved.shape
-    flat = moved.reshape(shape[0], -1, 2**k)
-    if matrix.dim() == 2:
-        matrix = matrix.expand(shape[0], -1, -1)
-    # bmm with a contiguous right operand: torch's broadcasting matmul with a transposed complex matrix takes a
-    # path ~50x slower on CPU.
-    flat = torch.bmm(flat, matrix.transpose(1, 2).contiguous())
-    return torch.movedim(flat.reshape(shape), list(range(num_qubits + 1 - k, num_qubits + 1)), axes)
-
-
 def _angles(gate: Gate, inputs: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     a = gate.angle
     if a.kind == "input":
@@ -99,19 +69,11 @@ def _angles(gate: Gate, inputs: torch.Tensor, weights: torch.Tensor) -> torch.Te
 
 
 def gate_matrix(gate: Gate, theta: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor:
-    """The gate's matrix: (d, d) for fixed gates, (batch, d, d) for parameterised ones."""
-    name = gate.name
+    """A one-qubit gate's matrix: (2, 2) for fixed gates, (batch, 2, 2) for rotations. Two-qubit gates never
+    become matrices: ``simulate_state`` applies them as controlled one-qubit gates, axis swaps or a split rz."""
     if theta is None:
-        return _fixed(name, dtype)
-    if name in ("rx", "ry", "rz", "p"):
-        return _rotation(name, theta, dtype)
-    if name in ("crx", "cry", "crz", "cp"):
-        return _controlled(_rotation(name[1:] if name != "cp" else "p", theta, dtype))
-    if name == "rzz":
-        half = theta.to(dtype) / 2
-        minus, plus = torch.exp(-1j * half), torch.exp(1j * half)
-        return torch.diag_embed(torch.stack([minus, plus, plus, minus], dim=-1))
-    raise ValueError(f"no matrix for gate {name}")
+        return _fixed(gate.name, dtype)
+    return _rotation(gate.name, theta, dtype)
 
 
 #: gates applied by ``_controlled_apply``: the one-qubit gate acting on the target when the control is 1
@@ -193,9 +155,8 @@ def simulate_state(spec: CircuitSpec, inputs: torch.Tensor, weights: torch.Tenso
             off, on = state.unbind(a)
             inner = b if b < a else b - 1
             state = torch.stack([_apply_1q(off, rz, inner), _apply_1q(on, rz.conj(), inner)], dim=a)
-        else:
-            theta = _angles(gate, inputs, weights) if gate.angle is not None else None
-            state = _apply(state.contiguous(), gate_matrix(gate, theta, dtype), gate.wires, n)
+        else:  # spec validation admits no other two-qubit gate
+            raise ValueError(f"no simulation for two-qubit gate {gate.name}")
     for wire in list(pending):
         flush(wire)
     return state.contiguous()
