@@ -241,7 +241,7 @@ def _deep_merge(base: dict, override: dict) -> dict:
     return base
 
 
-def build_hls_config(model: ModelWrapper, cfg: CompileConfig) -> tuple[dict, FixedType, dict[str, LayerPrecision]]:
+def build_hls_config(model: ModelWrapper, cfg: CompileConfig) -> tuple[dict, FixedType]:
     """hls4ml HLSConfig with every precision derived from the graph; the user's ``hls4ml`` block overrides."""
     hls4ml = require("hls4ml", "hls4ml", "the hls4ml target")
     input_type, layers = infer_precisions(model)
@@ -272,7 +272,7 @@ def build_hls_config(model: ModelWrapper, cfg: CompileConfig) -> tuple[dict, Fix
         if precision:
             by_name.setdefault(node.name, {}).setdefault("Precision", {}).update(precision)
     _deep_merge(config, dict(cfg.hls4ml))
-    return config, input_type, layers
+    return config, input_type
 
 
 # -- the target -----------------------------------------------------------------------------------------------------
@@ -297,7 +297,7 @@ class Hls4mlTarget(Target):
         from qdeploy.targets.hls4ml import multithreshold
 
         multithreshold.register(cfg.backend)
-        hls_config, input_type, _ = ctx.timed("infer_precisions", lambda: build_hls_config(prepared, cfg))
+        hls_config, input_type = ctx.timed("infer_precisions", lambda: build_hls_config(prepared, cfg))
         run_steps(prepared, cfg, CHECK_STEPS, ctx)
 
         # Golden testbench vectors for the C testbench, written by qdeploy (not by hls4ml's own float model).
