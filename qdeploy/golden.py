@@ -17,8 +17,13 @@ DEFAULT_CHUNK = 2048
 
 
 def _with_batch(model: ModelWrapper, batch: int) -> ModelWrapper:
+    """``model`` at batch size ``batch``; unchanged when it already has it (qonnx cannot re-infer some graphs'
+    shapes after ChangeBatchSize, e.g. its channels-last Conv: those run at their own batch size, ``chunk=1``)."""
     from qonnx.transformation.change_batchsize import ChangeBatchSize
     from qonnx.transformation.infer_shapes import InferShapes
+
+    if (model.get_tensor_shape(input_name(model)) or [None])[0] == batch:
+        return model
 
     resized = model.transform(ChangeBatchSize(batch))
     return resized.transform(InferShapes())
@@ -27,8 +32,8 @@ def _with_batch(model: ModelWrapper, batch: int) -> ModelWrapper:
 def run_golden(model: ModelWrapper, x: np.ndarray, chunk: int = DEFAULT_CHUNK) -> np.ndarray:
     """Execute ``model`` on ``x`` (batch first) with QONNX reference semantics; returns the output array.
 
-    ``chunk=1`` runs sample by sample on the graph as it is, for graphs whose shapes qonnx cannot re-infer at
-    another batch size (its channels-last Conv after ChangeBatchSize): slow, meant for a few samples.
+    ``chunk=1`` on a batch-1 graph runs sample by sample on the graph as it is, for graphs whose shapes qonnx
+    cannot re-infer at another batch size (its channels-last Conv after ChangeBatchSize): slow, for a few samples.
     """
     import onnxruntime
     from qonnx.core.onnx_exec import execute_onnx
@@ -36,9 +41,6 @@ def run_golden(model: ModelWrapper, x: np.ndarray, chunk: int = DEFAULT_CHUNK) -
     # qonnx runs its channels-last ops through one-node models stamped opset 1; ORT warns on each (noise, not errors)
     onnxruntime.set_default_logger_severity(3)
     x = check_array(x, sample_shape(model), "golden executor input")
-    if chunk == 1:
-        name_in, name_out = input_name(model), output_name(model)
-        return np.concatenate([np.asarray(execute_onnx(model, {name_in: x[i : i + 1]})[name_out]) for i in range(len(x))])
     outputs = []
     resized: dict[int, ModelWrapper] = {}
     for start in range(0, len(x), chunk):
