@@ -8,14 +8,13 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any
 
 from qdeploy.errors import QDeployError, one_line
+from qdeploy.staging import staged_file
 
 EXIT_ERROR = 1
 EXIT_NOT_EXACT = 3
@@ -220,15 +219,8 @@ def _write_model_atomically(qmodel, example, output: Path) -> None:
     """Export beside the destination, then rename: no half-written model on failure."""
     from qdeploy.frontend import export
 
-    output.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".onnx", dir=output.parent)
-    os.close(fd)
-    try:
+    with staged_file(output) as tmp:
         export(qmodel, example, tmp)
-        os.replace(tmp, output)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def cmd_binarize(args: argparse.Namespace) -> int:
@@ -296,17 +288,12 @@ def cmd_mixed(args: argparse.Namespace) -> int:
     output = Path(args.output)
     summary = {"budget": allocation.budget, "cost": allocation.cost, "objective": args.objective, "bits": allocation.bits}
     _write_model_atomically(qmodel, x[:1], output)
-    fd, tmp = tempfile.mkstemp(suffix=".json", dir=output.parent)
     try:  # the model and its allocation land together or not at all
-        with os.fdopen(fd, "w") as stream:
-            json.dump(summary, stream, indent=2)
-        os.replace(tmp, output.with_suffix(".json"))
+        with staged_file(output.with_suffix(".json")) as tmp:
+            tmp.write_text(json.dumps(summary, indent=2))
     except OSError:
         output.unlink(missing_ok=True)
         raise
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     print(
         f"wrote {output}: weight bits {allocation.bits} ({args.objective} {allocation.cost:,.0f} of {budget:,.0f}); "
         f"allocation in {output.with_suffix('.json')}"
@@ -413,11 +400,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         y = artifact.predict(x)
     if args.output:
         output = Path(args.output)
-        output.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(suffix=".npy", dir=output.parent)
-        os.close(fd)
-        np.save(tmp, y)
-        os.replace(tmp, output)
+        with staged_file(output) as tmp, open(tmp, "wb") as stream:  # a file object: np.save adds no suffix
+            np.save(stream, y)
         print(f"ran {len(x)} inputs on {artifact.target}; wrote outputs {y.shape} to {output}")
     else:
         np.savetxt(sys.stdout, y.reshape(len(y), -1), fmt="%.7g")

@@ -17,7 +17,6 @@ from __future__ import annotations
 import copy
 import logging
 import math
-import os
 from pathlib import Path
 
 import numpy as np
@@ -26,14 +25,14 @@ from torch import nn
 
 from qdeploy.errors import QDeployError
 from qdeploy.progress import progress
+from qdeploy.staging import staged_file
 
 log = logging.getLogger(__name__)
 
 
 def _save_checkpoint(path: Path, payload: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
+    with staged_file(path) as tmp:
+        torch.save(payload, tmp)
 
 
 def _logits(qmodel: nn.Module, inputs: torch.Tensor) -> torch.Tensor:
