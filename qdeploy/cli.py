@@ -259,6 +259,8 @@ def cmd_mixed(args: argparse.Namespace) -> int:
     from qdeploy.frontend import load_factory, quantize
     from qdeploy.passes.mixed import (
         allocate_bits,
+        check_budget,
+        cost_per_bit,
         hessian_traces,
         layer_macs,
         measured_perturbations,
@@ -276,7 +278,7 @@ def cmd_mixed(args: argparse.Namespace) -> int:
     macs = layer_macs(model, inputs[:1])
     budget = quantizable_budget(model, macs, args.average_bits, args.abits, args.objective)
     # refuse an impossible budget before the costly steps (Hessian traces, one quantization per candidate width)
-    allocate_bits(dict.fromkeys(macs, 0.0), model, macs, budget, candidates, act_bits=args.abits, objective=args.objective)
+    check_budget(cost_per_bit(model, macs, args.abits, args.objective), budget, candidates, args.objective)
     traces = hessian_traces(model, inputs, torch.from_numpy(y.astype(np.int64)), probes=args.probes)
     # ||Q_b(W) - W||^2 with the quantizer the exported model uses (same options as the export below)
     perturbations = measured_perturbations(model, x, candidates, act_bits=args.abits)

@@ -3,6 +3,8 @@
 from qdeploy.passes.mixed.hawq import (
     Allocation,
     allocate_bits,
+    check_budget,
+    cost_per_bit,
     hessian_traces,
     layer_macs,
     measured_perturbations,
@@ -13,6 +15,8 @@ from qdeploy.passes.mixed.hawq import (
 __all__ = [
     "Allocation",
     "allocate_bits",
+    "check_budget",
+    "cost_per_bit",
     "hessian_traces",
     "layer_macs",
     "measured_perturbations",

@@ -121,8 +121,8 @@ def allocate_bits(
     layers = quantizable_layers(model)
     if set(traces) != set(layers):
         raise QDeployError(f"sensitivities given for {sorted(traces)} but the model's layers are {sorted(layers)}")
-    if objective not in ("bops", "memory"):
-        raise QDeployError(f"objective {objective!r} must be 'bops' or 'memory'")
+    per_bit = cost_per_bit(model, macs, act_bits, objective)
+    check_budget(per_bit, budget, candidates, objective)
     names = list(layers)
     if perturbations is not None:
         missing = [(n, b) for n in names for b in candidates if b not in perturbations.get(n, {})]
@@ -131,21 +131,14 @@ def allocate_bits(
     table: dict[str, dict[int, dict[str, float]]] = {}
     for name in names:
         weight = layers[name].weight
-        per_bit = weight.numel() if objective == "memory" else macs[name] * act_bits
         table[name] = {
             b: {
                 "omega": traces[name]
                 * (perturbations[name][b] if perturbations is not None else weight_perturbation(weight, b)),
-                "cost": float(per_bit * b),
+                "cost": per_bit[name] * b,
             }
             for b in candidates
         }
-    minimum = sum(min(entry["cost"] for entry in table[name].values()) for name in names)
-    if budget < minimum:
-        raise QDeployError(
-            f"budget {budget:,.0f} is below the {minimum:,.0f} {objective} that {min(candidates)} bits everywhere cost; "
-            "raise the budget"
-        )
     columns = [(name, b) for name in names for b in candidates]
     omega = np.array([table[n][b]["omega"] for n, b in columns])
     cost = np.array([table[n][b]["cost"] for n, b in columns])
@@ -168,14 +161,33 @@ def allocate_bits(
     )
 
 
+def cost_per_bit(model: nn.Module, macs: dict[str, int], act_bits: int = 8, objective: str = "bops") -> dict[str, float]:
+    """What one weight bit costs per quantizable layer: MACs x activation bits ('bops') or its number of weights
+    ('memory', bits of storage). A layer at b bits costs b times this."""
+    if objective not in ("bops", "memory"):
+        raise QDeployError(f"objective {objective!r} must be 'bops' or 'memory'")
+    layers = quantizable_layers(model)
+    return {
+        name: float(layer.weight.numel() if objective == "memory" else macs[name] * act_bits)
+        for name, layer in layers.items()
+    }
+
+
+def check_budget(per_bit: dict[str, float], budget: float, candidates: tuple[int, ...], objective: str) -> None:
+    """Refuse a budget below what the narrowest candidate everywhere costs (no allocation can meet it)."""
+    minimum = sum(per_bit.values()) * min(candidates)
+    if budget < minimum:
+        raise QDeployError(
+            f"budget {budget:,.0f} is below the {minimum:,.0f} {objective} that {min(candidates)} bits everywhere cost; "
+            "raise the budget"
+        )
+
+
 def quantizable_budget(
     model: nn.Module, macs: dict[str, int], average_bits: float, act_bits: int = 8, objective: str = "bops"
 ) -> float:
     """What uniform ``average_bits``-bit weights cost: BOPs (MACs x bits x activation bits) or bits of weight memory."""
-    layers = quantizable_layers(model)
-    if objective == "memory":
-        return float(sum(layer.weight.numel() for layer in layers.values()) * average_bits)
-    return float(sum(macs[name] for name in layers) * average_bits * act_bits)
+    return sum(cost_per_bit(model, macs, act_bits, objective).values()) * average_bits
 
 
 def layer_macs(model: nn.Module, example: torch.Tensor) -> dict[str, int]:
