@@ -51,6 +51,46 @@ def plain_hls4ml(graph, x: np.ndarray, folder: Path) -> dict:
     }
 
 
+def brevitas_ptq(model, calib: np.ndarray, weight_bits: int, act_bits: int):
+    """brevitas's own PTQ flow with its default quantizers, bit widths set the way its users set them (``.let``):
+    ``preprocess_for_quantize`` (BatchNorm folding), ``brevitas.graph.quantize`` with its default layer, activation
+    and identity maps (per-tensor float weight scales, Int32 bias, 99.999th-percentile activation ranges, a signed
+    input quantizer), then ``calibration_mode`` over ``calib``. Returns the quantized module (export it with
+    ``qdeploy.export``)."""
+    import copy
+
+    import torch
+    from brevitas.graph.calibrate import calibration_mode
+    from brevitas.graph.quantize import (
+        COMPUTE_LAYER_MAP,
+        QUANT_ACT_MAP,
+        QUANT_IDENTITY_MAP,
+        preprocess_for_quantize,
+        quantize,
+    )
+
+    def with_bits(layer_map: dict, key: str, bits: int) -> dict:
+        changed = {}
+        for source, entry in layer_map.items():  # entries may be None (a layer type brevitas leaves alone)
+            if entry is not None and entry[1].get(key) is not None:
+                entry = (entry[0], {**entry[1], key: entry[1][key].let(bit_width=bits)})
+            changed[source] = entry
+        return changed
+
+    graph = preprocess_for_quantize(copy.deepcopy(model).eval())
+    qmodel = quantize(
+        graph,
+        quant_identity_map=with_bits(QUANT_IDENTITY_MAP, "act_quant", act_bits),
+        compute_layer_map=with_bits(COMPUTE_LAYER_MAP, "weight_quant", weight_bits),
+        quant_act_map=with_bits(QUANT_ACT_MAP, "act_quant", act_bits),
+    )
+    qmodel.eval()
+    with torch.no_grad(), calibration_mode(qmodel):
+        for start in range(0, len(calib), 256):
+            qmodel(torch.from_numpy(calib[start : start + 256]))
+    return qmodel
+
+
 def ort_quantize_static(
     float_path: Path, out_path: Path, calib: np.ndarray, method: str = "MinMax", weight_bits: int = 8
 ) -> bool:

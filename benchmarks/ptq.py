@@ -35,15 +35,15 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import qdeploy  # noqa: E402
-from benchmarks.anchors import ort_quantize_static  # noqa: E402
+from benchmarks.anchors import brevitas_ptq, ort_quantize_static  # noqa: E402
 from benchmarks.workloads import mnist5k, mnist_cnn, mnist_mlp  # noqa: E402
 from examples import digits  # noqa: E402
-from qdeploy.passes.ptq.auto import BREVITAS_DEFAULTS  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 SEEDS = (0, 1, 2)
 BITS = ((8, 8), (4, 8), (4, 4), (3, 8), (2, 8))
 CALIB = 512
+BREVITAS = "brevitas defaults (float, per-tensor, percentile)"
 QDEPLOY_METHODS = {
     "rtn": {},
     "rtn + bias corr.": {"bias_correction": True},
@@ -95,14 +95,25 @@ def timed(fn, *args, **kwargs) -> tuple[float | None, float]:
 def qdeploy_accuracy(model: nn.Module, calib: np.ndarray, data, **options) -> tuple[np.ndarray, float, str | None]:
     """Quantize with qdeploy, export QONNX, and classify the test set with the golden executor (per-image
     correctness); also the share of zero weight integers and (for auto) the pipeline it chose."""
+    qmodel = qdeploy.quantize(model, calib, **options)
+    chosen = getattr(qmodel, "qdeploy_pipeline", None)
+    correct = golden_correct(qdeploy.export(qmodel, calib[:1]), data)
+    return correct, zero_share(qmodel), json.dumps(chosen) if chosen else None
+
+
+def zero_share(qmodel: nn.Module) -> float:
+    """The share of zero weight integers over all quantized layers."""
     from brevitas.nn.quant_layer import QuantWeightBiasInputOutputLayer
 
-    qmodel = qdeploy.quantize(model, calib, **options)
     with torch.no_grad():
         ints = [m.quant_weight().int() for m in qmodel.modules() if isinstance(m, QuantWeightBiasInputOutputLayer)]
-    zeros = float(sum(int((i == 0).sum()) for i in ints) / sum(i.numel() for i in ints))
-    chosen = getattr(qmodel, "qdeploy_pipeline", None)
-    return golden_correct(qdeploy.export(qmodel, calib[:1]), data), zeros, json.dumps(chosen) if chosen else None
+    return float(sum(int((i == 0).sum()) for i in ints) / sum(i.numel() for i in ints))
+
+
+def brevitas_accuracy(model: nn.Module, calib: np.ndarray, data, weight_bits: int, act_bits: int) -> tuple:
+    """brevitas's own PTQ flow (``benchmarks.anchors.brevitas_ptq``), exported and run like qdeploy's models."""
+    qmodel = brevitas_ptq(model, calib, weight_bits, act_bits)
+    return golden_correct(qdeploy.export(qmodel, calib[:1]), data), zero_share(qmodel), None
 
 
 def run_bits(
@@ -131,10 +142,7 @@ def run_bits(
     for seed in seeds:
         calib = data.x_train[np.random.default_rng(seed).choice(len(data.x_train), CALIB, replace=False)]
         # what a brevitas user gets from its PTQ defaults: float scales, per-tensor weights, percentile activations
-        record(
-            "brevitas defaults (float, per-tensor, percentile)",
-            timed(qdeploy_accuracy, model, calib, data, scale="float", **BREVITAS_DEFAULTS, **bits),
-        )
+        record(BREVITAS, timed(brevitas_accuracy, model, calib, data, weight_bits, act_bits))
         if act_bits == 8:
             for method in ("MinMax", "Entropy", "Percentile"):
                 record(f"ORT quantize_static {method}", timed(ort_static, model, data, calib, method, weight_bits, folder))
@@ -214,11 +222,21 @@ def main() -> None:
     parser.add_argument("--models", nargs="*", help="subset of the models (default: all)")
     parser.add_argument("--bits", nargs="*", help="subset of the bit widths, e.g. W4A8 (default: all)")
     parser.add_argument("--render", action="store_true", help="only rewrite ptq.md (and verdicts) from ptq.json")
+    parser.add_argument("--out", default="ptq", help="results name: writes results/NAME.json and NAME.md (default ptq)")
+    parser.add_argument(
+        "--merge", nargs="+", metavar="NAME", help="combine runs over disjoint models (run in parallel) into ptq.*"
+    )
     args = parser.parse_args()
-    if args.render:
-        saved = json.loads((RESULTS / "ptq.json").read_text())
-        run = saved["run"]
-        write(saved["rows"], saved["goals"], tuple(saved["seeds"]), run["seconds"], run["load_average_1min"], run["cores"])
+    if args.render or args.merge:
+        parts = [json.loads((RESULTS / f"{name}.json").read_text()) for name in (args.merge or ["ptq"])]
+        if len({tuple(part["seeds"]) for part in parts}) != 1:
+            raise SystemExit("the runs to merge used different seeds")
+        rows = [row for part in parts for row in part["rows"]]
+        goal_rows = [goal for part in parts for goal in part["goals"]]
+        # parallel parts: the wall time is the longest part
+        seconds = max(part["run"]["seconds"] for part in parts)
+        load = [value for part in parts for value in part["run"]["load_average_1min"]]
+        write(rows, goal_rows, tuple(parts[0]["seeds"]), seconds, load, parts[0]["run"]["cores"], parallel=len(parts))
         return
     seeds = tuple(range(args.seeds))
     warnings.filterwarnings("ignore")
@@ -254,7 +272,7 @@ def main() -> None:
                 goal_rows += goals(model_name, bits, correct, float_correct)
                 load.append(os.getloadavg()[0])
                 # after every bit width: a long run's finished part is never lost
-                write(rows, goal_rows, seeds, time.perf_counter() - start, load)
+                write(rows, goal_rows, seeds, time.perf_counter() - start, load, name=args.out)
 
 
 def write(
@@ -264,14 +282,16 @@ def write(
     seconds: float,
     load: list[float],
     cores: int | None = None,
+    name: str = "ptq",
+    parallel: int = 1,
 ) -> None:
     cores = cores or os.cpu_count()
     RESULTS.mkdir(parents=True, exist_ok=True)
     for goal in goal_rows:
         goal["verdict"] = judge(goal, rows)
-    run = {"seconds": seconds, "load_average_1min": load, "cores": cores}
+    run = {"seconds": seconds, "load_average_1min": load, "cores": cores, "parallel_processes": parallel}
     document = {"seeds": seeds, "calibration_samples": CALIB, "run": run, "goals": goal_rows, "rows": rows}
-    (RESULTS / "ptq.json").write_text(json.dumps(document, indent=2))
+    (RESULTS / f"{name}.json").write_text(json.dumps(document, indent=2))
     lines = [
         "# Post-training quantization (accuracy %, mean ± spread over calibration seeds)",
         "",
@@ -279,11 +299,15 @@ def write(
         " seed AdaRound, GPFQ's row subsets and auto's held-out split); test sets: digits 449 images (one image ="
         " 0.22 points), MNIST-5k 1,000 (0.1 points). `spread` = max - min over seeds. `seconds` = quantize + export"
         f" + golden run, mean per seed, one torch thread, on {cores} cores shared with other jobs (1-min"
-        f" load average {min(load):.1f}-{max(load):.1f} during the run; whole run {seconds / 60:.0f} min): compare"
+        f" load average {min(load):.1f}-{max(load):.1f} during the run; whole run {seconds / 60:.0f} min"
+        f"{f' in {parallel} processes side by side' if parallel > 1 else ''}): compare"
         " them within one run only. `zeros`: share of zero weight integers.",
         "",
-        "*Anchors* are brevitas's own PTQ defaults (what `brevitas.graph.quantize` + `calibration_mode` give: float"
-        " scales, per-tensor weights, 99.999th-percentile activation ranges) and onnxruntime `quantize_static`"
+        "*Anchors* are brevitas's own PTQ flow run directly (`benchmarks.anchors.brevitas_ptq`:"
+        " `preprocess_for_quantize`, `brevitas.graph.quantize` with its default quantizers at the asked bit widths,"
+        " `calibration_mode`; float scales, per-tensor weights, 99.999th-percentile activation ranges, and, as"
+        " brevitas builds it, a signed input quantizer, a signed requantizer behind `nn.Flatten` and an `act_bits`"
+        " quantizer on the output) and onnxruntime `quantize_static`"
         " (QDQ, per-channel, uint8 activations, int8/int4 weights; only at A8, ORT has no 4-bit activations in this"
         " mode and no 2/3-bit weights; ORT's Entropy rows equal its MinMax rows: with its defaults num_bins ="
         " num_quantized_bins = 128 its KL search has a single candidate, the full range)."
@@ -327,7 +351,7 @@ def write(
             f"| {row['model']} | {row['bits']} | {row['method']} | {100 * statistics.mean(accuracy):.2f} | "
             f"{100 * (max(accuracy) - min(accuracy)):.2f} | {statistics.mean(row['seconds']):.1f} | {zeros} |"
         )
-    (RESULTS / "ptq.md").write_text("\n".join(lines) + "\n")
+    (RESULTS / f"{name}.md").write_text("\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":

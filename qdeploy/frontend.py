@@ -119,6 +119,7 @@ def quantize(
     from brevitas.graph.quantize import preprocess_for_quantize
     from brevitas.graph.quantize import quantize as brevitas_quantize
 
+    from qdeploy.passes.ptq import flatten_function, output_quant, unsigned_input
     from qdeploy.passes.ptq.adaround import apply_adaround
     from qdeploy.passes.ptq.calibrate import calibrate, correct_bias
     from qdeploy.passes.ptq.gpfq_alphabet import apply_gpfq_alphabet
@@ -164,6 +165,7 @@ def quantize(
     try:
         # BatchNorm is folded into the preceding layer here; CLE (20 iterations, as brevitas's PTQ examples) on request.
         graph_model = preprocess_for_quantize(model, equalize_iters=20 if config.equalize else 0, equalize_merge_bias=True)
+        graph_model, _ = flatten_function.apply(graph_model)
         qmodel = brevitas_quantize(
             graph_model, quant_identity_map=identity_map, compute_layer_map=compute_map, quant_act_map=act_map
         )
@@ -174,6 +176,9 @@ def quantize(
         ) from exc
     if not any(isinstance(m, (qnn.QuantLinear, qnn.QuantConv2d, qnn.QuantConv1d)) for m in qmodel.modules()):
         raise UnsupportedModelError("the model has no Linear or Conv layer to quantize")
+    wide_output = _quantizers(dataclasses.replace(config, act_bits=max(config.act_bits, output_quant.OUTPUT_BITS)))[3]
+    qmodel, _ = output_quant.apply(qmodel, wide_output)
+    qmodel, _ = unsigned_input.apply(qmodel, calib, unsigned)
     if config.trainable_scales and config.rounding is WeightRounding.RTN:
         initialize_frozen_weight_scales(qmodel, calib[: config.batch_size])
     if config.rounding is not WeightRounding.RTN:
