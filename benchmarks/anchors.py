@@ -51,16 +51,18 @@ def plain_hls4ml(graph, x: np.ndarray, folder: Path) -> dict:
     }
 
 
-def brevitas_ptq(model, calib: np.ndarray, weight_bits: int, act_bits: int):
+def brevitas_ptq(model, calib: np.ndarray, weight_bits: int, act_bits: int, example_flow: bool = False):
     """brevitas's own PTQ flow with its default quantizers, bit widths set the way its users set them (``.let``):
     ``preprocess_for_quantize`` (BatchNorm folding), ``brevitas.graph.quantize`` with its default layer, activation
     and identity maps (per-tensor float weight scales, Int32 bias, 99.999th-percentile activation ranges, a signed
-    input quantizer), then ``calibration_mode`` over ``calib``. Returns the quantized module (export it with
-    ``qdeploy.export``)."""
+    input quantizer), then ``calibration_mode`` over ``calib``. ``example_flow`` adds what brevitas's reference PTQ
+    script (``brevitas_examples/imagenet_classification/ptq``) does by default on top: graph equalization
+    (20 iterations, biases merged) before quantizing and bias correction after calibrating. Returns the quantized
+    module (export it with ``qdeploy.export``)."""
     import copy
 
     import torch
-    from brevitas.graph.calibrate import calibration_mode
+    from brevitas.graph.calibrate import bias_correction_mode, calibration_mode
     from brevitas.graph.quantize import (
         COMPUTE_LAYER_MAP,
         QUANT_ACT_MAP,
@@ -77,7 +79,8 @@ def brevitas_ptq(model, calib: np.ndarray, weight_bits: int, act_bits: int):
             changed[source] = entry
         return changed
 
-    graph = preprocess_for_quantize(copy.deepcopy(model).eval())
+    equalize = {"equalize_iters": 20, "equalize_merge_bias": True} if example_flow else {}
+    graph = preprocess_for_quantize(copy.deepcopy(model).eval(), **equalize)
     qmodel = quantize(
         graph,
         quant_identity_map=with_bits(QUANT_IDENTITY_MAP, "act_quant", act_bits),
@@ -85,9 +88,14 @@ def brevitas_ptq(model, calib: np.ndarray, weight_bits: int, act_bits: int):
         quant_act_map=with_bits(QUANT_ACT_MAP, "act_quant", act_bits),
     )
     qmodel.eval()
+    batches = [torch.from_numpy(calib[start : start + 256]) for start in range(0, len(calib), 256)]
     with torch.no_grad(), calibration_mode(qmodel):
-        for start in range(0, len(calib), 256):
-            qmodel(torch.from_numpy(calib[start : start + 256]))
+        for batch in batches:
+            qmodel(batch)
+    if example_flow:
+        with torch.no_grad(), bias_correction_mode(qmodel):
+            for batch in batches:
+                qmodel(batch)
     return qmodel
 
 

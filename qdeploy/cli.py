@@ -55,6 +55,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--equalize", action="store_true", help="cross-layer equalization before quantizing")
     p.add_argument("--bias-correction", action="store_true", help="empirical bias correction on the calibration data")
     p.add_argument(
+        "--signed-input",
+        action="store_true",
+        help="keep the input quantizer signed (default: unsigned when no calibration input is negative)",
+    )
+    p.add_argument(
+        "--output-bits",
+        type=int,
+        help="bits of the quantizer behind the last layer (default: max(--abits, 8), so logits do not tie)",
+    )
+    p.add_argument(
         "--rounding",
         choices=["rtn", "gptq", "gpfq", "adaround"],
         default="rtn",
@@ -194,6 +204,8 @@ def cmd_quantize(args: argparse.Namespace) -> int:
         percentile=args.percentile,
         equalize=args.equalize,
         bias_correction=args.bias_correction,
+        unsigned_input=False if args.signed_input else None,
+        output_bits=args.output_bits,
         rounding=args.rounding,
         gpfq_alphabet=args.gpfq_alphabet,
         gpfq_sparsity=args.gpfq_sparsity,

@@ -71,12 +71,17 @@ class QuantizeConfig:
     #: how auto compares a candidate with the float model on held-out samples (kl assumes logits of a classifier)
     auto_objective: AutoObjective = AutoObjective.KL
     trainable_scales: bool = False  #: weight scales as parameters (learned by QAT) instead of following the weights
+    #: input quantizer: None -> unsigned when no calibration input is negative (twice the levels), else signed
+    unsigned_input: bool | None = None
+    #: bits of the quantizer behind the last layer: None -> max(act_bits, 8), so logits do not tie on a coarse grid
+    output_bits: int | None = None
     #: per-layer weight bit widths by module name (mixed precision, e.g. from qdeploy.passes.mixed); others: weight_bits
     layer_weight_bits: Mapping[str, int] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:
         checks = [("weight_bits", self.weight_bits), ("act_bits", self.act_bits)]
         checks += [(f"layer_weight_bits[{name!r}]", bits) for name, bits in self.layer_weight_bits.items()]
+        checks += [("output_bits", self.output_bits)] if self.output_bits is not None else []
         for name, bits in checks:
             if not isinstance(bits, int) or not 2 <= bits <= 8:
                 raise QDeployError(f"{name}={bits!r} is out of range; choose an integer from 2 to 8")

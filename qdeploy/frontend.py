@@ -108,11 +108,14 @@ def quantize(
     **options,
 ) -> nn.Module:
     """Post-training quantization of ``model`` with brevitas: weights ``weight_bits`` (per channel by default),
-    activations ``act_bits`` per tensor, ranges calibrated on ``calib`` (batch first).
+    the input and the activations between layers ``act_bits`` per tensor (the input unsigned when no calibration
+    input is negative; the quantizer behind the last layer keeps at least 8 bits), ranges calibrated on ``calib``
+    (batch first).
 
     ``options`` are QuantizeConfig fields (``per_channel``, ``scale``, ``calibration``, ``percentile``,
     ``equalize``, ``bias_correction``, ``rounding`` = rtn | gptq | gpfq | adaround, ``gpfq_alphabet``,
-    ``gpfq_sparsity``, ``adaround_iters``, ``method`` = custom | auto, ``trainable_scales``, ``layer_weight_bits``);
+    ``gpfq_sparsity``, ``adaround_iters``, ``method`` = custom | auto, ``trainable_scales``, ``layer_weight_bits``,
+    ``unsigned_input``, ``output_bits``);
     unknown names raise. Returns a brevitas-quantized module ready for ``qdeploy.export``.
     """
     import brevitas.nn as qnn
@@ -176,9 +179,11 @@ def quantize(
         ) from exc
     if not any(isinstance(m, (qnn.QuantLinear, qnn.QuantConv2d, qnn.QuantConv1d)) for m in qmodel.modules()):
         raise UnsupportedModelError("the model has no Linear or Conv layer to quantize")
-    wide_output = _quantizers(dataclasses.replace(config, act_bits=max(config.act_bits, output_quant.OUTPUT_BITS)))[3]
-    qmodel, _ = output_quant.apply(qmodel, wide_output)
-    qmodel, _ = unsigned_input.apply(qmodel, calib, unsigned)
+    output_bits = config.output_bits or max(config.act_bits, output_quant.OUTPUT_BITS)
+    if output_bits != config.act_bits:
+        qmodel, _ = output_quant.apply(qmodel, _quantizers(dataclasses.replace(config, act_bits=output_bits))[3])
+    if config.unsigned_input is not False:
+        qmodel, _ = unsigned_input.apply(qmodel, calib, unsigned, force=bool(config.unsigned_input))
     if config.trainable_scales and config.rounding is WeightRounding.RTN:
         initialize_frozen_weight_scales(qmodel, calib[: config.batch_size])
     if config.rounding is not WeightRounding.RTN:

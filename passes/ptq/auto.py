@@ -1,9 +1,10 @@
 """``method="auto"``: pick a PTQ pipeline for the bit widths asked, by trying a few candidates.
 
 The candidates depend on the weight/activation bit widths (plain rounding is enough at 8 bits; learned or greedy
-rounding matters at 4 bits and below; MSE activation ranges at 4-bit activations), and include brevitas's own PTQ
-defaults (per-tensor weights, 99.999th-percentile activation ranges) at 4 bits and above, so auto never has fewer
-options than a brevitas user. Each candidate is fitted on 75 % of the calibration data and scored on the other 25 %
+rounding matters at 4 bits and below; MSE activation ranges at 4-bit activations), and include brevitas's default
+range setting and granularity (per-tensor weights, 99.999th-percentile activation ranges) at 4 bits and above, on
+qdeploy's graph (``qdeploy.quantize``'s input, Flatten and output handling). Each candidate is fitted on 75 % of
+the calibration data and scored on the other 25 %
 against the float model itself: the mean KL divergence from the float model's softmax outputs (output mean-squared
 error for models that are not classifiers). The winner is then fitted again on all the calibration data, as every
 other method is. No labels are needed and the test data are never seen. Power-of-two scales are respected when
@@ -29,10 +30,10 @@ log = logging.getLogger(__name__)
 
 #: options auto chooses itself; giving them together with method="auto" is a contradiction, refused
 PIPELINE_FIELDS = ("calibration", "percentile", "equalize", "bias_correction", "rounding", "gpfq_alphabet", "gpfq_sparsity")
-#: what ``brevitas.graph.quantize`` + ``calibration_mode`` give by default: one weight scale per tensor, activation
-#: ranges at the 99.999th percentile
 #: a candidate is an ordinary pipeline: not auto, and without auto's own option
 CUSTOM: dict[str, Any] = {"method": "custom", "auto_objective": "kl"}
+#: what ``brevitas.graph.quantize`` + ``calibration_mode`` give by default: one weight scale per tensor, activation
+#: ranges at the 99.999th percentile
 BREVITAS_DEFAULTS: dict[str, Any] = {"per_channel": False, "calibration": "percentile", "percentile": 99.999}
 
 
@@ -95,6 +96,8 @@ def quantize_auto(
         raise QDeployError(
             f"method='auto' needs at least 128 calibration samples (it holds out a quarter), got {len(calib)}"
         )
+    if config.unsigned_input is None:  # decided once, on all of calib: the candidates and the final fit agree
+        config = dataclasses.replace(config, unsigned_input=bool(np.all(calib >= 0)))
     order = np.random.default_rng(config.seed).permutation(len(calib))
     split = len(calib) * 3 // 4
     fit, held_out = calib[np.sort(order[:split])], calib[np.sort(order[split:])]

@@ -40,9 +40,10 @@ QDQ_FUSION = "QDQSelectorActionTransformer"
 
 
 def integer_kernels_are_exact(proto: onnx.ModelProto) -> bool:
-    """True when every QuantizeLinear/DequantizeLinear scale is a power of two. Only then is an integer kernel's
-    requantization (accumulator x s_in x s_w / s_out, rounded) the same number as the graph's float32 arithmetic; with
-    other scales the multiplier is itself rounded and the two differ at rounding ties (seen: 1 output in 4,000 on a
+    """True when every QuantizeLinear/DequantizeLinear scale is a (finite, positive) power of two. Only then is an
+    integer kernel's requantization (accumulator x s_in x s_w / s_out, rounded) the same number as the graph's float32
+    arithmetic (for accumulators within float32's 24-bit mantissa, as everywhere in the golden executor); with other
+    scales the multiplier is itself rounded and the two differ at rounding ties (seen: 1 output in 4,000 on a
     float-scale digits CNN), so such graphs run ORT's float kernels on the dequantized integers, as the graph does."""
     constants = {init.name: numpy_helper.to_array(init) for init in proto.graph.initializer}
     for node in proto.graph.node:
@@ -50,25 +51,38 @@ def integer_kernels_are_exact(proto: onnx.ModelProto) -> bool:
             scale = constants.get(node.input[1])
             if scale is None:
                 return False
-            scale = np.abs(scale.astype(np.float64))
+            scale = scale.astype(np.float64)
+            if not (np.all(np.isfinite(scale)) and np.all(scale > 0)):
+                return False
             if not np.array_equal(np.exp2(np.round(np.log2(scale))), scale):
                 return False
     return True
 
 
+def session_config(proto: onnx.ModelProto) -> dict[str, str]:
+    """The session settings qdeploy runs ``model.onnx`` with (``report.json``: to get the same numbers elsewhere,
+    in any ORT language binding, set these config entries and ORT_ENABLE_ALL)."""
+    config = {
+        # A MatMul of a float activation (e.g. +-1 from BipolarQuant) with DequantizeLinear weights is fused into
+        # MatMulNBits, whose default accuracy level 4 quantizes the activation to int8 on the fly: not exact.
+        # Level 1 keeps the activation in float32, which is exact like the graph's MatMul.
+        "session.qdq_matmulnbits_accuracy_level": "1",
+    }
+    if not integer_kernels_are_exact(proto):
+        config["optimization.disable_specified_optimizers"] = QDQ_FUSION
+    return config
+
+
 def make_session(path: Path, optimized_path: Path | None = None):
     ort = require("onnxruntime", "onnxruntime", "the onnxruntime target")
-    disabled = [] if integer_kernels_are_exact(onnx.load(str(path), load_external_data=False)) else [QDQ_FUSION]
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.log_severity_level = 3
-    # A MatMul of a float activation (e.g. +-1 from BipolarQuant) with DequantizeLinear weights is fused into
-    # MatMulNBits, whose default accuracy level 4 quantizes the activation to int8 on the fly: not exact.
-    # Level 1 keeps the activation in float32, which is exact like the graph's MatMul.
-    options.add_session_config_entry("session.qdq_matmulnbits_accuracy_level", "1")
+    for key, value in session_config(onnx.load(str(path), load_external_data=False)).items():
+        options.add_session_config_entry(key, value)
     if optimized_path is not None:
         options.optimized_model_filepath = str(optimized_path)
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"], disabled_optimizers=disabled)
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
 class OnnxRuntimeTarget(Target):
@@ -92,13 +106,13 @@ class OnnxRuntimeTarget(Target):
             row["weight"] = f"int{row['weight_bits']}" if row["weight_bits"] else "float32"
             row["activation"] = f"int{row['activation_bits']}" if row["activation_bits"] else "float32"
             row["accumulator"] = "int32" if quantized else "float32"
-        exact_integer = integer_kernels_are_exact(proto)
         return {
             "per_layer": rows,
             "ort_kernels": dict(sorted(kernel_ops.items())),
             "integer_kernels": sum(n for op, n in kernel_ops.items() if op in INTEGER_OPS),
-            # how to run model.onnx elsewhere with the same numbers
-            "session_disabled_optimizers": [] if exact_integer else [QDQ_FUSION],
+            # how to run model.onnx elsewhere with the same numbers (model.optimized.onnx is this machine's
+            # optimized form, for reading: re-optimizing it under other settings may fuse QDQ groups again)
+            "session_config": {"graph_optimization_level": "ORT_ENABLE_ALL", **session_config(proto)},
             "files": [MODEL_FILE, "model.optimized.onnx"],
         }
 

@@ -75,25 +75,69 @@ def test_non_negative_inputs_get_an_unsigned_input_quantizer_with_twice_the_leve
     np.testing.assert_array_equal(qdeploy.run_golden(graph, data.x_test[:100]), torch_forward(unsigned, data.x_test[:100]))
 
 
+def _output_quantizer(qmodel) -> nn.Module:
+    """The quantizer whose value is the graph output."""
+    output = next(node for node in qmodel.graph.nodes if node.op == "output")
+    return qmodel.get_submodule(output.args[0].target)
+
+
 def test_the_output_quantizer_keeps_8_bits_at_4_bit_activations(float_cnn, data, tmp_path):
-    """brevitas alone re-rounds the logits to act_bits (16 levels at A4: ties on the top class); qdeploy's output
-    quantizer keeps 8 bits, and the model still compiles exactly."""
-    from benchmarks.anchors import brevitas_ptq
+    """brevitas re-rounds the logits to act_bits (16 levels at A4: ties on the top class); qdeploy's output
+    quantizer keeps 8 bits unless asked otherwise, and the model still compiles exactly."""
 
     def top_class_ties(qmodel) -> float:
         top_two = np.sort(torch_forward(qmodel, data.x_test), axis=1)[:, -2:]
         return float(np.mean(top_two[:, 0] == top_two[:, 1]))
 
     calib = data.x_train[:256]
-    theirs = brevitas_ptq(float_cnn, calib, 4, 4)
-    output = next(m for n, m in _identity_quantizers(theirs).items() if "output" in n)
-    assert int(output.act_quant.bit_width()) == 4
+    narrow = qdeploy.quantize(float_cnn, calib, weight_bits=4, act_bits=4, output_bits=4)  # brevitas's width
     qmodel = qdeploy.quantize(float_cnn, calib, weight_bits=4, act_bits=4)
-    output = next(m for n, m in _identity_quantizers(qmodel).items() if "output" in n)
-    assert int(output.act_quant.bit_width()) == 8
-    # measured 13 % of test images with two top classes tied at 4 bits, 1.6 % at 8
-    assert top_class_ties(qmodel) < top_class_ties(theirs) / 4
+    assert int(_output_quantizer(narrow).act_quant.bit_width()) == 4
+    assert int(_output_quantizer(qmodel).act_quant.bit_width()) == 8
+    # measured: 13 % of the test images with two top classes tied at 4 bits, 1.6 % at 8
+    assert top_class_ties(qmodel) < top_class_ties(narrow) / 4
     graph = qdeploy.export(qmodel, calib[:1])
     for target in ("onnxruntime", "hls4ml"):
         artifact = qdeploy.compile(graph, target=target, out=tmp_path / target, data=data.x_test[:100], verify_samples=100)
         assert artifact.bit_exact, target
+
+
+def test_an_input_shared_with_a_residual_branch_stays_signed_and_exports_exactly(data):
+    """brevitas aligns the two sides of ``f(x) + x`` to one quantizer instance: it is left as it is."""
+
+    class Residual(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc1, self.relu, self.fc2 = nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 64)
+
+        def forward(self, x):
+            return self.fc2(self.relu(self.fc1(x))) + x
+
+    torch.manual_seed(0)
+    x = data.x_train[:128].reshape(128, 64)  # non-negative
+    for scale in ("float", "po2"):
+        qmodel = qdeploy.quantize(Residual().eval(), x, weight_bits=8, act_bits=8, scale=scale)
+        assert qmodel.get_submodule("x_quant").act_quant.is_signed
+        graph = qdeploy.export(qmodel, x[:1])
+        np.testing.assert_array_equal(qdeploy.run_golden(graph, x), torch_forward(qmodel, x))
+
+
+def test_input_sign_and_output_width_options_from_the_cli(float_mlp, calib_npz, tmp_path, capsys):
+    from qdeploy.cli import main
+    from tests.conftest import ROOT
+
+    weights = tmp_path / "mlp.pt"
+    torch.save(float_mlp.state_dict(), weights)
+    model = [f"{ROOT / 'examples' / 'digits.py'}:build_mlp", "--weights", str(weights)]
+    out = tmp_path / "signed.onnx"
+    args = ["quantize", *model, "--calib", str(calib_npz), "--abits", "4", "-q"]
+    assert main([*args, "--signed-input", "--output-bits", "6", "-o", str(out)]) == 0
+    graph = qdeploy.load(out)
+    quants = [n for n in graph.graph.node if n.op_type == "Quant" and graph.get_initializer(n.input[0]) is None]
+    signed = {a.name: a.i for a in quants[0].attribute}["signed"]
+    assert signed == 1 and int(graph.get_initializer(quants[-1].input[3])) == 6
+    refused = tmp_path / "refused.onnx"
+    assert main([*args, "--output-bits", "12", "-o", str(refused)]) != 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "output_bits=12 is out of range" in err[0]
+    assert not refused.exists()
