@@ -12,6 +12,10 @@ images, so a gap of one or two images is not mistaken for a win or a loss.
     pip install -e '.[bench]'
     .venv/bin/python benchmarks/ptq.py          # writes benchmarks/results/ptq.{json,md} (~40 min on 2 busy cores)
     .venv/bin/python benchmarks/ptq.py --render # rewrites ptq.md from ptq.json
+    # two processes side by side (each on its own core), then one table:
+    .venv/bin/python benchmarks/ptq.py --seeds 5 --models "digits MLP" "MNIST-5k MLP" --out ptq-part1 &
+    .venv/bin/python benchmarks/ptq.py --seeds 5 --models "MNIST-5k CNN" --out ptq-part2
+    .venv/bin/python benchmarks/ptq.py --merge ptq-part1 ptq-part2
 """
 
 from __future__ import annotations
@@ -234,7 +238,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     if args.render or args.merge:
-        parts = [json.loads((RESULTS / f"{name}.json").read_text()) for name in (args.merge or ["ptq"])]
+        parts = [json.loads((RESULTS / f"{name}.json").read_text()) for name in (args.merge or [args.out])]
         if len({(tuple(part["seeds"]), part["calibration_samples"]) for part in parts}) != 1:
             raise SystemExit("the runs to merge used different seeds or calibration sizes")
         cells = [(row["model"], row["bits"], row["method"]) for part in parts for row in part["rows"]]
@@ -245,7 +249,8 @@ def main() -> None:
         # parallel parts: the wall time is the longest part
         seconds = max(part["run"]["seconds"] for part in parts)
         load = [value for part in parts for value in part["run"]["load_average_1min"]]
-        write(rows, goal_rows, tuple(parts[0]["seeds"]), seconds, load, parts[0]["run"]["cores"], parallel=len(parts))
+        parallel = len(parts) if args.merge else parts[0]["run"].get("parallel_processes", 1)
+        write(rows, goal_rows, tuple(parts[0]["seeds"]), seconds, load, parts[0]["run"]["cores"], args.out, parallel)
         return
     seeds = tuple(range(args.seeds))
     warnings.filterwarnings("ignore")
