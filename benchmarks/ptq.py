@@ -334,7 +334,10 @@ def write(
         " GPTQ / GPFQ / CLE+GPTQ / GPFQ ternary at 2 bits / MSE or percentile ranges at A4 / brevitas's defaults at"
         " 4+ bits; po2 and, when allowed, float scales) on 3/4 of the calibration images, keeps the one with the"
         " lowest KL divergence from the float model's outputs on the other 1/4 (no labels; the test set is never"
-        " used for selection), and fits it again on all calibration images. Its choices per seed are in ptq.json.",
+        " used for selection), and fits it again on all calibration images. Its choices per seed are in ptq.json."
+        " Every qdeploy row runs on qdeploy's graph: `torch.flatten` instead of `nn.Flatten` (no requantizer), an"
+        " unsigned input quantizer (the inputs are non-negative) and an 8-bit output quantizer at A4"
+        " (`passes/ptq/`); the brevitas rows keep brevitas's own graph.",
         "",
         "## Goals",
         "",
