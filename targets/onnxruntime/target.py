@@ -35,6 +35,7 @@ INTEGER_OPS = {
 }
 
 
+OPTIMIZATION_LEVEL = "ORT_ENABLE_ALL"
 #: ORT's QDQ fusion (QLinearConv, QGemm, ...): integer accumulation, then a requantization by a float32 multiplier
 QDQ_FUSION = "QDQSelectorActionTransformer"
 
@@ -61,7 +62,7 @@ def integer_kernels_are_exact(proto: onnx.ModelProto) -> bool:
 
 def session_config(proto: onnx.ModelProto) -> dict[str, str]:
     """The session settings qdeploy runs ``model.onnx`` with (``report.json``: to get the same numbers elsewhere,
-    in any ORT language binding, set these config entries and ORT_ENABLE_ALL)."""
+    in any ORT language binding, set these config entries and OPTIMIZATION_LEVEL)."""
     config = {
         # A MatMul of a float activation (e.g. +-1 from BipolarQuant) with DequantizeLinear weights is fused into
         # MatMulNBits, whose default accuracy level 4 quantizes the activation to int8 on the fly: not exact.
@@ -73,12 +74,15 @@ def session_config(proto: onnx.ModelProto) -> dict[str, str]:
     return config
 
 
-def make_session(path: Path, optimized_path: Path | None = None):
+def make_session(path: Path, optimized_path: Path | None = None, config: dict[str, str] | None = None):
+    """An ORT session on ``path`` at OPTIMIZATION_LEVEL with ``config`` (default: ``session_config`` of the file)."""
     ort = require("onnxruntime", "onnxruntime", "the onnxruntime target")
     options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.graph_optimization_level = getattr(ort.GraphOptimizationLevel, OPTIMIZATION_LEVEL)
     options.log_severity_level = 3
-    for key, value in session_config(onnx.load(str(path), load_external_data=False)).items():
+    if config is None:
+        config = session_config(onnx.load(str(path), load_external_data=False))
+    for key, value in config.items():
         options.add_session_config_entry(key, value)
     if optimized_path is not None:
         options.optimized_model_filepath = str(optimized_path)
@@ -98,7 +102,8 @@ class OnnxRuntimeTarget(Target):
         proto = ctx.timed("lower_to_qdq", lambda: lower_to_qdq(model))
         onnx.save(proto, str(out_dir / MODEL_FILE))
         optimized = out_dir / "model.optimized.onnx"
-        ctx.timed("ort_session", lambda: make_session(out_dir / MODEL_FILE, optimized))
+        config = session_config(proto)
+        ctx.timed("ort_session", lambda: make_session(out_dir / MODEL_FILE, optimized, config))
         kernel_ops = Counter(node.op_type for node in onnx.load(str(optimized)).graph.node)
         rows = layer_table(model)
         for row in rows:
@@ -112,7 +117,7 @@ class OnnxRuntimeTarget(Target):
             "integer_kernels": sum(n for op, n in kernel_ops.items() if op in INTEGER_OPS),
             # how to run model.onnx elsewhere with the same numbers (model.optimized.onnx is this machine's
             # optimized form, for reading: re-optimizing it under other settings may fuse QDQ groups again)
-            "session_config": {"graph_optimization_level": "ORT_ENABLE_ALL", **session_config(proto)},
+            "session_config": {"graph_optimization_level": OPTIMIZATION_LEVEL, **config},
             "files": [MODEL_FILE, "model.optimized.onnx"],
         }
 
