@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -47,17 +48,19 @@ class Artifact:
         check_datatype(golden, x, what)
         return golden, x
 
-    def _runner(self):
+    def _runner(self, run_options: Mapping[str, Any] | None = None):
         from qdeploy.target import get_target
 
         target = get_target(self.target)
+        options = target.run_options(run_options)
         target.check_available()
-        return target.runner(self.path)
+        return target.runner(self.path, options)
 
-    def predict(self, x: np.ndarray) -> np.ndarray:
-        """Run the deployed artefact (ORT session, hls4ml C simulation, ...) on ``x``."""
+    def predict(self, x: np.ndarray, run_options: Mapping[str, Any] | None = None) -> np.ndarray:
+        """Run the deployed artefact (ORT session, hls4ml C simulation, ...) on ``x``. ``run_options`` are the
+        target's run settings (``qdeploy run`` flags, e.g. ``{"shots": 1000}`` for the quantum target)."""
         _, x = self._golden_and_inputs(x, "input data")
-        return self._runner()(x)
+        return self._runner(run_options)(x)
 
     def verify(self, x: np.ndarray | None = None) -> dict[str, Any]:
         """Re-run the artefact against the golden executor on ``x`` (default: the stored verification inputs).

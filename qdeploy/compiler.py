@@ -1,18 +1,16 @@
-"""``qdeploy.compile``: lower a QONNX graph to a target, verify it against the golden executor, write the folder.
+"""``qdeploy.compile``: run a target's steps on a QONNX graph, emit the artefact, verify it against the golden
+executor, write the folder.
 
-The output folder is staged in a temporary sibling and moved into place only when everything succeeded, so a
-failure never leaves a half-written folder.
+Every target goes through the same shape: ``Target.steps(options)`` under the run context's instruments (timing,
+``ir/`` dumps of each intermediate model, errors naming the step), then ``Target.emit``, then verification of the
+folder's runner against the graph as the user gave it. The output folder is staged in a temporary sibling and moved
+into place only when everything succeeded, so a failure never leaves a half-written folder.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
-import os
-import shutil
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,35 +19,20 @@ import onnx
 from qonnx.core.modelwrapper import ModelWrapper
 
 from qdeploy.artifact import GOLDEN_FILE, INPUTS_FILE, REPORT_FILE, Artifact
-from qdeploy.config import CompileConfig, from_mapping, to_jsonable
+from qdeploy.config import CompileConfig, compile_config
 from qdeploy.data import check_array
 from qdeploy.errors import QDeployError
 from qdeploy.ir import check_datatype, load_model, sample_shape
-from qdeploy.pipeline import DumpModels, RunContext, Timing
+from qdeploy.options import to_jsonable
+from qdeploy.pipeline import DumpModels, RunContext, Timing, run_steps
+from qdeploy.staging import staged_folder
 from qdeploy.target import get_target
 from qdeploy.verify import random_inputs, verify_against_golden
 
 log = logging.getLogger(__name__)
 
 CONFIG_FILE = "qdeploy_config.json"
-
-
-@contextlib.contextmanager
-def staged_folder(out: Path) -> Iterator[Path]:
-    """Yield a temporary folder beside ``out``; on success replace ``out`` with it, on failure delete it."""
-    out = Path(out)
-    if out.exists() and not (out.is_dir() and (not any(out.iterdir()) or (out / REPORT_FILE).exists())):
-        raise QDeployError(f"output folder {out} exists and is not a qdeploy output; choose another -o")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
-        yield tmp
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    if out.exists():
-        shutil.rmtree(out)
-    os.replace(tmp, out)
+IR_DIR = "ir"
 
 
 def _model_label(model: Any) -> str:
@@ -60,7 +43,7 @@ def _model_label(model: Any) -> str:
 
 def compile(  # noqa: A001 - the public verb users expect: qdeploy.compile
     model: str | Path | ModelWrapper | onnx.ModelProto,
-    target: str = "onnxruntime",
+    target: str | None = None,
     out: str | Path = "build/qdeploy",
     data: np.ndarray | None = None,
     config: CompileConfig | None = None,
@@ -68,23 +51,29 @@ def compile(  # noqa: A001 - the public verb users expect: qdeploy.compile
 ) -> Artifact:
     """Compile ``model`` (QONNX file or graph) for ``target`` into ``out`` and verify it bit for bit.
 
-    ``data`` (batch first) are real inputs added to the verification set; ``options`` are CompileConfig
-    fields (``board``, ``backend``, ``io_type``, ``strategy``, ``reuse_factor``, ``verify_samples``, ``hls4ml``...).
+    ``data`` (batch first) are real inputs added to the verification set. ``options`` are CompileConfig keys
+    (``verify_samples``, ``seed``), options of the selected target (``board="pynq-z2"`` for hls4ml), or whole
+    tables by target name (``hls4ml={...}``, ``quantum={"device": "heavy-hex"}``).
     Returns the Artifact; its ``report`` holds ``bit_exact`` and the counts.
     """
-    cfg = config or from_mapping(CompileConfig, {"target": target, **options}, "compile()")
-    target_impl = get_target(cfg.target)
+    if config is None:
+        config = compile_config({**({"target": target} if target else {}), **options}, "compile()")
+    elif target is not None or options:
+        raise QDeployError("compile(): pass either config= or target/options, not both")
+    target_impl = get_target(config.target)
+    target_options = target_impl.options(config.options_for(config.target))
     target_impl.check_available()
     graph = load_model(model)
     shape = sample_shape(graph)
     user_x = check_array(data, shape, "verification data") if data is not None else np.zeros((0, *shape), np.float32)
     check_datatype(graph, user_x, "verification data")
     timing = Timing()
-    with staged_folder(Path(out)) as folder:
-        ctx = RunContext(instruments=[timing, DumpModels(folder / "ir")])
+    with staged_folder(Path(out), REPORT_FILE) as folder:
+        ctx = RunContext(instruments=[timing, DumpModels(folder / IR_DIR)], source=graph)
         graph.save(str(folder / GOLDEN_FILE))
-        facts = target_impl.lower(graph, cfg, folder, ctx)
-        x = np.concatenate([user_x, random_inputs(graph, shape, cfg.verify_samples, cfg.seed)])
+        prepared = run_steps(graph, target_options, target_impl.steps(target_options), ctx)
+        facts = ctx.timed("emit", lambda: target_impl.emit(prepared, target_options, folder, ctx))
+        x = np.concatenate([user_x, random_inputs(graph, shape, config.verify_samples, config.seed)])
         if len(x) == 0:
             raise QDeployError("nothing to verify: give --data or verify_samples > 0")
         np.save(folder / INPUTS_FILE, x)
@@ -92,13 +81,14 @@ def compile(  # noqa: A001 - the public verb users expect: qdeploy.compile
             "verify", lambda: verify_against_golden(graph, target_impl.runner(folder), x, target_impl.tolerance)
         )
         report = {
-            "target": cfg.target,
+            "target": config.target,
             "model": _model_label(model),
             **result,
             "verification_inputs": {"user": int(len(user_x)), "random": int(len(x) - len(user_x))},
             **facts,
             "time_per_step": {k: round(v, 4) for k, v in timing.seconds.items()},
         }
+        resolved = {**to_jsonable(config), "targets": {config.target: to_jsonable(target_options)}}
         (folder / REPORT_FILE).write_text(json.dumps(report, indent=2))
-        (folder / CONFIG_FILE).write_text(json.dumps(to_jsonable(cfg), indent=2))
+        (folder / CONFIG_FILE).write_text(json.dumps(resolved, indent=2))
     return Artifact(Path(out))

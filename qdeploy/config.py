@@ -1,18 +1,19 @@
-"""Configuration as data: frozen dataclasses that load from TOML/YAML/JSON mappings and reject unknown keys."""
+"""Configuration as data: frozen dataclasses (``qdeploy.options``) that load from TOML/YAML/JSON mappings and
+reject unknown keys. ``QuantizeConfig`` (post-training quantization) and ``CompileConfig`` (the target-neutral
+settings of a compile; each target owns its options table)."""
 
 from __future__ import annotations
 
 import dataclasses
 import enum
-import json
-import tomllib
 from collections.abc import Mapping
-from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from qdeploy.errors import QDeployError
+from qdeploy.options import Options, field_names, from_mapping, option
 
-C = TypeVar("C")
+#: the target ``qdeploy compile`` uses when none is named
+DEFAULT_TARGET = "onnxruntime"
 
 
 class ScaleKind(enum.StrEnum):
@@ -50,7 +51,7 @@ class Calibration(enum.StrEnum):
 
 
 @dataclasses.dataclass(frozen=True)
-class QuantizeConfig:
+class QuantizeConfig(Options):
     """Post-training quantization settings (brevitas underneath)."""
 
     weight_bits: int = 4
@@ -79,6 +80,7 @@ class QuantizeConfig:
     layer_weight_bits: Mapping[str, int] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        super().__post_init__()  # enum fields given as strings
         checks = [("weight_bits", self.weight_bits), ("act_bits", self.act_bits)]
         checks += [(f"layer_weight_bits[{name!r}]", bits) for name, bits in self.layer_weight_bits.items()]
         checks += [("output_bits", self.output_bits)] if self.output_bits is not None else []
@@ -87,12 +89,6 @@ class QuantizeConfig:
                 raise QDeployError(f"{name}={bits!r} is out of range; choose an integer from 2 to 8")
         if not 50.0 < self.percentile <= 100.0:
             raise QDeployError(f"percentile={self.percentile} is out of range; choose a value in (50, 100]")
-        object.__setattr__(self, "scale", _enum(ScaleKind, self.scale, "scale"))
-        object.__setattr__(self, "calibration", _enum(Calibration, self.calibration, "calibration"))
-        object.__setattr__(self, "rounding", _enum(WeightRounding, self.rounding, "rounding"))
-        object.__setattr__(self, "gpfq_alphabet", _enum(GPFQAlphabet, self.gpfq_alphabet, "gpfq_alphabet"))
-        object.__setattr__(self, "method", _enum(Method, self.method, "method"))
-        object.__setattr__(self, "auto_objective", _enum(AutoObjective, self.auto_objective, "auto_objective"))
         if not self.gpfq_sparsity >= 0:
             raise QDeployError(f"gpfq_sparsity={self.gpfq_sparsity} must be >= 0")
         gpfq_variant = self.gpfq_alphabet is not GPFQAlphabet.INT or self.gpfq_sparsity > 0
@@ -104,89 +100,51 @@ class QuantizeConfig:
             raise QDeployError(f"adaround_iters={self.adaround_iters!r} must be a positive integer")
 
 
-class IOType(enum.StrEnum):
-    PARALLEL = "io_parallel"
-    STREAM = "io_stream"
-
-
-class Strategy(enum.StrEnum):
-    LATENCY = "Latency"
-    RESOURCE = "Resource"
-
-
 @dataclasses.dataclass(frozen=True)
-class CompileConfig:
-    """Settings of one compile. ``hls4ml`` passes through in hls4ml's own vocabulary (Model/LayerType/LayerName)."""
+class CompileConfig(Options):
+    """Settings of one compile: the target-neutral keys, and one options table per target (``[hls4ml]``,
+    ``[quantum]``, ``[<plugin>]``) that the named target validates itself (``Target.options``)."""
 
-    target: str = "onnxruntime"
-    board: str | None = None  #: FPGA board preset (hls4ml target); see ``qdeploy.targets.hls4ml.boards``
-    backend: str = "Vitis"  #: hls4ml backend whose C simulation verifies the firmware
-    io_type: IOType = IOType.PARALLEL
-    strategy: Strategy = Strategy.LATENCY
-    reuse_factor: int = 1
-    clock_period_ns: float | None = None  #: overrides the board preset's clock
-    verify_samples: int = 1000  #: random inputs added to the user's data for verification
-    seed: int = 0
-    hls4ml: Mapping[str, Any] = dataclasses.field(default_factory=dict)
-    #: quantum target settings (device, seeds, epsilon, ...); see ``qdeploy.targets.quantum.options``
-    quantum: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    target: str = option(DEFAULT_TARGET, "target to compile for (qdeploy list shows the registered ones)")
+    verify_samples: int = option(1000, "random verification inputs added to --data", flag="--samples")
+    seed: int = option(0, "seed of the random verification inputs")
+    #: options tables by target name, as given (validated by each target when the config is resolved)
+    targets: Mapping[str, Mapping[str, Any]] = option(default_factory=dict, cli=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "io_type", _enum(IOType, self.io_type, "io_type"))
-        object.__setattr__(self, "strategy", _enum(Strategy, self.strategy, "strategy"))
-        if self.reuse_factor < 1:
-            raise QDeployError(f"reuse_factor={self.reuse_factor} must be >= 1")
-        if self.verify_samples < 0:
-            raise QDeployError(f"verify_samples={self.verify_samples} must be >= 0")
+        super().__post_init__()
+        if not isinstance(self.verify_samples, int) or self.verify_samples < 0:
+            raise QDeployError(f"verify_samples={self.verify_samples!r} must be an integer >= 0")
+
+    def options_for(self, target: str) -> Mapping[str, Any]:
+        """The options table of ``target`` (empty when the config has none)."""
+        return self.targets.get(target, {})
 
 
-def _enum(kind: type[enum.Enum], value: Any, field: str) -> enum.Enum:
-    try:
-        return kind(value)
-    except ValueError:
-        choices = ", ".join(str(m.value) for m in kind)
-        raise QDeployError(f"{field}={value!r} is not valid; choose one of: {choices}") from None
+def compile_config(data: Mapping[str, Any], source: str = "config") -> CompileConfig:
+    """Resolve a compile mapping (config file, keyword arguments, flags): target-neutral keys, tables named after
+    registered targets, and -- for convenience, as ``qdeploy.compile(..., board="pynq-z2")`` -- keys of the selected
+    target's own options. Every table is validated by its target, so a typo anywhere is refused here."""
+    from qdeploy.target import available_targets, get_target
 
-
-def from_mapping(cls: type[C], data: Mapping[str, Any], source: str = "config") -> C:
-    """Build ``cls`` from a mapping, rejecting keys that are not fields (a typo must not pass silently)."""
-    fields = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-    unknown = sorted(set(data) - fields)
-    if unknown:
-        raise QDeployError(f"{source}: unknown key(s) {unknown}; valid keys: {sorted(fields)}")
-    return cls(**dict(data))
-
-
-def load_config_file(path: str | Path) -> dict[str, Any]:
-    """Read a TOML, YAML or JSON file into a dict."""
-    path = Path(path)
-    if not path.exists():
-        raise QDeployError(f"config file {path} does not exist")
-    text = path.read_text()
-    try:
-        if path.suffix == ".toml":
-            return tomllib.loads(text)
-        if path.suffix in (".yml", ".yaml"):
-            import yaml
-
-            return yaml.safe_load(text) or {}
-        if path.suffix == ".json":
-            return json.loads(text)
-    except Exception as exc:
-        raise QDeployError(f"config file {path} could not be parsed: {exc}") from exc
-    raise QDeployError(f"config file {path}: use .toml, .yaml or .json")
-
-
-def to_jsonable(config: Any) -> dict[str, Any]:
-    """A resolved config as plain JSON data (enums by value)."""
-
-    def convert(value: Any) -> Any:
-        if isinstance(value, enum.Enum):
-            return value.value
-        if isinstance(value, Mapping):
-            return {k: convert(v) for k, v in value.items()}
-        if isinstance(value, (list, tuple)):
-            return [convert(v) for v in value]
-        return value
-
-    return convert(dataclasses.asdict(config))
+    neutral_keys = field_names(CompileConfig) - {"targets"}
+    neutral = {k: v for k, v in data.items() if k in neutral_keys}
+    selected = str(neutral.get("target", DEFAULT_TARGET))
+    registered = available_targets()
+    tables: dict[str, dict[str, Any]] = {name: dict(table) for name, table in dict(data.get("targets") or {}).items()}
+    own_keys = field_names(get_target(selected).Options)  # an unknown target is refused here, listing the known
+    for key, value in data.items():
+        if key in neutral_keys or key == "targets":
+            continue
+        if key in registered and isinstance(value, Mapping):
+            tables[key] = {**tables.get(key, {}), **value}
+        elif key in own_keys:
+            tables.setdefault(selected, {})[key] = value
+        else:
+            raise QDeployError(
+                f"{source}: unknown key {key!r}; valid keys: {sorted(neutral_keys)}, a table per target "
+                f"({', '.join(sorted(registered))}), or options of target {selected!r}: {sorted(own_keys)}"
+            )
+    for name, table in tables.items():
+        get_target(name).options(table)  # refuses an unknown target, or unknown or invalid keys, naming the table
+    return from_mapping(CompileConfig, {**neutral, "targets": tables}, source)

@@ -1,6 +1,6 @@
 """Steps, presets and the run context.
 
-A step is a plain function ``step(model, cfg) -> model`` with a docstring; a preset is a plain list of steps.
+A step is a plain function ``step(model, options) -> model`` with a docstring; a preset is a plain list of steps.
 Timing, intermediate-model dumps and other cross-cutting work are *instruments* on the RunContext (as TVM's
 pass instruments), so ``run_steps`` has no special cases. A failing step is re-raised naming the step.
 """
@@ -61,9 +61,11 @@ class DumpModels(Instrument):
 
 @dataclass
 class RunContext:
-    """What a run carries besides the model: instruments, and facts steps record for the report."""
+    """What a run carries besides the model: instruments, the graph as the user gave it (``source``, the
+    specification every artefact is verified against), and facts steps record for the report."""
 
     instruments: list[Instrument] = field(default_factory=list)
+    source: ModelWrapper | None = None
     facts: dict[str, Any] = field(default_factory=dict)
 
     def instrument(self, kind: type[Instrument]) -> Instrument | None:
@@ -86,7 +88,7 @@ def step_name(step: Step) -> str:
     return getattr(step, "__name__", type(step).__name__)
 
 
-def run_steps(model: ModelWrapper, cfg: Any, steps: Sequence[Step], ctx: RunContext) -> ModelWrapper:
+def run_steps(model: ModelWrapper, options: Any, steps: Sequence[Step], ctx: RunContext) -> ModelWrapper:
     """Apply ``steps`` in order; errors are re-raised as QDeployError naming the step that failed."""
     for step in steps:
         name = step_name(step)
@@ -94,7 +96,7 @@ def run_steps(model: ModelWrapper, cfg: Any, steps: Sequence[Step], ctx: RunCont
             instrument.before_step(name, model)
         start = time.perf_counter()
         try:
-            model = step(model, cfg)
+            model = step(model, options)
         except QDeployError as exc:
             raise type(exc)(f"[{name}] {exc}") from exc
         except Exception as exc:

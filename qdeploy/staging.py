@@ -1,13 +1,16 @@
-"""Files that appear whole or not at all: written to a temporary sibling, moved into place on success, deleted on
-failure (a crash, a refusal, Ctrl-C). Output folders are staged the same way by ``qdeploy.compiler``."""
+"""Files and folders that appear whole or not at all: written to a temporary sibling, moved into place on success,
+deleted on failure (a crash, a refusal, Ctrl-C)."""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+
+from qdeploy.errors import QDeployError
 
 
 @contextlib.contextmanager
@@ -24,3 +27,22 @@ def staged_file(out: str | Path) -> Iterator[Path]:
         os.replace(tmp, out)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def staged_folder(out: str | Path, marker: str) -> Iterator[Path]:
+    """Yield a temporary folder beside ``out``; on success replace ``out`` with it, on failure delete it. An existing
+    ``out`` is replaced only when it is empty or a previous output (it holds the file ``marker``)."""
+    out = Path(out)
+    if out.exists() and not (out.is_dir() and (not any(out.iterdir()) or (out / marker).exists())):
+        raise QDeployError(f"output folder {out} exists and is not a qdeploy output; choose another -o")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if out.exists():
+        shutil.rmtree(out)
+    os.replace(tmp, out)

@@ -1,45 +1,78 @@
 """The target contract and registry. Targets live in ``qdeploy.targets.*`` (or third-party packages) and are
-found through the ``qdeploy.targets`` entry-point group, so the core never imports one at module import time.
+found through the ``qdeploy.targets`` entry-point group, so the core never imports one at module import time and
+never knows one by name.
 
-A target turns a cleaned QONNX graph into an artefact folder and can run that artefact on inputs; the core
-checks the artefact against the golden executor on every compile (see ``qdeploy.compiler``).
+A target declares:
+- ``Options``: a frozen dataclass (``qdeploy.options``) of its settings. Unknown keys are refused; fields declared
+  with ``option(..., cli=True)`` become ``qdeploy compile`` flags, and a config file's ``[<target name>]`` table
+  fills it.
+- ``RunOptions`` (optional): settings of running a compiled folder (``qdeploy run`` flags), e.g. shots.
+- ``steps(options)``: named preparation steps ``step(model, options) -> model``; the compiler runs them under the
+  run context's instruments (timing, ``ir/`` dumps, errors naming the step).
+- ``emit(model, options, out_dir, ctx)``: write the artefact from the prepared model; returns facts for the report.
+- ``runner(out_dir, run_options)``: a callable running the artefact; the compiler checks it against the golden
+  executor on every compile (see ``qdeploy.compiler``).
 """
 
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable
+import dataclasses
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from qonnx.core.modelwrapper import ModelWrapper
 
-from qdeploy.config import CompileConfig
 from qdeploy.errors import QDeployError
-from qdeploy.pipeline import RunContext
+from qdeploy.options import Options, from_mapping
+from qdeploy.pipeline import RunContext, Step
 from qdeploy.registry import TARGETS_GROUP, load_registered, registered
 
 
-class Target(abc.ABC):
-    """A deployment backend. Subclasses set ``name`` and ``extra`` (the pip extra of its dependencies)."""
+@dataclasses.dataclass(frozen=True)
+class NoOptions(Options):
+    """A target or run without settings."""
 
-    name: str = ""
-    extra: str = ""
+
+class Target(abc.ABC):
+    """A deployment backend. Subclasses set ``name``, ``extra`` (the pip extra of its dependencies) and ``Options``."""
+
+    name: ClassVar[str] = ""
+    extra: ClassVar[str] = ""
+    Options: ClassVar[type] = NoOptions
+    RunOptions: ClassVar[type] = NoOptions
     #: max abs error allowed against the golden executor; 0.0 means bit-exact. Float simulators (the quantum
     #: target's) round differently from the golden executor, so such a target states its bound here instead.
-    tolerance: float = 0.0
+    tolerance: ClassVar[float] = 0.0
+
+    def options(self, mapping: Mapping[str, Any] | None = None) -> Any:
+        """This target's validated options from a mapping (a config table, keyword arguments)."""
+        return from_mapping(self.Options, mapping, f"[{self.name}] options")
+
+    def run_options(self, mapping: Mapping[str, Any] | None = None) -> Any:
+        return from_mapping(self.RunOptions, mapping, f"[{self.name}] run options")
+
+    def describe(self) -> list[str]:
+        """Lines ``qdeploy list`` prints under the target's name (presets, devices, ...)."""
+        return []
 
     @abc.abstractmethod
     def check_available(self) -> None:
         """Raise MissingDependencyError (naming the pip extra / tool) when the target cannot run here."""
 
     @abc.abstractmethod
-    def lower(self, model: ModelWrapper, cfg: CompileConfig, out_dir: Path, ctx: RunContext) -> dict[str, Any]:
-        """Write the artefact into ``out_dir``; return target facts for the report (per_layer, board, ...)."""
+    def steps(self, options: Any) -> Sequence[Step]:
+        """The preparation steps, in order: plain functions ``step(model, options) -> model`` with a docstring."""
 
     @abc.abstractmethod
-    def runner(self, out_dir: Path) -> Callable[[np.ndarray], np.ndarray]:
+    def emit(self, model: ModelWrapper, options: Any, out_dir: Path, ctx: RunContext) -> dict[str, Any]:
+        """Write the artefact for the prepared ``model`` into ``out_dir``; return target facts for the report
+        (per_layer, board, ...). ``ctx.source`` is the graph as the user gave it (the specification)."""
+
+    @abc.abstractmethod
+    def runner(self, out_dir: Path, run_options: Any = None) -> Callable[[np.ndarray], np.ndarray]:
         """A callable that runs the artefact in ``out_dir`` on a batch of inputs (batch first)."""
 
 
@@ -51,7 +84,6 @@ def available_targets() -> dict[str, Any]:
 def get_target(name: str) -> Target:
     """Instantiate the target registered as ``name``. Import errors of a plugin propagate, never swallowed."""
     target_class = load_registered(TARGETS_GROUP, name, "target")
-    target = target_class()
-    if not isinstance(target, Target):
+    if not (isinstance(target_class, type) and issubclass(target_class, Target)):
         raise QDeployError(f"entry point {name!r} does not provide a qdeploy Target")
-    return target
+    return target_class()

@@ -12,13 +12,15 @@ import onnx
 from onnx import numpy_helper
 from qonnx.core.modelwrapper import ModelWrapper
 
-from qdeploy.config import CompileConfig
 from qdeploy.deps import require
 from qdeploy.inspection import layer_table
+from qdeploy.ir import is_power_of_two
 from qdeploy.pipeline import RunContext
-from qdeploy.target import Target
+from qdeploy.runtime import OPTIMIZATION_LEVEL, ort_session
+from qdeploy.target import NoOptions, Target
 
 MODEL_FILE = "model.onnx"
+OPTIMIZED_FILE = "model.optimized.onnx"
 # Operators ORT runs on integers after fusing QDQ groups (QDQ transformers and QLinear/Integer kernels).
 INTEGER_OPS = {
     "QLinearMatMul",
@@ -35,7 +37,6 @@ INTEGER_OPS = {
 }
 
 
-OPTIMIZATION_LEVEL = "ORT_ENABLE_ALL"
 #: ORT's QDQ fusion (QLinearConv, QGemm, ...): integer accumulation, then a requantization by a float32 multiplier
 QDQ_FUSION = "QDQSelectorActionTransformer"
 
@@ -50,12 +51,7 @@ def integer_kernels_are_exact(proto: onnx.ModelProto) -> bool:
     for node in proto.graph.node:
         if node.op_type in ("QuantizeLinear", "DequantizeLinear"):
             scale = constants.get(node.input[1])
-            if scale is None:
-                return False
-            scale = scale.astype(np.float64)
-            if not (np.all(np.isfinite(scale)) and np.all(scale > 0)):
-                return False
-            if not np.array_equal(np.exp2(np.round(np.log2(scale))), scale):
+            if scale is None or not is_power_of_two(scale):
                 return False
     return True
 
@@ -75,18 +71,17 @@ def session_config(proto: onnx.ModelProto) -> dict[str, str]:
 
 
 def make_session(path: Path, optimized_path: Path | None = None, config: dict[str, str] | None = None):
-    """An ORT session on ``path`` at OPTIMIZATION_LEVEL with ``config`` (default: ``session_config`` of the file)."""
-    ort = require("onnxruntime", "onnxruntime", "the onnxruntime target")
-    options = ort.SessionOptions()
-    options.graph_optimization_level = getattr(ort.GraphOptimizationLevel, OPTIMIZATION_LEVEL)
-    options.log_severity_level = 3
+    """An ORT session on ``path`` with ``config`` (default: ``session_config`` of the file)."""
     if config is None:
         config = session_config(onnx.load(str(path), load_external_data=False))
-    for key, value in config.items():
-        options.add_session_config_entry(key, value)
-    if optimized_path is not None:
-        options.optimized_model_filepath = str(optimized_path)
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    return ort_session(path, config, optimized_path, "the onnxruntime target")
+
+
+def lower_to_qdq(model: ModelWrapper, options: NoOptions) -> ModelWrapper:
+    """QONNX Quant/BipolarQuant nodes to standard QuantizeLinear/DequantizeLinear (integer QDQ) that ORT fuses."""
+    from qdeploy.targets.onnxruntime.lower import lower_to_qdq as lower
+
+    return ModelWrapper(lower(model))
 
 
 class OnnxRuntimeTarget(Target):
@@ -96,16 +91,20 @@ class OnnxRuntimeTarget(Target):
     def check_available(self) -> None:
         require("onnxruntime", self.extra, "the onnxruntime target")
 
-    def lower(self, model: ModelWrapper, cfg: CompileConfig, out_dir: Path, ctx: RunContext) -> dict[str, Any]:
-        from qdeploy.targets.onnxruntime.lower import lower_to_qdq
+    def describe(self) -> list[str]:
+        return [f"integer QDQ model for ONNX Runtime's CPU kernels (graph optimization {OPTIMIZATION_LEVEL})"]
 
-        proto = ctx.timed("lower_to_qdq", lambda: lower_to_qdq(model))
+    def steps(self, options: NoOptions) -> list:
+        return [lower_to_qdq]
+
+    def emit(self, model: ModelWrapper, options: NoOptions, out_dir: Path, ctx: RunContext) -> dict[str, Any]:
+        proto = model.model
         onnx.save(proto, str(out_dir / MODEL_FILE))
-        optimized = out_dir / "model.optimized.onnx"
+        optimized = out_dir / OPTIMIZED_FILE
         config = session_config(proto)
         ctx.timed("ort_session", lambda: make_session(out_dir / MODEL_FILE, optimized, config))
         kernel_ops = Counter(node.op_type for node in onnx.load(str(optimized)).graph.node)
-        rows = layer_table(model)
+        rows = layer_table(ctx.source)
         for row in rows:
             quantized = bool(row["weight_bits"] and row["activation_bits"])
             row["weight"] = f"int{row['weight_bits']}" if row["weight_bits"] else "float32"
@@ -118,10 +117,10 @@ class OnnxRuntimeTarget(Target):
             # how to run model.onnx elsewhere with the same numbers (model.optimized.onnx is this machine's
             # optimized form, for reading: re-optimizing it under other settings may fuse QDQ groups again)
             "session_config": {"graph_optimization_level": OPTIMIZATION_LEVEL, **config},
-            "files": [MODEL_FILE, "model.optimized.onnx"],
+            "files": [MODEL_FILE, OPTIMIZED_FILE],
         }
 
-    def runner(self, out_dir: Path) -> Callable[[np.ndarray], np.ndarray]:
+    def runner(self, out_dir: Path, run_options: Any = None) -> Callable[[np.ndarray], np.ndarray]:
         session = make_session(Path(out_dir) / MODEL_FILE)
         input_name = session.get_inputs()[0].name
 
