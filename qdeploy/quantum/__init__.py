@@ -1,5 +1,7 @@
-"""Hybrid quantum-classical layers: circuit specs, templates, a differentiable torch simulator, ``QuantumLayer``,
-export to a QONNX graph with ``QuantumCircuit`` nodes, and angle quantization.
+"""Hybrid quantum-classical layers, the front end of the ``QuantumCircuit`` op: templates, ``QuantumLayer`` (trained
+with the op's differentiable torch simulator), importers from PennyLane / Qiskit-ML, export to a QONNX graph with
+``QuantumCircuit`` nodes, and angle quantization. The op itself -- its spec, simulator and qonnx execution -- is
+``qdeploy.custom_op.quantum``; its spec types are re-exported here.
 
     from qdeploy.quantum import CircuitBuilder, QuantumLayer, export_hybrid
     b = CircuitBuilder(4, name="iris")
@@ -14,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from qdeploy.quantum.spec import Angle, CircuitSpec, CircuitSpecError, Gate, Readout, to_qasm3
+from qdeploy.custom_op.quantum.spec import Angle, CircuitSpec, CircuitSpecError, Gate, Readout, to_qasm3
 from qdeploy.quantum.templates import CircuitBuilder, pauli_on
 
 __all__ = [
@@ -37,10 +39,11 @@ __all__ = [
 
 _LAZY = {
     "QuantumLayer": "qdeploy.quantum.layer",
-    "simulate": "qdeploy.quantum.simulator",
+    "simulate": "qdeploy.custom_op.quantum.simulator",
     "export_hybrid": "qdeploy.quantum.export",
     "quantize_angles": "qdeploy.quantum.angles",
-    "QuantizeAngles": "qdeploy.quantum.angles",
+    # the graph pass, by module path: the core imports passes only on first use
+    "QuantizeAngles": "qdeploy.passes.graph.quantize_angles",
     "from_pennylane": "qdeploy.quantum.importers",
     "from_qiskit_ml": "qdeploy.quantum.importers",
 }

@@ -13,9 +13,10 @@ import torch
 from qonnx.core.modelwrapper import ModelWrapper
 from torch import nn
 
+from qdeploy.custom_op.quantum import DOMAIN
 from qdeploy.data import check_array
 from qdeploy.errors import QDeployError, one_line
-from qdeploy.quantum.layer import DOMAIN, QuantumLayer
+from qdeploy.quantum.layer import QuantumLayer
 
 log = logging.getLogger(__name__)
 

@@ -20,8 +20,17 @@ from typing import Any
 import numpy as np
 import torch
 
+from qdeploy.custom_op.quantum.spec import (
+    GATES,
+    Angle,
+    CircuitSpec,
+    CircuitSpecError,
+    Gate,
+    Readout,
+    parse_observable,
+    real_number,
+)
 from qdeploy.quantum.layer import QuantumLayer
-from qdeploy.quantum.spec import GATES, Angle, CircuitSpec, CircuitSpecError, Gate, Readout, _observable, _real
 
 log = logging.getLogger(__name__)
 
@@ -141,7 +150,7 @@ def _readout(measurements, wires: dict, where: str) -> Readout:
             for wire, pauli in word.items():
                 letters[wires[wire]] = pauli
             terms.append((complex(coeff) if np.iscomplexobj(coeff) else float(coeff), "".join(letters)))
-        observables.append(_observable(terms, len(wires), f"{where} observable {k}"))
+        observables.append(parse_observable(terms, len(wires), f"{where} observable {k}"))
     return Readout("expval", observables=tuple(observables))
 
 
@@ -155,9 +164,9 @@ def _qiskit_angle(param: Any, inputs: dict, weights: dict, where: str) -> Angle:
     from qiskit.circuit import ParameterExpression
 
     if not isinstance(param, ParameterExpression):
-        return Angle("const", value=_real(param, where))
+        return Angle("const", value=real_number(param, where))
     if not param.parameters:
-        return Angle("const", value=_real(complex(param), where))
+        return Angle("const", value=real_number(complex(param), where))
     if len(param.parameters) != 1:
         names = sorted(p.name for p in param.parameters)
         raise CircuitSpecError(
@@ -305,7 +314,7 @@ def _qiskit_observables(observables: Any, num_qubits: int, where: str) -> Readou
             # qiskit labels are little-endian (rightmost letter = qubit 0); qdeploy reads wire 0 first.
             coeff = complex(coeff)
             terms.append((coeff if coeff.imag else coeff.real, label[::-1]))
-        result.append(_observable(terms, num_qubits, f"{where} observable {k}"))
+        result.append(parse_observable(terms, num_qubits, f"{where} observable {k}"))
     return Readout("expval", observables=tuple(result))
 
 

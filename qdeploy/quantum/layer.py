@@ -1,7 +1,7 @@
 """``QuantumLayer``: a torch module computing a circuit spec's readout, trainable by backprop, exportable to ONNX.
 
 On ``torch.onnx.export`` (TorchScript exporter, ``dynamo=False``) the layer becomes one ``QuantumCircuit`` node
-in domain ``qdeploy.custom_op.quantum`` carrying the OpenQASM 3 text and the JSON spec; its trainable angles are an
+(``qdeploy.custom_op.quantum``) carrying the OpenQASM 3 text and the JSON spec; its trainable angles are an
 initializer input, so QONNX ``Quant`` nodes can quantize them.
 """
 
@@ -13,11 +13,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from qdeploy.quantum.simulator import simulate
-from qdeploy.quantum.spec import CircuitSpec, CircuitSpecError, to_qasm3
-
-DOMAIN = "qdeploy.custom_op.quantum"
-OP_TYPE = "QuantumCircuit"
+from qdeploy.custom_op.quantum import DOMAIN, OP_TYPE
+from qdeploy.custom_op.quantum.simulator import simulate
+from qdeploy.custom_op.quantum.spec import CircuitSpec, CircuitSpecError, to_qasm3
 
 
 class _CircuitFunction(torch.autograd.Function):

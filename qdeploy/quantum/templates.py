@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from qdeploy.quantum.spec import Angle, CircuitSpec, CircuitSpecError, Gate, Readout, _observable
+from qdeploy.custom_op.quantum.spec import Angle, CircuitSpec, CircuitSpecError, Gate, Readout, parse_observable
 
 
 class CircuitBuilder:
@@ -141,7 +141,7 @@ class CircuitBuilder:
     def expval(self, observables: Sequence) -> CircuitSpec:
         """Finish with Pauli expectation values (strings like ``"ZIII"`` or lists of ``(coeff, "ZZII")`` terms)."""
         where = f"quantum layer {self.name!r}"
-        obs = tuple(_observable(o, self.num_qubits, f"{where} observable {k}") for k, o in enumerate(observables))
+        obs = tuple(parse_observable(o, self.num_qubits, f"{where} observable {k}") for k, o in enumerate(observables))
         return self._build(Readout("expval", observables=obs))
 
     def expval_z(self, wires: Iterable[int] | None = None) -> CircuitSpec:

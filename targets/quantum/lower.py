@@ -17,13 +17,11 @@ import numpy as np
 import onnx
 from qonnx.core.modelwrapper import ModelWrapper
 
+from qdeploy.custom_op.quantum import is_quantum_node
+from qdeploy.custom_op.quantum.spec import CircuitSpec, input_name
 from qdeploy.errors import UnsupportedModelError
-from qdeploy.ir import node_attr
-from qdeploy.quantum.spec import CircuitSpec, CircuitSpecError, input_name
 
 log = logging.getLogger(__name__)
-
-QUANTUM_OP = "QuantumCircuit"
 
 
 @dataclass
@@ -195,17 +193,6 @@ def check_operator(logical, transpiled, spec: CircuitSpec, device_qubits: int, r
     return True
 
 
-def quantum_nodes(model: ModelWrapper) -> list[onnx.NodeProto]:
-    return [n for n in model.graph.node if n.op_type == QUANTUM_OP]
-
-
-def node_spec(node: onnx.NodeProto) -> CircuitSpec:
-    try:
-        return CircuitSpec.from_json(node_attr(node, "spec"))
-    except CircuitSpecError as exc:
-        raise UnsupportedModelError(f"node {node.name}: {exc}") from exc
-
-
 def node_weights(model: ModelWrapper, node: onnx.NodeProto, spec: CircuitSpec) -> np.ndarray:
     weights = model.get_initializer(node.input[1])
     where = f"quantum layer {spec.name!r} (node {node.name})"
@@ -241,7 +228,7 @@ def classical_plan(model: ModelWrapper) -> list[dict[str, Any]]:
             node = producers.get(tensor)
             if node is None:
                 raise UnsupportedModelError(f"tensor {tensor} has no producer; the graph is malformed")
-            if node.op_type == QUANTUM_OP:
+            if is_quantum_node(node):
                 raise UnsupportedModelError(
                     f"node {node.name}: a classical part uses a quantum output out of order; export a sequential model"
                 )
@@ -255,7 +242,7 @@ def classical_plan(model: ModelWrapper) -> list[dict[str, Any]]:
         available.add(target)
 
     for node in model.graph.node:
-        if node.op_type == QUANTUM_OP:
+        if is_quantum_node(node):
             segment(node.input[0])
             steps.append({"kind": "quantum", "node": node.name, "input": node.input[0], "output": node.output[0]})
             available.add(node.output[0])

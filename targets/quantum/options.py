@@ -1,106 +1,73 @@
-"""Settings of the quantum target (``CompileConfig.quantum``; unknown keys are refused) and the offline devices."""
+"""Settings of the quantum target: ``QuantumOptions`` (a config file's ``[quantum]`` table, ``qdeploy compile``
+flags ``--device`` / ``--epsilon``) and ``QuantumRunOptions`` (``qdeploy run --shots``). Unknown keys are refused."""
 
 from __future__ import annotations
 
 import dataclasses
 import math
-import warnings
+import numbers
 from typing import Any
 
 from qdeploy.errors import QDeployError
+from qdeploy.options import Options, option
+from qdeploy.targets.quantum.devices import parse_device
 
-#: devices at most this wide get a full operator-equivalence check of every transpiled circuit
-OPERATOR_CHECK_MAX_QUBITS = 10
+
+def _require_int(name: str, value: Any, low: int, high: int | None = None) -> None:
+    in_range = value >= low and (high is None or value <= high) if isinstance(value, numbers.Integral) else False
+    if isinstance(value, bool) or not in_range:
+        allowed = f"an integer >= {low}" if high is None else f"an integer from {low} to {high}"
+        raise QDeployError(f"quantum option {name}={value!r}; choose {allowed}")
 
 
 @dataclasses.dataclass(frozen=True)
-class QuantumOptions:
-    #: ``line`` / ``line:N`` (a chain), ``heavy-hex`` / ``heavy-hex:D`` (IBM's lattice, odd code distance D); without
-    #: a size the smallest device fitting the widest circuit is used. ``all-to-all`` has no coupling constraint.
-    #: ``fake_<name>`` (e.g. ``fake_brisbane``, ``fake_torino``): an IBM device's snapshot from qiskit-ibm-runtime's
-    #: fake provider (offline; ``pip install 'qdeploy[ibm]'``).
-    device: str = "line"
-    #: transpiler seeds tried per circuit (plus the dense and trivial layouts); the fewest two-qubit gates, then the
-    #: smallest depth, wins
-    seeds: int = 8
-    optimization_level: int = 3
-    epsilon: float = 0.01  #: target precision of each expectation value: shots = ceil(1 / epsilon**2)
-    shot_check_inputs: int = 4  #: random inputs on which sampled means are checked against exact values
-    seed: int = 0  #: device (GenericBackendV2) and sampling seed
+class QuantumOptions(Options):
+    """How hybrid graphs are lowered: the device, the transpiler search, and the shot budget."""
+
+    #: without a size the smallest device fitting the widest circuit is used; ``all-to-all`` has no coupling
+    #: constraint; ``fake_<name>`` is an IBM device's offline snapshot from qiskit-ibm-runtime's fake provider
+    device: str = option(
+        "line",
+        "device to transpile for: line[:N], heavy-hex[:D], all-to-all[:N], or an IBM fake backend such as "
+        "fake_brisbane (needs qdeploy[ibm])",
+        flag="--device",
+    )
+    #: the fewest two-qubit gates, then the smallest depth, wins
+    seeds: int = option(8, "transpiler seeds tried per circuit (plus the dense and trivial layouts)", cli=False)
+    optimization_level: int = option(3, "qiskit preset pass manager optimization level (0-3)", cli=False)
+    epsilon: float = option(0.01, "precision per expectation value, shots = ceil(1/eps^2)", flag="--epsilon")
+    shot_check_inputs: int = option(4, "random inputs on which sampled means are checked against exact values", cli=False)
+    #: cli=False: ``--seed`` is the core's (verification inputs)
+    seed: int = option(0, "device (GenericBackendV2), check-input and sampling seed", cli=False)
 
     def __post_init__(self) -> None:
-        if self.seeds < 1:
-            raise QDeployError(f"quantum option seeds={self.seeds} must be >= 1")
-        if self.optimization_level not in (0, 1, 2, 3):
-            raise QDeployError(f"quantum option optimization_level={self.optimization_level}; choose 0, 1, 2 or 3")
-        if not 0 < self.epsilon < 1:
-            raise QDeployError(f"quantum option epsilon={self.epsilon} must be in (0, 1)")
+        super().__post_init__()
+        parse_device(self.device)
+        _require_int("seeds", self.seeds, 1)
+        _require_int("optimization_level", self.optimization_level, 0, 3)
+        _require_int("shot_check_inputs", self.shot_check_inputs, 1)
+        _require_int("seed", self.seed, 0)
+        valid_epsilon = isinstance(self.epsilon, numbers.Real) and not isinstance(self.epsilon, bool)
+        if not (valid_epsilon and 0 < self.epsilon < 1):
+            raise QDeployError(f"quantum option epsilon={self.epsilon!r} must be in (0, 1)")
 
     @property
     def shots(self) -> int:
+        """The shot budget per measured circuit: ``ceil(1 / epsilon**2)``."""
         return math.ceil(1 / self.epsilon**2)
 
 
-def options_from(mapping: Any) -> QuantumOptions:
-    from qdeploy.config import from_mapping
+@dataclasses.dataclass(frozen=True)
+class QuantumRunOptions(Options):
+    """How a compiled quantum folder is run (``Artifact.predict(x, run_options=...)``, ``qdeploy run``)."""
 
-    return from_mapping(QuantumOptions, dict(mapping or {}), "quantum options")
+    shots: int | None = option(None, "sample this many shots instead of exact statevectors", flag="--shots")
 
-
-def heavy_hex_size(distance: int) -> int:
-    return (5 * distance * distance - 2 * distance - 1) // 2
-
-
-def make_backend(device: str, width: int, seed: int):
-    """An offline ``GenericBackendV2`` for ``device``; sizeless devices are made at least ``width`` qubits wide (the
-    caller refuses circuits wider than an explicitly sized device, naming the layer)."""
-    from qiskit.providers.fake_provider import GenericBackendV2
-    from qiskit.transpiler import CouplingMap
-
-    if device.startswith("fake_"):
-        return ibm_fake_backend(device)
-    kind, _, size = device.partition(":")
-    try:
-        size_value = int(size) if size else None
-    except ValueError:
-        raise QDeployError(f"quantum device {device!r}: size {size!r} is not an integer (e.g. line:5)") from None
-    if kind == "line":
-        qubits = size_value or max(width, 2)
-        coupling = CouplingMap.from_line(qubits)
-    elif kind == "heavy-hex":
-        distance = size_value or 3
-        if distance < 3 or distance % 2 == 0:
-            raise QDeployError(f"quantum device {device!r}: heavy-hex distance must be odd and >= 3")
-        while size_value is None and heavy_hex_size(distance) < width:
-            distance += 2
-        coupling = CouplingMap.from_heavy_hex(distance)
-        qubits = coupling.size()
-    elif kind == "all-to-all":
-        qubits = size_value or max(width, 2)
-        coupling = None
-    else:
-        raise QDeployError(
-            f"quantum device {device!r} is unknown; use line[:N], heavy-hex[:D], all-to-all[:N] or an IBM fake backend "
-            "(fake_brisbane, ...)"
-        )
-    return GenericBackendV2(qubits, coupling_map=coupling, seed=seed)
-
-
-def ibm_fake_backend(device: str):
-    """qiskit-ibm-runtime's snapshot of an IBM device (coupling map, basis gates, calibration; no network)."""
-    from qdeploy.deps import require
-
-    require("qiskit_ibm_runtime", "ibm", f"the IBM fake backend {device!r}")
-    from qiskit_ibm_runtime import fake_provider
-
-    # FakeBrisbane (or FakeArmonkV2) is "fake_armonk": look the class up by name instead of building all ~70.
-    stem = "Fake" + device.removeprefix("fake_").replace("_", " ").title().replace(" ", "")
-    for cls in (getattr(fake_provider, stem + "V2", None), getattr(fake_provider, stem, None)):
-        if cls is not None:
-            backend = cls()
-            if backend.name == device and hasattr(backend, "target"):
-                return backend
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # some snapshots warn that their error rates are not typical
-        names = sorted(b.name for b in fake_provider.FakeProviderForBackendV2().backends())
-    raise QDeployError(f"quantum device {device!r} is not an IBM fake backend; choose one of {', '.join(names)}")
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.shots is not None:
+            if isinstance(self.shots, bool) or not isinstance(self.shots, numbers.Integral) or self.shots < 1:
+                raise QDeployError(
+                    f"shots={self.shots!r} must be a positive integer (leave it unset for exact statevectors)"
+                )
+            object.__setattr__(self, "shots", int(self.shots))

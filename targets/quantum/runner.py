@@ -12,6 +12,7 @@ import numpy as np
 
 from qdeploy.deps import require
 from qdeploy.errors import QDeployError
+from qdeploy.runtime import ort_session
 
 MANIFEST_FILE = "quantum_manifest.json"
 
@@ -183,7 +184,8 @@ class HybridRunner:
         self.steps = []
         for step in self.manifest["plan"]:
             if step["kind"] == "onnx":
-                self.steps.append((step, _session(folder / step["file"])))
+                session = ort_session(folder / step["file"], what="the classical parts of a hybrid model")
+                self.steps.append((step, session))
             else:
                 self.steps.append((step, QuantumNode(folder, self.manifest["nodes"][step["node"]])))
 
@@ -197,10 +199,3 @@ class HybridRunner:
                 y = runner.run(tensors[step["input"]], self.shots, self.seed)
                 tensors[step["output"]] = y.astype(np.float32)
         return tensors[self.manifest["output"]]
-
-
-def _session(path: Path):
-    ort = require("onnxruntime", "onnxruntime", "the classical parts of a hybrid model")
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])

@@ -1,6 +1,10 @@
 """The ``quantum`` target: hybrid QONNX graphs to transpiled OpenQASM 3 per quantum node, classical parts as ONNX,
 a manifest, and a runner; verified on every compile.
 
+Steps (each dumped to the output folder's ``ir/``): ``fold_constants`` (Quant nodes on angles included) and
+``wrap_angles``; then ``emit`` binds the weights, transpiles each quantum node for the device (``devices.py``,
+``lower.py``) and writes the folder that ``runner.py`` runs.
+
 Verification here: (1) per node, the transpiled circuit equals the logical one as an operator (up to global
 phase and layout) on devices of at most ``OPERATOR_CHECK_MAX_QUBITS`` qubits; (2) per node, sampled means at the
 shot budget lie within 5 sigma of the exact values; (3) in ``qdeploy.compile``, the whole hybrid model run from
@@ -21,61 +25,98 @@ import numpy as np
 import onnx
 from qonnx.core.modelwrapper import ModelWrapper
 
-from qdeploy.config import CompileConfig
+from qdeploy.custom_op.quantum import node_spec, quantum_nodes
+from qdeploy.custom_op.quantum.spec import CircuitSpec, input_name, weight_name
 from qdeploy.deps import require
-from qdeploy.errors import UnsupportedModelError
-from qdeploy.pipeline import RunContext
+from qdeploy.errors import QDeployError, UnsupportedModelError
+from qdeploy.ir import node_attr
+from qdeploy.pipeline import RunContext, Step
 from qdeploy.progress import progress
 from qdeploy.target import Target
+from qdeploy.targets.quantum.devices import DEVICE_SYNTAX
+from qdeploy.targets.quantum.options import QuantumOptions, QuantumRunOptions
 
 log = logging.getLogger(__name__)
 
 #: max abs error of the folder's runner against the golden executor (exact mode)
 TOLERANCE = 1e-6
 
+#: devices at most this wide get a full operator-equivalence check of every transpiled circuit
+OPERATOR_CHECK_MAX_QUBITS = 10
+
 #: device instructions that are not gates (IBM backends list control flow among their operations)
 NOT_GATES = {"measure", "reset", "delay", "for_loop", "if_else", "switch_case", "while_loop", "box"}
+
+
+def fold_constants(model: ModelWrapper, options: QuantumOptions) -> ModelWrapper:
+    """Fold constant subgraphs, ``Quant`` nodes on trainable angles and weights included: they are exact to
+    execute once, and the transpiler needs the angles as numbers."""
+    from qonnx.transformation.fold_constants import FoldConstants
+
+    return model.transform(FoldConstants(exclude_op_types=[]))
+
+
+def wrap_angles(model: ModelWrapper, options: QuantumOptions) -> ModelWrapper:
+    """Wrap each QuantumCircuit's trainable angles into one period around zero (mod 2 pi; 4 pi for controlled
+    rotations): the same operator up to global phase, with the smallest numbers in QASM."""
+    from qdeploy.passes.graph.wrap_angles import WrapAngles
+
+    return model.transform(WrapAngles())
 
 
 class QuantumTarget(Target):
     name = "quantum"
     extra = "quantum"
+    Options = QuantumOptions
+    RunOptions = QuantumRunOptions
     tolerance = TOLERANCE
 
     def check_available(self) -> None:
         require("qiskit", self.extra, "the quantum target")
         require("qiskit_qasm3_import", self.extra, "the quantum target")
 
-    def lower(self, model: ModelWrapper, cfg: CompileConfig, out_dir: Path, ctx: RunContext) -> dict[str, Any]:
-        from qdeploy.targets.quantum.options import options_from
+    def describe(self) -> list[str]:
+        return [
+            f"devices: {DEVICE_SYNTAX}",
+            f"OpenQASM 3 per quantum node in the device's basis gates, classical parts as ONNX; verified within "
+            f"{TOLERANCE:g}",
+        ]
 
-        opts = options_from(cfg.quantum)
-        return lower_hybrid(model, opts, Path(out_dir), ctx)
+    def steps(self, options: QuantumOptions) -> list[Step]:
+        return [fold_constants, wrap_angles]
 
-    def runner(self, out_dir: Path) -> Callable[[np.ndarray], np.ndarray]:
+    def emit(self, model: ModelWrapper, options: QuantumOptions, out_dir: Path, ctx: RunContext) -> dict[str, Any]:
+        if ctx.source is None:
+            raise QDeployError("the quantum target's emit needs the graph as the user gave it (RunContext.source)")
+        return write_folder(model, ctx.source, options, Path(out_dir), ctx)
+
+    def runner(self, out_dir: Path, run_options: QuantumRunOptions | None = None) -> Callable[[np.ndarray], np.ndarray]:
         from qdeploy.targets.quantum.runner import HybridRunner
 
-        return HybridRunner(out_dir)
+        shots = run_options.shots if run_options is not None else None
+        return HybridRunner(out_dir, shots=shots)
 
 
-def _angle_quantization(model: ModelWrapper, node: onnx.NodeProto, spec, rng: np.random.Generator) -> dict | None:
-    """When a Quant node quantizes the node's angles: its bit width and the output error it causes against the
-    float angles, measured with the torch simulator on 64 random input angles."""
+def _angle_quantization(
+    source: ModelWrapper, node: onnx.NodeProto, spec: CircuitSpec, rng: np.random.Generator
+) -> dict | None:
+    """When a Quant node quantizes the node's angles in ``source`` (the graph as the user gave it; folding has
+    replaced that Quant by its values): its bit width and the output error it causes against the float angles,
+    measured with the op's torch simulator on 64 random input angles."""
     import torch
-
-    from qdeploy.quantum.simulator import simulate
-
-    producer = model.find_producer(node.input[1])
-    if producer is None or producer.op_type != "Quant":
-        return None
-    float_weights = model.get_initializer(producer.input[0])
-    bits = model.get_initializer(producer.input[3])
-    if float_weights is None or bits is None:
-        return None
     from qonnx.core.onnx_exec import execute_node
 
-    context = {name: model.get_initializer(name) for name in producer.input}
-    execute_node(producer, context, model.graph, opset_version=_onnx_opset(model))
+    from qdeploy.custom_op.quantum.simulator import simulate
+
+    producer = source.find_producer(node.input[1])
+    if producer is None or producer.op_type != "Quant":
+        return None
+    float_weights = source.get_initializer(producer.input[0])
+    bits = source.get_initializer(producer.input[3])
+    if float_weights is None or bits is None:
+        return None
+    context = {name: source.get_initializer(name) for name in producer.input}
+    execute_node(producer, context, source.graph, opset_version=_onnx_opset(source))
     quantized = np.asarray(context[producer.output[0]], dtype=np.float64)
     x = torch.from_numpy(rng.uniform(-np.pi, np.pi, (64, spec.num_inputs)))
     with torch.no_grad():
@@ -98,11 +139,16 @@ def _wrap_numeric_angles(circuit) -> None:
                 op.params = [wrapped]
 
 
-def lower_hybrid(model: ModelWrapper, opts, out_dir: Path, ctx: RunContext) -> dict[str, Any]:
+def write_folder(
+    graph: ModelWrapper, source: ModelWrapper, opts: QuantumOptions, out_dir: Path, ctx: RunContext
+) -> dict[str, Any]:
+    """Write the output folder from the prepared ``graph`` (angles folded and wrapped): per quantum node and
+    measurement basis a transpiled, measured OpenQASM 3 circuit, the classical segments as ONNX, and the manifest
+    the runner follows. Checks each node on the way (operator equivalence, shot noise); returns the report facts.
+    ``source`` is the graph as the user gave it, where quantized angles are still ``Quant`` nodes."""
     from qiskit import qasm3
-    from qonnx.transformation.fold_constants import FoldConstants
 
-    from qdeploy.quantum.spec import input_name, weight_name
+    from qdeploy.targets.quantum.devices import make_backend
     from qdeploy.targets.quantum.lower import (
         bind,
         check_operator,
@@ -111,26 +157,20 @@ def lower_hybrid(model: ModelWrapper, opts, out_dir: Path, ctx: RunContext) -> d
         logical_circuit,
         measured_circuit,
         measurement_groups,
-        node_spec,
         node_weights,
-        quantum_nodes,
         transpile_best,
     )
-    from qdeploy.targets.quantum.options import OPERATOR_CHECK_MAX_QUBITS, make_backend
-    from qdeploy.targets.quantum.passes.wrap_angles import WrapAngles
     from qdeploy.targets.quantum.runner import MANIFEST_FILE, QuantumNode
 
-    nodes = quantum_nodes(model)
+    nodes = quantum_nodes(graph)
     if not nodes:
         raise UnsupportedModelError(
             "the graph has no QuantumCircuit node; compile classical models with --target onnxruntime"
         )
     rng = np.random.default_rng(opts.seed)
-    quantization = {n.name: _angle_quantization(model, n, node_spec(n), rng) for n in nodes}
-    # Fold constant subgraphs, Quant nodes on weights and angles included (they are exact to execute once).
-    graph = ctx.timed("fold_constants", lambda: model.transform(FoldConstants(exclude_op_types=[])))
-    graph = ctx.timed("wrap_angles", lambda: graph.transform(WrapAngles()))
-    specs = {n.name: node_spec(n) for n in quantum_nodes(graph)}
+    source_nodes = {n.name: n for n in quantum_nodes(source)}
+    quantization = {name: _angle_quantization(source, node, node_spec(node), rng) for name, node in source_nodes.items()}
+    specs = {n.name: node_spec(n) for n in nodes}
     width = max(spec.num_qubits for spec in specs.values())
     backend = make_backend(opts.device, width, opts.seed)
     device_qubits = backend.num_qubits
@@ -156,7 +196,7 @@ def lower_hybrid(model: ModelWrapper, opts, out_dir: Path, ctx: RunContext) -> d
         manifest["plan"].append(step)
 
     per_layer = []
-    for node in progress(quantum_nodes(graph), desc="transpile quantum nodes"):
+    for node in progress(nodes, desc="transpile quantum nodes"):
         spec = specs[node.name]
         where = f"quantum layer {spec.name!r} (node {node.name})"
         if spec.num_qubits > device_qubits:
@@ -165,7 +205,8 @@ def lower_hybrid(model: ModelWrapper, opts, out_dir: Path, ctx: RunContext) -> d
                 "choose a larger device"
             )
         weights = node_weights(graph, node, spec)
-        logical = bind(logical_circuit(_qasm(node), where), {weight_name(j): float(w) for j, w in enumerate(weights)})
+        bound_weights = {weight_name(j): float(w) for j, w in enumerate(weights)}
+        logical = bind(logical_circuit(node_attr(node, "qasm"), where), bound_weights)
         best = ctx.timed(
             f"transpile_{node.name}",
             lambda logical=logical: transpile_best(logical, backend, opts.optimization_level, opts.seeds),
@@ -183,7 +224,7 @@ def lower_hybrid(model: ModelWrapper, opts, out_dir: Path, ctx: RunContext) -> d
             "layer": spec.name,
             "qubits": spec.num_qubits,
             "inputs": [input_name(i) for i in range(spec.num_inputs)],
-            "weights": {weight_name(j): float(w) for j, w in enumerate(weights)},
+            "weights": bound_weights,
             "readout": spec.readout.kind,
             "observables": spec.readout.to_json(),
             "initial_layout": transpiled.layout.initial_index_layout(filter_ancillas=True),
@@ -238,13 +279,7 @@ def lower_hybrid(model: ModelWrapper, opts, out_dir: Path, ctx: RunContext) -> d
     }
 
 
-def _qasm(node: onnx.NodeProto) -> str:
-    from qdeploy.ir import node_attr
-
-    return node_attr(node, "qasm")
-
-
-def _shot_check(quantum, x: np.ndarray, spec, opts) -> dict[str, Any]:
+def _shot_check(quantum, x: np.ndarray, spec: CircuitSpec, opts: QuantumOptions) -> dict[str, Any]:
     """Sampled means at ``opts.shots`` against exact values: every output within 5 sigma (else the sampling path
     or the readout post-processing is wrong). Sigma per output from the exact values (Pauli terms: sqrt(1-<P>^2);
     probabilities: sqrt(p(1-p))), summed over terms as an upper bound."""

@@ -10,8 +10,8 @@ import pytest
 import torch
 from torch import nn
 
+from qdeploy.custom_op.quantum.simulator import simulate_state
 from qdeploy.quantum import CircuitBuilder, CircuitSpec, CircuitSpecError, QuantumLayer, simulate, to_qasm3
-from qdeploy.quantum.simulator import simulate_state
 
 qiskit = pytest.importorskip("qiskit")
 pytest.importorskip("qiskit_qasm3_import")
@@ -145,11 +145,13 @@ def test_quantum_layer_trains():
     assert losses[-1] < 0.2 * losses[0]
 
 
-def test_export_hybrid_model_to_one_quantumcircuit_node_equal_to_torch():
+def test_export_hybrid_model_to_one_quantumcircuit_node_equal_to_torch(tmp_path):
     from qiskit import qasm3
+    from qonnx.custom_op.registry import getCustomOp
 
+    from qdeploy.custom_op.quantum import QuantumCircuit
     from qdeploy.golden import run_golden
-    from qdeploy.ir import node_attr
+    from qdeploy.ir import load_model, node_attr
     from qdeploy.quantum import export_hybrid
 
     spec = CircuitBuilder(3).angle_embedding(range(3)).strongly_entangling_layers(1).expval(["ZII", "IXI"])
@@ -157,13 +159,17 @@ def test_export_hybrid_model_to_one_quantumcircuit_node_equal_to_torch():
     x = np.random.default_rng(0).normal(size=(32, 5)).astype(np.float32)
     graph = export_hybrid(model, x)
     nodes = [n for n in graph.graph.node if n.op_type == "QuantumCircuit"]
+    # the domain saved graphs carry: qonnx imports it as a module and finds the op in its custom_op dict
     assert len(nodes) == 1 and nodes[0].domain == "qdeploy.custom_op.quantum"
+    assert isinstance(getCustomOp(nodes[0]), QuantumCircuit)
     angles = graph.get_initializer(nodes[0].input[1])
     np.testing.assert_array_equal(angles, model[2].weight.detach().numpy())  # trainable angles: an initializer
     assert qasm3.loads(node_attr(nodes[0], "qasm")).num_qubits == 3
     with torch.no_grad():
         expected = model(torch.from_numpy(x)).numpy()
     assert np.max(np.abs(run_golden(graph, x) - expected)) <= 1e-6
+    graph.save(str(tmp_path / "hybrid.onnx"))  # a saved file runs as it is
+    assert np.max(np.abs(run_golden(load_model(tmp_path / "hybrid.onnx"), x) - expected)) <= 1e-6
 
 
 def test_quantize_angles_inserts_quant_on_the_angles_and_3_bits_is_the_clifford_t_grid():

@@ -10,10 +10,12 @@ import numpy as np
 import onnx
 import pytest
 import torch
+from qonnx.core.modelwrapper import ModelWrapper
 from torch import nn
 
 import qdeploy
 from qdeploy.cli import main
+from qdeploy.custom_op.quantum import quantum_nodes
 from qdeploy.errors import MissingDependencyError, QDeployError
 from qdeploy.quantum import CircuitBuilder, QuantumLayer, export_hybrid, quantize_angles
 from tests.targets.helpers import assert_no_output, copy_graph
@@ -104,19 +106,36 @@ def test_heavy_hex_device_probs_readout(x, tmp_path):
     model = hybrid_model("probs")
     graph = export_hybrid(model, x)
     out = tmp_path / "hh"
-    artifact = qdeploy.compile(
-        graph, target="quantum", out=out, data=x, verify_samples=SAMPLES, quantum={"device": "heavy-hex", "seeds": 3}
-    )
+    # the selected target's options as flat keywords (as a config table elsewhere)
+    artifact = qdeploy.compile(graph, target="quantum", out=out, data=x, verify_samples=SAMPLES, device="heavy-hex", seeds=3)
     report = artifact.report
     assert report["verified"] and report["device_qubits"] == 19
+    assert json.loads((out / "qdeploy_config.json").read_text())["targets"]["quantum"]["seeds"] == 3
     assert report["operator_equivalence"].startswith("skipped")  # 2**19-dimensional operators are not built
     assert np.max(np.abs(artifact.predict(x) - torch_out(model, x))) <= 1e-6
+
+
+def test_compile_dumps_each_step_to_ir(line_artifact):
+    ir = line_artifact.path / "ir"
+    assert sorted(p.name for p in ir.iterdir()) == ["00_fold_constants.onnx", "01_wrap_angles.onnx"]
+    assert set(line_artifact.report["time_per_step"]) >= {"fold_constants", "wrap_angles", "emit", "verify"}
+    wrapped = ModelWrapper(str(ir / "01_wrap_angles.onnx"))
+    (node,) = quantum_nodes(wrapped)
+    angles = wrapped.get_initializer(node.input[1])
+    assert np.all(np.abs(angles) <= np.pi)  # strongly entangling layers: rotations, period 2 pi
+    manifest = json.loads((line_artifact.path / "quantum_manifest.json").read_text())
+    np.testing.assert_allclose(list(manifest["nodes"][node.name]["weights"].values()), angles, atol=1e-6)
 
 
 def test_quantized_angles_are_exact_against_their_graph_and_error_is_measured(graph, x, tmp_path):
     quantized = quantize_angles(graph, bits=4)
     artifact = qdeploy.compile(quantized, target="quantum", out=tmp_path / "q4", data=x, verify_samples=SAMPLES)
     assert artifact.report["verified"]
+    # the Quant on the angles is in the specification and folded into numbers by the first step
+    golden = ModelWrapper(str(artifact.path / "golden.onnx"))
+    folded = ModelWrapper(str(artifact.path / "ir" / "00_fold_constants.onnx"))
+    assert [n.op_type for n in golden.graph.node].count("Quant") == 1
+    assert "Quant" not in [n.op_type for n in folded.graph.node]
     measured = artifact.report["per_layer"][0]["angle_quantization"]
     assert measured["bits"] == 4 and measured["max_abs_error_vs_float_angles"] > 0
     # |d<P>/d theta| <= 1 for rotations (parameter-shift rule): the error is at most the sum of angle errors.
@@ -306,8 +325,62 @@ def test_quantized_activation_in_the_classical_part_is_refused(graph, tmp_path):
 
 
 def test_sampling_without_qiskit_aer_uses_qiskit_statevector_sampler(line_artifact, model, x, monkeypatch):
+    monkeypatch.setitem(sys.modules, "qiskit_aer", None)  # as on a machine without the optional simulator
+    sampled = line_artifact.predict(x[:4], run_options={"shots": 4000})
+    assert 0 < np.max(np.abs(sampled - torch_out(model, x[:4]))) < 0.25
+
+
+def test_predict_with_shots_samples_within_shot_noise(line_artifact, model, x):
     from qdeploy.targets.quantum.runner import HybridRunner
 
-    monkeypatch.setitem(sys.modules, "qiskit_aer", None)  # as on a machine without the optional simulator
-    sampled = HybridRunner(line_artifact.path, shots=4000, seed=1)(x[:4])
-    assert 0 < np.max(np.abs(sampled - torch_out(model, x[:4]))) < 0.25
+    shots = 2000
+    exact = line_artifact.predict(x)
+    sampled = line_artifact.predict(x, run_options={"shots": shots})
+    assert np.max(np.abs(exact - torch_out(model, x))) <= 1e-6
+    assert np.all(sampled != exact)  # every output sampled, none exact
+    # Upper bound of each quantum output's standard deviation: its terms' |coefficients| / sqrt(shots) (a Pauli
+    # term's sampled mean has variance (1 - <P>^2) / shots <= 1 / shots); the last Linear layer mixes them.
+    quantum_sigma = np.array([1.0, 0.5 + 0.25]) / np.sqrt(shots)
+    sigma = np.abs(model[-1].weight.detach().numpy().astype(np.float64)) @ quantum_sigma
+    assert np.all(np.abs(sampled - exact) <= 5 * sigma)
+    # the same numbers as the folder's runner built directly (the path `qdeploy run --shots` takes)
+    np.testing.assert_array_equal(sampled, HybridRunner(line_artifact.path, shots=shots)(x))
+
+
+@pytest.mark.parametrize("shots", [0, -5, 2.5, True, "100"])
+def test_invalid_shots_are_refused(line_artifact, x, shots):
+    with pytest.raises(QDeployError, match=r"shots=.* must be a positive integer"):
+        line_artifact.predict(x[:2], run_options={"shots": shots})
+
+
+def test_unknown_run_option_is_refused(line_artifact, x):
+    with pytest.raises(QDeployError, match=r"unknown key\(s\) \['shotz'\]"):
+        line_artifact.predict(x[:2], run_options={"shotz": 10})
+
+
+def test_options_declare_their_flags():
+    from qdeploy.options import flags_of
+    from qdeploy.target import get_target
+
+    target = get_target("quantum")
+    assert {f.flag: f.field for f in flags_of(target.Options)} == {"--device": "device", "--epsilon": "epsilon"}
+    assert {f.flag for f in flags_of(target.RunOptions)} == {"--shots"}  # --seed stays the core's flag
+    assert any(line.startswith("devices: line[:N], heavy-hex[:D]") for line in target.describe())
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"device": "ring"}, "quantum device 'ring' is unknown"),
+        ({"device": "heavy-hex:4"}, "heavy-hex distance must be odd"),
+        ({"device": "line:x"}, "size 'x' is not an integer"),
+        ({"epsilon": 1.5}, r"epsilon=1.5 must be in \(0, 1\)"),
+        ({"seeds": 0}, "seeds=0; choose an integer >= 1"),
+        ({"optimization_level": 4}, "optimization_level=4; choose an integer from 0 to 3"),
+    ],
+)
+def test_invalid_options_are_refused_before_anything_is_written(graph, tmp_path, options, message):
+    out = tmp_path / "o"
+    with pytest.raises(QDeployError, match=message):
+        qdeploy.compile(graph, target="quantum", out=out, quantum=options)
+    assert_no_output(out)

@@ -1,4 +1,5 @@
-"""The declarative circuit spec of a quantum layer: gates, angle sources, readout. JSON-serialisable.
+"""The declarative circuit spec of a quantum layer: gates, angle sources, readout. JSON-serialisable; the
+``spec`` attribute of a ``QuantumCircuit`` node, so this is the op's definition (the simulator executes it).
 
 Conventions (those of qiskit, so specs, QASM and the runner agree without index juggling):
 
@@ -80,8 +81,8 @@ class Angle:
             raise CircuitSpecError(f"{where}: angle {data!r} needs exactly one of {ANGLE_KINDS}")
         kind = kinds[0]
         if kind == "const":
-            return Angle("const", value=_real(data["const"], where))
-        return Angle(kind, index=int(data[kind]), scale=_real(data.get("scale", 1.0), where))
+            return Angle("const", value=real_number(data["const"], where))
+        return Angle(kind, index=int(data[kind]), scale=real_number(data.get("scale", 1.0), where))
 
 
 @dataclass(frozen=True)
@@ -116,7 +117,9 @@ class Readout:
         return {"kind": "expval", "observables": [[[c, p] for c, p in obs] for obs in self.observables]}
 
 
-def _real(value: Any, where: str) -> float:
+def real_number(value: Any, where: str) -> float:
+    """``value`` as a finite real float, or CircuitSpecError naming ``where`` (complex values with a zero imaginary
+    part pass: importers see them from qiskit)."""
     if isinstance(value, complex):
         if value.imag != 0:
             raise CircuitSpecError(f"{where}: complex value {value!r}; angles and coefficients must be real")
@@ -130,9 +133,9 @@ def _real(value: Any, where: str) -> float:
     return result
 
 
-def _observable(obs: Any, num_qubits: int, where: str) -> tuple[tuple[float, str], ...]:
-    """A Pauli string, or a list of ``(coefficient, pauli_string)`` terms. Complex coefficients are refused:
-    a Pauli sum is Hermitian exactly when its coefficients are real."""
+def parse_observable(obs: Any, num_qubits: int, where: str) -> tuple[tuple[float, str], ...]:
+    """An observable as ``((coefficient, pauli_string), ...)`` from a Pauli string or a list of such terms.
+    Complex coefficients are refused: a Pauli sum is Hermitian exactly when its coefficients are real."""
     terms = [(1.0, obs)] if isinstance(obs, str) else list(obs)
     result = []
     for term in terms:
@@ -148,7 +151,7 @@ def _observable(obs: Any, num_qubits: int, where: str) -> tuple[tuple[float, str
             raise CircuitSpecError(
                 f"{where}: observable term {paulis!r} must be {num_qubits} letters from I, X, Y, Z (one per wire)"
             )
-        result.append((_real(coeff, where), paulis))
+        result.append((real_number(coeff, where), paulis))
     if not result:
         raise CircuitSpecError(f"{where}: empty observable")
     return tuple(result)
@@ -216,7 +219,7 @@ class CircuitSpec:
             readout = Readout("probs", wires=tuple(int(w) for w in readout_data.get("wires", range(num_qubits))))
         elif readout_data.get("kind") == "expval":
             observables = tuple(
-                _observable(o, num_qubits, f"{where} observable {k}")
+                parse_observable(o, num_qubits, f"{where} observable {k}")
                 for k, o in enumerate(readout_data.get("observables", []))
             )
             readout = Readout("expval", observables=observables)
@@ -258,8 +261,8 @@ class CircuitSpec:
                 limit = {"input": self.num_inputs, "weight": self.num_weights}.get(a.kind)
                 if limit is not None and not 0 <= a.index < limit:
                     raise CircuitSpecError(f"{gw}: {a.kind} index {a.index} outside 0..{limit - 1}")
-                _real(a.value, gw)
-                _real(a.scale, gw)
+                real_number(a.value, gw)
+                real_number(a.scale, gw)
         if self.readout.kind == "probs":
             if not self.readout.wires or any(not 0 <= w < self.num_qubits for w in self.readout.wires):
                 raise CircuitSpecError(f"{where}: probs readout wires {list(self.readout.wires)} invalid")
@@ -271,6 +274,16 @@ class CircuitSpec:
 
     def rename(self, name: str) -> CircuitSpec:
         return CircuitSpec(self.num_qubits, self.gates, self.readout, self.num_inputs, self.num_weights, name)
+
+
+def weight_periods(spec: CircuitSpec) -> list[float]:
+    """Per weight, the angle period up to global phase: 2 pi, or 4 pi when it drives a controlled rotation
+    (there ``theta + 2 pi`` flips a *relative* phase). Unused weights get 2 pi."""
+    periods = [2 * math.pi] * spec.num_weights
+    for gate in spec.gates:
+        if gate.angle is not None and gate.angle.kind == "weight":
+            periods[gate.angle.index] = max(periods[gate.angle.index], GATES[gate.name][2])
+    return periods
 
 
 def input_name(index: int) -> str:

@@ -19,7 +19,7 @@ import math
 
 import torch
 
-from qdeploy.quantum.spec import CircuitSpec, Gate
+from qdeploy.custom_op.quantum.spec import CircuitSpec, Gate
 
 _SQRT1_2 = 1 / math.sqrt(2)
 

@@ -6,8 +6,8 @@ import numpy as np
 from qonnx.core.modelwrapper import ModelWrapper
 from qonnx.transformation.base import Transformation
 
-from qdeploy.quantum.angles import weight_periods
-from qdeploy.quantum.spec import CircuitSpec
+from qdeploy.custom_op.quantum import node_spec, quantum_nodes
+from qdeploy.custom_op.quantum.spec import CircuitSpecError, weight_periods
 
 
 def wrap(values: np.ndarray, periods: np.ndarray) -> np.ndarray:
@@ -17,20 +17,23 @@ def wrap(values: np.ndarray, periods: np.ndarray) -> np.ndarray:
 
 
 class WrapAngles(Transformation):
-    """Replace each QuantumCircuit weight initializer by its wrapped values (same operator up to global phase).
+    """Replace each QuantumCircuit weight initializer by its wrapped values: mod 2 pi, or 4 pi for weights driving
+    controlled rotations (the same operator up to global phase).
 
     Angles far outside one period lose precision in float32 and give needlessly large numbers in QASM."""
 
     def apply(self, model: ModelWrapper) -> tuple[ModelWrapper, bool]:
         changed = False
-        for node in model.graph.node:
-            if node.op_type != "QuantumCircuit":
-                continue
+        for node in quantum_nodes(model):
             weights = model.get_initializer(node.input[1])
             if weights is None or weights.size == 0:
                 continue
-            spec = CircuitSpec.from_json(_attr(node, "spec"))
-            periods = weight_periods(spec)
+            spec = node_spec(node)
+            if weights.size != spec.num_weights:
+                raise CircuitSpecError(
+                    f"node {node.name}: {weights.size} angles but the spec has {spec.num_weights} weights"
+                )
+            periods = np.asarray(weight_periods(spec))
             flat = weights.reshape(-1).astype(np.float64)
             outside = (flat < -periods / 2) | (flat >= periods / 2)
             if outside.any():  # only touch values outside: wrapping is not idempotent in floating point
@@ -38,9 +41,3 @@ class WrapAngles(Transformation):
                 model.set_initializer(node.input[1], flat.astype(weights.dtype).reshape(weights.shape))
                 changed = True
         return model, changed
-
-
-def _attr(node, name: str) -> str:
-    from qdeploy.ir import node_attr
-
-    return node_attr(node, name)

@@ -1,1 +1,0 @@
-"""Graph passes of the quantum target (qonnx Transformations, one per file)."""
