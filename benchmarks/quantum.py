@@ -35,8 +35,8 @@ import qiskit  # noqa: E402
 from examples import creep, iris_quantum  # noqa: E402
 from qdeploy.golden import run_golden  # noqa: E402
 from qdeploy.quantum import CircuitBuilder, QuantumLayer, export_hybrid, quantize_angles, to_qasm3  # noqa: E402
+from qdeploy.targets.quantum.devices import make_backend  # noqa: E402
 from qdeploy.targets.quantum.lower import bind, logical_circuit, transpile_best, two_qubit_count  # noqa: E402
-from qdeploy.targets.quantum.options import make_backend  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 SEEDS = 8
