@@ -48,6 +48,10 @@ def node_spec(node: onnx.NodeProto) -> CircuitSpec:
         return CircuitSpec.from_json(spec_json.decode() if isinstance(spec_json, bytes) else spec_json)
     except CircuitSpecError as exc:
         raise CircuitSpecError(f"node {node.name}: {exc}") from exc
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:  # malformed JSON or a missing / mistyped key
+        raise CircuitSpecError(
+            f"node {node.name}: its spec attribute is not a circuit spec ({type(exc).__name__}: {exc}); re-export the model"
+        ) from exc
 
 
 class QuantumCircuit(CustomOp):
@@ -100,4 +104,5 @@ def make_node(inputs: list[str], outputs: list[str], spec_json: str, qasm: str, 
 
 
 custom_op = {OP_TYPE: QuantumCircuit}
+# qonnx reads a domain module's __all__ as the list of its op classes: list ops only
 __all__ = ["QuantumCircuit"]
