@@ -13,7 +13,9 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from qdeploy.config import DEFAULT_TARGET, CompileConfig, compile_config
 from qdeploy.errors import QDeployError, one_line
+from qdeploy.options import Flag, add_flag, add_flags, flag_values, flags_of, load_config_file
 from qdeploy.staging import staged_file
 
 EXIT_ERROR = 1
@@ -27,12 +29,31 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--debug", action="store_true", help="show the full traceback on errors")
 
 
-def _add_torch_model(parser: argparse.ArgumentParser) -> None:
-    """The arguments every command that starts from a PyTorch model shares."""
+#: the QuantizeConfig fields every command that quantizes a PyTorch model takes (--wbits, --abits)
+_BIT_WIDTH_FIELDS = ("weight_bits", "act_bits")
+
+
+def _add_torch_model(parser: argparse.ArgumentParser, bit_widths: bool = True) -> None:
+    """The arguments every command that starts from a PyTorch model shares; ``bit_widths``: QuantizeConfig's
+    --wbits/--abits too (help, default and checks are the dataclass fields')."""
+    from qdeploy.config import QuantizeConfig
+    from qdeploy.options import add_flag, flags_of
+
     parser.add_argument("model", help="path/to/file.py:factory returning a torch.nn.Module")
     parser.add_argument("--weights", help="state dict (.pt) to load into the factory's model")
-    parser.add_argument("--wbits", type=int, default=4, help="weight bit width, 2-8 (default 4)")
-    parser.add_argument("--abits", type=int, default=8, help="activation bit width, 2-8 (default 8)")
+    for flag in flags_of(QuantizeConfig) if bit_widths else ():
+        if flag.field in _BIT_WIDTH_FIELDS:
+            add_flag(parser, flag)
+
+
+def _add_quantize_options(parser: argparse.ArgumentParser) -> None:
+    """QuantizeConfig's other flags (``qdeploy quantize``), generated from its fields: help, choices, defaults."""
+    from qdeploy.config import QuantizeConfig
+    from qdeploy.options import add_flag, flags_of
+
+    for flag in flags_of(QuantizeConfig):
+        if flag.field not in _BIT_WIDTH_FIELDS:
+            add_flag(parser, flag)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -43,47 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("quantize", help="post-training quantize a PyTorch model and export QONNX")
     _add_torch_model(p)
     p.add_argument("--calib", required=True, help="calibration inputs: .npy, or .npz with array 'x'")
-    p.add_argument("--per-tensor", action="store_true", help="one weight scale per tensor (default: per channel)")
-    p.add_argument("--scale", choices=["po2", "float"], default="po2", help="scale kind (default po2: exact on FPGA)")
-    p.add_argument(
-        "--calibration",
-        choices=["minmax", "percentile", "mse"],
-        default="minmax",
-        help="range setting: min-max (default), percentile, or MSE-optimal scales",
-    )
-    p.add_argument("--percentile", type=float, default=99.99, help="upper percentile with --calibration percentile")
-    p.add_argument("--equalize", action="store_true", help="cross-layer equalization before quantizing")
-    p.add_argument("--bias-correction", action="store_true", help="empirical bias correction on the calibration data")
-    p.add_argument(
-        "--signed-input",
-        action="store_true",
-        help="keep the input quantizer signed (default: unsigned when no calibration input is negative)",
-    )
-    p.add_argument(
-        "--output-bits",
-        type=int,
-        help="bits of the quantizer behind the last layer (default: max(--abits, 8), so logits do not tie)",
-    )
-    p.add_argument(
-        "--rounding",
-        choices=["rtn", "gptq", "gpfq", "adaround"],
-        default="rtn",
-        help="weight rounding: nearest (default), GPTQ, GPFQ or AdaRound on the calibration data",
-    )
-    p.add_argument("--gpfq-alphabet", choices=["int", "ternary", "binary"], default="int", help="GPFQ weight alphabet")
-    p.add_argument("--gpfq-sparsity", type=float, default=0.0, help="GPFQ L1 strength (sparsity-promoting variant)")
-    p.add_argument(
-        "--method",
-        choices=["custom", "auto"],
-        default="custom",
-        help="auto: try candidate pipelines for the bit widths and keep the best on held-out calibration data",
-    )
-    p.add_argument(
-        "--auto-objective",
-        choices=["kl", "mse"],
-        default="kl",
-        help="how auto compares candidates with the float model: kl (classifier logits, default) or mse (regression)",
-    )
+    _add_quantize_options(p)
     p.add_argument("-o", "--output", required=True, help="QONNX file to write")
     _add_common(p)
 
@@ -118,8 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(p)
 
     p = sub.add_parser("binarize", help="binarise a PyTorch model (BiPer or sign-STE), train it, export QONNX")
-    p.add_argument("model", help="path/to/file.py:factory returning a torch.nn.Module")
-    p.add_argument("--weights", help="state dict (.pt) to load into the factory's model")
+    _add_torch_model(p, bit_widths=False)
     p.add_argument("--data", required=True, help="training data: .npz with arrays 'x' (inputs) and 'y' (labels)")
     p.add_argument("--method", choices=["biper", "ste"], default="biper", help="BiPer (default) or sign with STE")
     p.add_argument("--omega", type=float, default=30.0, help="BiPer frequency (default 30; the paper's scripts 20)")
@@ -135,23 +115,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("compile", help="compile a QONNX model for a target and verify it bit for bit")
     p.add_argument("model", help="QONNX/ONNX file (brevitas, FINN, model zoo, qdeploy quantize)")
-    p.add_argument("--target", help="onnxruntime (default), hls4ml or quantum")
-    p.add_argument(
-        "--device",
-        help="quantum device: line[:N] (default), heavy-hex[:D], all-to-all[:N], or an IBM fake backend such as "
-        "fake_brisbane (needs qdeploy[ibm])",
-    )
-    p.add_argument("--epsilon", type=float, help="quantum: precision per expectation value, shots = ceil(1/eps^2)")
-    p.add_argument("--board", help="FPGA board preset for hls4ml (pynq-z2, zcu104, arty-a7-100t, alveo-u250, vu13p)")
-    p.add_argument("--backend", help="hls4ml backend: Vitis (default), Vivado, Quartus, Catapult")
-    p.add_argument("--io-type", dest="io_type", choices=["io_parallel", "io_stream"])
-    p.add_argument("--strategy", choices=["Latency", "Resource"])
-    p.add_argument("--reuse-factor", dest="reuse_factor", type=int)
-    p.add_argument("--clock-period", dest="clock_period_ns", type=float, help="clock period in ns (overrides board)")
     p.add_argument("--data", help="real inputs to verify on: .npy, or .npz with array 'x'")
-    p.add_argument("--samples", dest="verify_samples", type=int, help="random verification inputs (default 1000)")
-    p.add_argument("--seed", type=int)
-    p.add_argument("--config", help="TOML/YAML/JSON file with compile settings (flags override it)")
+    p.add_argument(
+        "--config",
+        help="TOML/YAML/JSON file with compile settings and a table per target, e.g. [hls4ml] (flags override it)",
+    )
+    # the target-neutral settings, then every registered target's own options ([name] marks whose they are)
+    add_flags(p, CompileConfig, defaults=False)
+    for flag, owners in target_flags("Options").items():
+        add_flag(p, flag, owners, defaults=False)
     p.add_argument("-o", "--output", required=True, help="output folder")
     _add_common(p)
 
@@ -163,7 +135,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="run a compiled folder on inputs (hybrid: classical on ORT, quantum on qiskit)")
     p.add_argument("folder", help="output folder of qdeploy compile")
     p.add_argument("--data", required=True, help="inputs: .npy, or .npz with array 'x'")
-    p.add_argument("--shots", type=int, help="quantum target: sample this many shots instead of exact statevectors")
+    for flag, owners in target_flags("RunOptions").items():
+        add_flag(p, flag, owners, defaults=False)
     p.add_argument("-o", "--output", help="write the outputs to this .npy file (default: print them)")
     _add_common(p)
 
@@ -188,40 +161,25 @@ def _version() -> str:
 
 
 def cmd_quantize(args: argparse.Namespace) -> int:
+    from qdeploy.config import QuantizeConfig, from_mapping
     from qdeploy.data import load_array
     from qdeploy.frontend import load_factory, quantize
+    from qdeploy.options import flag_values
 
+    config = from_mapping(QuantizeConfig, flag_values(args, QuantizeConfig), "command line")
     model = load_factory(args.model, args.weights)
     calib = load_array(args.calib)
-    qmodel = quantize(
-        model,
-        calib,
-        weight_bits=args.wbits,
-        act_bits=args.abits,
-        per_channel=not args.per_tensor,
-        scale=args.scale,
-        calibration=args.calibration,
-        percentile=args.percentile,
-        equalize=args.equalize,
-        bias_correction=args.bias_correction,
-        unsigned_input=False if args.signed_input else None,
-        output_bits=args.output_bits,
-        rounding=args.rounding,
-        gpfq_alphabet=args.gpfq_alphabet,
-        gpfq_sparsity=args.gpfq_sparsity,
-        method=args.method,
-        auto_objective=args.auto_objective,
-    )
+    qmodel = quantize(model, calib, config=config)
     chosen = getattr(qmodel, "qdeploy_pipeline", {})
     if chosen:
         print(f"method auto chose {chosen}")
     output = Path(args.output)
     _write_model_atomically(qmodel, calib[:1], output)
     # auto may narrow the request (po2 within float, per-tensor within per-channel): report what was written
-    scale = chosen.get("scale", args.scale)
-    per_channel = chosen.get("per_channel", not args.per_tensor)
+    scale = chosen.get("scale", config.scale.value)
+    per_channel = chosen.get("per_channel", config.per_channel)
     print(
-        f"wrote {output} (W{args.wbits}A{args.abits}, {scale} scales, "
+        f"wrote {output} (W{config.weight_bits}A{config.act_bits}, {scale} scales, "
         f"{'per-channel' if per_channel else 'per-tensor'} weights)"
     )
     return 0
@@ -264,41 +222,27 @@ def cmd_binarize(args: argparse.Namespace) -> int:
 
 
 def cmd_mixed(args: argparse.Namespace) -> int:
-    import numpy as np
-    import torch
-
     from qdeploy.data import load_labelled
-    from qdeploy.frontend import load_factory, quantize
-    from qdeploy.passes.mixed import (
-        allocate_bits,
-        check_budget,
-        cost_per_bit,
-        hessian_traces,
-        layer_macs,
-        measured_perturbations,
-        quantizable_budget,
-    )
+    from qdeploy.frontend import load_factory
+    from qdeploy.passes.mixed import mixed
 
     try:
-        candidates = tuple(sorted(int(b) for b in args.candidates.split(",")))
+        candidates = tuple(int(b) for b in args.candidates.split(","))
     except ValueError as exc:
         raise QDeployError(f"--candidates {args.candidates!r} must be comma-separated integers, e.g. 2,4,8") from exc
     model = load_factory(args.model, args.weights)
     x, y = load_labelled(args.data)
-    x, y = x[: args.samples], y[: args.samples]
-    inputs = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
-    macs = layer_macs(model, inputs[:1])
-    budget = quantizable_budget(model, macs, args.average_bits, args.abits, args.objective)
-    # refuse an impossible budget before the costly steps (Hessian traces, one quantization per candidate width)
-    check_budget(cost_per_bit(model, macs, args.abits, args.objective), budget, candidates, args.objective)
-    traces = hessian_traces(model, inputs, torch.from_numpy(y.astype(np.int64)), probes=args.probes)
-    # ||Q_b(W) - W||^2 with the quantizer the exported model uses (same options as the export below)
-    perturbations = measured_perturbations(model, x, candidates, act_bits=args.abits)
-    allocation = allocate_bits(
-        traces, model, macs, budget, candidates, act_bits=args.abits, objective=args.objective, perturbations=perturbations
+    qmodel, allocation = mixed(
+        model,
+        x,
+        y,
+        average_bits=args.average_bits,
+        objective=args.objective,
+        candidates=candidates,
+        probes=args.probes,
+        samples=args.samples,
+        act_bits=args.abits,
     )
-    widest = max(allocation.bits.values())
-    qmodel = quantize(model, x, weight_bits=widest, act_bits=args.abits, layer_weight_bits=allocation.bits)
     output = Path(args.output)
     summary = {"budget": allocation.budget, "cost": allocation.cost, "objective": args.objective, "bits": allocation.bits}
     _write_model_atomically(qmodel, x[:1], output)
@@ -309,8 +253,8 @@ def cmd_mixed(args: argparse.Namespace) -> int:
         output.unlink(missing_ok=True)
         raise
     print(
-        f"wrote {output}: weight bits {allocation.bits} ({args.objective} {allocation.cost:,.0f} of {budget:,.0f}); "
-        f"allocation in {output.with_suffix('.json')}"
+        f"wrote {output}: weight bits {allocation.bits} ({args.objective} {allocation.cost:,.0f} of "
+        f"{allocation.budget:,.0f}); allocation in {output.with_suffix('.json')}"
     )
     return 0
 
@@ -342,37 +286,65 @@ def cmd_qat(args: argparse.Namespace) -> int:
     return 0
 
 
-def _compile_options(args: argparse.Namespace) -> dict[str, Any]:
-    from qdeploy.config import load_config_file
+def target_flags(kind: str) -> dict[Flag, list[str]]:
+    """The flags every registered target declares on its ``Options`` or ``RunOptions`` dataclass, with the targets
+    that declare each. Targets may share a flag name (``--device``): it is added once, and its value goes to the
+    selected target."""
+    from qdeploy.options import Flag, flags_of
+    from qdeploy.registry import TARGETS_GROUP, load_registered
+    from qdeploy.target import available_targets
 
-    options: dict[str, Any] = load_config_file(args.config) if args.config else {}
-    for key in (
-        "target",
-        "board",
-        "backend",
-        "io_type",
-        "strategy",
-        "reuse_factor",
-        "clock_period_ns",
-        "verify_samples",
-        "seed",
-    ):
-        value = getattr(args, key)
-        if value is not None:
-            options[key] = value
-    options.setdefault("target", "onnxruntime")
-    quantum = {k: v for k, v in (("device", args.device), ("epsilon", args.epsilon)) if v is not None}
-    if quantum:
-        options["quantum"] = {**options.get("quantum", {}), **quantum}
-    return options
+    by_name: dict[str, list[tuple[str, Flag]]] = {}
+    for name in sorted(available_targets()):
+        for flag in flags_of(getattr(load_registered(TARGETS_GROUP, name, "target"), kind)):
+            by_name.setdefault(flag.flag, []).append((name, flag))
+    merged: dict[Flag, list[str]] = {}
+    for owners in by_name.values():
+        first = owners[0][1]
+        if any(flag.kind is not first.kind for _, flag in owners[1:]):  # differing types: each target parses its own
+            first = Flag(first.flag, first.field, first.help, str, None)
+        helps = list(dict.fromkeys(flag.help for _, flag in owners))
+        merged[Flag(first.flag, first.field, "; ".join(helps), first.kind, first.default, first.const)] = [
+            name for name, _ in owners
+        ]
+    return merged
+
+
+def target_flag_values(args: argparse.Namespace, kind: str, target: str) -> dict[str, Any]:
+    """The ``kind`` (Options / RunOptions) fields of ``target`` given as flags; a flag of another target is refused."""
+    values: dict[str, Any] = {}
+    from qdeploy.registry import TARGETS_GROUP, load_registered
+
+    for flag, owners in target_flags(kind).items():
+        value = getattr(args, flag.dest, None)
+        if value is None:
+            continue
+        if target not in owners:
+            raise QDeployError(
+                f"{flag.flag} is an option of target {' / '.join(owners)}, not {target}; add --target {owners[0]}"
+            )
+        own = {f.flag: f for f in flags_of(getattr(load_registered(TARGETS_GROUP, target, "target"), kind))}
+        values[own[flag.flag].field] = value
+    return values
+
+
+def _compile_mapping(args: argparse.Namespace) -> dict[str, Any]:
+    """Config file, overridden by the neutral flags, overridden by the selected target's flags."""
+    mapping: dict[str, Any] = load_config_file(args.config) if args.config else {}
+    mapping.update(flag_values(args, CompileConfig))
+    target = mapping.get("target", DEFAULT_TARGET)
+    given = target_flag_values(args, "Options", target)
+    if given:
+        table = mapping.get(target)
+        mapping[target] = {**(table if isinstance(table, dict) else {}), **given}
+    return mapping
 
 
 def cmd_compile(args: argparse.Namespace) -> int:
     from qdeploy.compiler import compile as compile_model
-    from qdeploy.config import CompileConfig, from_mapping
     from qdeploy.data import load_array
 
-    config = from_mapping(CompileConfig, _compile_options(args), args.config or "command line")
+    config = compile_config(_compile_mapping(args), args.config or "command line")
     data = load_array(args.data) if args.data else None
     artifact = compile_model(args.model, out=args.output, data=data, config=config)
     print(artifact.summary())
@@ -403,15 +375,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     artifact = Artifact(args.folder)
     x = load_array(args.data)
-    if args.shots is not None:
-        if artifact.target != "quantum" or args.shots < 1:
-            raise QDeployError("--shots needs a quantum target folder and a positive count")
-        from qdeploy.targets.quantum.runner import HybridRunner
-
-        artifact.predict(x[:1])  # the same input checks as without --shots
-        y = HybridRunner(artifact.path, shots=args.shots)(x)
-    else:
-        y = artifact.predict(x)
+    y = artifact.predict(x, run_options=target_flag_values(args, "RunOptions", artifact.target))
     if args.output:
         output = Path(args.output)
         with staged_file(output) as tmp, open(tmp, "wb") as stream:  # a file object: np.save adds no suffix
@@ -432,14 +396,16 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from qdeploy.registry import PASSES_GROUP, TARGETS_GROUP, registered
-    from qdeploy.targets.hls4ml.boards import BOARDS
+    from qdeploy.registry import PASSES_GROUP, registered
+    from qdeploy.target import available_targets, get_target
 
-    print("targets: " + ", ".join(sorted(registered(TARGETS_GROUP))))
+    print("targets:")
+    for name in sorted(available_targets()):
+        target = get_target(name)
+        print(f"  {name}")
+        for line in target.describe():
+            print(f"    {line}")
     print("passes:  " + ", ".join(sorted(registered(PASSES_GROUP))))
-    print("boards:")
-    for board in BOARDS.values():
-        print(f"  {board.name:<14}{board.part:<24}{board.clock_period_ns:>6} ns  {board.description}")
     return 0
 
 

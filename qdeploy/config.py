@@ -52,32 +52,58 @@ class Calibration(enum.StrEnum):
 
 @dataclasses.dataclass(frozen=True)
 class QuantizeConfig(Options):
-    """Post-training quantization settings (brevitas underneath)."""
+    """Post-training quantization settings (brevitas underneath). Each field's help is its ``qdeploy quantize`` flag's
+    help too (``--wbits``/``--abits`` are shared by every command that starts from a PyTorch model)."""
 
-    weight_bits: int = 4
-    act_bits: int = 8
-    per_channel: bool = True  #: weights per output channel (activations are always per tensor)
-    scale: ScaleKind = ScaleKind.PO2  #: po2 by default: FPGA targets need power-of-two scales to be exact
-    calibration: Calibration = Calibration.MINMAX
-    percentile: float = 99.99  #: upper percentile for activation ranges with calibration=percentile
-    batch_size: int = 256  #: calibration batch size
-    equalize: bool = False  #: cross-layer equalization (+ bias absorption) before quantizing (brevitas EqualizeGraph)
-    bias_correction: bool = False  #: empirical bias correction on the calibration data (brevitas)
-    rounding: WeightRounding = WeightRounding.RTN  #: nearest, or GPTQ / GPFQ / AdaRound on the calibration data
-    gpfq_alphabet: GPFQAlphabet = GPFQAlphabet.INT  #: GPFQ weight alphabet (binary/ternary: per-channel step)
-    gpfq_sparsity: float = 0.0  #: GPFQ L1 strength (0: plain GPFQ); ~1 moves a typical weight one step towards 0
-    adaround_iters: int = 500  #: AdaRound optimizer steps per layer
-    seed: int = 0  #: AdaRound mini-batches, GPFQ row subsets, auto's held-out split
-    method: Method = Method.CUSTOM  #: auto: pick the pipeline (rounding, range setting, CLE, bias corr.) itself
-    #: how auto compares a candidate with the float model on held-out samples (kl assumes logits of a classifier)
-    auto_objective: AutoObjective = AutoObjective.KL
-    trainable_scales: bool = False  #: weight scales as parameters (learned by QAT) instead of following the weights
-    #: input quantizer: None -> unsigned when no calibration input is negative (twice the levels), else signed
-    unsigned_input: bool | None = None
-    #: bits of the quantizer behind the last layer: None -> max(act_bits, 8), so logits do not tie on a coarse grid
-    output_bits: int | None = None
-    #: per-layer weight bit widths by module name (mixed precision, e.g. from qdeploy.passes.mixed); others: weight_bits
-    layer_weight_bits: Mapping[str, int] = dataclasses.field(default_factory=dict)
+    weight_bits: int = option(4, "weight bit width, 2-8", flag="--wbits")
+    act_bits: int = option(8, "activation bit width, 2-8", flag="--abits")
+    per_channel: bool = option(
+        True, "one weight scale per tensor (default: per output channel)", flag="--per-tensor", const=False
+    )
+    #: po2 by default: FPGA targets need power-of-two scales to be exact
+    scale: ScaleKind = option(ScaleKind.PO2, "scale kind (po2: plain fixed-point types on FPGA)")
+    calibration: Calibration = option(
+        Calibration.MINMAX, "activation range setting: min-max, a percentile, or MSE-optimal scales"
+    )
+    percentile: float = option(99.99, "upper percentile of the activation ranges with --calibration percentile")
+    batch_size: int = option(256, "calibration batch size", cli=False)
+    equalize: bool = option(False, "cross-layer equalization (+ bias absorption, brevitas) before quantizing")
+    bias_correction: bool = option(False, "empirical bias correction on the calibration data (brevitas)")
+    rounding: WeightRounding = option(
+        WeightRounding.RTN, "weight rounding: nearest, or GPTQ, GPFQ or AdaRound on the calibration data"
+    )
+    gpfq_alphabet: GPFQAlphabet = option(GPFQAlphabet.INT, "GPFQ weight alphabet (ternary/binary: a per-channel step)")
+    gpfq_sparsity: float = option(
+        0.0, "GPFQ L1 strength, the sparsity-promoting variant (~1 moves a typical weight one step towards 0)"
+    )
+    adaround_iters: int = option(500, "AdaRound optimizer steps per layer", cli=False)
+    seed: int = option(0, "AdaRound mini-batches, GPFQ row subsets, auto's held-out split", cli=False)
+    method: Method = option(
+        Method.CUSTOM, "auto: try candidate pipelines for the bit widths and keep the best on held-out calibration data"
+    )
+    auto_objective: AutoObjective = option(
+        AutoObjective.KL,
+        "how auto compares candidates with the float model: kl (softmax of a classifier's logits) or mse (regression)",
+    )
+    trainable_scales: bool = option(
+        False, "weight scales as parameters (learned by QAT) instead of following the weights", cli=False
+    )
+    #: None: unsigned when no calibration input is negative (twice the levels), else signed
+    unsigned_input: bool | None = option(
+        None,
+        "keep the input quantizer signed (default: unsigned when no calibration input is negative)",
+        flag="--signed-input",
+        const=False,
+    )
+    #: None: max(act_bits, 8), so logits do not tie on a coarse grid
+    output_bits: int | None = option(
+        None, "bits of the quantizer behind the last layer (default: max(--abits, 8), so logits do not tie)"
+    )
+    layer_weight_bits: Mapping[str, int] = option(
+        default_factory=dict,
+        help="weight bit widths by module name (mixed precision, e.g. from qdeploy.passes.mixed); others: weight_bits",
+        cli=False,
+    )
 
     def __post_init__(self) -> None:
         super().__post_init__()  # enum fields given as strings
@@ -133,18 +159,21 @@ def compile_config(data: Mapping[str, Any], source: str = "config") -> CompileCo
     registered = available_targets()
     tables: dict[str, dict[str, Any]] = {name: dict(table) for name, table in dict(data.get("targets") or {}).items()}
     own_keys = field_names(get_target(selected).Options)  # an unknown target is refused here, listing the known
+    flat = {}
     for key, value in data.items():
         if key in neutral_keys or key == "targets":
             continue
         if key in registered and isinstance(value, Mapping):
             tables[key] = {**tables.get(key, {}), **value}
         elif key in own_keys:
-            tables.setdefault(selected, {})[key] = value
+            flat[key] = value
         else:
             raise QDeployError(
                 f"{source}: unknown key {key!r}; valid keys: {sorted(neutral_keys)}, a table per target "
                 f"({', '.join(sorted(registered))}), or options of target {selected!r}: {sorted(own_keys)}"
             )
+    if flat:  # a key in the target's own table wins over the same key given flat
+        tables[selected] = {**flat, **tables.get(selected, {})}
     for name, table in tables.items():
         get_target(name).options(table)  # refuses an unknown target, or unknown or invalid keys, naming the table
     return from_mapping(CompileConfig, {**neutral, "targets": tables}, source)

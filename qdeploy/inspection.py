@@ -7,16 +7,14 @@ from typing import Any
 import numpy as np
 from qonnx.core.modelwrapper import ModelWrapper
 
-from qdeploy.ir import QUANT_OPS, const_input, is_power_of_two, node_attr
-
-COMPUTE_OPS = ("MatMul", "Gemm", "Conv")
-_LAYOUT_OPS = ("Transpose", "Reshape", "Flatten", "Identity", "MaxPool", "Relu")
+from qdeploy.ir import const_input, is_power_of_two, node_attr
+from qdeploy.ops import LAYER_OPS, QUANT_OPS, VALUE_SET_PRESERVING_OPS
 
 
 def _quant_info(model: ModelWrapper, tensor: str, through_layout: bool) -> dict[str, Any] | None:
     """Bit width / scale of the quantizer producing ``tensor`` (following layout-only ops upstream)."""
     node = model.find_producer(tensor)
-    while node is not None and through_layout and node.op_type in _LAYOUT_OPS:
+    while node is not None and through_layout and node.op_type in VALUE_SET_PRESERVING_OPS:
         node = model.find_producer(node.input[0])
     if node is None or node.op_type not in QUANT_OPS:
         return None
@@ -46,7 +44,7 @@ def layer_table(model: ModelWrapper) -> list[dict[str, Any]]:
     """One row per compute layer (MatMul/Gemm/Conv) of a QONNX graph."""
     rows = []
     for node in model.graph.node:
-        if node.op_type not in COMPUTE_OPS:
+        if node.op_type not in LAYER_OPS:
             continue
         weight_q = _quant_info(model, node.input[1], through_layout=False)
         weight = const_input(model, node, 1)

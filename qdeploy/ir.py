@@ -10,8 +10,7 @@ import onnx
 from qonnx.core.modelwrapper import ModelWrapper
 
 from qdeploy.errors import ModelLoadError
-
-QUANT_OPS = ("Quant", "IntQuant", "BipolarQuant", "Trunc")
+from qdeploy.ops import QUANT_OPS
 
 
 def load_model(model: str | Path | onnx.ModelProto | ModelWrapper, clean: bool = True) -> ModelWrapper:
@@ -77,8 +76,8 @@ def cleanup(model: ModelWrapper) -> ModelWrapper:
     from qonnx.transformation.quant_constant_folding import FoldTransposeIntoQuantInit
 
     for node in model.graph.node:
-        if node.op_type in ("Quant", "Trunc", "BipolarQuant"):
-            node.domain = "qonnx.custom_op.general"  # as cleanup_model: older exports use other domains
+        if node.op_type in QUANT_OPS:
+            node.domain = "qonnx.custom_op.general"  # as qonnx's cleanup_model: older exports use other domains
     for transformation in (
         InferShapes(),
         GiveUniqueParameterTensors(),

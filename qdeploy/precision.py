@@ -1,5 +1,8 @@
 """Exact fixed-point precision rules: the one place every hardware target asks what type a tensor needs.
 
+Target-neutral: grids, integer ranges, fixed-point widths and accumulators. How a target spells a type (hls4ml's
+``ap_fixed<...>`` strings, Verilog widths) lives in that target.
+
 A tensor's value set is described as a ``Grid``: every value is an integer ``k`` times ``2**lsb`` with
 ``kmin <= k <= kmax`` (per channel where that keeps bounds tight). The rules below propagate grids through the
 graph exactly, with accumulator bounds taken from the *actual* weight values (not the worst case), so the
@@ -8,6 +11,7 @@ fixed-point type derived from a grid holds every value the graph can produce, an
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
 
 import numpy as np
@@ -15,35 +19,35 @@ from qonnx.core.modelwrapper import ModelWrapper
 
 from qdeploy.errors import UnsupportedModelError
 from qdeploy.ir import const_input, input_name, is_power_of_two, node_attr
+from qdeploy.ops import PASS_THROUGH_OPS, SCALED_QUANT_OPS
 
 MAX_FRACTION_BITS = 64  # a constant needing more fractional bits than this is not a fixed-point value
-# hls4ml's ap_fixed/ac_fixed handle wide types, but the exact interval arithmetic here is done in int64.
+# the exact interval arithmetic here is done in int64
 _INT64_SAFE = 2**62
 
-# QONNX rounding modes that hls4ml can express (quant_opt.py): ROUND -> AP_RND_CONV, FLOOR -> AP_TRN.
-HLS_ROUNDING = {"ROUND": "RND_CONV", "FLOOR": "TRN"}
+
+class Overflow(enum.StrEnum):
+    """What a cast to a fixed-point type does with a value outside its range."""
+
+    WRAP = "wrap"  # keep the low bits (two's complement)
+    SATURATE = "saturate"  # clip to [min, max]
+    SATURATE_SYMMETRIC = "saturate_symmetric"  # clip to [-max, max] (a signed narrow-range quantizer)
 
 
 @dataclass(frozen=True)
 class FixedType:
-    """An ``ap_fixed<width, integer>`` (``ap_ufixed`` when unsigned); ``integer`` counts the sign bit."""
+    """A fixed-point type of ``width`` bits with ``integer`` integer bits (counting the sign bit when ``signed``),
+    and what a cast into it does: ``rounding`` (a QONNX rounding mode; FLOOR truncates) and ``overflow``."""
 
     signed: bool
     width: int
     integer: int
-    rounding: str = "TRN"
-    saturation: str = "WRAP"
+    rounding: str = "FLOOR"
+    overflow: Overflow = Overflow.WRAP
 
     @property
     def fraction(self) -> int:
         return self.width - self.integer
-
-    def hls(self) -> str:
-        """hls4ml precision string, e.g. ``fixed<8,1,RND_CONV,SAT>``."""
-        base = f"{'' if self.signed else 'u'}fixed<{self.width},{self.integer}"
-        if self.rounding != "TRN" or self.saturation != "WRAP":
-            base += f",{self.rounding},{self.saturation}"
-        return base + ">"
 
 
 @dataclass(frozen=True)
@@ -146,12 +150,13 @@ class QuantSpec:
 
     def fixed_type(self) -> FixedType:
         base = self.grid().fixed_type()
-        saturation = "SAT_SYM" if (self.narrow and self.signed) else "SAT"
-        return FixedType(base.signed, base.width, base.integer, HLS_ROUNDING[self.rounding], saturation)
+        overflow = Overflow.SATURATE_SYMMETRIC if (self.narrow and self.signed) else Overflow.SATURATE
+        return FixedType(base.signed, base.width, base.integer, self.rounding, overflow)
 
 
 def quant_spec(model: ModelWrapper, node) -> QuantSpec:
-    """Read a datapath Quant node, refusing (naming the node) what has no exact fixed-point form."""
+    """Read a datapath Quant node, refusing (naming the node) what has no exact fixed-point form. Which rounding
+    modes and bit widths a target can cast to is the target's own check."""
     scale, zeropt, bits = (const_input(model, node, i) for i in (1, 2, 3))
     if scale is None or zeropt is None or bits is None:
         raise UnsupportedModelError(f"node {node.name} ({node.op_type}): scale, zero point and bit width must be constants")
@@ -170,17 +175,9 @@ def quant_spec(model: ModelWrapper, node) -> QuantSpec:
             "re-quantize with power-of-two scales (qdeploy quantize --scale po2)"
         )
     rounding = str(node_attr(node, "rounding_mode", "ROUND")).upper()
-    if rounding not in HLS_ROUNDING:
-        raise UnsupportedModelError(
-            f"node {node.name}: rounding mode {rounding} has no hls4ml fixed-point form (ROUND and FLOOR do)"
-        )
     signed = bool(node_attr(node, "signed", 1))
     narrow = bool(node_attr(node, "narrow", 0))
     n_bits = int(np.asarray(bits).ravel()[0])
-    if n_bits < 2:
-        raise UnsupportedModelError(f"node {node.name}: {n_bits}-bit Quant (binarised) is not supported on this target yet")
-    if narrow and not signed:
-        raise UnsupportedModelError(f"node {node.name}: unsigned narrow-range Quant is not expressible in hls4ml types")
     exponent = int(np.frexp(scale.ravel()[0])[1] - 1)
     return QuantSpec(n_bits, signed, narrow, rounding, exponent)
 
@@ -196,7 +193,7 @@ def input_type_for(spec: QuantSpec) -> FixedType:
     magnitude = max(abs(low), abs(high)) + 1
     integer = magnitude.bit_length() + spec.scale_exp + 2  # sign + margin over the clip range
     fraction = -spec.scale_exp + 24
-    return FixedType(signed=True, width=integer + fraction, integer=integer, rounding="TRN", saturation="SAT")
+    return FixedType(signed=True, width=integer + fraction, integer=integer, overflow=Overflow.SATURATE)
 
 
 def _matmul_grid(x: Grid, weights: np.ndarray, name: str, reduce_axes: tuple[int, ...]) -> tuple[Grid, Grid]:
@@ -238,16 +235,17 @@ class LayerPrecision:
     # MultiThreshold: the thresholds clamped to what the input can reach (same outcome, finite, fixed-point)
     threshold_values: np.ndarray | None = None
 
-    def types(self) -> dict[str, str]:
-        out = {"result": (self.quant.fixed_type() if self.quant else self.output.fixed_type()).hls()}
+    def types(self) -> dict[str, FixedType]:
+        """The fixed-point type of each tensor this node has: ``result`` and, where present, ``weight``, ``bias``,
+        ``accumulator``, ``thresholds``."""
+        out = {"result": self.quant.fixed_type() if self.quant else self.output.fixed_type()}
         for key in ("weight", "bias", "accumulator", "thresholds"):
             grid = getattr(self, key)
             if grid is not None:
-                out[key] = grid.fixed_type().hls()
+                out[key] = grid.fixed_type()
         return out
 
 
-_PASS_THROUGH = {"Reshape", "Flatten", "Transpose", "Identity", "Dropout"}
 
 
 def _threshold_levels(model: ModelWrapper, node) -> tuple[np.ndarray, Grid]:
@@ -275,7 +273,7 @@ def _float_input_thresholds(model: ModelWrapper, node) -> tuple[FixedType, Layer
     fraction = max(-grid.lsb, 0)
     magnitude = float(np.max(np.abs(thresholds[meaningful]), initial=1.0))
     integer = int(np.ceil(np.log2(magnitude + 2.0**-fraction))) + 2  # sign + a margin above the largest threshold
-    input_type = FixedType(signed=True, width=integer + fraction, integer=integer, rounding="TRN", saturation="SAT")
+    input_type = FixedType(signed=True, width=integer + fraction, integer=integer, overflow=Overflow.SATURATE)
     step = 2.0**-fraction
     low, high = -(2.0 ** (integer - 1)), 2.0 ** (integer - 1) - step
     clamped = np.clip(np.where(meaningful, thresholds, np.sign(thresholds) * np.inf), low, high + step)
@@ -317,7 +315,7 @@ def infer_precisions(model: ModelWrapper) -> tuple[FixedType, dict[str, LayerPre
         x = grids.get(data)
         if data not in grids:
             raise UnsupportedModelError(f"node {node.name} ({op}): input {data} is not computed from the model input")
-        if op in ("Quant", "IntQuant"):
+        if op in SCALED_QUANT_OPS:
             spec = quant_spec(model, node)
             if x is None:
                 if input_type is not None:
@@ -329,7 +327,7 @@ def infer_precisions(model: ModelWrapper) -> tuple[FixedType, dict[str, LayerPre
                 raise UnsupportedModelError(f"node {node.name}: the float model input reaches more than one quantizer")
             input_type, layers[node.name] = _float_input_thresholds(model, node)
         elif x is None:
-            if op in _PASS_THROUGH:
+            if op in PASS_THROUGH_OPS:
                 grids[node.output[0]] = None
                 continue
             raise UnsupportedModelError(
@@ -338,7 +336,7 @@ def infer_precisions(model: ModelWrapper) -> tuple[FixedType, dict[str, LayerPre
             )
         elif op == "MultiThreshold":
             layers[node.name] = _grid_thresholds(model, node, x)
-        elif op in _PASS_THROUGH:
+        elif op in PASS_THROUGH_OPS:
             layers[node.name] = LayerPrecision(node.name, op, x.collapse())
         elif op == "Relu":
             layers[node.name] = LayerPrecision(node.name, op, Grid(np.maximum(x.kmin, 0), np.maximum(x.kmax, 0), x.lsb))

@@ -9,10 +9,9 @@ import numpy as np
 from qonnx.core.modelwrapper import ModelWrapper
 
 from qdeploy.golden import run_golden
-from qdeploy.ir import QUANT_OPS, const_input, input_name, node_attr
+from qdeploy.ir import const_input, input_name, node_attr
+from qdeploy.ops import LAYOUT_OPS, QUANT_OPS, SCALED_QUANT_OPS
 from qdeploy.precision import quant_int_range
-
-_PASS_THROUGH = {"Transpose", "Reshape", "Flatten", "Identity"}
 
 
 def compare(y_target: np.ndarray, y_golden: np.ndarray, tolerance: float = 0.0) -> dict[str, Any]:
@@ -56,7 +55,7 @@ def _input_quantizer(model: ModelWrapper):
         node = consumers[0]
         if node.op_type in QUANT_OPS:
             return node
-        if node.op_type not in _PASS_THROUGH:
+        if node.op_type not in LAYOUT_OPS:
             return None
         tensor = node.output[0]
 
@@ -78,7 +77,7 @@ def random_inputs(model: ModelWrapper, shape: tuple[int, ...], count: int, seed:
         return rng.integers(low, high, size=(count, *shape), endpoint=True).astype(np.float32)
     quant = _input_quantizer(model)
     scale = bits = None
-    if quant is not None and quant.op_type in ("Quant", "IntQuant"):
+    if quant is not None and quant.op_type in SCALED_QUANT_OPS:
         scale, bits = const_input(model, quant, 1), const_input(model, quant, 3)
     if scale is None or bits is None:
         return rng.standard_normal((count, *shape)).astype(np.float32)

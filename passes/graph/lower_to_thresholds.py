@@ -37,14 +37,15 @@ from qonnx.transformation.general import SortGraph
 
 from qdeploy.errors import UnsupportedModelError
 from qdeploy.ir import extract_chain, node_attr
+from qdeploy.ops import AFFINE_OPS, LAYER_OPS, RESHAPE_OPS, SCALED_QUANT_OPS
 from qdeploy.precision import grid_of_constant, quant_int_range
 
 log = logging.getLogger(__name__)
 
-ELEMENTWISE = ("Mul", "Div", "Add", "Sub", "BatchNormalization", "Relu")
-LAYOUT = ("Reshape", "Flatten", "Identity")
-LAYERS = ("MatMul", "Gemm", "Conv")
-QUANTIZERS = ("Quant", "IntQuant", "BipolarQuant")
+ELEMENTWISE = (*AFFINE_OPS, "Relu")
+LAYOUT = RESHAPE_OPS
+LAYERS = LAYER_OPS
+QUANTIZERS = (*SCALED_QUANT_OPS, "BipolarQuant")  # Trunc has no threshold form here
 FLOAT32_EXACT_INT = 2**24  # integers above this are not all representable in float32 (MultiThreshold compares float32)
 MAX_TABLE = 1 << 16  # a finite integer input with at most this many values is tabulated, not bisected
 
@@ -252,7 +253,7 @@ class _Lowering:
         if value is not None:
             return value
         quant = self.model.find_producer(name)
-        if quant is None or quant.op_type not in ("Quant", "IntQuant"):
+        if quant is None or quant.op_type not in SCALED_QUANT_OPS:
             return None
         params = [_const(self.model, n) for n in quant.input[:4]]
         if any(p is None for p in params):
@@ -271,7 +272,7 @@ class _Lowering:
             grid = grid_of_constant(weight, node.input[1])
             return np.ldexp(weight.astype(np.float64), -grid.lsb).astype(np.int64), np.asarray(2.0**grid.lsb)
         quant = model.find_producer(node.input[1])
-        if quant is None or quant.op_type not in ("Quant", "IntQuant"):
+        if quant is None or quant.op_type not in SCALED_QUANT_OPS:
             if quant is not None and quant.op_type == "BipolarQuant" and _const(model, quant.input[0]) is not None:
                 values = _const(model, quant.input[0])
                 scale = np.asarray(_const(model, quant.input[1]), dtype=np.float64)

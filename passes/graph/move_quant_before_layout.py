@@ -13,7 +13,9 @@ from qonnx.core.modelwrapper import ModelWrapper
 from qonnx.transformation.base import Transformation
 from qonnx.transformation.general import SortGraph
 
-LAYOUT_OPS = ("Flatten", "Reshape", "Transpose")
+from qdeploy.ops import SCALED_QUANT_OPS
+
+LAYOUT_OPS = ("Flatten", "Reshape", "Transpose")  # Identity is cleaned away before this pass runs
 
 
 def _is_per_tensor(model: ModelWrapper, node) -> bool:
@@ -26,7 +28,7 @@ def _is_per_tensor(model: ModelWrapper, node) -> bool:
 class MoveQuantBeforeLayout(Transformation):
     def apply(self, model: ModelWrapper) -> tuple[ModelWrapper, bool]:
         for quant in model.graph.node:
-            if quant.op_type not in ("Quant", "IntQuant", "MultiThreshold") or not _is_per_tensor(model, quant):
+            if quant.op_type not in (*SCALED_QUANT_OPS, "MultiThreshold") or not _is_per_tensor(model, quant):
                 continue
             layout = model.find_producer(quant.input[0])
             if layout is None or layout.op_type not in LAYOUT_OPS:

@@ -7,20 +7,32 @@ import json
 import numpy as np
 import pytest
 
-from qdeploy.config import CompileConfig, IOType, QuantizeConfig, ScaleKind, from_mapping, load_config_file, to_jsonable
+from qdeploy.config import QuantizeConfig, ScaleKind, compile_config
 from qdeploy.data import check_array, load_array
 from qdeploy.errors import InputDataError, QDeployError
+from qdeploy.options import load_config_file, to_jsonable
+from qdeploy.target import get_target
+from qdeploy.targets.hls4ml.options import IOType
 
 
 def test_unknown_keys_are_rejected_with_the_valid_ones_named():
-    with pytest.raises(QDeployError, match=r"unknown key\(s\) \['bord'\]"):
-        from_mapping(CompileConfig, {"target": "hls4ml", "bord": "pynq-z2"})
+    with pytest.raises(QDeployError, match=r"unknown key 'bord'.*options of target 'hls4ml'.*'board'"):
+        compile_config({"target": "hls4ml", "bord": "pynq-z2"})
+    with pytest.raises(QDeployError, match=r"\[hls4ml\] options: unknown key\(s\) \['bord'\]"):
+        compile_config({"target": "onnxruntime", "hls4ml": {"bord": "pynq-z2"}})
+    with pytest.raises(QDeployError, match="unknown target 'fpga'; available: .*hls4ml"):
+        compile_config({"target": "fpga"})
 
 
 def test_enums_and_ranges_are_checked():
-    assert from_mapping(CompileConfig, {"io_type": "io_stream"}).io_type is IOType.STREAM
+    hls4ml = get_target("hls4ml")
+    assert hls4ml.options({"io_type": "io_stream"}).io_type is IOType.STREAM
     with pytest.raises(QDeployError, match="io_type='io_fast'"):
-        CompileConfig(io_type="io_fast")
+        compile_config({"target": "hls4ml", "io_type": "io_fast"})
+    with pytest.raises(QDeployError, match="reuse_factor=0"):
+        hls4ml.options({"reuse_factor": 0})
+    with pytest.raises(QDeployError, match="verify_samples=-1"):
+        compile_config({"verify_samples": -1})
     with pytest.raises(QDeployError, match="weight_bits=9"):
         QuantizeConfig(weight_bits=9)
     assert QuantizeConfig(scale="float").scale is ScaleKind.FLOAT
@@ -28,10 +40,13 @@ def test_enums_and_ranges_are_checked():
 
 def test_config_files_load_and_resolved_config_serialises(tmp_path):
     toml = tmp_path / "c.toml"
-    toml.write_text('target = "hls4ml"\nboard = "zcu104"\n[hls4ml.Model]\nReuseFactor = 2\n')
-    cfg = from_mapping(CompileConfig, load_config_file(toml))
-    assert cfg.board == "zcu104" and cfg.hls4ml["Model"]["ReuseFactor"] == 2
-    resolved = to_jsonable(cfg)
+    toml.write_text('target = "hls4ml"\nboard = "zcu104"\n[hls4ml]\nstrategy = "Resource"\n[hls4ml.Model]\nReuseFactor = 2\n')
+    cfg = compile_config(load_config_file(toml))
+    options = get_target("hls4ml").options(cfg.options_for("hls4ml"))
+    # flat keys of the selected target, its table, and hls4ml's own sections passed through
+    assert options.board == "zcu104" and options.strategy.value == "Resource"
+    assert options.hls_config["Model"]["ReuseFactor"] == 2
+    resolved = to_jsonable(options)
     assert json.loads(json.dumps(resolved))["io_type"] == "io_parallel"
 
 

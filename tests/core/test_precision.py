@@ -6,12 +6,13 @@ import numpy as np
 import pytest
 from qonnx.core.onnx_exec import execute_onnx
 
-from qdeploy.config import CompileConfig
 from qdeploy.errors import UnsupportedModelError
 from qdeploy.golden import _with_batch
 from qdeploy.pipeline import RunContext, run_steps
-from qdeploy.precision import FixedType, Grid, QuantSpec, grid_of_constant, infer_precisions, input_type_for
-from qdeploy.targets.hls4ml.target import PREPARE_STEPS
+from qdeploy.precision import FixedType, Grid, Overflow, QuantSpec, grid_of_constant, infer_precisions, input_type_for
+from qdeploy.targets.hls4ml.options import Hls4mlOptions
+from qdeploy.targets.hls4ml.steps import STEPS
+from qdeploy.targets.hls4ml.types import hls_type
 
 
 def test_fixed_type_of_grids_is_narrowest_exact():
@@ -45,9 +46,17 @@ def test_grid_of_constant_refuses_non_fixed_point():
 def test_quant_spec_types_follow_qonnx_ranges():
     spec = QuantSpec(bits=4, signed=True, narrow=True, rounding="ROUND", scale_exp=-2)
     assert spec.int_range == (-7, 7)
-    assert spec.fixed_type().hls() == "fixed<4,2,RND_CONV,SAT_SYM>"
+    assert spec.fixed_type() == FixedType(True, 4, 2, "ROUND", Overflow.SATURATE_SYMMETRIC)
     unsigned = QuantSpec(bits=8, signed=False, narrow=False, rounding="FLOOR", scale_exp=-5)
-    assert unsigned.fixed_type().hls() == "ufixed<8,3,TRN,SAT>"
+    assert unsigned.fixed_type() == FixedType(False, 8, 3, "FLOOR", Overflow.SATURATE)
+
+
+def test_hls4ml_spells_the_neutral_types():
+    assert hls_type(FixedType(True, 4, 2, "ROUND", Overflow.SATURATE_SYMMETRIC)) == "fixed<4,2,RND_CONV,SAT_SYM>"
+    assert hls_type(FixedType(False, 8, 3, "FLOOR", Overflow.SATURATE)) == "ufixed<8,3,TRN,SAT>"
+    assert hls_type(Grid.scalar(-128, 127, -7).fixed_type()) == "fixed<8,1>"
+    with pytest.raises(UnsupportedModelError, match="rounding mode HALF_UP has no hls4ml"):
+        hls_type(FixedType(True, 4, 2, "HALF_UP"))
 
 
 def test_input_type_holds_float32_inputs_the_quantizer_distinguishes():
@@ -69,7 +78,7 @@ def test_inferred_grids_hold_every_intermediate_value(which, request, data):
     _, graph = request.getfixturevalue(which)
     x = np.concatenate([data.x_test[:200], np.random.default_rng(1).uniform(-2, 2, (200, 1, 8, 8)).astype(np.float32)])
     # batch first: qonnx cannot re-infer shapes of channels-last convs after ChangeBatchSize
-    prepared = run_steps(_with_batch(graph, len(x)), CompileConfig(target="hls4ml"), PREPARE_STEPS, RunContext())
+    prepared = run_steps(_with_batch(graph, len(x)), Hls4mlOptions(), STEPS, RunContext())
     _, layers = infer_precisions(prepared)
     context = execute_onnx(prepared, {prepared.graph.input[0].name: x}, return_full_exec_context=True)
     checked = 0
@@ -89,7 +98,7 @@ def test_inferred_grids_hold_every_intermediate_value(which, request, data):
 
 def test_bounds_come_from_actual_weights_not_worst_case(mlp_w4a8):
     _, graph = mlp_w4a8
-    prepared = run_steps(graph, CompileConfig(target="hls4ml"), PREPARE_STEPS, RunContext())
+    prepared = run_steps(graph, Hls4mlOptions(), STEPS, RunContext())
     _, layers = infer_precisions(prepared)
     first = next(layer for layer in layers.values() if layer.op == "MatMul")
     worst_case_bits = 8 + first.weight.fixed_type().width + int(np.ceil(np.log2(64)))

@@ -1,0 +1,76 @@
+"""The hls4ml configuration (``HLSConfig``) of a prepared graph: every precision derived from the graph by
+``qdeploy.precision``, spelled in hls4ml's types; the user's own hls4ml sections merged over it."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+
+from qonnx.core.modelwrapper import ModelWrapper
+
+from qdeploy.deps import require
+from qdeploy.ops import LAYOUT_OPS
+from qdeploy.precision import FixedType, LayerPrecision, infer_precisions
+from qdeploy.targets.hls4ml.options import Hls4mlOptions
+from qdeploy.targets.hls4ml.types import hls_type, layer_types
+
+
+def _layer_config(layer: LayerPrecision) -> dict[str, str]:
+    """hls4ml precision keys for one ONNX node's layer (hls4ml names layers after the ONNX nodes)."""
+    types = layer_types(layer)
+    if layer.quant is not None:
+        return {}  # hls4ml derives a Quant's type from the node itself; the C simulation checks it
+    if layer.op in ("MatMul", "Conv"):
+        config = {"weight": types["weight"], "accum": types["accumulator"], "result": types["result"]}
+        config["bias"] = types.get("bias", "fixed<1,1>")  # MatMul has no bias (it is the following Add)
+        return config
+    if layer.op == "Add":
+        return {"bias": types["bias"], "result": types["result"]}
+    if layer.op == "MultiThreshold":
+        return {"thresholds": types["thresholds"], "result": types["result"]}
+    if layer.op == "MaxPool":
+        return {"accum": types["result"], "result": types["result"]}
+    return {"result": types["result"]}
+
+
+def _deep_merge(base: dict, override: dict) -> dict:
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            _deep_merge(base[key], value)
+        else:
+            base[key] = value
+    return base
+
+
+def build_hls_config(model: ModelWrapper, options: Hls4mlOptions) -> tuple[dict, FixedType]:
+    """hls4ml HLSConfig with every precision derived from the graph; the user's ``hls4ml`` block overrides."""
+    hls4ml = require("hls4ml", "hls4ml", "the hls4ml target")
+    input_type, layers = infer_precisions(model)
+    for node in model.graph.node:
+        layer = layers.get(node.name)
+        if layer is not None and layer.threshold_values is not None:
+            # clamped to the input's reachable range: same outcome, and every threshold is a finite fixed-point value
+            model.set_initializer(node.input[1], layer.threshold_values)
+    with contextlib.redirect_stdout(io.StringIO()):
+        config = hls4ml.utils.config.config_from_onnx_model(
+            model,
+            granularity="name",
+            backend=options.backend.value,
+            default_precision="fixed<16,6>",
+            default_reuse_factor=options.reuse_factor,
+        )
+    config["Model"]["Strategy"] = options.strategy.value
+    config["Model"]["ReuseFactor"] = options.reuse_factor
+    by_name = config.setdefault("LayerName", {})
+    by_name.setdefault("global_in", {}).setdefault("Precision", {})["result"] = hls_type(input_type)
+    for node in model.graph.node:
+        if node.name in layers:
+            precision = _layer_config(layers[node.name])
+        elif node.op_type in LAYOUT_OPS:
+            precision = {"result": hls_type(input_type)}  # layout ops on the raw input keep the input type
+        else:
+            continue
+        if precision:
+            by_name.setdefault(node.name, {}).setdefault("Precision", {}).update(precision)
+    _deep_merge(config, dict(options.hls_config))
+    return config, input_type

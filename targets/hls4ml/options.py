@@ -1,0 +1,73 @@
+"""Settings of the hls4ml target: the ``[hls4ml]`` table of a compile config, its ``qdeploy compile`` flags, and the
+pass-through of hls4ml's own configuration vocabulary."""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from collections.abc import Mapping
+from typing import Any
+
+from qdeploy.errors import QDeployError
+from qdeploy.options import Options, option
+from qdeploy.targets.hls4ml.boards import BOARDS, DEFAULT_BOARD
+
+
+class Backend(enum.StrEnum):
+    """hls4ml backends whose C simulation qdeploy runs (the vendor tool is needed only to build)."""
+
+    VITIS = "Vitis"
+    VIVADO = "Vivado"
+    QUARTUS = "Quartus"
+    CATAPULT = "Catapult"
+
+
+class IOType(enum.StrEnum):
+    PARALLEL = "io_parallel"
+    STREAM = "io_stream"
+
+
+class Strategy(enum.StrEnum):
+    LATENCY = "Latency"
+    RESOURCE = "Resource"
+
+
+#: top-level sections of an hls4ml configuration (``HLSConfig``), passed through in hls4ml's own vocabulary
+HLS4ML_SECTIONS = ("Model", "LayerType", "LayerName", "Flows", "Optimizers", "SkipOptimizers")
+
+
+@dataclasses.dataclass(frozen=True)
+class Hls4mlOptions(Options):
+    board: str = option(DEFAULT_BOARD, f"FPGA board preset ({', '.join(BOARDS)})")
+    backend: Backend = option(Backend.VITIS, "hls4ml backend whose C simulation verifies the firmware")
+    io_type: IOType = option(IOType.PARALLEL, "hls4ml I/O type")
+    strategy: Strategy = option(Strategy.LATENCY, "hls4ml strategy")
+    reuse_factor: int = option(1, "hls4ml reuse factor (multipliers shared by this many multiplications)")
+    clock_period_ns: float | None = option(None, "clock period in ns (overrides the board's)", flag="--clock-period")
+    #: hls4ml's own configuration (``Model``/``LayerType``/``LayerName`` ...), merged over the derived one; in a
+    #: config file these sections sit directly in the ``[hls4ml]`` table
+    hls_config: Mapping[str, Any] = option(default_factory=dict, cli=False)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.board not in BOARDS:
+            raise QDeployError(f"unknown board {self.board!r}; choose one of: {', '.join(BOARDS)}")
+        if not isinstance(self.reuse_factor, int) or self.reuse_factor < 1:
+            raise QDeployError(f"reuse_factor={self.reuse_factor!r} must be an integer >= 1")
+        if self.clock_period_ns is not None and not self.clock_period_ns > 0:
+            raise QDeployError(f"clock_period_ns={self.clock_period_ns!r} must be > 0")
+
+    @property
+    def clock(self) -> float:
+        """The clock period in ns: the option, else the board's."""
+        return self.clock_period_ns or BOARDS[self.board].clock_period_ns
+
+
+def split_hls4ml_sections(mapping: Mapping[str, Any] | None) -> dict[str, Any]:
+    """An ``[hls4ml]`` table with hls4ml's own sections (``Model``, ``LayerName``, ...) moved under ``hls_config``,
+    so users paste what they have next to qdeploy's snake_case keys."""
+    table = dict(mapping or {})
+    sections = {key: table.pop(key) for key in list(table) if key in HLS4ML_SECTIONS}
+    if sections:
+        table["hls_config"] = {**dict(table.get("hls_config") or {}), **sections}
+    return table
