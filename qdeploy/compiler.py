@@ -23,10 +23,10 @@ from qdeploy.config import CompileConfig, compile_config
 from qdeploy.data import check_array
 from qdeploy.errors import QDeployError
 from qdeploy.ir import check_datatype, load_model, sample_shape
-from qdeploy.options import to_jsonable
+from qdeploy.options import field_names, from_mapping, to_jsonable
 from qdeploy.pipeline import DumpModels, RunContext, Timing, run_steps
 from qdeploy.staging import staged_folder
-from qdeploy.target import get_target
+from qdeploy.target import Target, get_target
 from qdeploy.verify import random_inputs, verify_against_golden
 
 log = logging.getLogger(__name__)
@@ -43,7 +43,7 @@ def _model_label(model: Any) -> str:
 
 def compile(  # noqa: A001 - the public verb users expect: qdeploy.compile
     model: str | Path | ModelWrapper | onnx.ModelProto,
-    target: str | None = None,
+    target: str | Target | None = None,
     out: str | Path = "build/qdeploy",
     data: np.ndarray | None = None,
     config: CompileConfig | None = None,
@@ -51,16 +51,24 @@ def compile(  # noqa: A001 - the public verb users expect: qdeploy.compile
 ) -> Artifact:
     """Compile ``model`` (QONNX file or graph) for ``target`` into ``out`` and verify it bit for bit.
 
+    ``target`` is a registered target's name (``qdeploy list``), or a Target object (to try a target before
+    registering it under the ``qdeploy.targets`` entry point; re-verifying its folder later needs the registration).
+
     ``data`` (batch first) are real inputs added to the verification set. ``options`` are CompileConfig keys
     (``verify_samples``, ``seed``), options of the selected target (``board="pynq-z2"`` for hls4ml), or whole
     tables by target name (``hls4ml={...}``, ``quantum={"device": "heavy-hex"}``).
     Returns the Artifact; its ``report`` holds ``bit_exact`` and the counts.
     """
-    if config is None:
-        config = compile_config({**({"target": target} if target else {}), **options}, "compile()")
-    elif target is not None or options:
+    if config is not None and (target is not None or options):
         raise QDeployError("compile(): pass either config= or target/options, not both")
-    target_impl = get_target(config.target)
+    if isinstance(target, Target):  # an unregistered target object: try a target before packaging it
+        target_impl = target
+        neutral = {k: options.pop(k) for k in list(options) if k in field_names(CompileConfig) - {"targets"}}
+        config = from_mapping(CompileConfig, {**neutral, "target": target.name, "targets": {target.name: options}})
+    else:
+        if config is None:
+            config = compile_config({**({"target": target} if target else {}), **options}, "compile()")
+        target_impl = get_target(config.target)
     target_options = target_impl.options(config.options_for(config.target))
     target_impl.check_available()
     graph = load_model(model)

@@ -18,7 +18,7 @@ from qdeploy.errors import MissingDependencyError, QDeployError
 
 log = logging.getLogger(__name__)
 
-DEMO_TARGETS = {"onnxruntime": {}, "hls4ml": {"board": "pynq-z2"}}
+DEMO_TARGETS = {"onnxruntime": {}, "hls4ml": {}}  # each target's default options (hls4ml: its default board)
 
 
 def _examples_file(name: str = "digits.py") -> Path:

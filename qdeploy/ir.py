@@ -151,13 +151,17 @@ def sample_shape(model: ModelWrapper) -> tuple[int, ...]:
     return tuple(int(d) for d in shape[1:])
 
 
-def is_power_of_two(values: np.ndarray) -> bool:
-    """True when every value is a positive power of two (scales that are plain fixed-point types)."""
+def power_of_two_mask(values: np.ndarray) -> np.ndarray:
+    """Element-wise: is the value a finite, positive power of two?"""
     values = np.asarray(values, dtype=np.float64)
-    if values.size == 0 or np.any(values <= 0) or not np.all(np.isfinite(values)):
-        return False
     mantissa, _ = np.frexp(values)
-    return bool(np.all(mantissa == 0.5))
+    return np.isfinite(values) & (values > 0) & (mantissa == 0.5)
+
+
+def is_power_of_two(values: np.ndarray) -> bool:
+    """True when every value is a finite, positive power of two (scales that are plain fixed-point types)."""
+    mask = power_of_two_mask(values)
+    return bool(mask.size and mask.all())
 
 
 def const_input(model: ModelWrapper, node: onnx.NodeProto, index: int) -> np.ndarray | None:

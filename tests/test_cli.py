@@ -99,6 +99,25 @@ def test_compile_to_hls4ml_with_config_file(capsys, tmp_path, mlp_w4a8):
     assert "board: arty-a7-100t" in out
 
 
+def test_readme_config_file_example_compiles(capsys, tmp_path, mlp_w4a8):
+    """The README's --config example, as written: neutral keys, the [hls4ml] table, hls4ml's own sections."""
+    pytest.importorskip("hls4ml")
+    import re
+
+    readme = (ROOT / "README.md").read_text()
+    block = re.search(r"```toml\n(.*?)```", readme, flags=re.S).group(1)
+    config = tmp_path / "fpga.toml"
+    config.write_text("\n".join(line.strip() for line in block.splitlines()))
+    model = tmp_path / "m.onnx"
+    mlp_w4a8[1].save(str(model))
+    code, out, _ = run_cli(capsys, "compile", model, "--config", config, "-o", tmp_path / "fpga", "-q")
+    assert code == 0, out
+    report = json.loads((tmp_path / "fpga" / "report.json").read_text())
+    assert report["bit_exact"] and report["board"] == "zcu104" and report["reuse_factor"] == 4
+    assert report["outputs_compared"] == 300
+    assert "BramFactor: 1000000000" in (tmp_path / "fpga" / "firmware" / "hls4ml_config.yml").read_text()
+
+
 # -- bad input: one line, non-zero exit, nothing half-written ---------------------------------------------------------
 
 
@@ -179,7 +198,12 @@ def test_unknown_target_and_unknown_config_key(capsys, tmp_path, mlp_w4a8):
     config.write_text("target: onnxruntime\nreuse: 2\n")
     code, _, err = run_cli(capsys, "compile", model, "--config", config, "-o", tmp_path / "out", "-q")
     assert code == EXIT_ERROR
-    assert_one_line_error(err, "unknown key(s) ['reuse']")
+    assert_one_line_error(err, "c.yaml: unknown key 'reuse'", "a table per target (hls4ml, onnxruntime")
+    assert_no_output(tmp_path / "out")
+    config.write_text("target: onnxruntime\nhls4ml:\n  reuse: 2\n")  # a typo in another target's table, too
+    code, _, err = run_cli(capsys, "compile", model, "--config", config, "-o", tmp_path / "out", "-q")
+    assert code == EXIT_ERROR
+    assert_one_line_error(err, "[hls4ml] options: unknown key(s) ['reuse']", "reuse_factor")
     assert_no_output(tmp_path / "out")
 
 

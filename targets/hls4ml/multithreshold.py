@@ -11,9 +11,11 @@ from importlib.resources import as_file, files
 import numpy as np
 
 from qdeploy.errors import UnsupportedModelError
+from qdeploy.targets.hls4ml.options import Backend
 
 CLASS_NAME = "MultiThreshold"
-STREAM_BACKENDS = ("Vivado", "Vitis")  # the streaming variant uses Xilinx's hls::stream
+
+STREAM_BACKENDS = (Backend.VIVADO, Backend.VITIS)  # the streaming variant uses Xilinx's hls::stream
 
 _CONFIG_TEMPLATE = """struct config{index} : nnet::multithreshold_config {{
     static const unsigned n_in = {n_in};

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from qdeploy.ir import power_of_two_mask
 from qdeploy.targets.hls4ml.options import Hls4mlOptions
 from qdeploy.targets.hls4ml.resources import estimate_layer
 
@@ -46,8 +47,7 @@ def per_layer_report(hls_model, options: Hls4mlOptions) -> list[dict[str, Any]]:
             data = np.asarray(weights.data)
             # power-of-two or zero weights are shifts, not multipliers
             nonzero = data[data != 0]
-            mantissa, _ = np.frexp(np.abs(nonzero))
-            row["multiplications"] = counts["multiplications"] = int(np.sum(mantissa != 0.5))
+            row["multiplications"] = counts["multiplications"] = int(np.sum(~power_of_two_mask(np.abs(nonzero))))
             row["weights"] = counts["weights"] = int(data.size)
             counts["nonzero_weights"] = int(nonzero.size)
         row["estimated_resources"] = estimate_layer(

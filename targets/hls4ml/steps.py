@@ -45,8 +45,9 @@ def needs_thresholds(model: ModelWrapper) -> bool:
     return False
 
 
-def lower_to_thresholds(model: ModelWrapper, options: Hls4mlOptions) -> ModelWrapper:
-    """Integer layers + MultiThreshold activations, when the graph has no fixed-point form (see needs_thresholds)."""
+def thresholds_where_no_fixed_point(model: ModelWrapper, options: Hls4mlOptions) -> ModelWrapper:
+    """qdeploy's ``LowerToThresholds`` pass (integer layers + MultiThreshold activations), applied only when the
+    graph has no fixed-point form (see needs_thresholds)."""
     if not needs_thresholds(model):
         return model
     from qdeploy.passes.graph.lower_to_thresholds import LowerToThresholds
@@ -160,7 +161,7 @@ def check_conv_reuse_factor(model: ModelWrapper, options: Hls4mlOptions) -> Mode
 
 
 STEPS = [
-    lower_to_thresholds,
+    thresholds_where_no_fixed_point,
     fold_constant_quants,
     fill_gemm_bias,
     move_quant_before_layout,

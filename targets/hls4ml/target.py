@@ -29,7 +29,7 @@ from qdeploy.target import Target
 from qdeploy.targets.hls4ml.boards import BOARDS
 from qdeploy.targets.hls4ml.config import build_hls_config
 from qdeploy.targets.hls4ml.epilogue import EPILOGUE_FILE, split_float_epilogue
-from qdeploy.targets.hls4ml.options import Hls4mlOptions, split_hls4ml_sections
+from qdeploy.targets.hls4ml.options import Backend, Hls4mlOptions, split_hls4ml_sections
 from qdeploy.targets.hls4ml.project import (
     FIRMWARE_DIR,
     IO_FILE,
@@ -161,7 +161,7 @@ class Hls4mlTarget(Target):
         if config.get("OutputDir") != str(project_dir.resolve()):
             config["OutputDir"] = str(project_dir.resolve())
             config_file.write_text(yaml.safe_dump(config, sort_keys=False))
-        multithreshold.register(config.get("Backend", "Vitis"))
+        multithreshold.register(config.get("Backend", Backend.VITIS.value))
         hls_model = hls4ml.converters.link_existing_project(str(project_dir))
         libraries = sorted((project_dir / "firmware").glob(f"{PROJECT}-*.so"))
         if libraries:
