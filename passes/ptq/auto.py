@@ -16,7 +16,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -25,6 +24,7 @@ from torch import nn
 
 from qdeploy.config import QuantizeConfig, ScaleKind
 from qdeploy.errors import QDeployError
+from qdeploy.passes.ptq.pipeline import run_pipeline, torch_forward
 
 log = logging.getLogger(__name__)
 
@@ -75,13 +75,7 @@ def _score(reference: np.ndarray, output: np.ndarray, objective: str = "kl") -> 
     return {"loss": kl, "agreement": agreement, "mse": mse}
 
 
-def quantize_auto(
-    model: nn.Module,
-    calib: np.ndarray,
-    config: QuantizeConfig,
-    quantize_fn: Callable[[nn.Module, np.ndarray, QuantizeConfig], nn.Module],
-    forward: Callable[[nn.Module, np.ndarray], np.ndarray],
-) -> nn.Module:
+def quantize_auto(model: nn.Module, calib: np.ndarray, config: QuantizeConfig) -> nn.Module:
     """Fit every candidate on part of ``calib``, choose the one closest to the float model on the rest, and fit
     the chosen pipeline again on all of ``calib``.
 
@@ -115,12 +109,12 @@ def quantize_auto(
         seen.add(key)
         start = time.perf_counter()
         try:
-            qmodel = quantize_fn(model, fit, candidate_config)
+            qmodel = run_pipeline(model, fit, candidate_config)
         except QDeployError as exc:  # e.g. a layer GPFQ cannot handle: the other candidates still compete
             log.info("auto: candidate %s skipped: %s", options, exc)
             failure = exc
             continue
-        score = _score(reference, forward(qmodel, held_out), config.auto_objective)
+        score = _score(reference, torch_forward(qmodel, held_out), config.auto_objective)
         scores.append({**options, **score, "seconds": time.perf_counter() - start})
         log.info("auto: %s -> held-out loss %.4g, agreement %.4f", options, score["loss"], score["agreement"])
         if best is None or score["loss"] < best[0]:
@@ -129,7 +123,7 @@ def quantize_auto(
         raise failure or QDeployError("method='auto' found no candidate pipeline for these bit widths")
     options = best[1]
     log.info("auto chose %s; fitting it on all %d calibration samples", options, len(calib))
-    qmodel = quantize_fn(model, calib, dataclasses.replace(config, **CUSTOM, **options))
+    qmodel = run_pipeline(model, calib, dataclasses.replace(config, **CUSTOM, **options))
     qmodel.qdeploy_pipeline = dict(options)
     qmodel.qdeploy_auto_scores = scores
     return qmodel

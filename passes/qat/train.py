@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from qdeploy.errors import QDeployError
-from qdeploy.progress import progress
+from qdeploy.passes.train import logits, run_epochs
 from qdeploy.staging import staged_file
 
 log = logging.getLogger(__name__)
@@ -35,16 +35,11 @@ def _save_checkpoint(path: Path, payload: dict) -> None:
         torch.save(payload, tmp)
 
 
-def _logits(qmodel: nn.Module, inputs: torch.Tensor) -> torch.Tensor:
-    out = qmodel(inputs)
-    return out.value if hasattr(out, "value") else out
-
-
 def _accuracy(qmodel: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, batch_size: int = 512) -> float:
     qmodel.eval()
     with torch.no_grad():
         correct = sum(
-            int((_logits(qmodel, inputs[i : i + batch_size]).argmax(1) == labels[i : i + batch_size]).sum())
+            int((logits(qmodel, inputs[i : i + batch_size]).argmax(1) == labels[i : i + batch_size]).sum())
             for i in range(0, len(inputs), batch_size)
         )
     return correct / len(inputs)
@@ -193,38 +188,30 @@ def qat_train(
         from qdeploy.passes.optim import AdamW4bit
 
         opt = AdamW4bit(groups)
-    base_lrs = [g["lr"] for g in opt.param_groups]  # before loading: a checkpoint holds the decayed rates
-    if state is not None:
-        opt.load_state_dict(state["optimizer"])
     steps_per_epoch = math.ceil(len(train_x) / batch_size)
     total_steps = epochs * steps_per_epoch
 
-    for epoch in range(start_epoch, epochs):
-        generator = torch.Generator().manual_seed(seed * 100_003 + epoch)  # per-epoch order: resumable
-        order = torch.randperm(len(train_x), generator=generator).split(batch_size)
-        qmodel.train()
-        total = 0.0
-        for i, idx in enumerate(progress(order, desc=f"QAT epoch {epoch + 1}/{epochs}", total=len(order))):
-            step = epoch * steps_per_epoch + i
-            for group, base in zip(opt.param_groups, base_lrs, strict=True):
-                decay = 0.5 * (1 + math.cos(math.pi * step / total_steps)) if schedule == "cosine" else 1.0
-                group["lr"] = base * decay
-            opt.zero_grad()
-            loss = nn.functional.cross_entropy(_logits(qmodel, train_x[idx]), train_y[idx])
-            if not torch.isfinite(loss):
-                raise QDeployError(f"QAT loss became {float(loss)} in epoch {epoch + 1}; lower the learning rate")
-            loss.backward()
-            opt.step()
-            total += float(loss) * len(idx)
-        losses.append(total / len(train_x))
+    def decay(step: int) -> float:
+        return 0.5 * (1 + math.cos(math.pi * step / total_steps)) if schedule == "cosine" else 1.0
+
+    if state is not None:
+        opt.load_state_dict(state["optimizer"])  # with each group's 'initial_lr', the rate the schedule decays from
+        if any("initial_lr" not in group for group in opt.param_groups):
+            raise QDeployError(f"checkpoint {checkpoint} was written by an older qdeploy; start a new checkpoint")
+    # the decay is a function of the step alone, so a resumed schedule continues where the checkpoint left off
+    lr_schedule = torch.optim.lr_scheduler.LambdaLR(opt, decay, last_epoch=start_epoch * steps_per_epoch - 1)
+
+    for epoch, loss in run_epochs(
+        qmodel, train_x, train_y, opt, lr_schedule, epochs, batch_size, seed, "QAT", start_epoch=start_epoch
+    ):
+        losses.append(loss)
         if held_out:
             val_accuracies.append(_accuracy(qmodel, val_x, val_y))
             if val_accuracies[-1] > val_accuracies[best_epoch]:
                 best_epoch, best_state = epoch + 1, copy.deepcopy(qmodel.state_dict())
-            log.info("QAT epoch %d/%d: loss %.4f, held-out accuracy %.4f", epoch + 1, epochs, losses[-1], val_accuracies[-1])
+            log.info("QAT epoch %d/%d: held-out accuracy %.4f", epoch + 1, epochs, val_accuracies[-1])
         else:
             best_epoch = epoch + 1
-            log.info("QAT epoch %d/%d: loss %.4f", epoch + 1, epochs, losses[-1])
         if checkpoint is not None:
             payload = {
                 "model": qmodel.state_dict(),
@@ -238,8 +225,6 @@ def qat_train(
             if best_state is not None:
                 payload["best_model"] = best_state
             _save_checkpoint(checkpoint, payload)
-    for group, base in zip(opt.param_groups, base_lrs, strict=True):
-        group["lr"] = base
     if best_state is not None and best_epoch != epochs:
         log.info("QAT: keeping the state after epoch %d (held-out accuracy %.4f)", best_epoch, val_accuracies[best_epoch])
         qmodel.load_state_dict(best_state)

@@ -12,7 +12,7 @@ from torch import nn
 
 import qdeploy
 from qdeploy.errors import QDeployError
-from qdeploy.passes.mixed import allocate_bits, hessian_traces, layer_macs, measured_perturbations
+from qdeploy.passes.mixed import allocate_bits, hessian_traces, layer_macs, measure_sensitivity, measured_perturbations
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -124,6 +124,20 @@ def test_mixed_command_line_respects_the_budget_and_exports(tmp_path, data, caps
     low = tmp_path / "low.onnx"
     assert main([*args, "--average-bits", "1", "-o", str(low)]) == 1
     assert "below" in capsys.readouterr().err and not low.exists()
+
+
+def test_mixed_verb_allocates_within_the_budget_and_quantizes_with_the_allocation(float_mlp, data):
+    x, y = data.x_train[:256], data.y_train[:256]
+    qmodel, allocation = qdeploy.mixed(float_mlp, x, y, average_bits=3, probes=4)
+    assert allocation.cost <= allocation.budget == sum(layer_macs(float_mlp, torch.from_numpy(x)).values()) * 3 * 8
+    graph = qdeploy.export(qmodel, x[:1])
+    assert [row["weight_bits"] for row in qdeploy.inspect(graph)["layers"]] == [allocation.bits[n] for n in ("1", "3", "5")]
+    # one measurement serves many budgets (benchmarks/mixed.py): the same sequence as the verb's
+    assert measure_sensitivity(float_mlp, x, y, probes=4).allocate(3).bits == allocation.bits
+    with pytest.raises(QDeployError, match="below the .* that 2 bits everywhere cost"):
+        qdeploy.mixed(float_mlp, x, y, average_bits=1.5)
+    with pytest.raises(QDeployError, match="candidates"):
+        qdeploy.mixed(float_mlp, x, y, average_bits=3, candidates=(1, 4))
 
 
 def test_measured_perturbation_is_the_exported_quantizers_error(data):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 from torch import nn
 
@@ -120,3 +121,43 @@ def test_mse_range_setting_lowers_the_weight_quantization_error(float_mlp, data)
         mse = weight_errors(qdeploy.quantize(float_mlp, calib, weight_bits=2, act_bits=8, scale=scale, calibration="mse"))
         assert all(m <= n * (1 + 1e-6) for m, n in zip(mse, minmax, strict=True)), (scale, mse, minmax)
         assert sum(mse) < sum(minmax)
+
+
+def test_quantize_command_line_flags_are_the_config_fields():
+    """The flags of qdeploy quantize are generated from QuantizeConfig: names as before, values reach the config."""
+    from qdeploy.cli import build_parser
+    from qdeploy.config import QuantizeConfig, from_mapping
+    from qdeploy.options import flag_values
+
+    def config(*flags: str) -> QuantizeConfig:
+        args = build_parser().parse_args(["quantize", "m.py:f", "--calib", "c.npz", "-o", "m.onnx", *flags])
+        return from_mapping(QuantizeConfig, flag_values(args, QuantizeConfig))
+
+    assert config() == QuantizeConfig()
+    given = config(
+        *("--wbits", "3", "--abits", "6", "--per-tensor", "--signed-input", "--scale", "float"),
+        *("--calibration", "percentile", "--percentile", "99.9", "--equalize", "--bias-correction"),
+        *("--rounding", "gpfq", "--gpfq-alphabet", "ternary", "--gpfq-sparsity", "0.1", "--output-bits", "7"),
+    )
+    assert given == QuantizeConfig(
+        weight_bits=3,
+        act_bits=6,
+        per_channel=False,
+        unsigned_input=False,
+        scale="float",
+        calibration="percentile",
+        percentile=99.9,
+        equalize=True,
+        bias_correction=True,
+        rounding="gpfq",
+        gpfq_alphabet="ternary",
+        gpfq_sparsity=0.1,
+        output_bits=7,
+    )
+    assert config("--method", "auto", "--auto-objective", "mse").auto_objective == "mse"
+    with pytest.raises(SystemExit):  # the choices are the enum's
+        config("--rounding", "nearest")
+    # --wbits/--abits are QuantizeConfig's on every command that quantizes a PyTorch model
+    for command in (["mixed", "--average-bits", "3"], ["qat"]):
+        args = build_parser().parse_args([command[0], "m.py:f", "--data", "d.npz", "-o", "m.onnx", *command[1:]])
+        assert (args.wbits, args.abits) == (QuantizeConfig().weight_bits, QuantizeConfig().act_bits)
