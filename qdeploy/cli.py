@@ -37,7 +37,6 @@ def _add_torch_model(parser: argparse.ArgumentParser, bit_widths: bool = True) -
     """The arguments every command that starts from a PyTorch model shares; ``bit_widths``: QuantizeConfig's
     --wbits/--abits too (help, default and checks are the dataclass fields')."""
     from qdeploy.config import QuantizeConfig
-    from qdeploy.options import add_flag, flags_of
 
     parser.add_argument("model", help="path/to/file.py:factory returning a torch.nn.Module")
     parser.add_argument("--weights", help="state dict (.pt) to load into the factory's model")
@@ -49,7 +48,6 @@ def _add_torch_model(parser: argparse.ArgumentParser, bit_widths: bool = True) -
 def _add_quantize_options(parser: argparse.ArgumentParser) -> None:
     """QuantizeConfig's other flags (``qdeploy quantize``), generated from its fields: help, choices, defaults."""
     from qdeploy.config import QuantizeConfig
-    from qdeploy.options import add_flag, flags_of
 
     for flag in flags_of(QuantizeConfig):
         if flag.field not in _BIT_WIDTH_FIELDS:
@@ -164,7 +162,6 @@ def cmd_quantize(args: argparse.Namespace) -> int:
     from qdeploy.config import QuantizeConfig, from_mapping
     from qdeploy.data import load_array
     from qdeploy.frontend import load_factory, quantize
-    from qdeploy.options import flag_values
 
     config = from_mapping(QuantizeConfig, flag_values(args, QuantizeConfig), "command line")
     model = load_factory(args.model, args.weights)

@@ -4,7 +4,6 @@ imported when called) and export it to QONNX."""
 from __future__ import annotations
 
 import importlib.util
-import logging
 import sys
 import tempfile
 from pathlib import Path
@@ -18,8 +17,6 @@ from qdeploy.config import QuantizeConfig, from_mapping
 from qdeploy.data import check_array
 from qdeploy.errors import ModelLoadError, QDeployError, one_line
 from qdeploy.ir import load_model
-
-log = logging.getLogger(__name__)
 
 
 def load_factory(spec: str, weights: str | Path | None = None) -> nn.Module:
