@@ -105,6 +105,19 @@ def test_resume_without_checkpoint_and_bad_labels_are_refused(float_mlp, data, t
         qat_train(qmodel, data.x_train[:10], data.y_train[:9])
 
 
+def test_a_checkpoint_without_the_schedules_base_rates_is_refused(float_mlp, data, tmp_path):
+    """Checkpoints written before QAT ran on the shared training loop hold no 'initial_lr': refused, not misread."""
+    x, y = data.x_train[:200], data.y_train[:200]
+    checkpoint = tmp_path / "qat.pt"
+    qat_train(qdeploy.quantize(float_mlp, data.x_train[:64]), x, y, epochs=1, checkpoint=checkpoint)
+    state = torch.load(checkpoint, weights_only=True)
+    for group in state["optimizer"]["param_groups"]:
+        del group["initial_lr"]
+    torch.save(state, checkpoint)
+    with pytest.raises(QDeployError, match="written by an older qdeploy; start a new checkpoint"):
+        qat_train(qdeploy.quantize(float_mlp, data.x_train[:64]), x, y, epochs=1, checkpoint=checkpoint, resume=True)
+
+
 @pytest.mark.parametrize("optimizer", ["adamw4bit"])
 def test_qat_model_compiles_bit_exactly(float_cnn, data, tmp_path, optimizer):
     qmodel = qdeploy.qat(float_cnn, data.x_train, data.y_train, weight_bits=3, act_bits=4, epochs=1, optimizer=optimizer)
