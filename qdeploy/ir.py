@@ -54,6 +54,24 @@ def load_model(model: str | Path | onnx.ModelProto | ModelWrapper, clean: bool =
     return wrapper
 
 
+def reference_of(model: ModelWrapper) -> ModelWrapper:
+    """The specification a compile is verified against: the user's graph as loaded (``load_model(clean=False)``),
+    with only what qonnx's executor needs and nothing that changes a value: quantizers in qonnx's domain and every
+    tensor's shape inferred. Cleanup (constant folding, renaming) is for the targets' copy, never for this one: folding
+    a float subgraph may round differently from executing it."""
+    from qonnx.transformation.infer_shapes import InferShapes
+
+    reference = ModelWrapper(onnx.ModelProto.FromString(model.model.SerializeToString()))
+    del reference.graph.value_info[:]  # stale or shapeless annotations from the exporter: inferred afresh below
+    for node in reference.graph.node:
+        if node.op_type in QUANT_OPS:
+            node.domain = "qonnx.custom_op.general"  # as qonnx's cleanup_model: older exports use other domains
+    try:
+        return reference.transform(InferShapes())
+    except Exception as exc:
+        raise ModelLoadError(f"shape inference failed on the model: {type(exc).__name__}: {exc}") from exc
+
+
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 

@@ -184,9 +184,7 @@ def flags_of(cls: type) -> list[Flag]:
 
 
 def _describe(flag: Flag, owners: Iterable[str] = ()) -> str:
-    text = flag.help
-    if isinstance(flag.kind, type) and issubclass(flag.kind, enum.Enum):
-        text += f" (choices: {', '.join(str(m.value) for m in flag.kind)})"
+    text = flag.help  # argparse lists an enum's choices itself
     default = flag.default.value if isinstance(flag.default, enum.Enum) else flag.default
     if flag.const is _UNSET and default not in (None, False, "", {}):
         text += f" (default {default})"

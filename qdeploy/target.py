@@ -43,9 +43,6 @@ class Target(abc.ABC):
     extra: ClassVar[str] = ""
     Options: ClassVar[type] = NoOptions
     RunOptions: ClassVar[type] = NoOptions
-    #: max abs error allowed against the golden executor; 0.0 means bit-exact. Float simulators (the quantum
-    #: target's) round differently from the golden executor, so such a target states its bound here instead.
-    tolerance: ClassVar[float] = 0.0
 
     def options(self, mapping: Mapping[str, Any] | None = None) -> Any:
         """This target's validated options from a mapping (a config table, keyword arguments)."""

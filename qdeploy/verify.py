@@ -8,41 +8,93 @@ from typing import Any
 import numpy as np
 from qonnx.core.modelwrapper import ModelWrapper
 
-from qdeploy.golden import run_golden
-from qdeploy.ir import const_input, input_name, node_attr
+from qdeploy.bounds import derive_bound
+from qdeploy.errors import UnsupportedModelError
+from qdeploy.golden import run_golden, run_golden_context
+from qdeploy.ir import const_input, input_name, node_attr, output_name
 from qdeploy.ops import LAYOUT_OPS, QUANT_OPS, SCALED_QUANT_OPS
 from qdeploy.precision import quant_int_range
 
+#: samples also run one at a time (batch 1, as a board sees them) through the target and the golden executor
+BATCH_ONE_SAMPLES = 16
 
-def compare(y_target: np.ndarray, y_golden: np.ndarray, tolerance: float = 0.0) -> dict[str, Any]:
-    """Bit-exact comparison per input sample (an output is equal when every element is).
 
-    ``verified`` is ``bit_exact`` when ``tolerance`` is 0, else whether the max abs error is within ``tolerance``."""
-    y_target = np.asarray(y_target, dtype=np.float64).reshape(y_golden.shape)
+def compare(y_target: np.ndarray, y_golden: np.ndarray, bound: np.ndarray | None = None) -> dict[str, Any]:
+    """Bit-exact comparison per input sample (an output is equal when every element is); with a derived ``bound``
+    (per element, ``qdeploy.bounds``), ``verified`` also holds when every difference is within it."""
     y_golden = np.asarray(y_golden, dtype=np.float64)
     rows = len(y_golden)
-    equal_rows = np.all((y_target == y_golden).reshape(rows, -1), axis=1)
+    y_target = np.asarray(y_target, dtype=np.float64)
+    if y_target.size != y_golden.size or len(y_target) != rows:
+        raise UnsupportedModelError(
+            f"the target produced outputs of shape {y_target.shape} where the graph computes {y_golden.shape} "
+            "(a bug in the target's lowering; please report it with the model)"
+        )
+    y_target = y_target.reshape(y_golden.shape)
+    equal = (y_target == y_golden) | (np.isnan(y_target) & np.isnan(y_golden))
+    equal_rows = np.all(equal.reshape(rows, -1), axis=1)
     diff = np.abs(y_target - y_golden)
-    max_error = float(diff.max()) if diff.size else 0.0
+    diff[equal] = 0.0
+    max_error = float(np.nanmax(diff, initial=0.0)) if diff.size else 0.0
+    within = bool(np.all(equal | (diff <= bound))) if bound is not None else bool(equal_rows.all())
     flat_t, flat_g = y_target.reshape(rows, -1), y_golden.reshape(rows, -1)
     return {
         "bit_exact": bool(equal_rows.all()),
         "outputs_compared": int(rows),
         "outputs_equal": int(equal_rows.sum()),
         "elements_compared": int(y_golden.size),
-        "elements_equal": int((y_target == y_golden).sum()),
+        "elements_equal": int(equal.sum()),
         "max_abs_error": max_error,
-        "tolerance": tolerance,
-        "verified": bool(equal_rows.all()) if tolerance == 0 else max_error <= tolerance,
-        "argmax_agreement": float(np.mean(flat_t.argmax(axis=1) == flat_g.argmax(axis=1))),
+        "verified": bool(equal_rows.all()) or within,
+        "argmax_agreement": float(np.mean(flat_t.argmax(axis=1) == flat_g.argmax(axis=1))) if flat_g.size else 1.0,
     }
 
 
+def check_output_shape(model: ModelWrapper, y_golden: np.ndarray, samples: int) -> None:
+    """The graph must compute the output shape it declares (batch first), else nothing about it can be verified."""
+    name = output_name(model)
+    declared = model.get_tensor_shape(name)
+    computed = tuple(np.shape(y_golden))
+    if not computed or computed[0] != samples:
+        raise UnsupportedModelError(
+            f"output {name}: the graph computes shape {computed} for {samples} samples; its first dimension must be "
+            "the batch (export the model with a batch dimension)"
+        )
+    if declared and all(isinstance(d, int) and d > 0 for d in declared[1:]) and tuple(declared[1:]) != computed[1:]:
+        raise UnsupportedModelError(
+            f"output {name}: the graph declares shape {list(declared)} but computes {list(computed)}; fix the "
+            "model's output shape (re-export it)"
+        )
+
+
 def verify_against_golden(
-    golden: ModelWrapper, run: Callable[[np.ndarray], np.ndarray], x: np.ndarray, tolerance: float = 0.0
+    reference: ModelWrapper, run: Callable[[np.ndarray], np.ndarray], x: np.ndarray
 ) -> dict[str, Any]:
-    """Run the target and the golden executor on ``x`` and compare bit for bit (or within ``tolerance``)."""
-    return compare(run(x), run_golden(golden, x), tolerance)
+    """Run the target and the golden executor on ``x`` (batched, and the first samples one at a time) and compare:
+    bit for bit, or within the bound derived from the graph's float tail (``qdeploy.bounds``)."""
+    context = run_golden_context(reference, x)
+    y_golden = context[output_name(reference)]
+    check_output_shape(reference, y_golden, len(x))
+    bound = derive_bound(reference, context)
+    result = compare(run(x), y_golden, bound.per_element)
+    result["bound"] = bound.describe()
+    # batch 1, as a board or a user with one sample runs it: the target, and the golden executor itself
+    k = min(BATCH_ONE_SAMPLES, len(x))
+    one_bound = None if bound.per_element is None else bound.per_element[:k]
+    golden_one = np.concatenate([run_golden(reference, x[i : i + 1], chunk=1) for i in range(k)])
+    target_one = np.concatenate([np.asarray(run(x[i : i + 1])).reshape(1, -1) for i in range(k)])
+    at_one = compare(target_one, golden_one, one_bound)
+    golden_consistent = compare(golden_one, y_golden[:k], one_bound)
+    result["batch_one"] = {
+        "outputs_compared": at_one["outputs_compared"],
+        "outputs_equal": at_one["outputs_equal"],
+        "max_abs_error": at_one["max_abs_error"],
+        "verified": at_one["verified"],
+        "golden_batch_invariant": golden_consistent["bit_exact"],
+    }
+    result["verified"] = result["verified"] and at_one["verified"] and golden_consistent["verified"]
+    result["bit_exact"] = result["bit_exact"] and at_one["bit_exact"]
+    return result
 
 
 def _input_quantizer(model: ModelWrapper):

@@ -25,6 +25,7 @@ def test_demo_hybrid_part_verifies_the_quantum_target(tmp_path, capsys):
     pytest.importorskip("qiskit")
     report = run_demo(tmp_path / "demo", models=(), hybrid=True)
     hybrid = report["hybrid"]
-    assert hybrid["verified"] is True and hybrid["max_abs_error"] <= hybrid["tolerance"] == 1e-6
+    assert hybrid["verified"] is True and 0 < hybrid["derived_bound"] < 1e-4
+    assert hybrid["max_abs_error"] <= hybrid["derived_bound"]
     assert hybrid["outputs_compared"] > 0 and hybrid["compiled_accuracy"] >= 0.7
     assert "VERIFIED over" in capsys.readouterr().out

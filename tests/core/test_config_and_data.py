@@ -40,7 +40,9 @@ def test_enums_and_ranges_are_checked():
 
 def test_config_files_load_and_resolved_config_serialises(tmp_path):
     toml = tmp_path / "c.toml"
-    toml.write_text('target = "hls4ml"\nboard = "zcu104"\n[hls4ml]\nstrategy = "Resource"\n[hls4ml.Model]\nReuseFactor = 2\n')
+    toml.write_text(
+        'target = "hls4ml"\nboard = "zcu104"\n[hls4ml]\nstrategy = "Resource"\n[hls4ml.Model]\nReuseFactor = 2\n'
+    )
     cfg = compile_config(load_config_file(toml))
     options = get_target("hls4ml").options(cfg.options_for("hls4ml"))
     # flat keys of the selected target, its table, and hls4ml's own sections passed through

@@ -69,15 +69,19 @@ def physical_two_qubit_pairs(circuit) -> set[tuple[int, int]]:
 
 def test_compile_verifies_against_golden_and_runner_matches_torch(line_artifact, model, x):
     report = line_artifact.report
-    assert report["target"] == "quantum" and report["tolerance"] == 1e-6
-    assert report["verified"] and report["max_abs_error"] <= 1e-6
+    # a float simulation: verified within the bound derived from the graph's float arithmetic, not bit for bit
+    assert report["target"] == "quantum" and report["bound"]["kind"] == "derived"
+    assert "QuantumCircuit" in report["bound"]["float_tail_ops"] and 0 < report["bound"]["max"] < 1e-4
+    assert report["verified"] and report["max_abs_error"] <= report["bound"]["max"]
+    assert report["batch_one"]["verified"]
     assert report["outputs_compared"] == len(x) + SAMPLES
     layer = report["per_layer"][0]
     assert layer["operator_equivalent"] is True  # transpiled == logical up to global phase and layout
     assert layer["shot_check"]["within_5_sigma"] and layer["shot_check"]["shots"] == math.ceil(1 / 0.01**2)
     assert layer["two_qubit_gates"] == min(t["two_qubit"] for t in layer["seeds_tried"])  # best of the seeds
     assert layer["measurement_groups"] == 2  # Z..., XX. and .YZ terms need two bases: {Z,X,Y on wires}, ...
-    assert np.max(np.abs(line_artifact.predict(x) - torch_out(model, x))) <= 1e-6
+    # torch is one more implementation of the same float graph: within the same derived bound
+    assert np.max(np.abs(line_artifact.predict(x) - torch_out(model, x))) <= report["bound"]["max"]
 
 
 def test_output_folder_is_hardware_ready_qasm_onnx_and_manifest(line_artifact):
@@ -150,7 +154,7 @@ def test_cli_compile_and_run(graph, model, x, tmp_path, capsys):
     np.savez(data_path, x=x)
     code = main(["compile", str(model_path), "--target", "quantum", "--device", "line:4", "--samples", "8", "-o", str(out)])
     assert code == 0
-    assert "within tolerance 1e-06" in capsys.readouterr().out
+    assert "result: VERIFIED WITHIN DERIVED BOUND" in capsys.readouterr().out
     assert main(["run", str(out), "--data", str(data_path), "-o", str(tmp_path / "y.npy")]) == 0
     assert np.max(np.abs(np.load(tmp_path / "y.npy") - torch_out(model, x))) <= 1e-6
     assert main(["run", str(out), "--data", str(data_path), "--shots", "4000", "-o", str(tmp_path / "ys.npy")]) == 0
