@@ -12,13 +12,18 @@ from __future__ import annotations
 
 import argparse
 import copy
+import sys
+from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
-from examples.digits import DigitsData, load_digits_data
-from qdeploy.quantum import CircuitBuilder, QuantumLayer
+if __package__ in (None, ""):  # run as a script (python examples/creep.py): make the examples package importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from examples.digits import DigitsData, load_digits_data  # noqa: E402
+from qdeploy.quantum import CircuitBuilder, QuantumLayer  # noqa: E402
 
 __all__ = ["HIDDEN", "classical_net", "quantum_hidden", "creep", "accuracy", "flat_digits"]
 

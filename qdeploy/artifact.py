@@ -88,6 +88,13 @@ def format_summary(report: dict[str, Any]) -> str:
         f"bit-exact: {report['outputs_equal']}/{report['outputs_compared']} outputs"
         f"  (max abs error {report['max_abs_error']:.3g}, argmax agreement {100 * report['argmax_agreement']:.2f} %)"
     )
+    one = report.get("batch_one")
+    if one and one["outputs_equal"] != one["outputs_compared"]:
+        note = "" if one.get("golden_batch_invariant", True) else "; the golden executor itself rounds differently there"
+        lines.append(
+            f"batch 1: {one['outputs_equal']}/{one['outputs_compared']} outputs bit-exact (max abs error "
+            f"{one['max_abs_error']:.3g}{note})"
+        )
     bound = report.get("bound") or {}
     if report["bit_exact"]:
         lines.append("result: EXACT")

@@ -355,26 +355,44 @@ def _softmax(step: _Step) -> np.ndarray:
 
 
 def _quantum_circuit(step: _Step) -> np.ndarray:
-    """A simulated circuit: each angle error moves an expectation by at most ||O|| x |delta| (rotation generators
-    P/2 with ||P|| = 1), plus the float64 simulation's own roundings per gate; probabilities are projectors
-    (||O|| = 1)."""
+    """A simulated circuit. Input errors move an output by at most ``sum_i |df/dx_i| eps_i`` plus a second-order
+    remainder: angles are ``scale x_i``, rotation generators are P/2 with ||P|| = 1, so every second derivative in
+    the angles is at most ||O|| (Pauli sums: sum |c|; probabilities: projectors, 1). The Jacobian at the golden
+    executor's inputs comes from the simulator (float64, autograd); by the mean value theorem
+    ``|f(x + d) - f(x)| <= sum_i (|J_i| + ||O|| c_i E) eps_i + ||O|| E^2 / 2`` with ``c_i = sum of |scale|`` over
+    the uses of ``x_i`` and ``E = sum_i c_i eps_i``. Plus the float64 simulation's own roundings per gate, and the
+    cast of the result to the output type."""
+    import torch
+
     from qdeploy.custom_op.quantum import node_spec
+    from qdeploy.custom_op.quantum.simulator import simulate
 
     spec = node_spec(step.node)
     x_errors = step.input_errors[0]
     if len(step.input_errors) > 1 and step.input_errors[1] is not None and np.any(step.input_errors[1]):
         raise _NoBound("circuit weights computed in float")
-    angle_error = np.zeros(x_errors.shape[0])
+    uses = np.zeros(spec.num_inputs)
     for gate in spec.gates:
         if gate.angle is not None and gate.angle.kind == "input":
-            angle_error = angle_error + abs(gate.angle.scale) * x_errors[:, gate.angle.index]
+            uses[gate.angle.index] += abs(gate.angle.scale)
     if spec.readout.kind == "expval":
         norms = np.array([sum(abs(c) for c, _ in obs) for obs in spec.readout.observables])
     else:
         norms = np.ones(spec.readout.num_outputs)
-    simulation = ROUNDINGS_PER_GATE * len(spec.gates) * UNIT_ROUNDOFF[onnx.TensorProto.DOUBLE]
+    jacobian = np.zeros((x_errors.shape[0], spec.readout.num_outputs, spec.num_inputs))
+    if np.any(x_errors):
+        x = torch.from_numpy(step.value(0)).requires_grad_(True)
+        weights = torch.from_numpy(step.value(1).reshape(-1)) if len(step.node.input) > 1 else torch.zeros(0)
+        y = simulate(spec, x, weights.to(torch.float64))
+        for o in range(spec.readout.num_outputs):  # samples are independent: one backward pass per output
+            (grad,) = torch.autograd.grad(y[:, o].sum(), x, retain_graph=True)
+            jacobian[:, o, :] = np.abs(grad.numpy())
+    total = x_errors @ uses  # E per sample
+    first_order = np.einsum("boi,bi->bo", jacobian * (1 + 2.0**-40), x_errors)
+    curvature = 1.5 * norms[None, :] * total[:, None] ** 2  # sum_i ||O|| c_i E eps_i + ||O|| E^2 / 2
+    simulation = ROUNDINGS_PER_GATE * len(spec.gates) * UNIT_ROUNDOFF[onnx.TensorProto.DOUBLE] * norms[None, :]
     output_rounding = step.u * np.abs(step.output)  # float64 result cast to the output type
-    return norms[None, :] * (angle_error[:, None] + simulation) + output_rounding
+    return first_order + curvature + simulation + output_rounding
 
 
 def _cast(step: _Step) -> np.ndarray:
