@@ -84,6 +84,8 @@ def format_summary(report: dict[str, Any]) -> str:
     lines = [f"target: {report['target']}"]
     if report.get("board"):
         lines[0] += f"  board: {report['board']} ({report.get('part')})"
+    if report.get("input_quant"):
+        lines.append(f"input precision declared: {report['input_quant']['declared']} (a Quant added to golden.onnx)")
     lines.append(
         f"bit-exact: {report['outputs_equal']}/{report['outputs_compared']} outputs"
         f"  (max abs error {report['max_abs_error']:.3g}, argmax agreement {100 * report['argmax_agreement']:.2f} %)"

@@ -22,6 +22,7 @@ from qdeploy.artifact import GOLDEN_FILE, INPUTS_FILE, REPORT_FILE, Artifact
 from qdeploy.config import CompileConfig, compile_config
 from qdeploy.data import check_array
 from qdeploy.errors import QDeployError
+from qdeploy.input_quant import parse_input_quant, with_input_quant
 from qdeploy.ir import check_datatype, load_model, reference_of, sample_shape
 from qdeploy.options import field_names, from_mapping, to_jsonable
 from qdeploy.pipeline import DumpModels, RunContext, Timing, run_steps
@@ -71,9 +72,13 @@ def compile(  # noqa: A001 - the public verb users expect: qdeploy.compile
         target_impl = get_target(config.target)
     target_options = target_impl.options(config.options_for(config.target))
     target_impl.check_available()
-    # the user's graph is the specification; the targets work on a cleaned copy
-    reference = reference_of(load_model(model, clean=False))
-    graph = load_model(model)
+    # the user's graph is the specification (with a declared input precision, if any); targets work on a cleaned copy
+    given = load_model(model, clean=False)
+    declared = parse_input_quant(config.input_quant) if config.input_quant else None
+    if declared is not None:
+        given = with_input_quant(given, declared)
+    reference = reference_of(given)
+    graph = load_model(given)
     shape = sample_shape(reference)
     user_x = check_array(data, shape, "verification data") if data is not None else np.zeros((0, *shape), np.float32)
     check_datatype(reference, user_x, "verification data")
@@ -93,6 +98,8 @@ def compile(  # noqa: A001 - the public verb users expect: qdeploy.compile
             "model": _model_label(model),
             **result,
             "verification_inputs": {"user": int(len(user_x)), "random": int(len(x) - len(user_x))},
+            # the reference is the user's graph, except for a declared input precision (a Quant node added first)
+            "input_quant": None if declared is None else {**declared.describe(), "added_to_reference": True},
             **facts,
             "time_per_step": {k: round(v, 4) for k, v in timing.seconds.items()},
         }

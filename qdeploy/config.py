@@ -134,6 +134,12 @@ class CompileConfig(Options):
     target: str = option(DEFAULT_TARGET, "target to compile for (qdeploy list shows the registered ones)")
     verify_samples: int = option(1000, "random verification inputs added to --data", flag="--samples")
     seed: int = option(0, "seed of the random verification inputs")
+    #: declared precision of a float graph input (qdeploy.input_quant): added to the reference graph as a Quant
+    input_quant: str | None = option(
+        None,
+        "declare the precision of a float graph input, e.g. 'fixed<16,6>', 'ufixed<8,0,RND_CONV>', 'int8': an input "
+        "quantizer is added to the reference graph (golden.onnx) and the report says so",
+    )
     #: options tables by target name, as given (validated by each target when the config is resolved)
     targets: Mapping[str, Mapping[str, Any]] = option(default_factory=dict, cli=False)
 
@@ -141,6 +147,10 @@ class CompileConfig(Options):
         super().__post_init__()
         if not isinstance(self.verify_samples, int) or self.verify_samples < 0:
             raise QDeployError(f"verify_samples={self.verify_samples!r} must be an integer >= 0")
+        if self.input_quant is not None:
+            from qdeploy.input_quant import parse_input_quant
+
+            parse_input_quant(self.input_quant)
 
     def options_for(self, target: str) -> Mapping[str, Any]:
         """The options table of ``target`` (empty when the config has none)."""
