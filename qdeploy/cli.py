@@ -8,12 +8,14 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import signal
 import sys
+import threading
 import warnings
 from pathlib import Path
 from typing import Any
 
-from qdeploy.config import DEFAULT_TARGET, CompileConfig, compile_config
+from qdeploy.config import DEFAULT_TARGET, BinarizeMethod, BudgetObjective, CompileConfig, QATOptimizer, compile_config
 from qdeploy.errors import QDeployError, one_line
 from qdeploy.options import Flag, add_flag, add_flags, flag_values, flags_of, load_config_file
 from qdeploy.staging import staged_file
@@ -72,7 +74,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--average-bits", type=float, required=True, help="budget: what uniform weights of this many bits would cost"
     )
-    p.add_argument("--objective", choices=("bops", "memory"), default="bops", help="bit operations or weight memory")
+    p.add_argument(
+        "--objective",
+        choices=list(BudgetObjective),
+        default=BudgetObjective.BOPS.value,
+        help="bit operations or weight memory",
+    )
     p.add_argument("--candidates", default="2,3,4,5,6,7,8", help="weight bit widths to choose from (default 2,3,4,5,6,7,8)")
     p.add_argument("--probes", type=int, default=32, help="Hutchinson probes per layer (default 32)")
     p.add_argument("--samples", type=int, default=512, help="data rows for the traces and calibration (default 512)")
@@ -84,7 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True, help="training data: .npz with arrays 'x' (inputs) and 'y' (labels)")
     p.add_argument("--epochs", type=int, default=5)
     p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--optimizer", choices=["adamw", "adamw4bit"], default="adamw")
+    p.add_argument("--optimizer", choices=list(QATOptimizer), default=QATOptimizer.ADAMW.value)
     p.add_argument("--checkpoint", help="save the training state here after every epoch")
     p.add_argument("--resume", action="store_true", help="continue from --checkpoint")
     p.add_argument(
@@ -99,7 +106,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("binarize", help="binarise a PyTorch model (BiPer or sign-STE), train it, export QONNX")
     _add_torch_model(p, bit_widths=False)
     p.add_argument("--data", required=True, help="training data: .npz with arrays 'x' (inputs) and 'y' (labels)")
-    p.add_argument("--method", choices=["biper", "ste"], default="biper", help="BiPer (default) or sign with STE")
+    p.add_argument(
+        "--method", choices=list(BinarizeMethod), default=BinarizeMethod.BIPER.value, help="BiPer or sign with STE"
+    )
     p.add_argument("--omega", type=float, default=30.0, help="BiPer frequency (default 30; the paper's scripts 20)")
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--stage1-epochs", type=int, help="BiPer stage-1 epochs (default half of --epochs)")
@@ -213,7 +222,7 @@ def cmd_binarize(args: argparse.Namespace) -> int:
         **options,
     )
     _write_model_atomically(bmodel, x[:1], Path(args.output))
-    method = f"BiPer omega={args.omega:g}" if args.method == "biper" else "sign-STE"
+    method = f"BiPer omega={args.omega:g}" if args.method == BinarizeMethod.BIPER else "sign-STE"
     print(f"wrote {args.output} ({method}, {args.epochs} epochs, final training loss {bmodel.history[-1]:.4f})")
     return 0
 
@@ -429,7 +438,30 @@ COMMANDS = {
 }
 
 
+class Terminated(BaseException):
+    """SIGTERM or SIGHUP, raised where the process is, so every ``finally``/staging cleanup runs as for Ctrl-C."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _raise_terminated(signum: int, frame: Any) -> None:
+    raise Terminated(signum)
+
+
 def main(argv: list[str] | None = None) -> int:
+    previous = {}
+    if threading.current_thread() is threading.main_thread():  # signal handlers can only be set there
+        previous = {signum: signal.signal(signum, _raise_terminated) for signum in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        return _run(argv)
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def _run(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
     from qdeploy.progress import set_quiet
 
@@ -450,6 +482,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("qdeploy: interrupted", file=sys.stderr)
         return 130
+    except Terminated as exc:  # SIGTERM/SIGHUP: staging already removed on the way out, as for Ctrl-C
+        print(f"qdeploy: stopped by {signal.Signals(exc.signum).name}", file=sys.stderr)
+        return 128 + exc.signum
     except Exception as exc:  # an unexpected failure still gets one line; --debug shows the traceback
         if args.debug:
             raise

@@ -44,6 +44,27 @@ class GPFQAlphabet(enum.StrEnum):
     BINARY = "binary"  # {-a, +a} per channel
 
 
+class QATOptimizer(enum.StrEnum):
+    """The optimizers QAT trains with (``qdeploy qat --optimizer``)."""
+
+    ADAMW = "adamw"  # torch's AdamW, 32-bit states
+    ADAMW4BIT = "adamw4bit"  # qdeploy.passes.optim.AdamW4bit: 4-bit states
+
+
+class BinarizeMethod(enum.StrEnum):
+    """How ``qdeploy binarize`` trains binary layers."""
+
+    BIPER = "biper"  # periodic sign(sin(omega w)) weights (BiPer, CVPR 2024)
+    STE = "ste"  # sign with a straight-through estimator (BinaryConnect / XNOR-Net)
+
+
+class BudgetObjective(enum.StrEnum):
+    """What a mixed-precision budget counts (``qdeploy mixed --objective``)."""
+
+    BOPS = "bops"  # bit operations: MACs x weight bits x activation bits
+    MEMORY = "memory"  # weight storage bits
+
+
 class Calibration(enum.StrEnum):
     MINMAX = "minmax"
     PERCENTILE = "percentile"

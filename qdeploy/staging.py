@@ -29,20 +29,67 @@ def staged_file(out: str | Path) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
 
 
+#: written into every staging folder qdeploy creates: whose it is (process id), so a later run may remove it
+STAGING_MARKER = ".qdeploy-staging"
+#: the previous output while it is being replaced (between two renames)
+PREVIOUS = "previous"
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def _staging_owner(folder: Path) -> tuple[int, str] | None:
+    """(pid, role) from a staging folder's marker, or None when it is not one of qdeploy's."""
+    try:
+        pid, role = (folder / STAGING_MARKER).read_text().split()
+        return int(pid), role
+    except (OSError, ValueError):
+        return None
+
+
+def clean_stale_staging(out: Path) -> None:
+    """Remove staging folders beside ``out`` that a killed qdeploy left (recognised by their marker, their process
+    gone). A previous output caught between the two renames of a replacement is put back first."""
+    for folder in out.parent.glob(f".{out.name}.*"):
+        owner = _staging_owner(folder) if folder.is_dir() else None
+        if owner is None or _process_alive(owner[0]):
+            continue
+        if owner[1] == PREVIOUS and not out.exists() and (folder / "out").is_dir():
+            os.replace(folder / "out", out)  # the replacement never landed: the previous output is whole, restore it
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 @contextlib.contextmanager
 def staged_folder(out: str | Path, marker: str) -> Iterator[Path]:
-    """Yield a temporary folder beside ``out``; on success replace ``out`` with it, on failure delete it. An existing
-    ``out`` is replaced only when it is empty or a previous output (it holds the file ``marker``)."""
+    """Yield a temporary folder beside ``out``; on success replace ``out`` with it, on failure (an exception, Ctrl-C,
+    SIGTERM turned into an exception by the CLI) delete it. An existing ``out`` is replaced only when it is empty or a
+    previous output (it holds the file ``marker``). The replacement is two renames (old aside, new in), so ``out`` is
+    always either the whole old or the whole new folder; a kill between them is repaired by the next run."""
     out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    clean_stale_staging(out)
     if out.exists() and not (out.is_dir() and (not any(out.iterdir()) or (out / marker).exists())):
         raise QDeployError(f"output folder {out} exists and is not a qdeploy output; choose another -o")
-    out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    (tmp / STAGING_MARKER).write_text(f"{os.getpid()} new")
     try:
         yield tmp
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    aside = None
     if out.exists():
-        shutil.rmtree(out)
+        aside = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+        (aside / STAGING_MARKER).write_text(f"{os.getpid()} {PREVIOUS}")
+        os.replace(out, aside / "out")  # the old output, whole, inside a marked folder
     os.replace(tmp, out)
+    (out / STAGING_MARKER).unlink(missing_ok=True)
+    if aside is not None:
+        shutil.rmtree(aside, ignore_errors=True)

@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from qdeploy.config import BinarizeMethod
 from qdeploy.passes.binarize.functions import (
     ApproxSignActivation,
     BiPerWeight,
@@ -23,7 +24,7 @@ from qdeploy.passes.binarize.functions import (
     bipolar_values,
 )
 
-METHODS = ("biper", "ste")
+METHODS = tuple(method.value for method in BinarizeMethod)
 
 
 def po2_scale(max_abs: torch.Tensor, bits: int, signed: bool) -> torch.Tensor:

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from qdeploy.config import QuantizeConfig, from_mapping
+from qdeploy.config import BudgetObjective, QuantizeConfig, from_mapping
 from qdeploy.errors import QDeployError
 from qdeploy.passes.ptq.compose import quantize
 
@@ -165,8 +165,8 @@ def allocate_bits(
 def cost_per_bit(model: nn.Module, macs: dict[str, int], act_bits: int = 8, objective: str = "bops") -> dict[str, float]:
     """What one weight bit costs per quantizable layer: MACs x activation bits ('bops') or its number of weights
     ('memory', bits of storage). A layer at b bits costs b times this."""
-    if objective not in ("bops", "memory"):
-        raise QDeployError(f"objective {objective!r} must be 'bops' or 'memory'")
+    if objective not in tuple(BudgetObjective):
+        raise QDeployError(f"objective {objective!r} must be one of {', '.join(BudgetObjective)}")
     layers = quantizable_layers(model)
     return {
         name: float(layer.weight.numel() if objective == "memory" else macs[name] * act_bits)

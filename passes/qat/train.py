@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from qdeploy.config import QATOptimizer
 from qdeploy.errors import QDeployError
 from qdeploy.passes.train import logits, run_epochs
 from qdeploy.staging import staged_file
@@ -109,8 +110,8 @@ def qat_train(
         raise QDeployError(f"QAT data: {len(x)} inputs but {len(y)} labels")
     if epochs < 1:
         raise QDeployError(f"epochs={epochs} must be >= 1")
-    if optimizer not in ("adamw", "adamw4bit"):
-        raise QDeployError(f"optimizer {optimizer!r} must be 'adamw' or 'adamw4bit'")
+    if optimizer not in tuple(QATOptimizer):
+        raise QDeployError(f"optimizer {optimizer!r} must be one of {', '.join(QATOptimizer)}")
     if schedule not in ("cosine", "constant"):
         raise QDeployError(f"schedule {schedule!r} must be 'cosine' or 'constant'")
     if not 0.0 <= val_fraction < 1.0:
