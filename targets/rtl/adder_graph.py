@@ -1,0 +1,327 @@
+"""Constant matrix-vector products as multiplier-free adder graphs.
+
+Each weight is written in canonical signed digits (CSD: digits -1/0/+1, no two adjacent non-zero), so ``w * x``
+is a sum of shifted copies of ``x``. Sub-expressions shared between outputs (``x_a + (x_b << d)`` appearing in
+several rows) are computed once: the greedy pairwise elimination of Hartley's method, the second stage of da4ml's
+CMVM algorithm (da4ml/alkaid ``docs/cmvm.md``), extracting the pattern that occurs most often until none occurs
+twice. The rest of each row is summed by a tree that always adds the two shallowest terms first, so the logic
+depth stays near log2 of the term count. Every node carries the exact interval of its values, so each adder is
+exactly as wide as its result needs.
+
+Written here rather than taken from alkaid: alkaid's solver is LGPL C++ reached through its own IR, and qdeploy
+needs the graph as data (intervals, depths, pipeline stages) to emit its own Verilog.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+def signed_width(low: int, high: int) -> int:
+    """Bits of a two's complement signal holding every integer in [low, high]."""
+    return max(int(high).bit_length(), (-int(low) - 1).bit_length() if low < 0 else 0) + 1
+
+
+def csd_digits(value: int) -> list[tuple[int, int]]:
+    """Canonical signed digits of ``value`` as (shift, sign) pairs: ``value == sum(sign << shift)``."""
+    digits, shift = [], 0
+    while value != 0:
+        if value & 1:
+            digit = 2 - (value & 3)  # +1 when value % 4 == 1, -1 when value % 4 == 3
+            digits.append((shift, digit))
+            value -= digit
+        value >>= 1
+        shift += 1
+    return digits
+
+
+@dataclass
+class Node:
+    """A signal of the graph. Leaves (``kind`` "input"/"inverted") read an input element; "add" nodes compute
+    ``(left << left_shift) + (right << right_shift)`` or, with ``subtract``, the difference."""
+
+    index: int
+    kind: str
+    low: int
+    high: int
+    depth: int = 0
+    source: int = -1  # input element of a leaf
+    left: int = -1
+    right: int = -1
+    left_shift: int = 0
+    right_shift: int = 0
+    subtract: bool = False
+
+    @property
+    def width(self) -> int:
+        return signed_width(self.low, self.high)
+
+
+@dataclass(frozen=True)
+class Term:
+    """``sign * (node << shift)``."""
+
+    node: int
+    shift: int
+    sign: int
+
+
+@dataclass
+class Output:
+    """One output of the product: ``sign * (node << shift) + constant`` (``node`` is -1 for a constant row)."""
+
+    node: int
+    shift: int
+    sign: int
+    constant: int
+    low: int
+    high: int
+
+    @property
+    def width(self) -> int:
+        return signed_width(self.low, self.high)
+
+
+@dataclass
+class AdderGraph:
+    nodes: list[Node] = field(default_factory=list)
+    outputs: list[Output] = field(default_factory=list)
+
+    @property
+    def adders(self) -> list[Node]:
+        return [node for node in self.nodes if node.kind == "add"]
+
+    @property
+    def depth(self) -> int:
+        return max((self.nodes[o.node].depth for o in self.outputs if o.node >= 0), default=0)
+
+    def adder_bits(self) -> int:
+        """Sum of adder widths (plus one full-width adder per non-zero output constant): the first-order LUT cost
+        of the graph on carry-chain FPGAs, used to refuse designs far too large before synthesis."""
+        constants = sum(o.width for o in self.outputs if o.constant != 0 and o.node >= 0)
+        return sum(node.width for node in self.adders) + constants
+
+    def evaluate(self, x: np.ndarray) -> np.ndarray:
+        """The outputs for integer inputs ``x`` [batch, inputs] (object arithmetic: no overflow); for tests."""
+        values: list[np.ndarray] = []
+        x = np.asarray(x).astype(object)
+        for node in self.nodes:
+            if node.kind == "input":
+                values.append(x[:, node.source])
+            elif node.kind == "inverted":
+                values.append(1 - x[:, node.source])
+            else:
+                left = values[node.left] * (1 << node.left_shift)
+                right = values[node.right] * (1 << node.right_shift)
+                values.append(left - right if node.subtract else left + right)
+        columns = []
+        for out in self.outputs:
+            base = values[out.node] * (1 << out.shift) * out.sign if out.node >= 0 else np.zeros(len(x), dtype=object)
+            columns.append(base + out.constant)
+        return np.stack(columns, axis=1) if columns else np.zeros((len(x), 0), dtype=object)
+
+
+class _Builder:
+    def __init__(self, input_ranges: list[tuple[int, int]]):
+        self.graph = AdderGraph()
+        self.input_ranges = input_ranges
+        self.leaves: dict[tuple[str, int], int] = {}
+
+    def leaf(self, source: int, inverted: bool = False) -> int:
+        key = ("inverted" if inverted else "input", source)
+        if key not in self.leaves:
+            low, high = self.input_ranges[source]
+            if inverted:  # 1 - b of a one-bit input
+                low, high = 1 - high, 1 - low
+            self.leaves[key] = self._append(Node(len(self.graph.nodes), key[0], low, high, source=source))
+        return self.leaves[key]
+
+    def _append(self, node: Node) -> int:
+        self.graph.nodes.append(node)
+        return node.index
+
+    def add(self, left: int, left_shift: int, right: int, right_shift: int, subtract: bool) -> int:
+        a, b = self.graph.nodes[left], self.graph.nodes[right]
+        a_low, a_high = a.low << left_shift, a.high << left_shift
+        b_low, b_high = b.low << right_shift, b.high << right_shift
+        if subtract:
+            low, high = a_low - b_high, a_high - b_low
+        else:
+            low, high = a_low + b_low, a_high + b_high
+        node = Node(
+            len(self.graph.nodes),
+            "add",
+            low,
+            high,
+            max(a.depth, b.depth) + 1,
+            -1,
+            left,
+            right,
+            left_shift,
+            right_shift,
+            subtract,
+        )
+        return self._append(node)
+
+    def combine(self, first: Term, second: Term) -> Term:
+        """One adder for ``first + second``; returns the term standing for the sum."""
+        base = min(first.shift, second.shift)
+        a_shift, b_shift = first.shift - base, second.shift - base
+        if first.sign == second.sign:
+            node = self.add(first.node, a_shift, second.node, b_shift, False)
+            return Term(node, base, first.sign)
+        positive, negative = (first, second) if first.sign > 0 else (second, first)
+        node = self.add(positive.node, positive.shift - base, negative.node, negative.shift - base, True)
+        return Term(node, base, 1)
+
+    def sum_tree(self, terms: list[Term]) -> Term | None:
+        """Sum ``terms``, always adding the two shallowest (then narrowest) first."""
+        if not terms:
+            return None
+        heap = [(self.graph.nodes[t.node].depth, self.graph.nodes[t.node].width, i, t) for i, t in enumerate(terms)]
+        heapq.heapify(heap)
+        counter = itertools.count(len(heap))
+        while len(heap) > 1:
+            *_, first = heapq.heappop(heap)
+            *_, second = heapq.heappop(heap)
+            term = self.combine(first, second)
+            node = self.graph.nodes[term.node]
+            heapq.heappush(heap, (node.depth, node.width, next(counter), term))
+        return heap[0][3]
+
+    def output(self, term: Term | None, constant: int) -> None:
+        if term is None:
+            self.graph.outputs.append(Output(-1, 0, 1, constant, constant, constant))
+            return
+        node = self.graph.nodes[term.node]
+        bounds = [(node.low << term.shift) * term.sign, (node.high << term.shift) * term.sign]
+        self.graph.outputs.append(
+            Output(term.node, term.shift, term.sign, constant, min(bounds) + constant, max(bounds) + constant)
+        )
+
+
+def _pattern(first: Term, second: Term) -> tuple[tuple[int, int, int, int], Term]:
+    """The shift-invariant pattern of two terms of one row, and the term that anchors it (the one with the smaller
+    shift): ``anchor.node + relative_sign * (other.node << distance)``."""
+    if (second.shift, second.node) < (first.shift, first.node):
+        first, second = second, first
+    return (first.node, second.node, second.shift - first.shift, first.sign * second.sign), first
+
+
+class _Rows:
+    """The rows of the product as sets of terms, with the count of every two-term pattern across rows, updated
+    incrementally as patterns are replaced (a full recount per extraction would be quadratic in the terms)."""
+
+    def __init__(self, rows: list[dict[tuple[int, int], int]]):
+        self.rows = rows
+        self.counts: dict[tuple[int, int, int, int], int] = defaultdict(int)
+        self.rows_with: dict[int, set[int]] = defaultdict(set)
+        self.heap: list[tuple[int, int, tuple[int, int, int, int]]] = []
+        for r, row in enumerate(rows):
+            terms = [Term(n, s, sign) for (n, s), sign in row.items()]
+            for term in terms:
+                self.rows_with[term.node].add(r)
+            for a, b in itertools.combinations(terms, 2):
+                self.counts[_pattern(a, b)[0]] += 1
+        for key, count in self.counts.items():
+            if count > 1:
+                heapq.heappush(self.heap, (-count, 0, key))
+        self.tick = itertools.count(1)
+
+    def _bump(self, key: tuple[int, int, int, int], delta: int) -> None:
+        count = self.counts[key] + delta
+        if count:
+            self.counts[key] = count
+        else:
+            del self.counts[key]
+        if delta > 0 and count > 1:
+            heapq.heappush(self.heap, (-count, next(self.tick), key))
+
+    def remove(self, r: int, term: Term) -> None:
+        row = self.rows[r]
+        del row[(term.node, term.shift)]
+        for (n, s), sign in row.items():
+            self._bump(_pattern(term, Term(n, s, sign))[0], -1)
+        if not any(n == term.node for n, _ in row):
+            self.rows_with[term.node].discard(r)
+
+    def insert(self, r: int, term: Term) -> None:
+        row = self.rows[r]
+        existing = row.get((term.node, term.shift))
+        if existing is not None:  # x<<s + x<<s = x<<(s+1); x<<s - x<<s = 0
+            self.remove(r, Term(term.node, term.shift, existing))
+            if existing == term.sign:
+                self.insert(r, Term(term.node, term.shift + 1, term.sign))
+            return
+        for (n, s), sign in row.items():
+            self._bump(_pattern(term, Term(n, s, sign))[0], +1)
+        row[(term.node, term.shift)] = term.sign
+        self.rows_with[term.node].add(r)
+
+    def most_frequent(self) -> tuple[int, int, int, int] | None:
+        while self.heap:
+            negative_count, _, key = self.heap[0]
+            if self.counts.get(key, 0) == -negative_count and -negative_count > 1:
+                return key
+            heapq.heappop(self.heap)
+        return None
+
+
+def constant_matrix_product(
+    matrix: np.ndarray,
+    input_ranges: list[tuple[int, int]],
+    constants: np.ndarray | None = None,
+    share: bool = True,
+) -> AdderGraph:
+    """Adder graph computing ``y = matrix @ x + constants`` for integer ``matrix`` [outputs, inputs] and inputs in
+    ``input_ranges``; ``share`` extracts common sub-expressions across rows (off: plain CSD per row)."""
+    matrix = np.asarray(matrix, dtype=np.int64)
+    n_out, n_in = matrix.shape
+    constants = np.zeros(n_out, dtype=np.int64) if constants is None else np.asarray(constants, dtype=np.int64)
+    builder = _Builder(input_ranges)
+    rows: list[dict[tuple[int, int], int]] = []
+    for j in range(n_out):
+        row: dict[tuple[int, int], int] = {}
+        for i in np.flatnonzero(matrix[j]):
+            leaf = builder.leaf(int(i))
+            for shift, sign in csd_digits(int(matrix[j, i])):
+                row[(leaf, shift)] = sign
+        rows.append(row)
+    if share:
+        state = _Rows(rows)
+        while (key := state.most_frequent()) is not None:
+            a, b, distance, relative = key
+            shared = builder.add(a, 0, b, distance, relative < 0)
+            for r in sorted(state.rows_with[a] & state.rows_with[b]):
+                row = state.rows[r]
+                for (n, s), sign in sorted(row.items(), key=lambda item: item[0][1]):
+                    if n != a or (n, s) not in row or row.get((a, s)) != sign:
+                        continue
+                    partner = (b, s + distance)
+                    if partner == (a, s) or row.get(partner) != sign * relative:
+                        continue
+                    state.remove(r, Term(a, s, sign))
+                    state.remove(r, Term(b, s + distance, sign * relative))
+                    state.insert(r, Term(shared, s, sign))
+    for j, row in enumerate(rows):
+        terms = [Term(n, s, sign) for (n, s), sign in sorted(row.items())]
+        builder.output(builder.sum_tree(terms), int(constants[j]))
+    return builder.graph
+
+
+def popcount_graph(polarity: np.ndarray, constants: np.ndarray | None = None) -> AdderGraph:
+    """XNOR-popcount of one-bit inputs: output j counts the inputs i equal to ``polarity[j, i]`` (1: b_i, 0: ~b_i),
+    i.e. the agreements of the binary input with the row's binary weights, plus ``constants[j]``."""
+    polarity = np.asarray(polarity, dtype=bool)
+    n_out, n_in = polarity.shape
+    constants = np.zeros(n_out, dtype=np.int64) if constants is None else np.asarray(constants, dtype=np.int64)
+    builder = _Builder([(0, 1)] * n_in)
+    for j in range(n_out):
+        terms = [Term(builder.leaf(i, inverted=not polarity[j, i]), 0, 1) for i in range(n_in)]
+        builder.output(builder.sum_tree(terms), int(constants[j]))
+    return builder.graph

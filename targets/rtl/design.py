@@ -1,0 +1,342 @@
+"""From a prepared QONNX graph to the integer datapath the Verilog describes: layers of constant matrix products
+(adder graphs) followed by an activation (requantization, thresholds, or none), every width exact.
+
+Each hardware vector element is an integer ``u`` whose meaning in the graph is ``k = scale * u + offset`` on the
+tensor's grid (value ``k * 2**lsb``, grids from ``qdeploy.precision``). Bipolar activations are one bit
+(``k = 2u - 1``), threshold outputs count the thresholds crossed (``k = out_bias + out_scale * u``). A layer folds
+its input's encoding into its integer weights and bias, so its adder graph works on the raw bits.
+
+The host keeps what is not integer arithmetic: the graph input's quantizer (the prologue: the hardware takes the
+quantizer's integer levels, as a sensor front end delivers them) and float ops after the last integer tensor (the
+epilogue); both run on the golden executor, so the whole remains bit-exact with the graph.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from qonnx.core.modelwrapper import ModelWrapper
+
+from qdeploy.errors import UnsupportedModelError
+from qdeploy.ir import const_input, input_name, node_attr, output_name
+from qdeploy.ops import PASS_THROUGH_OPS, SCALED_QUANT_OPS
+from qdeploy.precision import LayerPrecision, constant_ints
+from qdeploy.targets.rtl.adder_graph import AdderGraph, constant_matrix_product, popcount_graph, signed_width
+
+#: the golden executor sums in float32: integer accumulators beyond 2**24 are rounded there
+FLOAT32_EXACT = 2**24
+FIX = "use fewer bits, or --target hls4ml / onnxruntime"
+
+
+@dataclass
+class Vector:
+    """A hardware vector: per element the integer range of ``u`` and its meaning ``k = scale * u + offset`` on
+    grid ``lsb``."""
+
+    low: np.ndarray
+    high: np.ndarray
+    scale: np.ndarray
+    offset: np.ndarray
+    lsb: int
+
+    @staticmethod
+    def levels(low, high, lsb: int, size: int) -> Vector:
+        ones = np.ones(size, dtype=np.int64)
+        return Vector(ones * np.asarray(low), ones * np.asarray(high), ones.copy(), ones * 0, lsb)
+
+    def __len__(self) -> int:
+        return len(self.low)
+
+    @property
+    def signed(self) -> np.ndarray:
+        return self.low < 0
+
+    @property
+    def widths(self) -> np.ndarray:
+        """Port bits per element: unsigned when never negative, else two's complement."""
+        pairs = zip(self.low, self.high, strict=True)
+        return np.array([signed_width(lo, hi) if lo < 0 else max(int(hi).bit_length(), 1) for lo, hi in pairs], np.int64)
+
+    @property
+    def bits(self) -> int:
+        return int(self.widths.sum())
+
+
+@dataclass
+class Requantize:
+    """``clip(round(max(u, 0 if relu) / 2**shift), low, high)`` per element (shift <= 0 multiplies)."""
+
+    shift: np.ndarray
+    rounding: str
+    relu: bool
+    low: int
+    high: int
+
+
+@dataclass
+class Thresholds:
+    """Per element, the count of ascending integer thresholds ``u >= t`` (only those some input can cross both
+    ways; ``always`` counts the ones every input crosses)."""
+
+    thresholds: list[np.ndarray]
+    always: np.ndarray
+
+
+@dataclass
+class Layer:
+    name: str
+    nodes: list[str]
+    kind: str  # "dense", "xnor_popcount" or "elementwise"
+    graph: AdderGraph
+    activation: Requantize | Thresholds | None
+    input: Vector
+    accumulator: Vector
+    output: Vector
+    multiplications: int = 0
+    stages: int = 0
+
+
+@dataclass
+class Design:
+    layers: list[Layer]
+    input: Vector
+    output: Vector
+    prologue_nodes: list[str]
+    input_tensor: str
+    output_tensor: str
+    notes: list[str] = field(default_factory=list)
+
+
+def _round(values: np.ndarray, mode: str) -> np.ndarray:
+    """QONNX's rounding modes on exact rationals (float64 here holds the few-bit values exactly)."""
+    from qonnx.custom_op.general.intquant import resolve_rounding_mode
+
+    return resolve_rounding_mode(mode)(values)
+
+
+def _trailing_zeros(values: np.ndarray) -> int:
+    nonzero = [abs(int(v)) for v in values if v != 0]
+    if not nonzero:
+        return 0
+    return min((v & -v).bit_length() - 1 for v in nonzero)
+
+
+def _first_quantizer(model: ModelWrapper):
+    """The quantizer the graph input reaches through layout ops: the hardware takes its integer levels."""
+    tensor, prologue = input_name(model), []
+    while True:
+        consumers = model.find_consumers(tensor) or []
+        if len(consumers) != 1:
+            raise UnsupportedModelError(f"tensor {tensor} feeds {len(consumers)} nodes; the RTL target needs a chain")
+        node = consumers[0]
+        prologue.append(node.name)
+        if node.op_type in SCALED_QUANT_OPS or node.op_type == "MultiThreshold":
+            return node, prologue
+        if node.op_type not in PASS_THROUGH_OPS:
+            raise UnsupportedModelError(
+                f"node {node.name} ({node.op_type}) computes on the float model input before any quantizer; "
+                "quantize the input first (brevitas QuantIdentity / qdeploy quantize does)"
+            )
+        tensor = node.output[0]
+
+
+class _Pending:
+    """A layer being collected: MatMul, then optional bias Add and Relu, until its activation."""
+
+    def __init__(self, nodes: list[str], weights: np.ndarray, weight_lsb: int, multiplications: int):
+        self.nodes = nodes
+        self.weights = weights  # [outputs, inputs] integers on weight_lsb
+        self.weight_lsb = weight_lsb
+        self.bias: np.ndarray | None = None
+        self.bias_lsb = 0
+        self.relu = False
+        self.multiplications = multiplications
+
+
+def build_design(model: ModelWrapper, layers: dict[str, LayerPrecision], share: bool = True) -> Design:
+    """The integer datapath of ``model`` (a prepared graph whose last tensor is integer) from its precisions."""
+    first, prologue = _first_quantizer(model)
+    precision = layers[first.name]
+    size = int(np.prod(model.get_tensor_shape(first.output[0])[1:]))
+    grid = precision.output.collapse()
+    current = Vector.levels(int(grid.kmin), int(grid.kmax), grid.lsb, size)
+    design = Design([], current, current, prologue, first.output[0], output_name(model))
+    pending: _Pending | None = None
+    nodes = list(model.graph.node)
+    start = [n.name for n in nodes].index(first.name) + 1
+    for node in nodes[start:]:
+        op = node.op_type
+        if op in PASS_THROUGH_OPS:
+            if op == "Transpose":
+                raise UnsupportedModelError(
+                    f"node {node.name}: Transpose inside the datapath is not supported by the RTL target; {FIX}"
+                )
+            continue
+        if op == "MatMul":
+            if pending is not None:
+                current = _finish(design, pending, current, None, share)
+            weights = const_input(model, node, 1)
+            lp = layers[node.name]
+            if weights is None or lp.weight is None:
+                raise UnsupportedModelError(f"node {node.name}: MatMul needs constant weights on the RTL target")
+            ints = constant_ints(weights, lp.weight).T
+            if ints.shape[1] != len(current):
+                raise UnsupportedModelError(f"node {node.name}: {ints.shape[1]} weight rows for {len(current)} inputs")
+            pending = _Pending([node.name], ints, lp.weight.lsb, int(np.count_nonzero(ints)))
+        elif op == "Add":
+            bias = const_input(model, node, 1)
+            lp = layers[node.name]
+            if bias is None or lp.bias is None:
+                raise UnsupportedModelError(f"node {node.name}: Add of two runtime tensors is not supported; {FIX}")
+            if pending is None or pending.bias is not None or pending.relu:
+                pending = _identity(pending, design, current, node.name, share)
+                current = design.output
+            pending.nodes.append(node.name)
+            pending.bias = np.broadcast_to(constant_ints(bias, lp.bias).ravel(), (len(pending.weights),)).copy()
+            pending.bias_lsb = lp.bias.lsb
+        elif op == "Relu":
+            if pending is None or pending.relu:
+                pending = _identity(pending, design, current, node.name, share)
+                current = design.output
+            pending.nodes.append(node.name)
+            pending.relu = True
+        elif (op in SCALED_QUANT_OPS and model.get_initializer(node.input[0]) is None) or op == "MultiThreshold":
+            if pending is None:
+                pending = _identity(pending, design, current, node.name, share)
+                current = design.output
+            pending.nodes.append(node.name)
+            current = _finish(design, pending, current, (node, layers[node.name]), share)
+            pending = None
+        else:
+            raise UnsupportedModelError(
+                f"node {node.name}: op {op} is not supported by the RTL target (it takes MLPs: MatMul/Gemm, bias Add, "
+                f"Relu, Quant, BipolarQuant, MultiThreshold, Flatten/Reshape); {FIX}"
+            )
+    if pending is not None:
+        current = _finish(design, pending, current, None, share)
+    if not design.layers:
+        raise UnsupportedModelError("the graph has no layer after its input quantizer; nothing to put in hardware")
+    design.output = current
+    return design
+
+
+def _identity(pending: _Pending | None, design: Design, current: Vector, name: str, share: bool) -> _Pending:
+    """An element-wise layer (a bias, Relu or quantizer with no MatMul before it): identity weights."""
+    if pending is not None:
+        _finish(design, pending, current, None, share)
+        current = design.layers[-1].output
+        design.output = current
+    n = len(current)
+    return _Pending([], np.eye(n, dtype=np.int64), 0, 0)
+
+
+def _finish(design: Design, pending: _Pending, x: Vector, activation, share: bool) -> Vector:
+    weights = pending.weights
+    product_lsb = x.lsb + pending.weight_lsb
+    lsb = min(product_lsb, pending.bias_lsb) if pending.bias is not None else product_lsb
+    up = product_lsb - lsb
+    effective = (weights * x.scale[None, :]) << up
+    constant = (weights @ x.offset) << up
+    if pending.bias is not None:
+        constant = constant + (pending.bias << (pending.bias_lsb - lsb))
+    name = "_".join(pending.nodes) if pending.nodes else "identity"
+    first_node = pending.nodes[0] if pending.nodes else name
+
+    # the graph value k of each accumulator, for the float32 exactness bound
+    magnitude = np.abs(effective) @ np.maximum(np.abs(x.low), np.abs(x.high)) + np.abs(constant)
+    if np.any(magnitude >= FLOAT32_EXACT):
+        raise UnsupportedModelError(
+            f"node {first_node}: its accumulator reaches {int(magnitude.max()):,} steps, beyond the 2^24 the graph's "
+            f"float32 arithmetic sums exactly, so no integer circuit reproduces it; {FIX}"
+        )
+    binary_input = bool(np.all((x.low == 0) & (x.high == 1) & (x.scale == 2) & (x.offset == -1)))
+    binary_weights = bool(np.all(np.abs(weights) == 1))
+    quant = activation is not None and activation[0].op_type != "MultiThreshold"
+    n_out = len(weights)
+
+    if binary_input and binary_weights and not quant and not pending.relu:
+        # XNOR-popcount: sum_i w_i (2 b_i - 1) = 2 * agreements - n
+        kind = "xnor_popcount"
+        graph = popcount_graph(weights > 0)
+        factor = np.full(n_out, 2 << up, dtype=np.int64)
+        bias = (pending.bias << (pending.bias_lsb - lsb)) if pending.bias is not None else np.zeros(n_out, np.int64)
+        offset = bias - (weights.shape[1] << up)
+    else:
+        kind = "dense" if pending.nodes and pending.multiplications else "elementwise"
+        fold_constant = quant or pending.relu  # requantization/Relu need k itself; thresholds and raw outputs do not
+        shifts = np.array(
+            [_trailing_zeros(np.append(effective[j], constant[j] if fold_constant else 0)) for j in range(n_out)],
+            dtype=np.int64,
+        )
+        reduced = effective >> shifts[:, None]
+        in_constant = (constant >> shifts) if fold_constant else np.zeros(n_out, np.int64)
+        graph = constant_matrix_product(reduced, list(zip(x.low.tolist(), x.high.tolist(), strict=True)), in_constant, share)
+        factor = np.left_shift(np.ones(n_out, dtype=np.int64), shifts)
+        offset = np.zeros(n_out, np.int64) if fold_constant else constant
+    acc_low = np.array([o.low for o in graph.outputs], dtype=np.int64)
+    acc_high = np.array([o.high for o in graph.outputs], dtype=np.int64)
+    accumulator = Vector(acc_low, acc_high, factor, offset, lsb)
+
+    if activation is None:
+        act, output = None, accumulator
+    elif not quant:
+        act, output = _thresholds(activation, accumulator)
+    else:
+        if np.any(offset != 0):  # a requantizer needs k = factor * u exactly
+            raise AssertionError("requantization after a layer whose constant was not folded")
+        act, output = _requantize(activation, accumulator, pending.relu)
+    layer = Layer(name, pending.nodes, kind, graph, act, x, accumulator, output, pending.multiplications)
+    design.layers.append(layer)
+    design.output = output
+    return output
+
+
+def _requantize(activation, acc: Vector, relu: bool) -> tuple[Requantize, Vector]:
+    node, precision = activation
+    spec = precision.quant
+    if spec is None:
+        raise UnsupportedModelError(f"node {node.name}: quantizer without a fixed-point form; {FIX}")
+    low_int, high_int = spec.int_range
+    shifts = np.array([spec.scale_exp - acc.lsb - (int(f).bit_length() - 1) for f in acc.scale], dtype=np.int64)
+    lows, highs = [], []
+    for lo, hi, shift in zip(acc.low, acc.high, shifts, strict=True):
+        lo, hi = (max(lo, 0), max(hi, 0)) if relu else (lo, hi)
+        bounds = _round(np.array([lo, hi], dtype=np.float64) / 2.0 ** int(shift), spec.rounding)
+        lows.append(int(np.clip(bounds[0], low_int, high_int)))
+        highs.append(int(np.clip(bounds[1], low_int, high_int)))
+    output = Vector(
+        np.array(lows), np.array(highs), np.ones(len(acc), np.int64), np.zeros(len(acc), np.int64), spec.scale_exp
+    )
+    return Requantize(shifts, spec.rounding, relu, low_int, high_int), output
+
+
+def _thresholds(activation, acc: Vector) -> tuple[Thresholds, Vector]:
+    node, precision = activation
+    values = np.asarray(precision.threshold_values, dtype=np.float64)
+    if values.shape[0] not in (1, len(acc)):
+        raise UnsupportedModelError(f"node {node.name}: {values.shape[0]} rows of thresholds for {len(acc)} channels")
+    out_scale = int(float(node_attr(node, "out_scale", 1.0)))
+    out_bias = int(float(node_attr(node, "out_bias", 0.0)))
+    rows, always, counts = [], [], []
+    for j in range(len(acc)):
+        row = values[0 if values.shape[0] == 1 else j]
+        # x >= t with x = k * 2**lsb and k integer  <=>  k >= ceil(t / 2**lsb)
+        k_thresholds = np.ceil(np.ldexp(row, -acc.lsb)).astype(np.int64)
+        # k = factor * u + offset  <=>  u >= ceil((K - offset) / factor)
+        u_thresholds = -((-(k_thresholds - acc.offset[j])) // acc.scale[j])
+        u_thresholds = np.sort(u_thresholds)
+        crossed_by_all = u_thresholds <= acc.low[j]
+        variable = u_thresholds[~crossed_by_all & (u_thresholds <= acc.high[j])]
+        rows.append(variable)
+        always.append(int(crossed_by_all.sum()))
+        counts.append(len(variable))
+    always_arr = np.array(always, dtype=np.int64)
+    output = Vector(
+        np.zeros(len(acc), np.int64),
+        np.array(counts, np.int64),
+        np.full(len(acc), out_scale, np.int64),
+        out_bias + out_scale * always_arr,
+        0,
+    )
+    return Thresholds(rows, always_arr), output

@@ -1,0 +1,358 @@
+"""Verilog from a ``Design``: one module per layer (adder graph, pipeline registers, activation) and a core
+module chaining them, rendered from the Jinja2 templates in ``templates/``. Python computes what each line holds
+(names, exact widths, stages); the templates hold the Verilog."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
+
+import numpy as np
+
+from qdeploy.targets.rtl.adder_graph import Node, signed_width
+from qdeploy.targets.rtl.design import Design, Layer, Requantize, Thresholds, Vector
+
+STATIC_FILES = ("qdeploy_uart_rx.v", "qdeploy_uart_tx.v")
+
+
+@cache
+def environment():
+    import jinja2
+
+    return jinja2.Environment(
+        loader=jinja2.PackageLoader("qdeploy.targets.rtl", "templates"),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+    )
+
+
+def render(template: str, **context: Any) -> str:
+    return environment().get_template(template).render(**context)
+
+
+def constant(value: int, width: int) -> str:
+    """A ``width``-bit two's complement literal of ``value`` (hex, so the most negative value needs no sign)."""
+    return f"{width}'sh{value & ((1 << width) - 1):x}"
+
+
+def fit(name: str, width: int, shift: int, target: int) -> str:
+    """``name`` (``width``-bit signed) shifted left by ``shift`` as exactly ``target`` bits: sign-extended when
+    narrower, its low bits when wider (sums are exact modulo 2**target, and the result fits)."""
+    if shift >= target:
+        return f"{target}'d0"
+    zeros = f", {shift}'b0" if shift else ""
+    available = target - shift
+    if width >= available:
+        body = name if width == available else f"{name}[{available - 1}:0]"
+    else:
+        extension = available - width
+        sign = f"{name}[{width - 1}]"
+        body = f"{{{extension}{{{sign}}}}}, {name}" if extension > 1 else f"{sign}, {name}"
+        return f"{{{body}{zeros}}}"
+    return f"{{{body}{zeros}}}" if zeros else body
+
+
+def element_slices(vector: Vector) -> list[tuple[int, int]]:
+    """(offset, width) of each element in a flat port."""
+    widths = vector.widths
+    offsets = np.concatenate([[0], np.cumsum(widths)[:-1]])
+    return [(int(o), int(w)) for o, w in zip(offsets, widths, strict=True)]
+
+
+def describe_elements(vector: Vector) -> list[str]:
+    lines = []
+    for i, (offset, width) in enumerate(element_slices(vector)):
+        kind = "signed" if vector.low[i] < 0 else "unsigned"
+        meaning = _meaning(int(vector.scale[i]), int(vector.offset[i]), vector.lsb)
+        lines.append(f"[{offset + width - 1}:{offset}] {kind} u{i} in [{vector.low[i]}, {vector.high[i]}], value {meaning}")
+        if len(lines) == 8 and len(vector) > 9:
+            lines.append(f"... ({len(vector) - 8} more, same layout)")
+            break
+    return lines
+
+
+def _meaning(scale: int, offset: int, lsb: int) -> str:
+    k = "u" if scale == 1 else f"{scale}*u"
+    if offset:
+        k = f"({k} {'+' if offset > 0 else '-'} {abs(offset)})"
+    return f"{k} * 2^{lsb}" if lsb else k
+
+
+@dataclass
+class _Stages:
+    """Pipeline stage of every node of one layer's adder graph: ``stages`` registers, the last at the output."""
+
+    stages: int
+    depth: int
+
+    def of(self, node: Node) -> int:
+        if self.stages <= 1:
+            return 0
+        return min(self.stages - 1, node.depth * self.stages // (self.depth + 1))
+
+    @property
+    def activation(self) -> int:
+        return max(self.stages - 1, 0)
+
+
+def layer_view(layer: Layer, module: str, stages: int) -> dict[str, Any]:
+    graph = layer.graph
+    staging = _Stages(stages, graph.depth)
+    names = {
+        node.index: (
+            f"x{node.source}"
+            if node.kind == "input"
+            else f"nx{node.source}"
+            if node.kind == "inverted"
+            else f"t{node.index}"
+        )
+        for node in graph.nodes
+    }
+    stage_of = {node.index: staging.of(node) for node in graph.nodes}
+    needed: dict[int, int] = {}  # node -> latest stage it is read in
+
+    def reference(index: int, stage: int) -> str:
+        needed[index] = max(needed.get(index, stage_of[index]), stage)
+        delay = stage - stage_of[index]
+        return names[index] if delay == 0 else f"{names[index]}_s{stage}"
+
+    slices = element_slices(layer.input)
+    leaves, adders = [], []
+    for node in graph.nodes:
+        if node.kind in ("input", "inverted"):
+            offset, width = slices[node.source]
+            bits = f"x[{offset}]" if width == 1 else f"x[{offset + width - 1}:{offset}]"
+            if node.kind == "inverted":
+                expr = f"{{1'b0, ~{bits}}}"
+            elif layer.input.low[node.source] < 0:
+                expr = bits
+            else:
+                expr = f"{{1'b0, {bits}}}"
+            leaves.append({"name": names[node.index], "width": node.width, "expr": expr})
+            continue
+        stage = stage_of[node.index]
+        left, right = graph.nodes[node.left], graph.nodes[node.right]
+        adders.append(
+            {
+                "name": names[node.index],
+                "width": node.width,
+                "left": fit(reference(node.left, stage), left.width, node.left_shift, node.width),
+                "op": "-" if node.subtract else "+",
+                "right": fit(reference(node.right, stage), right.width, node.right_shift, node.width),
+            }
+        )
+
+    accumulators = []
+    for j, out in enumerate(graph.outputs):
+        width = out.width
+        if out.node < 0:
+            expr = constant(out.constant, width)
+        else:
+            node = graph.nodes[out.node]
+            term = fit(reference(out.node, staging.activation), node.width, out.shift, width)
+            if out.constant == 0:
+                expr = term if out.sign > 0 else f"-{term}"
+            elif out.sign > 0:
+                expr = f"{term} + {constant(out.constant, width)}"
+            else:
+                expr = f"{constant(out.constant, width)} - {term}"
+        accumulators.append({"name": f"acc{j}", "width": width, "expr": expr})
+
+    registers = []
+    for index, last in sorted(needed.items()):
+        for stage in range(stage_of[index] + 1, last + 1):
+            source = names[index] if stage == stage_of[index] + 1 else f"{names[index]}_s{stage - 1}"
+            registers.append({"name": f"{names[index]}_s{stage}", "width": graph.nodes[index].width, "source": source})
+
+    out_widths = layer.output.widths
+    outputs = [{"name": f"y{j}", "width": int(w)} for j, w in enumerate(out_widths)]
+    title, lines = _activation(layer, accumulators, outputs)
+    return {
+        "module": module,
+        "title": f"{layer.kind} layer, {len(layer.input)} -> {len(layer.output)}",
+        "nodes": ", ".join(layer.nodes) or "(element-wise)",
+        "summary": (
+            f"{layer.multiplications} constant multiplications as {len(graph.adders)} adders "
+            f"(canonical signed digits, shared sub-expressions); {stages} pipeline stage(s)"
+            if layer.kind != "xnor_popcount"
+            else f"binary weights and inputs: XNOR-popcount, {len(graph.adders)} adders; {stages} pipeline stage(s)"
+        ),
+        "in_bits": layer.input.bits,
+        "out_bits": layer.output.bits,
+        "leaves": leaves,
+        "adders": adders,
+        "depth": graph.depth,
+        "registers": registers,
+        "stages": stages,
+        "accumulators": accumulators,
+        "activation_title": title,
+        "activation_lines": lines,
+        "outputs": outputs,
+        "output_registered": stages > 0,
+    }
+
+
+_ROUNDING_INCREMENT = {
+    # round(v / 2**s) = floor + increment; h: the half bit v[s-1], rest: any lower bit set, neg: v < 0
+    "FLOOR": None,
+    "CEIL": "{any}",
+    "ROUND": "{h} & ({rest} | {odd})",  # half to even
+    "HALF_EVEN": "{h} & ({rest} | {odd})",
+    "HALF_UP": "{h} & ({rest} | ~{neg})",  # half away from zero
+    "HALF_DOWN": "{h} & ({rest} | {neg})",  # half toward zero
+    "UP": "~{neg} & {any}",  # away from zero
+    "DOWN": "{neg} & {any}",  # toward zero
+}
+
+
+def _activation(layer: Layer, accumulators: list[dict], outputs: list[dict]) -> tuple[str, list[str]]:
+    act = layer.activation
+    lines: list[str] = []
+    if act is None:
+        for acc, out in zip(accumulators, outputs, strict=True):
+            lines.append(f"wire [{out['width'] - 1}:0] {out['name']} = {fit(acc['name'], acc['width'], 0, out['width'])};")
+        return "none (the accumulators are the outputs)", lines
+    if isinstance(act, Thresholds):
+        for j, (acc, out) in enumerate(zip(accumulators, outputs, strict=True)):
+            lines.extend(_threshold_lines(j, acc, out, act.thresholds[j]))
+        return "thresholds (comparators; the count of thresholds crossed, as a thermometer code to binary)", lines
+    for j, (acc, out) in enumerate(zip(accumulators, outputs, strict=True)):
+        lines.extend(_requantize_lines(j, acc, out, act, int(act.shift[j]), layer))
+    relu = "ReLU, then " if act.relu else ""
+    return f"{relu}requantization: shift, round {act.rounding}, saturate to [{act.low}, {act.high}]", lines
+
+
+def _threshold_lines(j: int, acc: dict, out: dict, thresholds: np.ndarray) -> list[str]:
+    count = len(thresholds)
+    name, width = acc["name"], acc["width"]
+    if count == 0:
+        return [f"wire [{out['width'] - 1}:0] {out['name']} = {out['width']}'d0;  // no threshold is ever crossed both ways"]
+    compares = ", ".join(f"{name} >= {constant(int(t), width)}" for t in thresholds[::-1])
+    lines = [f"wire [{count - 1}:0] c{j} = {{{compares}}};"]
+    bits = []
+    for b in range(out["width"]):
+        taps = [f"c{j}[{k}]" for k in range((1 << b) - 1, count, 1 << b)]
+        bits.append(" ^ ".join(taps) if taps else "1'b0")
+    lines.append(f"wire [{out['width'] - 1}:0] {out['name']} = {{{', '.join(reversed(bits))}}};")
+    return lines
+
+
+def _requantize_lines(j: int, acc: dict, out: dict, act: Requantize, shift: int, layer: Layer) -> list[str]:
+    name, width = acc["name"], acc["width"]
+    lo, hi = int(layer.accumulator.low[j]), int(layer.accumulator.high[j])
+    if act.relu:
+        lo, hi = max(lo, 0), max(hi, 0)
+    lines = []
+    wide = max(width, shift + 1)
+    value = fit(name, width, 0, wide)
+    if act.relu:
+        value = f"{name}[{width - 1}] ? {wide}'d0 : {value}"
+    lines.append(f"wire signed [{wide - 1}:0] v{j} = {value};")
+    if shift > 0:
+        floor_width = wide - shift
+        lines.append(f"wire signed [{floor_width - 1}:0] q{j} = v{j}[{wide - 1}:{shift}];  // floor(v / 2^{shift})")
+        template = _ROUNDING_INCREMENT.get(act.rounding)
+        if template is None and act.rounding != "FLOOR":
+            raise ValueError(f"rounding mode {act.rounding}")
+        q_low, q_high = lo >> shift, hi >> shift
+        if template is None:
+            n_name, n_low, n_high, n_width = f"q{j}", q_low, q_high, floor_width
+        else:
+            rest = f"(|v{j}[{shift - 2}:0])" if shift >= 2 else "1'b0"
+            increment = template.format(
+                h=f"v{j}[{shift - 1}]",
+                rest=rest,
+                odd=f"v{j}[{shift}]",
+                neg=f"v{j}[{wide - 1}]",
+                any=f"(|v{j}[{shift - 1}:0])",
+            )
+            n_width = signed_width(q_low, q_high + 1)
+            lines.append(f"wire round{j} = {increment};")
+            lines.append(
+                f"wire signed [{n_width - 1}:0] n{j} = {fit(f'q{j}', floor_width, 0, n_width)} + "
+                f"{{{n_width - 1}'d0, round{j}}};"
+            )
+            n_name, n_low, n_high = f"n{j}", q_low, q_high + 1
+    else:
+        n_width = wide - shift
+        lines.append(f"wire signed [{n_width - 1}:0] n{j} = {fit(f'v{j}', wide, -shift, n_width)};")
+        n_name, n_low, n_high = f"n{j}", lo << -shift, hi << -shift
+    ow = out["width"]
+    result = fit(n_name, n_width, 0, ow) if ow <= n_width else fit(n_name, n_width, 0, ow)
+    if n_high > act.high:
+        result = f"({n_name} > {constant(act.high, n_width)}) ? {ow}'d{act.high & ((1 << ow) - 1)} : {result}"
+    if n_low < act.low:
+        low_bits = act.low & ((1 << ow) - 1)
+        result = f"({n_name} < {constant(act.low, n_width)}) ? {ow}'d{low_bits} : {result}"
+    lines.append(f"wire [{ow - 1}:0] {out['name']} = {result};")
+    return lines
+
+
+def render_design(design: Design, top: str, stages: int, source: str) -> dict[str, str]:
+    """File name -> Verilog text: one file per layer module and the core module ``top``."""
+    files: dict[str, str] = {}
+    core_layers = []
+    signal = "in_data"
+    for index, layer in enumerate(design.layers):
+        module = f"{top}_layer{index}"
+        files[f"{module}.v"] = render("layer.v.j2", layer=layer_view(layer, module, stages))
+        layer.stages = stages
+        output = f"layer{index}_out"
+        core_layers.append(
+            {"module": module, "instance": f"layer{index}", "input": signal, "output": output, "out_bits": layer.output.bits}
+        )
+        signal = output
+    core = {
+        "module": top,
+        "source": source,
+        "latency": stages * len(design.layers),
+        "in_bits": design.input.bits,
+        "out_bits": design.output.bits,
+        "inputs": list(range(len(design.input))),
+        "outputs": list(range(len(design.output))),
+        "inputs_summary": describe_elements(design.input),
+        "outputs_summary": describe_elements(design.output),
+        "layers": core_layers,
+    }
+    files[f"{top}.v"] = render("core.v.j2", core=core)
+    return files
+
+
+def core_context(design: Design, top: str, stages: int) -> dict[str, Any]:
+    return {
+        "module": top,
+        "latency": stages * len(design.layers),
+        "in_bits": design.input.bits,
+        "out_bits": design.output.bits,
+    }
+
+
+def pack(values: np.ndarray, vector: Vector) -> np.ndarray:
+    """Integers [samples, elements] -> the flat port as little-endian 32-bit words [samples, words]."""
+    slices = element_slices(vector)
+    words = -(-vector.bits // 32)
+    out = np.zeros((len(values), words), dtype=np.uint32)
+    for row, sample in enumerate(np.asarray(values, dtype=np.int64)):
+        flat = 0
+        for (offset, width), value in zip(slices, sample, strict=True):
+            flat |= (int(value) & ((1 << width) - 1)) << offset
+        for w in range(words):
+            out[row, w] = (flat >> (32 * w)) & 0xFFFFFFFF
+    return out
+
+
+def unpack(words: np.ndarray, vector: Vector) -> np.ndarray:
+    """The inverse of ``pack``: words [samples, words] -> integers [samples, elements] (signed where negative)."""
+    slices = element_slices(vector)
+    out = np.zeros((len(words), len(vector)), dtype=np.int64)
+    for row, sample in enumerate(np.asarray(words, dtype=np.uint64)):
+        flat = 0
+        for w, word in enumerate(sample):
+            flat |= int(word) << (32 * w)
+        for i, (offset, width) in enumerate(slices):
+            value = (flat >> offset) & ((1 << width) - 1)
+            if vector.low[i] < 0 and value >> (width - 1):
+                value -= 1 << width
+            out[row, i] = value
+    return out
