@@ -16,6 +16,18 @@ GOLDEN_FILE = "golden.onnx"  # the specification the artefact was verified again
 INPUTS_FILE = "verify_inputs.npy"
 
 
+def file_in_folder(folder: str | Path, name: Any, what: str) -> Path:
+    """``folder / name`` for a file an output folder's own manifest names, refused when it would lead outside the
+    folder (an absolute path, ``..``, a link out): a folder is data, and data must not make qdeploy read elsewhere."""
+    root = Path(folder).resolve()
+    if not isinstance(name, str) or not name or Path(name).is_absolute():
+        raise QDeployError(f"{what} names {name!r}; a folder's files are named relative to it; recompile the folder")
+    path = (root / name).resolve()
+    if not path.is_relative_to(root):
+        raise QDeployError(f"{what} names {name!r}, which is outside {folder}; recompile the folder")
+    return path
+
+
 class Artifact:
     """A compiled, verified deployment folder (``report.json``, ``golden.onnx``, the target's files)."""
 

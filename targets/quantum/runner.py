@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from qdeploy.artifact import file_in_folder
 from qdeploy.deps import require
 from qdeploy.errors import QDeployError
 from qdeploy.runtime import ort_session
@@ -100,7 +101,7 @@ class QuantumNode:
         # qubits the layer touches, not the device (127 qubits on an IBM Eagle would need 2**127 amplitudes)
         self.circuits = []
         for group in entry["groups"]:
-            measured = qasm3.loads((folder / group["file"]).read_text())
+            measured = qasm3.loads(file_in_folder(folder, group["file"], MANIFEST_FILE).read_text())
             unitary = measured.remove_final_measurements(inplace=False)
             small, position = _compact(unitary)
             qargs = [position[q] for q in group["physical_qubits"]]
@@ -184,7 +185,9 @@ class HybridRunner:
         self.steps = []
         for step in self.manifest["plan"]:
             if step["kind"] == "onnx":
-                session = ort_session(folder / step["file"], what="the classical parts of a hybrid model")
+                session = ort_session(
+                    file_in_folder(folder, step["file"], MANIFEST_FILE), what="the classical parts of a hybrid model"
+                )
                 self.steps.append((step, session))
             else:
                 self.steps.append((step, QuantumNode(folder, self.manifest["nodes"][step["node"]])))

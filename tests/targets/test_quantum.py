@@ -388,3 +388,26 @@ def test_invalid_options_are_refused_before_anything_is_written(graph, tmp_path,
     with pytest.raises(QDeployError, match=message):
         qdeploy.compile(graph, target="quantum", out=out, quantum=options)
     assert_no_output(out)
+
+
+@pytest.mark.parametrize("where", ["plan", "group"])
+def test_a_manifest_naming_a_file_outside_its_folder_is_refused(line_artifact, x, tmp_path, where):
+    """A folder is data: its manifest may only name files inside it."""
+    import json
+    import shutil
+
+    from qdeploy.artifact import Artifact
+    from qdeploy.errors import QDeployError
+
+    folder = tmp_path / "copy"
+    shutil.copytree(line_artifact.path, folder)
+    (tmp_path / "elsewhere.onnx").write_bytes(b"not yours")
+    manifest_path = folder / "quantum_manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    if where == "plan":
+        next(step for step in manifest["plan"] if step["kind"] == "onnx")["file"] = "../elsewhere.onnx"
+    else:
+        next(iter(manifest["nodes"].values()))["groups"][0]["file"] = str(tmp_path / "elsewhere.onnx")
+    manifest_path.write_text(json.dumps(manifest))
+    with pytest.raises(QDeployError, match="quantum_manifest.json names .*elsewhere.onnx"):
+        Artifact(folder).predict(x[:2])
