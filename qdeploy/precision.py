@@ -211,6 +211,46 @@ def _matmul_grid(x: Grid, weights: np.ndarray, name: str, reduce_axes: tuple[int
     return Grid(kmin, kmax, x.lsb + w_grid.lsb), w_grid
 
 
+def _add_grids(a: Grid, b: Grid) -> Grid:
+    """Grid of the element-wise sum of two runtime tensors (per tensor: their channel bounds need not align)."""
+    a, b = a.collapse(), b.collapse()
+    lsb = min(a.lsb, b.lsb)
+    a, b = a.rescale(lsb), b.rescale(lsb)
+    return Grid(a.kmin + b.kmin, a.kmax + b.kmax, lsb)
+
+
+def _union_grids(grids: list[Grid]) -> Grid:
+    """Grid holding every value of each of ``grids`` (a concatenation)."""
+    lsb = min(grid.lsb for grid in grids)
+    flat = [grid.collapse().rescale(lsb) for grid in grids]
+    return Grid.scalar(min(int(g.kmin) for g in flat), max(int(g.kmax) for g in flat), lsb)
+
+
+def _average_grid(model: ModelWrapper, node, x: Grid) -> tuple[Grid, Grid]:
+    """(sum grid, mean grid) of an AveragePool/GlobalAveragePool whose window count is a power of two: the graph's
+    division by it is then exact in fixed point. Other counts are refused: the quotient is no fixed-point value."""
+    if node.op_type == "GlobalAveragePool":
+        shape = model.get_tensor_shape(node.input[0])
+        count = int(np.prod(shape[2:])) if node.domain == "" else int(np.prod(shape[1:-1]))
+    else:
+        if any(int(p) for p in node_attr(node, "pads", [])) and not int(node_attr(node, "count_include_pad", 0)):
+            raise UnsupportedModelError(
+                f"node {node.name}: AveragePool with padding divides edge windows by fewer values; "
+                "pad explicitly (a Pad node) or set count_include_pad=1"
+            )
+        count = int(np.prod(node_attr(node, "kernel_shape", [1])))
+    if count & (count - 1):
+        raise UnsupportedModelError(
+            f"node {node.name}: {node.op_type} divides by {count}, not a power of two, so its output is not a "
+            "fixed-point value; quantize after it (a Quant node) or use a power-of-two window"
+        )
+    shift = count.bit_length() - 1
+    flat = x.collapse()
+    total = Grid(flat.kmin * count, flat.kmax * count, flat.lsb)
+    # the mean of values in [kmin, kmax] stays in [kmin, kmax], on a grid 2^shift finer
+    return total, Grid(flat.kmin << shift, flat.kmax << shift, flat.lsb - shift)
+
+
 def _add_bias(acc: Grid, bias: np.ndarray, name: str) -> tuple[Grid, Grid]:
     b_grid = grid_of_constant(bias, name)
     k_b = constant_ints(bias, b_grid)
@@ -244,8 +284,6 @@ class LayerPrecision:
             if grid is not None:
                 out[key] = grid.fixed_type()
         return out
-
-
 
 
 def _threshold_levels(model: ModelWrapper, node) -> tuple[np.ndarray, Grid]:
@@ -340,8 +378,31 @@ def infer_precisions(model: ModelWrapper) -> tuple[FixedType, dict[str, LayerPre
             layers[node.name] = LayerPrecision(node.name, op, x.collapse())
         elif op == "Relu":
             layers[node.name] = LayerPrecision(node.name, op, Grid(np.maximum(x.kmin, 0), np.maximum(x.kmax, 0), x.lsb))
-        elif op == "MaxPool":
+        elif op in ("MaxPool", "GlobalMaxPool", "Resize", "Upsample"):
+            # they select or repeat values (nearest-neighbour resizing; other modes are the target's check)
             layers[node.name] = LayerPrecision(node.name, op, x.collapse())
+        elif op in ("AveragePool", "GlobalAveragePool"):
+            total, mean = _average_grid(model, node, x)
+            layers[node.name] = LayerPrecision(
+                node.name,
+                op,
+                mean,
+                accumulator=Grid(
+                    np.minimum(total.kmin, 0) << (total.lsb - mean.lsb),
+                    np.maximum(total.kmax, 0) << (total.lsb - mean.lsb),
+                    mean.lsb,
+                ),
+            )
+        elif op == "Pad":
+            value = const_input(model, node, 2)
+            if str(node_attr(node, "mode", "constant")) != "constant" or (value is not None and np.any(value != 0)):
+                raise UnsupportedModelError(f"node {node.name}: only zero padding (constant mode, value 0) is supported")
+            layers[node.name] = LayerPrecision(node.name, op, x.collapse().with_zero())
+        elif op == "Concat":
+            parts = [grids.get(name) for name in node.input]
+            if any(part is None for part in parts):
+                raise UnsupportedModelError(f"node {node.name}: Concat of the float model input; quantize it first")
+            layers[node.name] = LayerPrecision(node.name, op, _union_grids(parts))
         elif op == "MatMul":
             weights = const_input(model, node, 1)
             if weights is None or weights.ndim != 2:
@@ -362,12 +423,14 @@ def infer_precisions(model: ModelWrapper) -> tuple[FixedType, dict[str, LayerPre
             elif len(node.input) > 2 and node.input[2]:
                 raise UnsupportedModelError(f"node {node.name}: Conv bias must be a constant")
             layers[node.name] = LayerPrecision(node.name, op, acc, weight=w_grid, bias=b_grid, accumulator=acc.with_zero())
+        elif op == "Add" and const_input(model, node, 1) is None:
+            other = grids.get(node.input[1])
+            if other is None:
+                raise UnsupportedModelError(f"node {node.name}: Add of the float model input; quantize it first")
+            total = _add_grids(x, other)
+            layers[node.name] = LayerPrecision(node.name, op, total, accumulator=total.with_zero())
         elif op == "Add":
             bias = const_input(model, node, 1)
-            if bias is None:
-                raise UnsupportedModelError(
-                    f"node {node.name}: Add of two runtime tensors is not supported on this target yet"
-                )
             if bias.ndim > 1 and bias.size != bias.shape[-1]:
                 raise UnsupportedModelError(f"node {node.name}: Add constant must be per-channel (last axis)")
             out, b_grid = _add_bias(x if x.kmin.size == np.asarray(bias).size else x.collapse(), bias.ravel(), node.input[1])

@@ -11,6 +11,7 @@ from qonnx.core.modelwrapper import ModelWrapper
 from qdeploy.deps import require
 from qdeploy.ops import LAYOUT_OPS
 from qdeploy.precision import FixedType, LayerPrecision, infer_precisions
+from qdeploy.targets.hls4ml.implementation import LayerImplementation
 from qdeploy.targets.hls4ml.options import Hls4mlOptions
 from qdeploy.targets.hls4ml.types import hls_type, layer_types
 
@@ -24,8 +25,10 @@ def _layer_config(layer: LayerPrecision) -> dict[str, str]:
         config = {"weight": types["weight"], "accum": types["accumulator"], "result": types["result"]}
         config["bias"] = types.get("bias", "fixed<1,1>")  # MatMul has no bias (it is the following Add)
         return config
-    if layer.op == "Add":
+    if layer.op == "Add" and "bias" in types:
         return {"bias": types["bias"], "result": types["result"]}
+    if layer.op in ("AveragePool", "GlobalAveragePool"):
+        return {"accum": types["accumulator"], "result": types["result"]}
     if layer.op == "MultiThreshold":
         return {"thresholds": types["thresholds"], "result": types["result"]}
     if layer.op == "MaxPool":
@@ -42,8 +45,12 @@ def _deep_merge(base: dict, override: dict) -> dict:
     return base
 
 
-def build_hls_config(model: ModelWrapper, options: Hls4mlOptions) -> tuple[dict, FixedType]:
-    """hls4ml HLSConfig with every precision derived from the graph; the user's ``hls4ml`` block overrides."""
+def build_hls_config(
+    model: ModelWrapper, options: Hls4mlOptions, implementations: dict[str, LayerImplementation]
+) -> tuple[dict, FixedType]:
+    """hls4ml HLSConfig with every precision derived from the graph and each layer's implementation (strategy and
+    reuse factor, ``implementation.py``, which already resolved the user's own sections); the user's ``hls4ml``
+    block overrides the rest."""
     hls4ml = require("hls4ml", "hls4ml", "the hls4ml target")
     input_type, layers = infer_precisions(model)
     for node in model.graph.node:
@@ -57,10 +64,12 @@ def build_hls_config(model: ModelWrapper, options: Hls4mlOptions) -> tuple[dict,
             granularity="name",
             backend=options.backend.value,
             default_precision="fixed<16,6>",
-            default_reuse_factor=options.reuse_factor,
+            default_reuse_factor=1,
         )
-    config["Model"]["Strategy"] = options.strategy.value
-    config["Model"]["ReuseFactor"] = options.reuse_factor
+    # Layers without multiplications do not use these; each multiplying layer gets its own below (and must: hls4ml
+    # turns layers without their own setting to Resource after a Resource conv, hls4ml #759).
+    config["Model"]["Strategy"] = "Latency"
+    config["Model"]["ReuseFactor"] = 1
     by_name = config.setdefault("LayerName", {})
     by_name.setdefault("global_in", {}).setdefault("Precision", {})["result"] = hls_type(input_type)
     for node in model.graph.node:
@@ -73,4 +82,8 @@ def build_hls_config(model: ModelWrapper, options: Hls4mlOptions) -> tuple[dict,
         if precision:
             by_name.setdefault(node.name, {}).setdefault("Precision", {}).update(precision)
     _deep_merge(config, dict(options.hls_config))
+    for name, implementation in implementations.items():
+        layer = by_name.setdefault(name, {})
+        layer["Strategy"] = implementation.strategy.value
+        layer["ReuseFactor"] = implementation.reuse_factor
     return config, input_type

@@ -23,11 +23,13 @@ class Backend(enum.StrEnum):
 
 
 class IOType(enum.StrEnum):
+    AUTO = "auto"  # io_stream for convolutional graphs (hls4ml's advice for CNNs), else io_parallel
     PARALLEL = "io_parallel"
     STREAM = "io_stream"
 
 
 class Strategy(enum.StrEnum):
+    AUTO = "auto"  # per layer: Latency where it unrolls, else Resource (implementation.py)
     LATENCY = "Latency"
     RESOURCE = "Resource"
 
@@ -40,9 +42,15 @@ HLS4ML_SECTIONS = ("Model", "LayerType", "LayerName", "Flows", "Optimizers", "Sk
 class Hls4mlOptions(Options):
     board: str = option(DEFAULT_BOARD, f"FPGA board preset ({', '.join(BOARDS)})")
     backend: Backend = option(Backend.VITIS, "hls4ml backend whose C simulation verifies the firmware")
-    io_type: IOType = option(IOType.PARALLEL, "hls4ml I/O type")
-    strategy: Strategy = option(Strategy.LATENCY, "hls4ml strategy")
-    reuse_factor: int = option(1, "hls4ml reuse factor (multipliers shared by this many multiplications)")
+    io_type: IOType = option(IOType.AUTO, "hls4ml I/O type (auto: io_stream for graphs with convolutions)")
+    strategy: Strategy = option(
+        Strategy.AUTO, "hls4ml strategy of every layer (auto: per layer, Latency where it unrolls, else Resource)"
+    )
+    reuse_factor: int | None = option(
+        None,
+        "hls4ml reuse factor (multiplications per multiplier) of every layer; unset: the smallest valid one per layer",
+    )
+    strict_fit: bool = option(False, "refuse a design whose estimated resources exceed the board's")
     clock_period_ns: float | None = option(None, "clock period in ns (overrides the board's)", flag="--clock-period")
     #: hls4ml's own configuration (``Model``/``LayerType``/``LayerName`` ...), merged over the derived one; in a
     #: config file these sections sit directly in the ``[hls4ml]`` table
@@ -52,7 +60,7 @@ class Hls4mlOptions(Options):
         super().__post_init__()
         if self.board not in BOARDS:
             raise QDeployError(f"unknown board {self.board!r}; choose one of: {', '.join(BOARDS)}")
-        if not isinstance(self.reuse_factor, int) or self.reuse_factor < 1:
+        if self.reuse_factor is not None and (not isinstance(self.reuse_factor, int) or self.reuse_factor < 1):
             raise QDeployError(f"reuse_factor={self.reuse_factor!r} must be an integer >= 1")
         if self.clock_period_ns is not None and not self.clock_period_ns > 0:
             raise QDeployError(f"clock_period_ns={self.clock_period_ns!r} must be > 0")

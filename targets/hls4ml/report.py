@@ -9,12 +9,16 @@ from typing import Any
 import numpy as np
 
 from qdeploy.ir import power_of_two_mask
+from qdeploy.targets.hls4ml.implementation import LayerImplementation
 from qdeploy.targets.hls4ml.options import Hls4mlOptions
 from qdeploy.targets.hls4ml.resources import estimate_layer
 
 
-def per_layer_report(hls_model, options: Hls4mlOptions) -> list[dict[str, Any]]:
-    """Per hls4ml layer: class, every precision it was built with, multiplier/comparator counts, resource estimate."""
+def per_layer_report(
+    hls_model, options: Hls4mlOptions, implementations: dict[str, LayerImplementation]
+) -> list[dict[str, Any]]:
+    """Per hls4ml layer: class, every precision it was built with, its implementation (strategy, reuse factor, and
+    what decided them), multiplier/comparator counts, resource estimate."""
     rows = []
     for layer in hls_model.get_layers():
         precisions, widths = {}, {}
@@ -34,6 +38,18 @@ def per_layer_report(hls_model, options: Hls4mlOptions) -> list[dict[str, Any]]:
             "accumulator": precisions.get("accum"),
             "precisions": precisions,
         }
+        # hls4ml names the layer it makes of a MatMul or Conv node ``<class>_<node>`` (``Dense_MatMul_0``)
+        implementation = implementations.get(layer.name) or implementations.get(
+            layer.name.removeprefix(f"{layer.class_name}_")
+        )
+        strategy, reuse = "Latency", 1
+        if implementation is not None:
+            row.update(implementation.as_report())
+            # what hls4ml built (it would silently replace a reuse factor it does not accept)
+            strategy = str(layer.get_attr("strategy", implementation.strategy.value)).capitalize()
+            reuse = int(layer.get_attr("reuse_factor", implementation.reuse_factor))
+            if (strategy, reuse) != (implementation.strategy.value, implementation.reuse_factor):
+                raise AssertionError(f"layer {layer.name}: hls4ml built {strategy} / {reuse}, qdeploy chose {row}")
         output = layer.get_output_variable()
         source = layer.get_input_variable() if layer.inputs else None
         counts: dict[str, int] = {}
@@ -52,12 +68,12 @@ def per_layer_report(hls_model, options: Hls4mlOptions) -> list[dict[str, Any]]:
             counts["nonzero_weights"] = int(nonzero.size)
         row["estimated_resources"] = estimate_layer(
             layer.class_name,
-            strategy=options.strategy.value,
-            reuse=options.reuse_factor,
+            strategy=strategy,
+            reuse=reuse,
             io_type=options.io_type.value,
             input_bits=int(source.type.precision.width) if source is not None else 0,
             result_bits=widths.get("result", 0),
-            n_out=int(output.size()),
+            n_out=int(output.size()) if options.io_type.value == "io_parallel" else int(output.shape[-1]),
             weight_bits=widths.get("weight", 0),
             accumulator_bits=widths.get("accum", 0),
             **counts,

@@ -8,7 +8,8 @@ reuse factor, thresholds vs fixed point) and for spotting a layer that cannot fi
 Rules:
 - a multiplier goes to a DSP when both operands have >= 4 bits and together > 10 bits (what Vivado HLS does
   by default); otherwise it is ``ceil(w * a / 2)`` LUTs. Zero and power-of-two weights cost no multiplier;
-- an adder costs one LUT per accumulator bit; one register per output bit of a layer (its pipeline stage);
+- an adder costs one LUT per accumulator bit; one register per output bit of a layer (its pipeline stage): with
+  io_stream, of one pixel (``n_out`` is then the channels);
 - with reuse factor R, ``ceil(n / R)`` of n operators are instantiated (hls4ml's ReuseFactor);
 - a threshold comparison costs ``ceil(width / 2)`` LUTs (carry-chain comparator);
 - the Resource strategy keeps weights in BRAM (18 Kib blocks); Latency keeps them in logic.
@@ -69,3 +70,34 @@ def estimate_layer(
 def total(rows: list[dict[str, Any]]) -> dict[str, int]:
     keys = ("LUT", "FF", "DSP", "BRAM_18K")
     return {key: sum(row.get("estimated_resources", {}).get(key, 0) for row in rows) for key in keys}
+
+
+def board_fit(rows: list[dict[str, Any]], capacity: dict[str, int], most_costly: int = 3) -> dict[str, Any]:
+    """The estimate against a board's capacity: per resource the estimated total, the capacity and the share used;
+    ``over``: the resources past capacity, each with the layers that cost most of it (largest first)."""
+    estimated = total(rows)
+    fit: dict[str, Any] = {
+        "capacity": dict(capacity),
+        "estimated": estimated,
+        "utilization": {key: round(estimated[key] / capacity[key], 4) for key in capacity if capacity[key]},
+        "over": {},
+    }
+    for key, available in capacity.items():
+        if estimated.get(key, 0) > available:
+            costly = sorted(rows, key=lambda row: row.get("estimated_resources", {}).get(key, 0), reverse=True)
+            fit["over"][key] = [
+                {"layer": row["name"], key: row["estimated_resources"][key]}
+                for row in costly[:most_costly]
+                if row.get("estimated_resources", {}).get(key, 0) > 0
+            ]
+    fit["fits"] = not fit["over"]
+    return fit
+
+
+def describe_overfit(fit: dict[str, Any], board: str) -> str:
+    """One line: which resources exceed the board and the layers that cost most of each."""
+    parts = []
+    for key, layers in fit["over"].items():
+        costly = ", ".join(f"{entry['layer']} ({entry[key]:,})" for entry in layers)
+        parts.append(f"{key} {fit['estimated'][key]:,} of {fit['capacity'][key]:,} (most: {costly})")
+    return f"estimated resources exceed {board}: " + "; ".join(parts)

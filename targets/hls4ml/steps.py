@@ -16,10 +16,8 @@ from qonnx.core.modelwrapper import ModelWrapper
 from qdeploy.errors import UnsupportedModelError
 from qdeploy.ir import cleanup, const_input, is_power_of_two, node_attr
 from qdeploy.ops import SCALED_QUANT_OPS
-from qdeploy.targets.hls4ml.options import Hls4mlOptions, IOType, Strategy
+from qdeploy.targets.hls4ml.options import Hls4mlOptions, IOType
 from qdeploy.targets.hls4ml.types import HLS_ROUNDING
-
-UNROLL_LIMIT = 4096  # "Vivado has an unroll limit of 4096 hardcoded" (hls4ml #904)
 
 # ops with no fixed-point form in hls4ml: a graph with any of them is lowered to thresholds
 _THRESHOLD_OPS = {"BatchNormalization", "BipolarQuant", "MultiThreshold", "Sub", "Div", "Mul"}
@@ -55,11 +53,34 @@ def thresholds_where_no_fixed_point(model: ModelWrapper, options: Hls4mlOptions)
     return cleanup(model.transform(LowerToThresholds()))
 
 
+def remove_pass_through(model: ModelWrapper, options: Hls4mlOptions) -> ModelWrapper:
+    """Drop Identity/Dropout nodes (hls4ml loses a graph output that one of them produces)."""
+    from qdeploy.passes.graph.remove_pass_through import RemovePassThrough
+
+    return model.transform(RemovePassThrough())
+
+
+def complete_conv_attributes(model: ModelWrapper, options: Hls4mlOptions) -> ModelWrapper:
+    """Explicit Conv pads/strides/dilations/kernel/group where the file leaves ONNX's defaults (qonnx's channels-last
+    conversion needs pads; hls4ml rejects auto_pad)."""
+    from qdeploy.passes.graph.complete_conv_attributes import CompleteConvAttributes
+
+    return model.transform(CompleteConvAttributes())
+
+
 def fold_constant_quants(model: ModelWrapper, options: Hls4mlOptions) -> ModelWrapper:
     """Replace Quant nodes on constants (weights, biases) by their exact quantized values."""
     from qonnx.transformation.fold_constants import FoldConstants
 
     return model.transform(FoldConstants(exclude_op_types=[]))
+
+
+def ungroup_conv(model: ModelWrapper, options: Hls4mlOptions) -> ModelWrapper:
+    """Grouped and depthwise convolutions as ordinary ones with block-diagonal weights (hls4ml computes grouped Conv
+    wrongly or not at all: PR #1486, #859)."""
+    from qdeploy.passes.graph.ungroup_conv import UngroupConv
+
+    return model.transform(UngroupConv())
 
 
 def fill_gemm_bias(model: ModelWrapper, options: Hls4mlOptions) -> ModelWrapper:
@@ -69,10 +90,19 @@ def fill_gemm_bias(model: ModelWrapper, options: Hls4mlOptions) -> ModelWrapper:
     return model.transform(FillGemmBias())
 
 
+def resolve_io_type(model: ModelWrapper, options: Hls4mlOptions) -> IOType:
+    """The I/O type asked for; ``auto``: io_stream when the graph convolves. hls4ml recommends streams for CNNs, and
+    io_parallel writes a convolution as unrolled per-pixel code: FINN's CNV did not finish compiling its C simulation
+    in 30 minutes (g++ at 6 GB), while io_stream builds it in about a minute."""
+    if options.io_type is not IOType.AUTO:
+        return options.io_type
+    return IOType.STREAM if any(node.op_type == "Conv" for node in model.graph.node) else IOType.PARALLEL
+
+
 def input_is_channels_last(model: ModelWrapper, options: Hls4mlOptions) -> bool:
     """io_stream firmware takes image inputs channels-last (hls4ml streams pixels with their channels)."""
     shape = model.get_tensor_shape(model.graph.input[0].name)
-    return options.io_type is IOType.STREAM and shape is not None and len(shape) >= 3
+    return resolve_io_type(model, options) is IOType.STREAM and shape is not None and len(shape) >= 3
 
 
 def move_quant_before_layout(model: ModelWrapper, options: Hls4mlOptions) -> ModelWrapper:
@@ -123,54 +153,42 @@ def gemm_to_matmul(model: ModelWrapper, options: Hls4mlOptions) -> ModelWrapper:
     return cleanup(model.transform(GemmToMatMul()))
 
 
-def check_unroll_limit(model: ModelWrapper, options: Hls4mlOptions) -> ModelWrapper:
-    """Refuse layers the Latency strategy cannot unroll (Vivado/Vitis HLS stop unrolling at 4,096 iterations)."""
-    if options.strategy is not Strategy.LATENCY:
-        return model
-    for node in model.graph.node:
-        weights = model.get_initializer(node.input[1]) if node.op_type in ("MatMul", "Conv") else None
-        if weights is None:
-            continue
-        per_cycle = weights.size // options.reuse_factor
-        if per_cycle > UNROLL_LIMIT:
-            needed = -(-weights.size // UNROLL_LIMIT)
-            raise UnsupportedModelError(
-                f"node {node.name}: {weights.size:,} multiplications / reuse factor {options.reuse_factor} exceed the "
-                f"{UNROLL_LIMIT:,} a Latency-strategy layer can unroll; use --strategy Resource --reuse-factor {needed} "
-                "(or larger)"
-            )
-    return model
+CHANNELS_LAST_DOMAIN = "qonnx.custom_op.channels_last"
 
 
-def check_conv_reuse_factor(model: ModelWrapper, options: Hls4mlOptions) -> ModelWrapper:
-    """Refuse a Resource-strategy Conv whose reuse factor exceeds its kernel size x input channels: hls4ml accepts
-    it but its C simulation computes wrong outputs (hls4ml #817: the conv needs RF <= kh * kw * channels)."""
-    if options.strategy is not Strategy.RESOURCE:
-        return model
+def check_layouts_hls4ml_parses(model: ModelWrapper, options: Hls4mlOptions) -> ModelWrapper:
+    """Refuse, naming the node, the image ops hls4ml's ONNX parser reads with the wrong layout: pooling qonnx left
+    channels-first (its channels-last conversion covers Conv, MaxPool and BatchNormalization only), global pooling
+    and Resize on image tensors (hls4ml's parsers read a channels-first shape as channels-last) and Concat of tensors
+    above rank 3 (hls4ml's limit)."""
     for node in model.graph.node:
-        weights = model.get_initializer(node.input[1]) if node.op_type == "Conv" else None
-        if weights is None:
+        shape = model.get_tensor_shape(node.input[0]) if node.input else None
+        rank = len(shape) if shape is not None else 0
+        if node.op_type in ("MaxPool", "AveragePool") and node.domain != CHANNELS_LAST_DOMAIN:
+            reason = "qonnx's channels-last conversion leaves it channels-first, which hls4ml cannot pool"
+        elif node.op_type in ("GlobalAveragePool", "GlobalMaxPool", "Resize", "Upsample") and rank >= 4:
+            reason = "hls4ml's ONNX parser reads this image tensor's channels-first shape as channels-last"
+        elif node.op_type == "Concat" and any(len(model.get_tensor_shape(name) or []) > 3 for name in node.input):
+            reason = "hls4ml concatenates tensors of rank 3 or less"
+        else:
             continue
-        limit = int(np.prod(weights.shape[1:]))  # [out, in, kh, kw] (channels-last Conv keeps ONNX weights)
-        if options.reuse_factor > limit:
-            raise UnsupportedModelError(
-                f"node {node.name}: reuse factor {options.reuse_factor} exceeds this Conv's kernel size x input channels "
-                f"({limit}); hls4ml computes it wrongly (hls4ml #817). Use --reuse-factor {limit} or less"
-            )
+        raise UnsupportedModelError(f"node {node.name}: {node.op_type} is not supported by the hls4ml target yet: {reason}")
     return model
 
 
 STEPS = [
+    remove_pass_through,
+    complete_conv_attributes,
     thresholds_where_no_fixed_point,
     fold_constant_quants,
+    ungroup_conv,
     fill_gemm_bias,
     move_quant_before_layout,
     to_channels_last,
     thresholds_channels_last,
     gemm_to_matmul,
+    check_layouts_hls4ml_parses,
 ]
-# Checked once precisions are known, so a model is refused for its most fundamental problem first.
-CHECKS = [check_unroll_limit, check_conv_reuse_factor]
 
 
 def check_fixed_point_quants(model: ModelWrapper, options: Hls4mlOptions) -> None:

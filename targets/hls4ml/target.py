@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import dataclasses
 import io
 import json
 import logging
@@ -29,6 +30,7 @@ from qdeploy.target import Target
 from qdeploy.targets.hls4ml.boards import BOARDS
 from qdeploy.targets.hls4ml.config import build_hls_config
 from qdeploy.targets.hls4ml.epilogue import EPILOGUE_FILE, split_float_epilogue
+from qdeploy.targets.hls4ml.implementation import choose_implementations
 from qdeploy.targets.hls4ml.options import Backend, Hls4mlOptions, split_hls4ml_sections
 from qdeploy.targets.hls4ml.project import (
     FIRMWARE_DIR,
@@ -39,8 +41,9 @@ from qdeploy.targets.hls4ml.project import (
     write_readmes,
 )
 from qdeploy.targets.hls4ml.report import per_layer_report
+from qdeploy.targets.hls4ml.resources import board_fit, describe_overfit
 from qdeploy.targets.hls4ml.resources import total as estimated_total
-from qdeploy.targets.hls4ml.steps import CHECKS, STEPS, check_fixed_point_quants, input_is_channels_last
+from qdeploy.targets.hls4ml.steps import STEPS, check_fixed_point_quants, input_is_channels_last, resolve_io_type
 from qdeploy.verify import random_inputs
 
 log = logging.getLogger(__name__)
@@ -76,13 +79,13 @@ class Hls4mlTarget(Target):
         from qdeploy.targets.hls4ml import multithreshold
 
         source = ctx.source if ctx.source is not None else model
+        options = dataclasses.replace(options, io_type=resolve_io_type(source, options))
         board = BOARDS[options.board]
         prepared, epilogue = ctx.timed("split_float_epilogue", lambda: split_float_epilogue(model))
         check_fixed_point_quants(prepared, options)
         multithreshold.register(options.backend.value)
-        hls_config, input_type = ctx.timed("infer_precisions", lambda: build_hls_config(prepared, options))
-        for check in CHECKS:
-            check(prepared, options)
+        implementations = choose_implementations(prepared, options)
+        hls_config, input_type = ctx.timed("infer_precisions", lambda: build_hls_config(prepared, options, implementations))
 
         # Golden testbench vectors for the C testbench, written by qdeploy (not by hls4ml's own float model).
         tb_dir = out_dir / "testbench"
@@ -101,34 +104,51 @@ class Hls4mlTarget(Target):
 
         project_dir = out_dir / FIRMWARE_DIR
 
-        def convert():
+        def hls4ml_step(what: str, action: Callable[[], Any]) -> Any:
             try:
                 with contextlib.redirect_stdout(io.StringIO()) as captured:
-                    hls_model = hls4ml.converters.convert_from_onnx_model(
-                        multithreshold.thresholds_as_attributes(prepared),
-                        output_dir=str(project_dir),
-                        project_name=PROJECT,
-                        backend=options.backend.value,
-                        part=board.part,
-                        clock_period=options.clock,
-                        io_type=options.io_type.value,
-                        hls_config=hls_config,
-                        input_data_tb=str(tb_dir / "inputs.npy"),
-                        output_data_tb=str(tb_dir / "golden_outputs.npy"),
-                    )
-                    hls_model.compile()
+                    result = action()
             except Exception as exc:
                 # hls4ml prints the C++ compiler's output before raising: name the first error it reports
                 errors = [line.strip() for line in captured.getvalue().splitlines() if "error" in line.lower()]
                 detail = f" ({errors[0][:300]})" if errors else ""
-                raise UnsupportedModelError(f"hls4ml failed: {type(exc).__name__}: {one_line(exc)}{detail}") from exc
+                raise UnsupportedModelError(
+                    f"hls4ml failed to {what}: {type(exc).__name__}: {one_line(exc)}{detail}"
+                ) from exc
             log.debug(captured.getvalue())
-            return hls_model
+            return result
 
-        hls_model = ctx.timed("hls4ml_convert_and_csim_build", convert)
+        hls_model = ctx.timed(
+            "hls4ml_convert",
+            lambda: hls4ml_step(
+                "convert the graph",
+                lambda: hls4ml.converters.convert_from_onnx_model(
+                    multithreshold.thresholds_as_attributes(prepared),
+                    output_dir=str(project_dir),
+                    project_name=PROJECT,
+                    backend=options.backend.value,
+                    part=board.part,
+                    clock_period=options.clock,
+                    io_type=options.io_type.value,
+                    hls_config=hls_config,
+                    input_data_tb=str(tb_dir / "inputs.npy"),
+                    output_data_tb=str(tb_dir / "golden_outputs.npy"),
+                ),
+            ),
+        )
+        per_layer = per_layer_report(hls_model, options, implementations)
+        fit = board_fit(per_layer, board.capacity)
+        if not fit["fits"]:
+            message = describe_overfit(fit, board.name)
+            if options.strict_fit:
+                raise UnsupportedModelError(
+                    f"{message}; raise reuse factors (hls4ml LayerName ReuseFactor), lower bit widths or choose a "
+                    "larger --board (or drop --strict-fit)"
+                )
+            log.warning("%s", message)
+        ctx.timed("hls4ml_csim_build", lambda: hls4ml_step("build the C simulation", hls_model.compile))
         write_portable_config(hls_model, project_dir)
         (project_dir / IO_FILE).write_text(json.dumps({"input_channels_last": channels_last}))
-        per_layer = per_layer_report(hls_model, options)
         write_readmes(out_dir, options, board, source.graph.name or "model")
         return {
             "board": board.name,
@@ -138,12 +158,14 @@ class Hls4mlTarget(Target):
             "io_type": options.io_type.value,
             "strategy": options.strategy.value,
             "reuse_factor": options.reuse_factor,
+            "strict_fit": options.strict_fit,
             "input_precision": hls_config["LayerName"]["global_in"]["Precision"]["result"],
             "per_layer": per_layer,
             "multiplications": sum(row.get("multiplications", 0) for row in per_layer),
             "thresholds": sum(row.get("thresholds", 0) for row in per_layer),
             "comparisons": sum(row.get("comparisons", 0) for row in per_layer),
             "estimated_resources": estimated_total(per_layer),
+            "board_fit": fit,
             "host_epilogue": [node.op_type for node in epilogue.graph.node] if epilogue is not None else [],
             "files": [FIRMWARE_DIR, "testbench", "README.md"] + ([EPILOGUE_FILE] if epilogue is not None else []),
         }

@@ -156,14 +156,15 @@ def test_cnn_with_batchnorm_and_bias_less_conv_at_2_bits(data, tmp_path):
     assert artifact.bit_exact and artifact.report["outputs_compared"] == len(data.x_test) + 1000
 
 
-def test_layer_too_large_for_latency_strategy_is_refused_with_the_fix(data, tmp_path):
+def test_layer_too_large_for_an_explicit_latency_strategy_is_refused_with_the_fix(data, tmp_path):
     torch.manual_seed(0)
     model = nn.Sequential(nn.Flatten(), nn.Linear(64, 128), nn.ReLU(), nn.Linear(128, 10))
     graph = qdeploy.export(qdeploy.quantize(model, data.x_train[:64]), data.x_train[:1])
     with pytest.raises(
-        UnsupportedModelError, match=r"node MatMul_0: 8,192 multiplications .* --strategy Resource --reuse-factor 2"
+        UnsupportedModelError,
+        match=r"node MatMul_0: 8,192 multiplications .* leave --strategy at auto, or use --strategy Resource --reuse-factor 2",
     ):
-        qdeploy.compile(graph, target="hls4ml", out=tmp_path / "fw")
+        qdeploy.compile(graph, target="hls4ml", strategy="Latency", out=tmp_path / "fw")
     assert_no_output(tmp_path / "fw")
 
 
@@ -189,8 +190,13 @@ def test_dynamic_input_shape_is_refused(target, mlp_w4a8, tmp_path):
     assert_no_output(tmp_path / "out")
 
 
-def test_conv_reuse_factor_hls4ml_computes_wrongly_is_refused(cnn_w4a8, tmp_path):
-    """hls4ml #817: a Resource Conv with reuse factor > kernel x channels builds, but its outputs are wrong."""
-    with pytest.raises(UnsupportedModelError, match=r"node Conv_0: reuse factor 10 exceeds .* \(9\).*--reuse-factor 9"):
-        qdeploy.compile(cnn_w4a8[1], target="hls4ml", strategy="Resource", reuse_factor=10, out=tmp_path / "fw")
-    assert_no_output(tmp_path / "fw")
+def test_conv_reuse_factor_hls4ml_computes_wrongly_is_capped(cnn_w4a8, data, tmp_path):
+    """hls4ml #817: a Resource Conv with reuse factor > kernel x channels builds, but its outputs are wrong; a
+    requested reuse factor is capped there ("the maximum legal value", as the maintainers expect), and reported."""
+    artifact = qdeploy.compile(
+        cnn_w4a8[1], target="hls4ml", strategy="Resource", reuse_factor=10, out=tmp_path / "fw", data=data.x_test[:100]
+    )
+    assert artifact.bit_exact
+    first_conv = next(row for row in artifact.report["per_layer"] if row["op"] == "Conv2D")
+    assert first_conv["reuse_factor"] <= 9 and first_conv["requested_reuse_factor"] == 10
+    assert first_conv["strategy"] == "Resource" and first_conv["decided_by"] == "options"
