@@ -1,14 +1,27 @@
-"""Lower a QONNX graph to standard ONNX QDQ (QuantizeLinear/[Clip]/DequantizeLinear).
+"""Lower a QONNX graph to standard ONNX that ONNX Runtime computes exactly as the QONNX reference does.
 
-- ``Quant`` on a constant (weights, biases): the integers are stored as an int8/uint8/int32 initializer followed
-  by ``DequantizeLinear`` (per-axis for per-channel scales), so ORT sees quantized weights.
-- ``Quant`` on activations (<= 8 bits, per-tensor): ``QuantizeLinear`` -> ``Clip`` (only when the QONNX range is
-  narrower than the 8-bit type) -> ``DequantizeLinear``. With an integer zero point, clip-then-round (QONNX)
-  equals round-then-saturate (ONNX), and both round half to even, so the values are identical.
-Anything without such an exact form is refused, naming the node.
+The reference is qonnx's executor: its numpy code for the quantizers, and one ORT session per standard node. Every
+quantizer gets one of two forms:
+
+- **integer QDQ** (``QuantizeLinear -> [Clip] -> DequantizeLinear``; an integer constant ``-> DequantizeLinear``),
+  which ORT fuses into integer kernels. Used only where it is the same number as the reference: rounding ``ROUND``
+  (both round half to even), zero point 0 (the reference rounds ``x/s + zp`` in float32, ONNX adds the zero point
+  after rounding: they differ next to ties), a per-tensor scale, and an integer range inside int8/uint8 (clip-then-
+  round equals round-then-clip for integer bounds). ORT's QuantizeLinear divides by the scale, as the reference does.
+- **float form**: the reference's own float32 steps as ONNX element-wise ops (``Div``, ``Add``, ``Clip``, the
+  rounding function, ``Sub``, ``Mul``), each IEEE-exact, so equal by construction for any rounding mode, width, zero
+  point or per-channel scale.
+
+Constants (weights, biases) are quantized here by qonnx itself: stored as integers + ``DequantizeLinear`` when they
+dequantize back exactly in float32, else as qonnx's float values. qonnx's channels-last ops become the standard op
+between two Transposes (what qonnx executes), FloatQuant becomes its float32 steps. How ORT may then optimize the
+graph without changing a number is decided in ``exactness.plan_session``; what has no exact form is refused here,
+naming the node of the user's file.
 """
 
 from __future__ import annotations
+
+import json
 
 import numpy as np
 import onnx
@@ -19,223 +32,498 @@ from qdeploy.errors import UnsupportedModelError
 from qdeploy.ir import const_input, node_attr
 from qdeploy.precision import quant_int_range
 
-MIN_OPSET = 13  # per-axis QuantizeLinear/DequantizeLinear
+MIN_OPSET = 13  # per-axis QuantizeLinear/DequantizeLinear, ReduceSum with an axes input
+#: metadata key of the lowered model holding the ORT session config entries it must run with (``exactness``)
+SESSION_CONFIG_KEY = "qdeploy.onnxruntime.session_config"
+CHANNELS_LAST_DOMAIN = "qonnx.custom_op.channels_last"
+QUANTIZER_OPS = ("Quant", "IntQuant", "BipolarQuant", "Trunc", "FloatQuant", "MultiThreshold")
+ROUNDING_MODES = ("ROUND", "HALF_EVEN", "FLOOR", "CEIL", "UP", "DOWN", "HALF_UP", "HALF_DOWN")
 
 
-def _qonnx_quant_values(model: ModelWrapper, node) -> np.ndarray:
-    """The Quant node's output on its constant input, computed by qonnx itself (the reference)."""
-    from qonnx.custom_op.registry import getCustomOp
+def lower_to_qdq(model: ModelWrapper) -> onnx.ModelProto:
+    """Return a standard-ONNX model computing exactly what ``model`` computes, with the ORT session config that
+    keeps it exact recorded in its metadata (``SESSION_CONFIG_KEY``); raise UnsupportedModelError naming the node
+    when there is no exact form."""
+    from qdeploy.targets.onnxruntime.exactness import plan_session
 
-    op = getCustomOp(node)
-    context = {name: model.get_initializer(name) for name in node.input}
-    op.execute_node(context, model.graph)
-    return np.asarray(context[node.output[0]], dtype=np.float32)
-
-
-def _quant_params(model: ModelWrapper, node) -> tuple[np.ndarray, np.ndarray, int, bool, bool, str]:
-    scale, zeropt, bits = (const_input(model, node, i) for i in (1, 2, 3))
-    if scale is None or zeropt is None or bits is None:
-        raise UnsupportedModelError(f"node {node.name}: scale, zero point and bit width must be constants for onnxruntime")
-    bits = np.asarray(bits)
-    if bits.size != 1:
-        raise UnsupportedModelError(f"node {node.name}: per-channel bit widths cannot be lowered to onnxruntime QDQ")
-    zeropt = np.asarray(zeropt, dtype=np.float64)
-    if np.any(zeropt != np.round(zeropt)):
-        raise UnsupportedModelError(f"node {node.name}: non-integer zero point has no onnxruntime QDQ form")
-    return (
-        np.asarray(scale, dtype=np.float32),
-        zeropt,
-        int(bits.ravel()[0]),
-        bool(node_attr(node, "signed", 1)),
-        bool(node_attr(node, "narrow", 0)),
-        str(node_attr(node, "rounding_mode", "ROUND")).upper(),
-    )
+    source = _at_opset(model, MIN_OPSET)
+    lowering = _Lowering(source)
+    for node in source.graph.node:
+        lowering.lower(node)
+    proto = lowering.finish()
+    config = plan_session(proto, lowering.origin, _declared_integer_input(model))
+    onnx.helper.set_model_props(proto, {SESSION_CONFIG_KEY: json.dumps(config, sort_keys=True)})
+    return proto
 
 
-def _axis_of(scale: np.ndarray, node_name: str) -> tuple[np.ndarray, int | None]:
-    """Scalar scale -> (scalar, None); per-channel scale with one non-1 axis -> (1-D, axis)."""
+def recorded_session_config(proto: onnx.ModelProto) -> dict[str, str]:
+    """The session config entries the lowering recorded in ``proto`` (empty for models lowered elsewhere)."""
+    for prop in proto.metadata_props:
+        if prop.key == SESSION_CONFIG_KEY:
+            return dict(json.loads(prop.value))
+    return {}
+
+
+def _declared_integer_input(model: ModelWrapper) -> float | None:
+    """Largest magnitude of the graph input when it declares an integer datatype (FINN's BIPOLAR features), else
+    None (a float input)."""
+    datatype = model.get_tensor_datatype(model.graph.input[0].name)
+    if not datatype.is_integer():
+        return None
+    return float(max(abs(datatype.min()), abs(datatype.max())))
+
+
+def _at_opset(model: ModelWrapper, opset: int) -> ModelWrapper:
+    """The model with its standard ops converted to at least ``opset`` (ONNX's version converter, which adapts ops
+    whose form changed, e.g. Unsqueeze axes and Clip bounds as inputs), so the added ops can use that opset."""
+    from onnx import version_converter
+
+    current = max([o.version for o in model.model.opset_import if o.domain in ("", "ai.onnx")] or [1])
+    if current >= opset:
+        return model
+    proto = onnx.ModelProto.FromString(model.model.SerializeToString())
+    declared = {o.domain for o in proto.opset_import}
+    for domain in sorted({n.domain for n in proto.graph.node} - declared - {"", "ai.onnx"}):
+        proto.opset_import.append(helper.make_opsetid(domain, 1))  # the converter needs every domain declared
+    try:
+        converted = version_converter.convert_version(proto, opset)
+    except Exception as exc:
+        raise UnsupportedModelError(
+            f"the model's standard ops (opset {current}) could not be converted to opset {opset} for onnxruntime "
+            f"({type(exc).__name__}: {' '.join(str(exc).split())[:200]}); re-export the model with opset >= {opset}"
+        ) from exc
+    wrapper = ModelWrapper(converted)
+    for tensor in model.graph.value_info:  # qonnx datatype annotations survive the conversion
+        if wrapper.get_tensor_shape(tensor.name) is None:
+            wrapper.graph.value_info.append(tensor)
+    for annotation in model.graph.quantization_annotation:
+        if annotation not in wrapper.graph.quantization_annotation:
+            wrapper.graph.quantization_annotation.append(annotation)
+    return wrapper
+
+
+def _scale_constant(model: ModelWrapper, node, index: int, what: str = "scale") -> np.ndarray:
+    """A quantizer's constant scale (any real dtype: the reference computes in the dtype numpy derives from it),
+    finite and > 0 as QONNX requires."""
+    value = const_input(model, node, index)
+    if value is None:
+        raise UnsupportedModelError(
+            f"node {node.name}: {node.op_type} {what} is computed at run time; onnxruntime needs it as a constant "
+            "(export it as an initializer)"
+        )
+    value = np.asarray(value)
+    if not (np.issubdtype(value.dtype, np.floating) or np.issubdtype(value.dtype, np.integer)):
+        raise UnsupportedModelError(f"node {node.name}: {node.op_type} {what} has dtype {value.dtype}; store it as float32")
+    if not (np.all(np.isfinite(value)) and np.all(value > 0)):
+        raise UnsupportedModelError(
+            f"node {node.name}: {node.op_type} {what} must be finite and > 0; fix the quantizer's {what}"
+        )
+    return value
+
+
+def _compute_dtype(node, *constants: np.ndarray) -> np.dtype:
+    """The dtype qonnx's numpy code computes a float32 input in with these constants (float64 scales, as QKeras
+    conversions store them, or integer ones make it float64); its result is cast to float32 at the end."""
+    dtype = np.result_type(np.float32, *(np.asarray(c).dtype for c in constants))
+    if dtype not in (np.float32, np.float64):
+        raise UnsupportedModelError(
+            f"node {node.name}: {node.op_type} constants of dtype {dtype} have no onnxruntime lowering; store them as "
+            "float32"
+        )
+    return np.dtype(dtype)
+
+
+def _is_power_of_two(values: np.ndarray) -> bool:
+    values = np.asarray(values, dtype=np.float64)
+    mantissa, _ = np.frexp(values)
+    return bool(values.size and np.all(values > 0) and np.all(mantissa == 0.5))
+
+
+class _Lowering:
+    """Builds the lowered graph node by node; ``origin`` maps every new node to the source node it came from."""
+
+    def __init__(self, model: ModelWrapper) -> None:
+        self.model = model
+        self.nodes: list[onnx.NodeProto] = []
+        self.initializers: list[onnx.TensorProto] = []
+        self.removed: set[str] = set()
+        self.origin: dict[str, str] = {}
+        self._source = ""
+        self._taken = {n.name for n in model.graph.node} | {i.name for i in model.graph.initializer}
+        self._taken |= {t for n in model.graph.node for t in (*n.input, *n.output)}
+
+    # -- building blocks --------------------------------------------------------------------------------------------
+    def fresh(self, base: str) -> str:
+        name, index = base, 0
+        while name in self._taken:
+            index += 1
+            name = f"{base}_{index}"
+        self._taken.add(name)
+        return name
+
+    def const(self, base: str, value: np.ndarray) -> str:
+        name = self.fresh(base)
+        self.initializers.append(numpy_helper.from_array(np.asarray(value), name))
+        return name
+
+    def op(self, op_type: str, inputs: list[str], output: str | None = None, **attrs) -> str:
+        """Append ``op_type`` and return its output (``output`` or a fresh name)."""
+        name = self.fresh(f"{self._source}_{op_type}")
+        out = output or self.fresh(f"{self._source}_{op_type.lower()}")
+        self.nodes.append(helper.make_node(op_type, inputs, [out], name=name, **attrs))
+        self.origin[name] = self._source
+        return out
+
+    def to_compute(self, value: str, dtype: np.dtype) -> str:
+        """``value`` (float32) in the reference's compute dtype."""
+        return self.op("Cast", [value], to=onnx.TensorProto.DOUBLE) if dtype == np.float64 else value
+
+    def last_op(self, op_type: str, inputs: list[str], dtype: np.dtype, output: str) -> None:
+        """The last step of a quantizer, its result in float32 (as qonnx casts it) written to ``output``."""
+        if dtype == np.float64:
+            self.op("Cast", [self.op(op_type, inputs)], output, to=onnx.TensorProto.FLOAT)
+        else:
+            self.op(op_type, inputs, output)
+
+    # -- dispatch ---------------------------------------------------------------------------------------------------
+    def lower(self, node: onnx.NodeProto) -> None:
+        self._source = node.name
+        op = node.op_type
+        if node.domain in ("", "ai.onnx"):
+            self.nodes.append(node)
+            self.origin[node.name] = node.name
+        elif node.domain == CHANNELS_LAST_DOMAIN:
+            self._channels_last(node)
+        elif op in ("Quant", "IntQuant"):
+            self._quant(node)
+        elif op == "BipolarQuant":
+            self._bipolar(node)
+        elif op == "FloatQuant":
+            self._float_quant(node)
+        elif op in QUANTIZER_OPS:
+            raise UnsupportedModelError(
+                f"node {node.name}: {op} has no onnxruntime lowering yet; compile this model for another target or "
+                f"re-export it without {op}"
+            )
+        else:
+            raise UnsupportedModelError(
+                f"node {node.name}: custom op {node.domain}.{op} cannot run on onnxruntime; re-export the model "
+                "with standard ONNX ops and QONNX quantizers"
+            )
+
+    def finish(self) -> onnx.ModelProto:
+        graph = self.model.graph
+        self._bias_scales_match_products()
+        used = {i for n in self.nodes for i in n.input}
+        kept = [init for init in graph.initializer if init.name not in self.removed and init.name in used]
+        out_graph = helper.make_graph(
+            self.nodes, graph.name or "qdeploy", list(graph.input), list(graph.output), kept + self.initializers
+        )
+        opset = max([o.version for o in self.model.model.opset_import if o.domain in ("", "ai.onnx")] + [MIN_OPSET])
+        proto = helper.make_model(out_graph, opset_imports=[helper.make_opsetid("", opset)], producer_name="qdeploy")
+        proto.ir_version = min(self.model.model.ir_version or 8, 10) if self.model.model.ir_version else 8
+        _make_batch_dynamic(proto)
+        onnx.checker.check_model(proto)
+        return proto
+
+    # -- quantizers on constants ------------------------------------------------------------------------------------
+    def _reference_values(self, node) -> np.ndarray:
+        """The quantizer's output on its constant input, computed by qonnx itself (the reference)."""
+        from qonnx.custom_op.registry import getCustomOp
+
+        context = {name: self.model.get_initializer(name) for name in node.input if name}
+        getCustomOp(node).execute_node(context, self.model.graph)
+        return np.asarray(context[node.output[0]], dtype=np.float32)
+
+    def _constant(self, node, scale: np.ndarray, zeropt: np.ndarray, low: int, high: int) -> None:
+        """A quantized constant: integers + DequantizeLinear when they give back qonnx's values exactly in float32
+        (ORT can then use integer kernels), else qonnx's float values themselves (exact by definition)."""
+        values = self._reference_values(node)
+        self.removed.add(node.input[0])
+        integer = self._integer_constant(values, scale, zeropt, low, high)
+        if integer is None:
+            self.initializers.append(numpy_helper.from_array(values, node.output[0]))
+            return
+        ints, scale_vec, zp_vec, axis = integer
+        inputs = [self.const(f"{node.name}_int", ints), self.const(f"{node.name}_scale", scale_vec)]
+        inputs.append(self.const(f"{node.name}_zp", zp_vec))
+        self.op("DequantizeLinear", inputs, node.output[0], **({"axis": axis} if axis is not None else {}))
+
+    @staticmethod
+    def _integer_constant(values, scale, zeropt, low, high):
+        try:
+            scale_vec, axis = _axis_of(scale)
+        except ValueError:
+            return None
+        if zeropt.size != 1 and zeropt.shape != scale.shape:
+            return None
+        full_scale = np.broadcast_to(scale.astype(np.float64), values.shape)
+        full_zp = np.broadcast_to(zeropt.astype(np.float64), values.shape)
+        ints = np.round(values / full_scale + full_zp)
+        if low >= -128 and high <= 127:
+            dtype = np.int8
+        elif low >= 0 and high <= 255:
+            dtype = np.uint8
+        elif low >= -(2**31) and high < 2**31 and np.all(zeropt == 0):
+            dtype = np.int32  # ONNX: an int32 DequantizeLinear has zero point 0
+        else:
+            return None
+        info = np.iinfo(dtype)
+        if ints.size and (ints.min() < info.min or ints.max() > info.max):
+            return None
+        check = (ints.astype(np.float32) - full_zp.astype(np.float32)) * full_scale.astype(np.float32)
+        if not np.array_equal(check.astype(np.float32), values):
+            return None
+        zp_vec = np.broadcast_to(zeropt.reshape(-1), scale_vec.shape) if axis is not None else zeropt.reshape(())
+        return ints.astype(dtype), scale_vec.astype(np.float32), zp_vec.astype(dtype), axis
+
+    # -- Quant / IntQuant -------------------------------------------------------------------------------------------
+    def _quant(self, node) -> None:
+        scale = _scale_constant(self.model, node, 1)
+        zeropt, bits = const_input(self.model, node, 2), const_input(self.model, node, 3)
+        if zeropt is None or bits is None:
+            raise UnsupportedModelError(
+                f"node {node.name}: {node.op_type} zero point and bit width must be constants for onnxruntime"
+            )
+        bits = np.asarray(bits)
+        if bits.size != 1 or float(bits.ravel()[0]) != int(bits.ravel()[0]) or int(bits.ravel()[0]) < 1:
+            raise UnsupportedModelError(f"node {node.name}: bit width must be one integer >= 1, got {bits.ravel()[:4]}")
+        zeropt = np.asarray(zeropt)
+        n_bits = int(bits.ravel()[0])
+        signed, narrow = bool(node_attr(node, "signed", 1)), bool(node_attr(node, "narrow", 0))
+        rounding = str(node_attr(node, "rounding_mode", "ROUND")).upper()
+        if rounding not in ROUNDING_MODES:
+            raise UnsupportedModelError(
+                f"node {node.name}: unknown rounding mode {rounding!r}; use one of {', '.join(ROUNDING_MODES)}"
+            )
+        bipolar = n_bits == 1 and signed  # qonnx executes a signed 1-bit Quant as a bipolar quantizer: +-1
+        low, high = (-1, 1) if bipolar else quant_int_range(n_bits, signed, narrow)
+        dtype = _compute_dtype(node, scale, zeropt)
+        if self.model.get_initializer(node.input[0]) is not None:
+            self._constant(node, scale, zeropt, low, high)
+        elif bipolar:
+            self._bipolar_activation(node, scale, zeropt, dtype)
+        elif (
+            rounding in ("ROUND", "HALF_EVEN")
+            and np.all(zeropt == 0)
+            and scale.size == 1
+            # x / s is the same number in float32 and float64 only for a power-of-two s
+            and (dtype == np.float32 or (_is_power_of_two(scale) and float(np.float32(scale)) == float(scale)))
+            and ((low >= -128 and high <= 127) or (low >= 0 and high <= 255))
+        ):
+            self._qdq_activation(node, scale.astype(np.float32), low, high)
+        else:
+            self._float_quant_activation(node, scale, zeropt, bits, signed, narrow, rounding, dtype)
+
+    def _qdq_activation(self, node, scale: np.ndarray, low: int, high: int) -> None:
+        """QuantizeLinear -> [Clip] -> DequantizeLinear, equal to the reference under the conditions in ``_quant``."""
+        storage = np.int8 if low < 0 else np.uint8
+        info = np.iinfo(storage)
+        qdq = [self.const(f"{node.name}_scale", scale.reshape(())), self.const(f"{node.name}_zp", storage(0))]
+        q = self.op("QuantizeLinear", [node.input[0], *qdq])
+        if (low, high) != (info.min, info.max):
+            bounds = [self.const(f"{node.name}_min", storage(low)), self.const(f"{node.name}_max", storage(high))]
+            q = self.op("Clip", [q, *bounds])
+        self.op("DequantizeLinear", [q, *qdq], node.output[0])
+
+    def _float_quant_activation(self, node, scale, zeropt, bits, signed, narrow, rounding, dtype) -> None:
+        """The reference's steps in its dtype: x/s (+ zp), clip to [min_int, max_int], round, (- zp), * s."""
+        from qonnx.custom_op.general.intquant import max_int, min_int
+
+        # the bounds as the reference computes them: from the stored bit width's dtype, cast to the compute dtype
+        # (a float32 bit width makes 2^31-1 round up to 2^31)
+        low = np.asarray(min_int(signed, narrow, bits)).astype(dtype)
+        high = np.asarray(max_int(signed, narrow, bits)).astype(dtype)
+        has_zp = bool(np.any(zeropt != 0))
+        scale_name = self.const(f"{node.name}_scale", scale.astype(dtype))
+        zp_name = self.const(f"{node.name}_zp", zeropt.astype(dtype)) if has_zp else ""
+        value = self.op("Div", [self.to_compute(node.input[0], dtype), scale_name])
+        if has_zp:
+            value = self.op("Add", [value, zp_name])
+        value = self.op("Clip", [value, self.const(f"{node.name}_min", low), self.const(f"{node.name}_max", high)])
+        value = self._round(value, rounding, dtype)
+        if has_zp:
+            value = self.op("Sub", [value, zp_name])
+        self.last_op("Mul", [value, scale_name], dtype, node.output[0])
+
+    def _round(self, value: str, rounding: str, dtype: np.dtype | None = None) -> str:
+        """qonnx's rounding functions (``resolve_rounding_mode``) as element-wise ONNX ops in ``dtype``."""
+        if rounding in ("ROUND", "HALF_EVEN"):
+            return self.op("Round", [value])  # both half to even
+        if rounding == "FLOOR":
+            return self.op("Floor", [value])
+        if rounding == "CEIL":
+            return self.op("Ceil", [value])
+        sign, magnitude = self.op("Sign", [value]), self.op("Abs", [value])
+        if rounding == "UP":  # sign(x) * ceil(|x|)
+            rounded = self.op("Ceil", [magnitude])
+        elif rounding == "DOWN":  # np.fix: sign(x) * floor(|x|)
+            rounded = self.op("Floor", [magnitude])
+        else:
+            half = self.const(f"{self._source}_half", np.asarray(0.5, dtype=dtype or np.float32))
+            if rounding == "HALF_UP":  # sign(x) * floor(|x| + 0.5)
+                rounded = self.op("Floor", [self.op("Add", [magnitude, half])])
+            else:  # HALF_DOWN: sign(x) * ceil(|x| - 0.5)
+                rounded = self.op("Ceil", [self.op("Sub", [magnitude, half])])
+        return self.op("Mul", [sign, rounded])
+
+    # -- bipolar ----------------------------------------------------------------------------------------------------
+    def _bipolar(self, node) -> None:
+        scale = _scale_constant(self.model, node, 1)
+        if self.model.get_initializer(node.input[0]) is not None:
+            self._constant(node, scale, np.zeros((), np.float32), -1, 1)
+        else:
+            self._bipolar_activation(node, scale, np.zeros((), np.float32), _compute_dtype(node, scale))
+
+    def _bipolar_activation(self, node, scale: np.ndarray, zeropt: np.ndarray, dtype: np.dtype) -> None:
+        """qonnx's bipolar rule: y = x/s (+ zp); y >= 0 -> +1 else -1; (y - zp) * s. The comparison is on x/s as
+        the reference does (x/s rounds a tiny negative x to -0.0, which counts as >= 0).
+
+        With zero point 0 and a per-tensor scale the +-1 stay visible to ORT as int8 through QuantizeLinear ->
+        DequantizeLinear (exact: +-s / s = +-1), so binarised layers can keep integer kernels."""
+        scale_name = self.const(f"{node.name}_scale", scale.astype(dtype))
+        value = self.op("Div", [self.to_compute(node.input[0], dtype), scale_name])
+        has_zp = bool(np.any(zeropt != 0))
+        if has_zp:
+            zp_name = self.const(f"{node.name}_zp", zeropt.astype(dtype))
+            value = self.op("Add", [value, zp_name])
+        is_positive = self.op("GreaterOrEqual", [value, self.const(f"{node.name}_zero", np.asarray(0, dtype=dtype))])
+        if has_zp:
+            one, minus_one = np.asarray(1, dtype=dtype), np.asarray(-1, dtype=dtype)
+            signs = self.op(
+                "Where", [is_positive, self.const(f"{node.name}_one", one), self.const(f"{node.name}_m1", minus_one)]
+            )
+            self.last_op("Mul", [self.op("Sub", [signs, zp_name]), scale_name], dtype, node.output[0])
+            return
+        # +-1 * s in the compute dtype, then cast to float32: the float32 value of +-s
+        scale = scale.astype(dtype).astype(np.float32)
+        plus_minus = [self.const(f"{node.name}_pos", scale), self.const(f"{node.name}_neg", -scale)]
+        if scale.size != 1:
+            self.op("Where", [is_positive, *plus_minus], node.output[0])
+            return
+        signed_scale = self.op("Where", [is_positive, *plus_minus])
+        qdq = [self.const(f"{node.name}_qscale", scale.reshape(())), self.const(f"{node.name}_qzp", np.int8(0))]
+        q = self.op("QuantizeLinear", [signed_scale, *qdq])
+        self.op("DequantizeLinear", [q, *qdq], node.output[0])
+
+    # -- FloatQuant (minifloats: FP8 E4M3/E5M2 and general) ---------------------------------------------------------
+    def _float_quant(self, node) -> None:
+        """qonnx's ``float_quant`` as float32 ops. The reference finds each value's binade with
+        ``floor(log2(|x| + tiny))``; here the binade is counted exactly with comparisons against the powers of two
+        (log2 rounding up just below a power of two only happens where both binades round the value to that power
+        of two, so the results agree), then ``internal * round(x / internal)``, clipped to the largest value."""
+        from qonnx.custom_op.general.floatquant import compute_max_val
+
+        scale = _scale_constant(self.model, node, 1)
+        if scale.dtype != np.float32:
+            raise UnsupportedModelError(
+                f"node {node.name}: FloatQuant scale is stored as {scale.dtype}; store it as float32"
+            )
+        params = [const_input(self.model, node, i) for i in (2, 3, 4, 5)]
+        if any(p is None for p in params):
+            raise UnsupportedModelError(
+                f"node {node.name}: FloatQuant exponent/mantissa widths, exponent bias and max value must be "
+                "constants for onnxruntime"
+            )
+        exponent_bits, mantissa_bits, exponent_bias, max_val = (np.asarray(p) for p in params)
+        if int(node_attr(node, "saturation", 1)) != 1:
+            raise UnsupportedModelError(
+                f"node {node.name}: non-saturating FloatQuant (inf/NaN on overflow) has no onnxruntime lowering yet; "
+                "export it with saturation"
+            )
+        rounding = str(node_attr(node, "rounding_mode", "ROUND")).upper()
+        if rounding not in ROUNDING_MODES:
+            raise UnsupportedModelError(f"node {node.name}: unknown rounding mode {rounding!r}")
+        if self.model.get_initializer(node.input[0]) is not None:
+            self.removed.add(node.input[0])
+            self.initializers.append(numpy_helper.from_array(self._reference_values(node), node.output[0]))
+            return
+        mantissa = int(mantissa_bits.ravel()[0])
+        min_exponent = 1 - float(exponent_bias.ravel()[0])  # smallest normal binade; subnormals share its step
+        max_value = np.minimum(compute_max_val(exponent_bits, mantissa_bits, exponent_bias), max_val)
+        max_value32 = np.float32(max_value)
+        if float(max_value32) != float(max_value) or not np.isfinite(max_value32):
+            raise UnsupportedModelError(
+                f"node {node.name}: FloatQuant largest value {float(max_value)} is not a float32 value"
+            )
+        # binades from the smallest normal one up to one that every value above the largest value clips from
+        top = int(np.ceil(np.log2(float(max_value32)))) + 1
+        binades = np.arange(int(min_exponent), top + 1)
+        if binades[0] - mantissa < -149 or top > 127:
+            raise UnsupportedModelError(f"node {node.name}: FloatQuant format exceeds the float32 range")
+        thresholds = np.ldexp(np.float32(1), binades[1:]).astype(np.float32)
+        steps = np.ldexp(np.float32(1), binades - mantissa).astype(np.float32)
+        scale_name = self.const(f"{node.name}_scale", scale)
+        value = self.op("Div", [node.input[0], scale_name])
+        magnitude = self.op("Unsqueeze", [self.op("Abs", [value]), self.const(f"{node.name}_last", np.int64([-1]))])
+        above = self.op("GreaterOrEqual", [magnitude, self.const(f"{node.name}_binades", thresholds)])
+        count = self.op("Cast", [above], to=onnx.TensorProto.INT64)
+        index = self.op("ReduceSum", [count, self.const(f"{node.name}_axis", np.int64([-1]))], keepdims=0)
+        internal = self.op("Gather", [self.const(f"{node.name}_steps", steps), index])
+        rounded = self._round(self.op("Div", [value, internal]), rounding)
+        value = self.op("Mul", [internal, rounded])
+        bounds = [self.const(f"{node.name}_min", -max_value32), self.const(f"{node.name}_max", max_value32)]
+        value = self.op("Clip", [value, *bounds])
+        self.op("Mul", [value, scale_name], node.output[0])
+
+    # -- qonnx channels-last ops ------------------------------------------------------------------------------------
+    def _channels_last(self, node) -> None:
+        """qonnx executes ``channels_last.<Op>`` as the standard op on channels-first copies of its first input (and
+        of a Conv's weights), transposed back afterwards: the same here."""
+        if node.op_type not in ("Conv", "MaxPool", "BatchNormalization"):
+            raise UnsupportedModelError(f"node {node.name}: channels-last op {node.op_type} has no standard form")
+        rank = len(self.model.get_tensor_shape(node.input[0]) or [])
+        if rank < 3:
+            raise UnsupportedModelError(f"node {node.name}: channels-last {node.op_type} needs a known input rank")
+        to_first = [0, rank - 1, *range(1, rank - 1)]
+        to_last = [0, *range(2, rank), 1]
+        inputs = list(node.input)
+        for index in (0, 1) if node.op_type == "Conv" else (0,):
+            inputs[index] = self.op("Transpose", [inputs[index]], perm=to_first)
+        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        result = self.op(node.op_type, inputs, **attrs)
+        self.op("Transpose", [result], node.output[0], perm=to_last)
+
+    # -- consistency for ORT's integer kernels ------------------------------------------------------------------------
+    def _bias_scales_match_products(self) -> None:
+        """ORT's integer Conv/Gemm kernels take an int32 bias as already on the accumulator's scale (input scale x
+        weight scale). A bias DequantizeLinear on another scale is stored as its float values instead (exact)."""
+        producers = {n.output[0]: n for n in self.nodes}
+        constants = {init.name: init for init in self.initializers}
+        for node in self.nodes:
+            if node.op_type not in ("Conv", "Gemm") or len(node.input) < 3 or not node.input[2]:
+                continue
+            bias_dq, x_dq, w_dq = (producers.get(node.input[i]) for i in (2, 0, 1))
+            if bias_dq is None or bias_dq.op_type != "DequantizeLinear" or bias_dq.input[0] not in constants:
+                continue
+            bias_ints = numpy_helper.to_array(constants[bias_dq.input[0]])
+            if bias_ints.dtype != np.int32:
+                continue
+            scales = [_dq_scale(dq, constants) for dq in (x_dq, w_dq, bias_dq)]
+            if all(s is not None for s in scales):
+                product = (scales[0].astype(np.float32) * scales[1].astype(np.float32)).astype(np.float32)
+                if product.shape == scales[2].shape or product.size == 1 == scales[2].size:
+                    if np.array_equal(product.reshape(scales[2].shape), scales[2]):
+                        continue
+            values = bias_ints.astype(np.float32) * numpy_helper.to_array(constants[bias_dq.input[1]]).astype(np.float32)
+            self.nodes.remove(bias_dq)
+            self.initializers.append(numpy_helper.from_array(values.astype(np.float32), bias_dq.output[0]))
+
+
+def _dq_scale(node, constants) -> np.ndarray | None:
+    if node is None or node.op_type != "DequantizeLinear" or node.input[1] not in constants:
+        return None
+    return numpy_helper.to_array(constants[node.input[1]])
+
+
+def _axis_of(scale: np.ndarray) -> tuple[np.ndarray, int | None]:
+    """Scalar scale -> (scalar, None); per-channel scale with one non-1 axis -> (1-D, axis); else ValueError."""
     if scale.size == 1:
         return scale.reshape(()), None
     axes = [i for i, d in enumerate(scale.shape) if d != 1]
     if len(axes) != 1:
-        raise UnsupportedModelError(f"node {node_name}: scale of shape {scale.shape} is neither per-tensor nor per-axis")
+        raise ValueError(f"scale of shape {scale.shape} is neither per-tensor nor per-axis")
     return scale.reshape(-1), axes[0]
-
-
-def _lower_bipolar(model: ModelWrapper, node, initializers: list, removed_inits: set) -> list:
-    """BipolarQuant -> Where(x >= 0, scale, -scale): QONNX maps 0 to +scale, which Sign would not.
-
-    With a positive scale the +-1 integers are also made visible to ORT, so binarised layers keep their integer
-    form: on a constant (binary weights) an int8 +-1 initializer -> DequantizeLinear; on an activation
-    Where -> QuantizeLinear -> DequantizeLinear (int8, exact: +-scale / scale = +-1). Left as float constants, ORT
-    folds a following per-channel Mul and the bias into the weights and reorders the float sums: not exact.
-    """
-    scale = const_input(model, node, 1)
-    if scale is None:
-        raise UnsupportedModelError(f"node {node.name}: BipolarQuant scale must be a constant")
-    name = node.name
-    scale = np.asarray(scale, dtype=np.float32)
-    integer_form = bool(np.all(scale > 0) and np.all(np.isfinite(scale)))
-    source = model.get_initializer(node.input[0])
-    if integer_form and source is not None:
-        scale_vec, axis = _axis_of(scale, name)
-        signs = np.where(np.asarray(source) >= 0, 1, -1).astype(np.int8)
-        initializers += [
-            numpy_helper.from_array(signs, f"{name}_int"),
-            numpy_helper.from_array(scale_vec, f"{name}_scale"),
-            numpy_helper.from_array(np.zeros(scale_vec.shape, dtype=np.int8), f"{name}_zp"),
-        ]
-        removed_inits.add(node.input[0])
-        attrs = {"axis": axis} if axis is not None else {}
-        inputs = [f"{name}_int", f"{name}_scale", f"{name}_zp"]
-        return [helper.make_node("DequantizeLinear", inputs, [node.output[0]], name=f"{name}_dq", **attrs)]
-    initializers += [
-        numpy_helper.from_array(np.asarray(0.0, dtype=np.float32), f"{name}_zero"),
-        numpy_helper.from_array(scale, f"{name}_pos"),
-        numpy_helper.from_array(-scale, f"{name}_neg"),
-    ]
-    where_out = f"{name}_pm" if integer_form and scale.size == 1 else node.output[0]
-    nodes = [
-        helper.make_node("GreaterOrEqual", [node.input[0], f"{name}_zero"], [f"{name}_ge"], name=f"{name}_ge"),
-        helper.make_node("Where", [f"{name}_ge", f"{name}_pos", f"{name}_neg"], [where_out], name=f"{name}_where"),
-    ]
-    if where_out != node.output[0]:
-        initializers += [
-            numpy_helper.from_array(scale.reshape(()), f"{name}_scale"),
-            numpy_helper.from_array(np.asarray(0, dtype=np.int8), f"{name}_zp"),
-        ]
-        qdq = [f"{name}_scale", f"{name}_zp"]
-        nodes += [
-            helper.make_node("QuantizeLinear", [where_out, *qdq], [f"{name}_q"], name=f"{name}_quantize"),
-            helper.make_node("DequantizeLinear", [f"{name}_q", *qdq], [node.output[0]], name=f"{name}_dequantize"),
-        ]
-    return nodes
-
-
-def lower_to_qdq(model: ModelWrapper) -> onnx.ModelProto:
-    """Return a standard-ONNX QDQ model computing exactly what ``model`` computes (or raise)."""
-    graph = model.graph
-    new_nodes = []
-    initializers: list[onnx.TensorProto] = []
-    removed_inits: set[str] = set()
-    for node in graph.node:
-        if node.op_type == "BipolarQuant":
-            new_nodes += _lower_bipolar(model, node, initializers, removed_inits)
-            continue
-        if node.op_type in ("Trunc", "FloatQuant", "MultiThreshold"):
-            raise UnsupportedModelError(f"node {node.name}: {node.op_type} has no onnxruntime lowering yet")
-        if node.op_type not in ("Quant", "IntQuant"):
-            if node.domain not in ("", "ai.onnx"):
-                raise UnsupportedModelError(
-                    f"node {node.name}: custom op {node.domain}.{node.op_type} cannot run on onnxruntime"
-                )
-            new_nodes.append(node)
-            continue
-        scale, zeropt, bits, signed, narrow, rounding = _quant_params(model, node)
-        low, high = quant_int_range(bits, signed, narrow)
-        source = model.get_initializer(node.input[0])
-        scale_vec, axis = _axis_of(scale, node.name)
-        name = node.name
-        if source is not None:
-            # Weights/biases: integers computed from qonnx's own output, checked to dequantize back exactly.
-            dequantized = _qonnx_quant_values(model, node)
-            full_scale = np.broadcast_to(scale.astype(np.float64), dequantized.shape)
-            zp_full = np.broadcast_to(zeropt, dequantized.shape)
-            ints = np.round(dequantized / full_scale + zp_full).astype(np.int64)
-            if bits <= 8:
-                int_dtype = np.int8 if low < 0 else np.uint8
-            elif bits <= 32 and signed:
-                int_dtype = np.int32
-                if np.any(zeropt != 0):
-                    raise UnsupportedModelError(f"node {name}: {bits}-bit constant with a zero point has no int32 QDQ form")
-            else:
-                raise UnsupportedModelError(
-                    f"node {name}: {bits}-bit {'signed' if signed else 'unsigned'} constant has no QDQ type"
-                )
-            # per-axis zero points follow the scale's axis; a scalar zero point stays scalar
-            zp_vec = (
-                np.broadcast_to(zeropt.reshape(-1), scale_vec.shape) if axis is not None else zeropt.reshape(())
-            ).astype(int_dtype)
-            check = ((ints.astype(np.float32) - zp_full.astype(np.float32)) * full_scale.astype(np.float32)).astype(
-                np.float32
-            )
-            if not np.array_equal(check, dequantized):
-                raise UnsupportedModelError(
-                    f"node {name}: constant does not dequantize exactly in float32; cannot lower to QDQ"
-                )
-            initializers += [
-                numpy_helper.from_array(ints.astype(int_dtype), f"{name}_int"),
-                numpy_helper.from_array(scale_vec.astype(np.float32), f"{name}_scale"),
-                numpy_helper.from_array(zp_vec, f"{name}_zp"),
-            ]
-            removed_inits.add(node.input[0])
-            attrs = {"axis": axis} if axis is not None else {}
-            new_nodes.append(
-                helper.make_node(
-                    "DequantizeLinear",
-                    [f"{name}_int", f"{name}_scale", f"{name}_zp"],
-                    [node.output[0]],
-                    name=f"{name}_dq",
-                    **attrs,
-                )
-            )
-            continue
-        # Activations.
-        if bits > 8:
-            raise UnsupportedModelError(
-                f"node {name}: {bits}-bit activation quantizer is wider than onnxruntime's 8-bit integer kernels; "
-                "re-quantize with act_bits <= 8"
-            )
-        if rounding != "ROUND":
-            raise UnsupportedModelError(
-                f"node {name}: rounding mode {rounding} cannot be expressed by QuantizeLinear (round half to even)"
-            )
-        if axis is not None:
-            raise UnsupportedModelError(f"node {name}: per-channel activation scales are not supported on onnxruntime yet")
-        if zeropt.size != 1:
-            raise UnsupportedModelError(f"node {name}: per-channel zero points are not supported on onnxruntime yet")
-        zp_int = int(zeropt.ravel()[0])
-        storage = np.int8 if signed else np.uint8
-        type_low, type_high = (-128, 127) if signed else (0, 255)
-        q_low, q_high = low + zp_int, high + zp_int
-        if q_low < type_low or q_high > type_high:
-            raise UnsupportedModelError(f"node {name}: quantized range [{q_low}, {q_high}] does not fit an 8-bit type")
-        initializers += [
-            numpy_helper.from_array(scale_vec.astype(np.float32), f"{name}_scale"),
-            numpy_helper.from_array(np.asarray(zp_int, dtype=storage), f"{name}_zp"),
-        ]
-        q_out = f"{name}_q"
-        new_nodes.append(
-            helper.make_node(
-                "QuantizeLinear", [node.input[0], f"{name}_scale", f"{name}_zp"], [q_out], name=f"{name}_quantize"
-            )
-        )
-        if (q_low, q_high) != (type_low, type_high):
-            initializers += [
-                numpy_helper.from_array(np.asarray(q_low, dtype=storage), f"{name}_min"),
-                numpy_helper.from_array(np.asarray(q_high, dtype=storage), f"{name}_max"),
-            ]
-            new_nodes.append(
-                helper.make_node("Clip", [q_out, f"{name}_min", f"{name}_max"], [f"{name}_qc"], name=f"{name}_clip")
-            )
-            q_out = f"{name}_qc"
-        new_nodes.append(
-            helper.make_node(
-                "DequantizeLinear", [q_out, f"{name}_scale", f"{name}_zp"], [node.output[0]], name=f"{name}_dequantize"
-            )
-        )
-
-    used = {i for n in new_nodes for i in n.input}
-    kept = [init for init in graph.initializer if init.name not in removed_inits and init.name in used]
-    out_graph = helper.make_graph(
-        new_nodes, graph.name or "qdeploy", list(graph.input), list(graph.output), kept + initializers
-    )
-    opset = max([o.version for o in model.model.opset_import if o.domain in ("", "ai.onnx")] + [MIN_OPSET])
-    proto = helper.make_model(out_graph, opset_imports=[helper.make_opsetid("", opset)], producer_name="qdeploy")
-    proto.ir_version = min(model.model.ir_version or 8, 10) if model.model.ir_version else 8
-    _make_batch_dynamic(proto)
-    onnx.checker.check_model(proto)
-    return proto
 
 
 def _make_batch_dynamic(proto: onnx.ModelProto) -> None:

@@ -58,7 +58,13 @@ def integer_kernels_are_exact(proto: onnx.ModelProto) -> bool:
 
 def session_config(proto: onnx.ModelProto) -> dict[str, str]:
     """The session settings qdeploy runs ``model.onnx`` with (``report.json``: to get the same numbers elsewhere,
-    in any ORT language binding, set these config entries and OPTIMIZATION_LEVEL)."""
+    in any ORT language binding, set these config entries and OPTIMIZATION_LEVEL). A model this target lowered
+    carries the entries its lowering proved exact (``lower.recorded_session_config``); others get the rules below."""
+    from qdeploy.targets.onnxruntime.lower import recorded_session_config
+
+    recorded = recorded_session_config(proto)
+    if recorded:
+        return recorded
     config = {
         # A MatMul of a float activation (e.g. +-1 from BipolarQuant) with DequantizeLinear weights is fused into
         # MatMulNBits, whose default accuracy level 4 quantizes the activation to int8 on the fly: not exact.

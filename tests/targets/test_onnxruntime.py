@@ -9,7 +9,7 @@ import pytest
 
 import qdeploy
 from qdeploy.artifact import Artifact
-from qdeploy.errors import UnsupportedModelError
+from qdeploy.errors import QDeployError, UnsupportedModelError
 from tests.targets.helpers import assert_no_output, copy_graph, set_activation_bits, set_rounding
 
 
@@ -22,9 +22,11 @@ def test_w4a8_digits_bit_exact_on_real_and_random_inputs(which, request, data, t
     assert report["outputs_compared"] == report["outputs_equal"] == len(data.x_test) + 1000
     assert report["verification_inputs"] == {"user": len(data.x_test), "random": 1000}
     assert report["max_abs_error"] == 0.0
-    # ORT fused the QDQ groups into integer kernels (power-of-two scales: their requantization is exact)
+    # ORT fused the QDQ groups into integer kernels (power-of-two scales, accumulators within 24 bits: exact); only
+    # its re-rounding of float biases stays off
     assert report["integer_kernels"] >= 1
-    assert "optimization.disable_specified_optimizers" not in report["session_config"]
+    assert "session.disable_quant_qdq" not in report["session_config"]
+    assert report["session_config"]["optimization.disable_specified_optimizers"] == "WeightBiasQuantization"
     assert {"target", "model", "per_layer", "outputs_compared", "outputs_equal"} <= set(report)
     assert all(row["accumulator"] == "int32" for row in report["per_layer"])
     assert {(row["weight"], row["activation"]) for row in report["per_layer"]} == {("int4", "int8")}
@@ -40,7 +42,8 @@ def test_float_scales_run_float_kernels_on_the_integers_and_stay_exact(float_cnn
     qdeploy.compile(graph, target="onnxruntime", out=tmp_path / "ort", data=data.x_test)
     report = json.loads((tmp_path / "ort" / "report.json").read_text())
     assert report["bit_exact"] and report["integer_kernels"] == 0
-    assert report["session_config"]["optimization.disable_specified_optimizers"] == "QDQSelectorActionTransformer"
+    assert report["session_config"]["session.disable_quant_qdq"] == "1"
+    assert "ConvMulFusion" in report["session_config"]["optimization.disable_specified_optimizers"].split(";")
     # the folder's own runner (a fresh session from model.onnx) makes the same decision
     assert np.array_equal(Artifact(tmp_path / "ort").predict(data.x_test), qdeploy.run_golden(graph, data.x_test))
 
@@ -52,20 +55,32 @@ def test_verify_reruns_from_the_folder(mlp_w4a8, data, tmp_path):
     assert result["bit_exact"] and result["outputs_compared"] == 300
 
 
-def test_wider_than_8_bit_activation_is_refused_naming_the_node(mlp_w4a8, tmp_path):
-    graph = copy_graph(mlp_w4a8[1])
-    node = set_activation_bits(graph, 1, 10)
-    with pytest.raises(UnsupportedModelError, match=rf"node {node}: 10-bit activation quantizer"):
-        qdeploy.compile(graph, target="onnxruntime", out=tmp_path / "ort")
-    assert_no_output(tmp_path / "ort")
+def _lowered_ops(folder) -> set[str]:
+    import onnx
+
+    return {n.op_type for n in onnx.load(str(folder / "model.onnx")).graph.node}
 
 
-def test_rounding_mode_quantizelinear_cannot_express_is_refused(mlp_w4a8, tmp_path):
+@pytest.mark.parametrize("bits", [10, 16])
+def test_wider_than_8_bit_activation_runs_the_reference_float_steps_exactly(bits, mlp_w4a8, tmp_path):
+    """No 8-bit integer type holds it: the quantizer becomes qonnx's own float32 steps (Div, Clip, Round, Mul)."""
     graph = copy_graph(mlp_w4a8[1])
-    node = set_rounding(graph, 1, "FLOOR")
-    with pytest.raises(UnsupportedModelError, match=rf"node {node}: rounding mode FLOOR"):
-        qdeploy.compile(graph, target="onnxruntime", out=tmp_path / "ort")
-    assert_no_output(tmp_path / "ort")
+    set_activation_bits(graph, 1, bits)
+    artifact = qdeploy.compile(graph, target="onnxruntime", out=tmp_path / "ort", verify_samples=300)
+    assert artifact.bit_exact
+    assert {"Div", "Clip", "Round", "Mul"} <= _lowered_ops(tmp_path / "ort")
+
+
+@pytest.mark.parametrize("mode", ["FLOOR", "CEIL", "UP", "DOWN", "HALF_UP", "HALF_DOWN"])
+def test_rounding_modes_quantizelinear_cannot_express_run_exactly(mode, mlp_w4a8, tmp_path):
+    """QuantizeLinear only rounds half to even; other modes are qonnx's rounding function as element-wise ops.
+    Half of the random inputs sit on ties, where the modes differ."""
+    graph = copy_graph(mlp_w4a8[1])
+    set_rounding(graph, 0, mode)
+    artifact = qdeploy.compile(graph, target="onnxruntime", out=tmp_path / "ort", verify_samples=300)
+    assert artifact.bit_exact
+    rounding_op = {"FLOOR": "Floor", "CEIL": "Ceil", "UP": "Ceil", "DOWN": "Floor", "HALF_UP": "Floor"}.get(mode, "Ceil")
+    assert rounding_op in _lowered_ops(tmp_path / "ort")
 
 
 def test_narrow_bit_widths_use_clip_and_stay_exact(float_mlp, data, tmp_path):
@@ -101,3 +116,173 @@ def test_verify_exits_non_zero_when_the_artefact_no_longer_matches(mlp_w4a8, tmp
     onnx.save(model, str(path))
     assert main(["verify", str(tmp_path / "ort"), "-q"]) == EXIT_NOT_EXACT
     assert "NOT EXACT" in capsys.readouterr().out
+
+
+# --- quantizers from other tools, on small synthetic graphs (one runtime input, shapes fixed) ----------------------
+
+
+def _graph(nodes, initializers, shape=(1, 16), out_shape=None, opset=13):
+    """A QONNX graph ``x -> nodes -> y`` with the given initializers (name -> array)."""
+    from onnx import TensorProto, helper, numpy_helper
+    from qonnx.core.modelwrapper import ModelWrapper
+
+    graph = helper.make_graph(
+        nodes,
+        "synthetic",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(shape))],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, list(out_shape or shape))],
+        [numpy_helper.from_array(np.asarray(v), k) for k, v in initializers.items()],
+    )
+    opsets = [helper.make_opsetid("", opset), helper.make_opsetid("qonnx.custom_op.general", 1)]
+    return ModelWrapper(helper.make_model(graph, opset_imports=opsets))
+
+
+def _quant(source, output, name="Quant_0", signed=1, narrow=0, rounding="ROUND"):
+    from onnx import helper
+
+    return helper.make_node(
+        "Quant",
+        [source, "s", "z", "b"],
+        [output],
+        name=name,
+        domain="qonnx.custom_op.general",
+        signed=signed,
+        narrow=narrow,
+        rounding_mode=rounding,
+    )
+
+
+def _inputs(scale: float, count: int = 400, shape=(16,)) -> np.ndarray:
+    """Inputs on every rounding tie of ``scale`` and between them, plus values far outside the range."""
+    rng = np.random.default_rng(1)
+    ties = (rng.integers(-300, 300, (count // 2, *shape)) + 0.5) * scale
+    spread = rng.uniform(-400 * scale, 400 * scale, (count - count // 2, *shape))
+    return np.concatenate([ties, spread]).astype(np.float32)
+
+
+def test_signed_one_bit_quant_runs_as_qonnx_executes_it(tmp_path):
+    """qonnx executes a signed 1-bit Quant (QKeras quantized_bits(1)) as bipolar: x/s >= 0 -> +s else -s."""
+    graph = _graph([_quant("x", "y", narrow=1)], {"s": np.float32(0.5), "z": np.float32(0), "b": np.float32(1)})
+    x = _inputs(0.5)
+    artifact = qdeploy.compile(graph, target="onnxruntime", out=tmp_path / "ort", data=x, verify_samples=0)
+    assert artifact.bit_exact
+    assert set(np.unique(artifact.predict(x))) == {-0.5, 0.5}
+
+
+@pytest.mark.parametrize(
+    "scale, zero_point, bits, signed",
+    [
+        (np.float32(0.0371), np.float32(3), 8, 0),  # asymmetric (brevitas ShiftedUint8): the zero point rounds in float
+        (np.float64(0.0371), np.float64(0), 4, 1),  # float64 scale (QKeras conversions): the reference computes in double
+        (np.int64(1), np.int64(0), 6, 1),  # integer scale: also double in numpy
+        (np.float32([0.5, 0.25] * 8), np.float32(0), 4, 1),  # per-channel activation scale
+        (np.float32(0.0371), np.float32(0), 24, 1),  # wider than any integer QDQ type
+    ],
+)
+def test_activation_quantizers_without_an_integer_qdq_form_are_exact(scale, zero_point, bits, signed, tmp_path):
+    graph = _graph([_quant("x", "y", signed=signed)], {"s": scale, "z": zero_point, "b": np.float32(bits)})
+    x = _inputs(float(np.min(scale)))
+    artifact = qdeploy.compile(graph, target="onnxruntime", out=tmp_path / "ort", data=x, verify_samples=100)
+    assert artifact.bit_exact and artifact.report["outputs_compared"] == len(x) + 100
+
+
+@pytest.mark.parametrize("bad_scale", [0.0, -0.5, np.inf, np.nan])
+def test_invalid_scale_is_refused_before_writing(bad_scale, tmp_path):
+    graph = _graph([_quant("x", "y")], {"s": np.float32(bad_scale), "z": np.float32(0), "b": np.float32(4)})
+    with pytest.raises(QDeployError, match=r"Quant_0.*scale"):
+        qdeploy.compile(graph, target="onnxruntime", out=tmp_path / "ort")
+    assert_no_output(tmp_path / "ort")
+
+
+def test_fp8_float_quant_matches_qonnx_at_ties_and_saturation(tmp_path):
+    """FloatQuant E4M3 (bias 7, max 448) with a float scale: binades counted exactly, round half to even, clip."""
+    from onnx import helper
+
+    node = helper.make_node(
+        "FloatQuant",
+        ["x", "s", "e", "m", "bias", "max"],
+        ["y"],
+        name="FloatQuant_0",
+        domain="qonnx.custom_op.general",
+        has_inf=0,
+        has_nan=1,
+        has_subnormal=1,
+        rounding_mode="ROUND",
+        saturation=1,
+    )
+    constants = {"s": np.float32(0.0123), "e": np.float32(4), "m": np.float32(3), "bias": np.float32(7)}
+    graph = _graph([node], {**constants, "max": np.float32(448)})
+    # every E4M3 value and the midpoints between neighbours (ties), scaled, plus values past the largest one
+    grid = np.unique(np.concatenate([np.ldexp(np.arange(8, 16), e - 3) for e in range(-6, 9)] + [np.arange(8) / 512]))
+    values = np.concatenate([grid, (grid[1:] + grid[:-1]) / 2, [500.0, 1e4, 2.0**-12]])
+    x = (np.concatenate([values, -values]) * np.float32(0.0123)).astype(np.float32)
+    x = np.resize(x, (len(x) // 16 + 1) * 16).reshape(-1, 16)
+    artifact = qdeploy.compile(graph, target="onnxruntime", out=tmp_path / "ort", data=x, verify_samples=100)
+    assert artifact.bit_exact
+
+
+def test_channels_last_conv_becomes_the_standard_conv_between_transposes(tmp_path):
+    """hls4ml's example models use qonnx's channels-last Conv; qonnx runs it as Conv on a channels-first copy."""
+    from onnx import helper
+
+    conv = helper.make_node(
+        "Conv",
+        ["x", "w"],
+        ["c"],
+        name="Conv_0",
+        domain="qonnx.custom_op.channels_last",
+        kernel_shape=[3, 3],
+        pads=[0, 0, 0, 0],
+        strides=[1, 1],
+        dilations=[1, 1],
+        group=1,
+    )
+    weights = np.random.default_rng(0).integers(-3, 4, (4, 3, 3, 2)).astype(np.float32) * 0.25  # M, kh, kw, C
+    constants = {"s": np.float32(0.125), "z": np.float32(0), "b": np.float32(6), "w": weights}
+    # on the graph input: qonnx infers a channels-last op's shape only from a known input shape
+    graph = _graph([conv, _quant("c", "y")], constants, shape=(1, 6, 6, 2), out_shape=(1, 4, 4, 4))
+    graph.model.opset_import.append(__import__("onnx").helper.make_opsetid("qonnx.custom_op.channels_last", 1))
+    artifact = qdeploy.compile(graph, target="onnxruntime", out=tmp_path / "ort", verify_samples=200)
+    assert artifact.bit_exact
+    assert "Transpose" in _lowered_ops(tmp_path / "ort")
+
+
+def test_quantizer_without_a_lowering_is_refused_naming_the_node(tmp_path):
+    from onnx import helper
+
+    trunc = helper.make_node("Trunc", ["q", "s", "z", "b", "b2"], ["y"], name="my_trunc", domain="qonnx.custom_op.general")
+    constants = {"s": np.float32(0.125), "z": np.float32(0), "b": np.float32(8), "b2": np.float32(4)}
+    graph = _graph([_quant("x", "q"), trunc], constants)
+    with pytest.raises(UnsupportedModelError, match=r"node my_trunc: Trunc has no onnxruntime lowering"):
+        qdeploy.compile(graph, target="onnxruntime", out=tmp_path / "ort")
+    assert_no_output(tmp_path / "ort")
+
+
+def test_float_bias_is_not_re_rounded_by_ort(tmp_path):
+    """ORT's WeightBiasQuantization would store a float Gemm bias as int32 on input scale x weight scale (2^-6 here):
+    a bias on a finer power-of-two grid (2^-10) is exact in the graph and would be re-rounded."""
+    from onnx import helper
+
+    rng = np.random.default_rng(0)
+    weights = (rng.integers(-7, 8, (8, 16)) * 0.0625).astype(np.float32)
+    constants = {
+        "s": np.float32(0.25),
+        "z": np.float32(0),
+        "b": np.float32(8),
+        "w": weights,
+        "bias": (rng.integers(-500, 500, 8) * 2.0**-10).astype(np.float32),
+        "s2": np.float32(0.5),
+    }
+    nodes = [
+        _quant("x", "q"),
+        helper.make_node("Gemm", ["q", "w", "bias"], ["g"], name="Gemm_0", transB=1),
+        helper.make_node(
+            "Quant", ["g", "s2", "z", "b"], ["y"], name="Quant_1", domain="qonnx.custom_op.general", signed=1, narrow=0
+        ),
+    ]
+    graph = _graph(nodes, constants, out_shape=(1, 8))
+    artifact = qdeploy.compile(graph, target="onnxruntime", out=tmp_path / "ort", verify_samples=1000)
+    assert artifact.bit_exact
+    config = artifact.report["session_config"]
+    assert "session.disable_quant_qdq" not in config  # exact arithmetic: integer kernels stay allowed
+    assert config["optimization.disable_specified_optimizers"] == "WeightBiasQuantization"

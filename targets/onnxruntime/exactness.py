@@ -1,0 +1,413 @@
+"""Decide, before anything is written, how ONNX Runtime may optimize a lowered model without changing a number.
+
+The reference (qonnx's executor) runs every standard node in its own ORT session, so each float op is ORT's own
+kernel on exactly the node's inputs. ORT's graph optimizer, on a whole model, fuses nodes (Conv+Mul+Add into one
+Conv, MatMul+Add into Gemm, a scalar Div into MatMul's alpha, BatchNorm into weights, NCHWc convolutions, a float
+bias quantized to int32 by ``WeightBiasQuantization``, QDQ groups into integer kernels with a rounded requantization
+multiplier), and each of these can change float rounding. Two plans:
+
+- **integer kernels** (``plan = "exact arithmetic"``): every float op of the graph provably computes an exact
+  result — its operands lie on a power-of-two grid and every sum stays within float32's 24-bit significand (taken
+  from the actual weights, as the reference computes in float32) — so any evaluation order and any fusion gives
+  the same numbers, and ORT may fuse QDQ groups into integer kernels (their requantization multiplier is then a
+  power of two: exact). Only ``WeightBiasQuantization`` stays off: it re-rounds float biases onto the accumulator's
+  grid. The optimized graph may contain only integer kernels whose arithmetic is such a product-and-shift.
+- **reference kernels** (``plan = "reference kernels"``): otherwise (float scales, float inputs into a Conv,
+  BatchNorm, Softmax, ...) ORT's QDQ handling and its float-rewriting fusions are switched off, and the optimized
+  graph is checked to still hold every arithmetic node of the lowered model, as the same op on the same output, so
+  ORT runs the kernel the reference runs. A node ORT still rewrites is refused by name.
+"""
+
+from __future__ import annotations
+
+import math
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper
+
+from qdeploy.errors import UnsupportedModelError
+from qdeploy.runtime import ort_session
+
+#: float32 represents every integer up to 2^24 exactly
+EXACT_LIMIT = 2.0**24
+
+#: ORT's default MatMulNBits accuracy level quantizes a float activation to int8 on the fly: level 1 keeps float32
+BASE_CONFIG = {"session.qdq_matmulnbits_accuracy_level": "1"}
+#: ORT re-rounds a float Conv/Gemm bias onto input scale x weight scale (int32): never the graph's number
+WEIGHT_BIAS_QUANTIZATION = "WeightBiasQuantization"
+#: ORT's graph rewrites that change float rounding (fusions into one kernel, folded constants into weights, layouts)
+FLOAT_REWRITES = (
+    "ConvAddFusion",
+    "ConvMulFusion",
+    "ConvBNFusion",
+    "MatMul_BatchNormalization_Fusion",
+    "MatMulAddFusion",
+    "MatMulScaleFusion",
+    "DivMulFusion",
+    "GemmSumFusion",
+    "ConvActivationFusion",
+    "ConvAddActivationFusion",
+    "GemmActivationFusion",
+    "MatMulActivationFusion",
+    "NchwcTransformer",
+    "NhwcTransformer",
+    "GeluFusionL1",
+    "GeluFusionL2",
+    "FastGeluFusion",
+    "BiasGeluFusion",
+    "QuickGeluFusion",
+    "LayerNormFusionL1",
+    "LayerNormFusionL2",
+    "SimplifiedLayerNormFusion",
+    "BiasSoftmaxFusion",
+)
+#: integer kernels whose arithmetic is integer products, sums and one power-of-two rescale when all scales are
+#: powers of two (QLinearAdd/Mul/AveragePool/... requantize element-wise through other formulas: not admitted)
+EXACT_INTEGER_KERNELS = {"QLinearConv", "QGemm", "QLinearMatMul", "MatMulInteger", "ConvInteger", "MatMulIntegerToFloat"}
+#: ops whose output is an input value (or a choice among them): they never round
+NON_ROUNDING = {
+    "Identity",
+    "Reshape",
+    "Flatten",
+    "Squeeze",
+    "Unsqueeze",
+    "Transpose",
+    "Slice",
+    "Gather",
+    "Pad",
+    "DepthToSpace",
+    "SpaceToDepth",
+    "Expand",
+    "Tile",
+    "Split",
+    "Concat",
+    "Relu",
+    "MaxPool",
+    "GlobalMaxPool",
+    "Max",
+    "Min",
+    "Neg",
+    "Abs",
+    "Sign",
+    "Where",
+    "Clip",
+    "Dropout",
+    "Resize",
+    "Upsample",
+    "QuantizeLinear",
+    "DequantizeLinear",
+    "Round",
+    "Floor",
+    "Ceil",
+    "Cast",
+    "Shape",
+    "Size",
+    "ReduceMax",
+    "ReduceMin",
+    "Equal",
+    "Greater",
+    "GreaterOrEqual",
+    "Less",
+    "LessOrEqual",
+    "Not",
+    "And",
+    "Or",
+    "ConstantOfShape",
+    "Range",
+    "ArgMax",
+    "ArgMin",
+    "ReduceSum",
+}
+
+
+@dataclass(frozen=True)
+class Value:
+    """What the analysis knows of a float tensor: every element is an integer multiple of ``2**lsb`` (when
+    ``exact``), and no element's magnitude exceeds ``bound`` (inf: unknown)."""
+
+    exact: bool
+    lsb: int = 0
+    bound: float = math.inf
+
+    @property
+    def steps(self) -> float:
+        """Largest magnitude in units of the grid step (must stay below 2^24 for float32 to hold it exactly)."""
+        return self.bound / 2.0**self.lsb if self.exact else math.inf
+
+
+INEXACT = Value(False)
+
+
+def _grid(lsb: int, bound: float) -> Value:
+    """A value on ``2**lsb`` with magnitude <= bound; exact only while float32 holds every such value."""
+    if not math.isfinite(bound) or bound / 2.0**lsb >= EXACT_LIMIT:
+        return Value(False, lsb, bound)
+    return Value(True, lsb, bound)
+
+
+def constant_value(values: np.ndarray) -> Value:
+    """The grid of a constant: the finest power-of-two step that all its elements are multiples of."""
+    values = np.asarray(values, dtype=np.float64)
+    if values.size == 0:
+        return Value(True, 0, 0.0)
+    if not np.all(np.isfinite(values)):
+        return INEXACT
+    nonzero = values[values != 0]
+    bound = float(np.max(np.abs(values)))
+    if nonzero.size == 0:
+        return Value(True, 0, 0.0)
+    mantissa, exponent = np.frexp(nonzero)
+    # a float64 m * 2^e with m in [0.5, 1) is an odd multiple of 2^(e - 1 - t) for t trailing significand bits
+    scaled = np.ldexp(mantissa, 53).astype(np.int64)
+    trailing = np.array([(int(s) & -int(s)).bit_length() - 1 for s in scaled])
+    lsb = int(np.min(exponent - 53 + trailing))
+    return _grid(lsb, bound)
+
+
+def _join(values: list[Value], bound: float) -> Value:
+    if not all(v.exact for v in values):
+        return Value(False, 0, bound)
+    return _grid(min(v.lsb for v in values), bound)
+
+
+def _power_of_two_exponents(values: np.ndarray) -> np.ndarray | None:
+    values = np.abs(np.asarray(values, dtype=np.float64))
+    if values.size == 0 or np.any(values == 0) or not np.all(np.isfinite(values)):
+        return None
+    mantissa, exponent = np.frexp(values)
+    return exponent - 1 if np.all(mantissa == 0.5) else None
+
+
+class _Analysis:
+    """Forward propagation of ``Value``s over a lowered (standard ONNX) model."""
+
+    def __init__(self, proto: onnx.ModelProto, integer_input: float | None) -> None:
+        self.constants = {init.name: numpy_helper.to_array(init) for init in proto.graph.initializer}
+        self.producers = {output: node for node in proto.graph.node for output in node.output}
+        self.values: dict[str, Value] = {}
+        for name, array in self.constants.items():
+            if np.issubdtype(array.dtype, np.floating):
+                self.values[name] = constant_value(array)
+            elif np.issubdtype(array.dtype, np.integer) and array.size:
+                self.values[name] = _grid(0, float(np.max(np.abs(array.astype(np.float64)))))
+        for graph_input in proto.graph.input:
+            if graph_input.name not in self.constants:
+                self.values[graph_input.name] = _grid(0, integer_input) if integer_input is not None else INEXACT
+        self.inexact_nodes: list[onnx.NodeProto] = []
+        for node in proto.graph.node:
+            result = self.transfer(node)
+            for output in node.output:
+                self.values[output] = result
+            if not result.exact and node.op_type not in NON_ROUNDING:
+                self.inexact_nodes.append(node)
+
+    def get(self, name: str) -> Value:
+        return self.values.get(name, INEXACT) if name else Value(True, 0, 0.0)
+
+    def transfer(self, node: onnx.NodeProto) -> Value:  # noqa: C901 - one case per op family, read top to bottom
+        op = node.op_type
+        inputs = [self.get(name) for name in node.input]
+        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        if op == "DequantizeLinear":
+            q, scale = inputs[0], self.constants.get(node.input[1])
+            zero = self.constants.get(node.input[2]) if len(node.input) > 2 and node.input[2] else None
+            offset = float(np.max(np.abs(zero.astype(np.float64)))) if zero is not None else 0.0
+            exponents = _power_of_two_exponents(scale) if scale is not None else None
+            if exponents is None or not math.isfinite(q.bound):
+                return INEXACT
+            return _grid(int(exponents.min()), (q.bound + offset) * 2.0 ** int(exponents.max()))
+        if op == "QuantizeLinear":
+            return _grid(0, 255.0)
+        if op in ("Round", "Floor", "Ceil"):
+            return _grid(0, math.ceil(inputs[0].bound) + 1.0) if math.isfinite(inputs[0].bound) else INEXACT
+        if op in ("Sign",):
+            return _grid(0, 1.0)
+        if op == "Clip":
+            low, high = (self.constants.get(node.input[i]) if len(node.input) > i else None for i in (1, 2))
+            bound = inputs[0].bound
+            if low is not None and high is not None:
+                bound = min(bound, float(max(abs(float(np.min(low))), abs(float(np.max(high))))))
+            return _join([inputs[0], *inputs[1:]], bound)
+        if op == "Where":
+            return _join(inputs[1:3], max(inputs[1].bound, inputs[2].bound))
+        if op in ("Concat", "Max", "Min"):
+            return _join(inputs, max(v.bound for v in inputs))
+        if op in NON_ROUNDING:
+            return inputs[0] if inputs else INEXACT
+        if op in ("Add", "Sub", "Sum"):
+            return _join(inputs, sum(v.bound for v in inputs))
+        if op == "Mul":
+            a, b = inputs
+            bound = a.bound * b.bound
+            return _grid(a.lsb + b.lsb, bound) if a.exact and b.exact else Value(False, 0, bound)
+        if op == "Div":
+            divisor = self.constants.get(node.input[1])
+            exponents = _power_of_two_exponents(divisor) if divisor is not None else None
+            if exponents is None or not inputs[0].exact:
+                return INEXACT
+            bound = inputs[0].bound / 2.0 ** int(exponents.min())
+            return _grid(inputs[0].lsb - int(exponents.max()), bound)
+        if op in ("MatMul", "Gemm", "Conv"):
+            return self._dot(node, inputs, attrs)
+        if op in ("AveragePool", "GlobalAveragePool"):
+            return self._average(node, inputs[0], attrs)
+        return INEXACT  # BatchNormalization, Softmax, Sigmoid, Exp, ...: rounding the analysis does not bound
+
+    def _dot(self, node, inputs: list[Value], attrs: dict) -> Value:
+        """Sum of products: exact when both operands are on grids and the largest possible sum of |products| (from
+        the actual constant weights, per output) stays within 2^24 steps."""
+        x, w = inputs[0], inputs[1]
+        if not (x.exact and w.exact):
+            return INEXACT
+        weights = self.constants.get(node.input[1])
+        weight_value = self.values.get(node.input[1])
+        if weights is None:
+            weights = self._dequantized_constant(node.input[1])
+        if weights is not None:
+            magnitude = np.abs(np.asarray(weights, dtype=np.float64))
+            if node.op_type == "Conv":
+                per_output = magnitude.reshape(magnitude.shape[0], -1).sum(axis=1)
+            elif node.op_type == "Gemm" and attrs.get("transB", 0):
+                per_output = magnitude.sum(axis=1)
+            else:
+                per_output = magnitude.sum(axis=-2)
+            bound = x.bound * float(np.max(per_output, initial=0.0))
+        else:
+            return INEXACT  # two runtime operands: the number of terms is not bounded here, so no exactness claim
+        lsb = x.lsb + (weight_value.lsb if weight_value is not None else w.lsb)
+        if node.op_type == "Gemm":
+            alpha, beta = float(attrs.get("alpha", 1.0)), float(attrs.get("beta", 1.0))
+            if _power_of_two_exponents(np.array([alpha])) is None or _power_of_two_exponents(np.array([beta])) is None:
+                return INEXACT
+            lsb += int(np.log2(alpha))
+            bound *= alpha
+            if len(node.input) > 2 and node.input[2]:
+                bias = self.get(node.input[2])
+                bias = Value(bias.exact, bias.lsb + int(np.log2(beta)), bias.bound * beta)
+                return _join([_grid(lsb, bound), bias], bound + bias.bound)
+        elif node.op_type == "Conv" and len(node.input) > 2 and node.input[2]:
+            bias = self.get(node.input[2])
+            return _join([_grid(lsb, bound), bias], bound + bias.bound)
+        return _grid(lsb, bound)
+
+    def _dequantized_constant(self, name: str) -> np.ndarray | None:
+        """Values of a weight that is ``DequantizeLinear`` of constant integers (what the lowering emits)."""
+        producer = self.producers.get(name)
+        if producer is None or producer.op_type != "DequantizeLinear":
+            return None
+        ints, scale = self.constants.get(producer.input[0]), self.constants.get(producer.input[1])
+        if ints is None or scale is None:
+            return None
+        zero = self.constants.get(producer.input[2]) if len(producer.input) > 2 and producer.input[2] else None
+        axis = next((a.i for a in producer.attribute if a.name == "axis"), 1)
+        shape = [1] * ints.ndim
+        if scale.size > 1:
+            shape[axis] = -1
+        centred = ints.astype(np.float64) - (zero.astype(np.float64).reshape(shape) if zero is not None else 0.0)
+        return centred * scale.astype(np.float64).reshape(shape)
+
+    def _average(self, node, x: Value, attrs: dict) -> Value:
+        """An average is exact when the sum is and the count is a power of two (no padding)."""
+        if not x.exact or any(attrs.get("pads", [0])):
+            return INEXACT
+        kernel = attrs.get("kernel_shape")
+        if kernel is None:
+            return INEXACT  # GlobalAveragePool: the count depends on the runtime shape; not claimed
+        count = float(np.prod(kernel))
+        exponents = _power_of_two_exponents(np.array([count]))
+        if exponents is None:
+            return INEXACT
+        return _grid(x.lsb - int(exponents[0]), x.bound)
+
+
+def analyse(proto: onnx.ModelProto, integer_input: float | None = None) -> list[onnx.NodeProto]:
+    """The lowered model's arithmetic nodes whose float32 result the analysis cannot show to be exact."""
+    return _Analysis(proto, integer_input).inexact_nodes
+
+
+def plan_session(proto: onnx.ModelProto, origin: dict[str, str], integer_input: float | None = None) -> dict[str, str]:
+    """The ORT session config entries under which ``proto`` computes exactly what the reference computes (see the
+    module docstring); raises UnsupportedModelError naming the user's node when no plan is exact."""
+    inexact = analyse(proto, integer_input)
+    if not inexact:
+        config = {**BASE_CONFIG, "optimization.disable_specified_optimizers": WEIGHT_BIAS_QUANTIZATION}
+        optimized = optimized_graph(proto, config)
+        kernels = {n.op_type for n in optimized.graph.node}
+        if not (kernels & INTEGER_KERNEL_NAMES) - EXACT_INTEGER_KERNELS:
+            return config
+    config = {
+        **BASE_CONFIG,
+        "session.disable_quant_qdq": "1",
+        "optimization.disable_specified_optimizers": ";".join(FLOAT_REWRITES),
+        # the reference feeds weights to each kernel as runtime inputs; prepacked constant weights take another
+        # kernel path (seen: a batch-1 Gemm differing in the last bit)
+        "session.disable_prepacking": "1",
+    }
+    check_reference_kernels(proto, optimized_graph(proto, config), origin)
+    return config
+
+
+#: ORT's integer kernels (com.microsoft and ai.onnx QLinear*/Integer ops)
+INTEGER_KERNEL_NAMES = EXACT_INTEGER_KERNELS | {
+    "QLinearAdd",
+    "QLinearMul",
+    "QLinearAveragePool",
+    "QLinearGlobalAveragePool",
+    "QLinearConcat",
+    "QLinearSigmoid",
+    "QLinearLeakyRelu",
+    "QLinearSoftmax",
+    "QLinearReduceMean",
+    "QLinearWhere",
+    "DynamicQuantizeMatMul",
+    "QLinearConvTranspose",
+    "MatMulNBits",
+}
+
+
+def optimized_graph(proto: onnx.ModelProto, config: dict[str, str]) -> onnx.ModelProto:
+    """The graph ORT actually runs for ``proto`` under ``config`` (its optimized model, read back)."""
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "optimized.onnx"
+        ort_session(proto.SerializeToString(), config, path, "the onnxruntime target")
+        return onnx.load(str(path))
+
+
+def _is_no_op(node: onnx.NodeProto, constants: dict[str, np.ndarray]) -> bool:
+    """x * 1, x / 1, x + 0, x - 0: ORT removes them (NoopElimination) and the value is x either way."""
+    identity = {"Mul": 1.0, "Div": 1.0, "Add": 0.0, "Sub": 0.0}.get(node.op_type)
+    if identity is None or len(node.input) != 2 or node.input[1] not in constants:
+        return False
+    operand = constants[node.input[1]]
+    return operand.size == 1 and float(operand.ravel()[0]) == identity
+
+
+def check_reference_kernels(proto: onnx.ModelProto, optimized: onnx.ModelProto, origin: dict[str, str]) -> None:
+    """Every arithmetic node of ``proto`` on runtime data must still be in ``optimized``, by name, as the same op
+    (so ORT runs the kernel the reference runs: a fusion removes or replaces the node); raise naming the user's node
+    otherwise. ORT may still move layout ops and copy QuantizeLinear/DequantizeLinear pairs across them: those keep
+    every value."""
+    values = {init.name: numpy_helper.to_array(init) for init in proto.graph.initializer}
+    constants = set(values)
+    for node in proto.graph.node:  # tensors computed from constants only are folded by ORT, as by the reference
+        if node.input and all(not name or name in constants for name in node.input):
+            constants.update(node.output)
+    kept_nodes = {node.name: node for node in optimized.graph.node}
+    for node in proto.graph.node:
+        if node.op_type in NON_ROUNDING or all(not name or name in constants for name in node.input):
+            continue
+        if _is_no_op(node, values):
+            continue
+        kept = kept_nodes.get(node.name)
+        if kept is None or kept.op_type != node.op_type or kept.domain not in ("", "ai.onnx"):
+            replacement = "removed" if kept is None else f"{kept.domain + '.' if kept.domain else ''}{kept.op_type}"
+            source = origin.get(node.name, node.name)
+            raise UnsupportedModelError(
+                f"node {source}: onnxruntime rewrites its {node.op_type} ({replacement}) even with its float "
+                "rewrites disabled, so the result could differ from the graph; compile this model for another "
+                "target or report the ORT version"
+            )
