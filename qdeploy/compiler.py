@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,9 @@ from qdeploy.errors import QDeployError
 from qdeploy.input_quant import parse_input_quant, with_input_quant
 from qdeploy.ir import check_datatype, load_model, reference_of, sample_shape
 from qdeploy.options import field_names, from_mapping, to_jsonable
-from qdeploy.pipeline import DumpModels, RunContext, Timing, run_steps
+from qdeploy.pipeline import DumpModels, RunContext, Timing, run_steps, step_name
+from qdeploy.progress import StepBar
+from qdeploy.report_html import write_report_html
 from qdeploy.staging import staged_folder
 from qdeploy.target import Target, get_target
 from qdeploy.verify import random_inputs, verify_against_golden
@@ -83,10 +86,13 @@ def compile(  # noqa: A001 - the public verb users expect: qdeploy.compile
     user_x = check_array(data, shape, "verification data") if data is not None else np.zeros((0, *shape), np.float32)
     check_datatype(reference, user_x, "verification data")
     timing = Timing()
-    with staged_folder(Path(out), REPORT_FILE) as folder:
-        ctx = RunContext(instruments=[timing, DumpModels(folder / IR_DIR)], source=reference)
+    steps = target_impl.steps(target_options)
+    with staged_folder(Path(out), REPORT_FILE) as folder, closing(
+        StepBar([*(step_name(step) for step in steps), "emit", "verify"], f"compile {config.target}")
+    ) as step_bar:
+        ctx = RunContext(instruments=[timing, DumpModels(folder / IR_DIR), step_bar], source=reference)
         reference.save(str(folder / GOLDEN_FILE))
-        prepared = run_steps(graph, target_options, target_impl.steps(target_options), ctx)
+        prepared = run_steps(graph, target_options, steps, ctx)
         facts = ctx.timed("emit", lambda: target_impl.emit(prepared, target_options, folder, ctx))
         x = np.concatenate([user_x, random_inputs(reference, shape, config.verify_samples, config.seed)])
         if len(x) == 0:
@@ -106,4 +112,5 @@ def compile(  # noqa: A001 - the public verb users expect: qdeploy.compile
         resolved = {**to_jsonable(config), "targets": {config.target: to_jsonable(target_options)}}
         (folder / REPORT_FILE).write_text(json.dumps(report, indent=2))
         (folder / CONFIG_FILE).write_text(json.dumps(resolved, indent=2))
+        write_report_html(folder, report)  # inside the staged folder: it lands with the rest or not at all
     return Artifact(Path(out))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib.util
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +16,7 @@ from torch import nn
 
 from qdeploy.config import QuantizeConfig, from_mapping
 from qdeploy.data import check_array
-from qdeploy.errors import ModelLoadError, QDeployError, one_line
+from qdeploy.errors import InputDataError, ModelLoadError, QDeployError, one_line
 from qdeploy.ir import load_model
 
 
@@ -62,12 +63,50 @@ def load_factory(spec: str, weights: str | Path | None = None) -> nn.Module:
     return model.eval()
 
 
+def expected_input(model: nn.Module) -> str | None:
+    """What the model's first layer takes, in words a user can compare with the data's shape: from the first
+    Linear/Conv layer the module defines (for a Sequential, the first it runs). None when it defines none."""
+    flatten_first = False
+    for name, module in model.named_modules():
+        if isinstance(module, nn.Flatten):
+            flatten_first = True
+        elif isinstance(module, nn.Linear):
+            shape = f"any shape with {module.in_features} values" if flatten_first else f"(..., {module.in_features})"
+            return f"{shape} per sample (its first layer {name} is Linear({module.in_features}, {module.out_features}))"
+        elif isinstance(module, (nn.Conv1d, nn.Conv2d, nn.Conv3d)):
+            spatial = {nn.Conv1d: "L", nn.Conv2d: "H, W", nn.Conv3d: "D, H, W"}[type(module)]
+            return (
+                f"({module.in_channels}, {spatial}) per sample (its first layer {name} is "
+                f"{type(module).__name__}({module.in_channels}, {module.out_channels}))"
+            )
+    return None
+
+
+def check_model_input(model: nn.Module, x: np.ndarray, what: str) -> None:
+    """Run the float model on two samples of ``x``; when it fails, say which shape it expects (torch's own words
+    name tensor sizes inside the model, not what the data should look like)."""
+    was_training = model.training  # the caller's model leaves as it came (eval mode: BatchNorm uses its statistics)
+    try:
+        with torch.no_grad():
+            model.eval()(torch.from_numpy(np.ascontiguousarray(x[:2], dtype=np.float32)))
+    except Exception as exc:
+        expected = expected_input(model)
+        expectation = f"the model expects {expected}" if expected else "check the data against the model's input"
+        raise InputDataError(
+            f"the float model fails on {what} of per-sample shape {tuple(x.shape[1:])}: {expectation} "
+            f"(torch: {type(exc).__name__}: {one_line(exc)})"
+        ) from exc
+    finally:
+        model.train(was_training)
+
+
 def quantize(
     model: nn.Module,
     calib: np.ndarray,
     weight_bits: int = 4,
     act_bits: int = 8,
     config: QuantizeConfig | None = None,
+    evaluate: Callable[[nn.Module], float] | None = None,
     **options,
 ) -> nn.Module:
     """Post-training quantization of ``model`` with brevitas: weights ``weight_bits`` (per channel by default),
@@ -80,13 +119,16 @@ def quantize(
     ``gpfq_sparsity``, ``adaround_iters``, ``method`` = custom | auto, ``trainable_scales``, ``layer_weight_bits``,
     ``unsigned_input``, ``output_bits``); unknown names raise. A ``config`` replaces all of them. Returns a
     brevitas-quantized module ready for ``qdeploy.export``; the float model is not modified. The work is
-    ``qdeploy.passes.ptq.compose``'s.
+    ``qdeploy.passes.ptq.compose``'s. ``evaluate`` (a quantized module -> score on labelled data) is recorded for
+    each of ``method="auto"``'s candidates (``--eval``).
     """
     from qdeploy.passes.ptq.compose import quantize as compose
 
     if config is None:
         config = from_mapping(QuantizeConfig, {"weight_bits": weight_bits, "act_bits": act_bits, **options}, "quantize()")
-    return compose(model, calib, config)
+    calib = check_array(calib, None, "calibration data")
+    check_model_input(model, calib, "calibration data")
+    return compose(model, calib, config, evaluate)
 
 
 def torch_forward(qmodel: nn.Module, x: np.ndarray) -> np.ndarray:

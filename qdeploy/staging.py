@@ -13,6 +13,19 @@ from pathlib import Path
 from qdeploy.errors import QDeployError
 
 
+def _current_umask() -> int:
+    """The process's umask. POSIX only lets one read it by setting it, so set it and put it straight back."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _ordinary_permissions(path: Path, directory: bool) -> None:
+    """Give a path made by ``tempfile`` (0600 files, 0700 folders: private while being written) the permissions an
+    ordinary ``open``/``mkdir`` would have given it, so outputs can be shared like any other file."""
+    os.chmod(path, (0o777 if directory else 0o666) & ~_current_umask())
+
+
 @contextlib.contextmanager
 def staged_file(out: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside ``out`` (same suffix); on success it replaces ``out``, on failure it is
@@ -22,6 +35,7 @@ def staged_file(out: str | Path) -> Iterator[Path]:
     fd, name = tempfile.mkstemp(prefix=f".{out.stem}.", suffix=out.suffix, dir=out.parent)
     os.close(fd)
     tmp = Path(name)
+    _ordinary_permissions(tmp, directory=False)
     try:
         yield tmp
         os.replace(tmp, out)
@@ -78,6 +92,7 @@ def staged_folder(out: str | Path, marker: str) -> Iterator[Path]:
     if out.exists() and not (out.is_dir() and (not any(out.iterdir()) or (out / marker).exists())):
         raise QDeployError(f"output folder {out} exists and is not a qdeploy output; choose another -o")
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    _ordinary_permissions(tmp, directory=True)
     (tmp / STAGING_MARKER).write_text(f"{os.getpid()} new")
     try:
         yield tmp

@@ -50,6 +50,38 @@ def compare(y_target: np.ndarray, y_golden: np.ndarray, bound: np.ndarray | None
     }
 
 
+#: bins of the error histograms kept in the report (a figure's worth, not the data)
+HISTOGRAM_BINS = 20
+
+
+def error_histogram(y_target: np.ndarray, y_golden: np.ndarray, bound: np.ndarray | None = None) -> dict[str, Any]:
+    """A small summary of the per-element differences for the report's figure: how many elements are equal, a
+    histogram of log10 |difference| over the others, and, with a derived ``bound``, of difference / bound over
+    0..1 (within the bound) with a count of those above it. Call it with shapes ``compare`` accepted."""
+    y_golden = np.asarray(y_golden, dtype=np.float64)
+    y_target = np.asarray(y_target, dtype=np.float64).reshape(y_golden.shape)
+    equal = (y_target == y_golden) | (np.isnan(y_target) & np.isnan(y_golden))
+    diff = np.abs(y_target - y_golden)[~equal]
+    summary: dict[str, Any] = {"elements": int(y_golden.size), "equal": int(equal.sum())}
+    finite = diff[np.isfinite(diff)]
+    if finite.size:
+        low, high = np.log10(finite.min()), np.log10(finite.max())
+        counts, edges = np.histogram(np.log10(finite), bins=HISTOGRAM_BINS, range=(low, max(high, low + 1e-6)))
+        summary["log10_abs_error"] = {"edges": edges.round(4).tolist(), "counts": counts.tolist()}
+    summary["not_finite"] = int(diff.size - finite.size)
+    if bound is not None and diff.size:
+        per_element = np.broadcast_to(np.asarray(bound, dtype=np.float64), y_golden.shape)[~equal]
+        ratio = diff / np.maximum(per_element, np.finfo(np.float64).tiny)
+        edges = np.linspace(0.0, 1.0, HISTOGRAM_BINS + 1)
+        counts, _ = np.histogram(ratio[ratio <= 1.0], bins=edges)
+        summary["error_over_bound"] = {
+            "edges": edges.round(4).tolist(),
+            "counts": counts.tolist(),
+            "above_bound": int(np.sum(ratio > 1.0)),
+        }
+    return summary
+
+
 def check_output_shape(model: ModelWrapper, y_golden: np.ndarray, samples: int) -> None:
     """The graph must compute the output shape it declares (batch first), else nothing about it can be verified."""
     name = output_name(model)
@@ -76,8 +108,10 @@ def verify_against_golden(
     y_golden = context[output_name(reference)]
     check_output_shape(reference, y_golden, len(x))
     bound = derive_bound(reference, context)
-    result = compare(run(x), y_golden, bound.per_element)
+    y_target = run(x)
+    result = compare(y_target, y_golden, bound.per_element)
     result["bound"] = bound.describe()
+    result["error_histogram"] = error_histogram(y_target, y_golden, bound.per_element)
     # batch 1, as a board or a user with one sample runs it: the target, and the golden executor itself
     k = min(BATCH_ONE_SAMPLES, len(x))
     one_bound = None if bound.per_element is None else bound.per_element[:k]

@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -25,6 +26,7 @@ from torch import nn
 from qdeploy.config import QuantizeConfig, ScaleKind
 from qdeploy.errors import QDeployError
 from qdeploy.passes.ptq.pipeline import run_pipeline, torch_forward
+from qdeploy.progress import progress
 
 log = logging.getLogger(__name__)
 
@@ -75,12 +77,18 @@ def _score(reference: np.ndarray, output: np.ndarray, objective: str = "kl") -> 
     return {"loss": kl, "agreement": agreement, "mse": mse}
 
 
-def quantize_auto(model: nn.Module, calib: np.ndarray, config: QuantizeConfig) -> nn.Module:
+def quantize_auto(
+    model: nn.Module,
+    calib: np.ndarray,
+    config: QuantizeConfig,
+    evaluate: Callable[[nn.Module], float] | None = None,
+) -> nn.Module:
     """Fit every candidate on part of ``calib``, choose the one closest to the float model on the rest, and fit
     the chosen pipeline again on all of ``calib``.
 
     The returned module carries ``qdeploy_pipeline`` (the chosen options) and ``qdeploy_auto_scores`` (every
-    candidate's held-out loss, agreement, MSE and seconds).
+    candidate's held-out loss, agreement, MSE and seconds). ``evaluate`` (optional) scores each fitted candidate on
+    the caller's labelled data (``--eval``); its value is recorded as the candidate's ``eval`` and never chooses.
     """
     defaults = QuantizeConfig()
     given = [f for f in PIPELINE_FIELDS if getattr(config, f) != getattr(defaults, f)]
@@ -92,6 +100,10 @@ def quantize_auto(model: nn.Module, calib: np.ndarray, config: QuantizeConfig) -
         )
     if config.unsigned_input is None:  # decided once, on all of calib: the candidates and the final fit agree
         config = dataclasses.replace(config, unsigned_input=bool(np.all(calib >= 0)))
+        log.info(
+            "auto: the input quantizer is %s for every candidate",
+            "unsigned (no calibration input < 0)" if config.unsigned_input else "signed (a calibration input is negative)",
+        )
     order = np.random.default_rng(config.seed).permutation(len(calib))
     split = len(calib) * 3 // 4
     fit, held_out = calib[np.sort(order[:split])], calib[np.sort(order[split:])]
@@ -101,7 +113,8 @@ def quantize_auto(model: nn.Module, calib: np.ndarray, config: QuantizeConfig) -
     scores = []
     failure: QDeployError | None = None
     seen: set[tuple] = set()
-    for options in candidates(config.weight_bits, config.act_bits, config.scale):
+    pipelines = candidates(config.weight_bits, config.act_bits, config.scale)
+    for options in progress(pipelines, desc="auto: candidates", total=len(pipelines)):
         candidate_config = dataclasses.replace(config, **CUSTOM, **options)
         key = tuple(getattr(candidate_config, f) for f in (*PIPELINE_FIELDS, "per_channel", "scale"))
         if key in seen:  # e.g. brevitas's defaults when the caller already asked for per-tensor weights
@@ -111,12 +124,14 @@ def quantize_auto(model: nn.Module, calib: np.ndarray, config: QuantizeConfig) -
         try:
             qmodel = run_pipeline(model, fit, candidate_config)
         except QDeployError as exc:  # e.g. a layer GPFQ cannot handle: the other candidates still compete
-            log.info("auto: candidate %s skipped: %s", options, exc)
+            log.debug("auto: candidate %s skipped: %s", options, exc)
             failure = exc
             continue
         score = _score(reference, torch_forward(qmodel, held_out), config.auto_objective)
         scores.append({**options, **score, "seconds": time.perf_counter() - start})
-        log.info("auto: %s -> held-out loss %.4g, agreement %.4f", options, score["loss"], score["agreement"])
+        if evaluate is not None:
+            scores[-1]["eval"] = evaluate(qmodel)
+        log.debug("auto: %s -> held-out loss %.4g, agreement %.4f", options, score["loss"], score["agreement"])
         if best is None or score["loss"] < best[0]:
             best = (score["loss"], options)
     if best is None:

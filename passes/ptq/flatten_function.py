@@ -35,7 +35,7 @@ def apply(graph_model: torch.fx.GraphModule) -> tuple[torch.fx.GraphModule, bool
         graph_model.graph.erase_node(node)
         if not any(n.op == "call_module" and n.target == node.target for n in graph_model.graph.nodes):
             graph_model.delete_submodule(node.target)
-        log.info("%s: nn.Flatten -> torch.flatten", node.target)
+        log.debug("%s: nn.Flatten -> torch.flatten", node.target)  # an internal rewrite: nothing for the user to act on
         changed = True
     if changed:
         graph_model.recompile()

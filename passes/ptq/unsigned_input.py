@@ -40,7 +40,10 @@ def apply(qmodel: nn.Module, calib: np.ndarray, unsigned_quant: type, force: boo
             log.info("input quantizer %s is shared with another branch; it stays signed", node.target)
             continue
         setattr(qmodel, node.target, qnn.QuantIdentity(act_quant=unsigned_quant, return_quant_tensor=True))
-        log.info("input quantizer %s is unsigned (%s)", node.target, "asked" if force else "no calibration input < 0")
+        if force:  # the caller asked (method auto asks for each candidate): it already told the user
+            log.debug("input quantizer %s is unsigned (asked)", node.target)
+        else:
+            log.info("input quantizer %s is unsigned (no calibration input < 0)", node.target)
         changed = True
     return qmodel, changed
 
