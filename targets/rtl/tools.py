@@ -73,6 +73,9 @@ def run(
         raise QDeployError(f"{what} did not finish in {timeout:.0f} s; its log: {log_file}") from exc
     log_file.write_text(result.stdout)
     if result.returncode != 0:
-        tail = [line for line in result.stdout.splitlines() if line.strip()][-3:]
-        raise QDeployError(f"{what} failed (exit {result.returncode}): {' | '.join(tail)[-400:]}; full log: {log_file}")
+        lines = [line.strip() for line in result.stdout.splitlines() if line.strip()]
+        # the first diagnostic names the cause; tools print a summary of it last
+        first = next((line for line in lines if line.startswith(("%Warning", "%Error", "ERROR", "Error"))), None)
+        detail = first if first is not None else " | ".join(lines[-3:])
+        raise QDeployError(f"{what} failed (exit {result.returncode}): {detail[:400]}; full log: {log_file}")
     return result.stdout

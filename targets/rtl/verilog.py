@@ -125,8 +125,10 @@ def layer_view(layer: Layer, module: str, stages: int) -> dict[str, Any]:
                 expr = f"{{1'b0, ~{bits}}}"
             elif layer.input.low[node.source] < 0:
                 expr = bits
-            else:
+            elif node.width > width:  # zero-extended: one more bit than the port's unsigned element
                 expr = f"{{1'b0, {bits}}}"
+            else:  # an element that is always 0 (range [0, 0]) keeps its single bit
+                expr = bits
             leaves.append({"name": names[node.index], "width": node.width, "expr": expr})
             continue
         stage = stage_of[node.index]
