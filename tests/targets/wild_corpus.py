@@ -173,3 +173,49 @@ def export_case(case: BrevitasCase, folder: Path, seed: int = 0) -> Path:
 def real_like_inputs(shape: tuple[int, ...], count: int, seed: int = 0) -> np.ndarray:
     """Standard-normal inputs (what the generated models were calibrated on), batch first."""
     return np.random.default_rng(seed).standard_normal((count, *shape)).astype(np.float32)
+
+
+#: inputs x samples the verification may hold at once: the golden executor keeps every intermediate tensor of the
+#: batch, so image models (ESPCN's 3x128x128) verify on fewer samples than the small dense ones
+VERIFY_BUDGET = 1_000_000
+
+
+def verify_samples_for(path: Path, most: int) -> int:
+    """``most`` verification samples, fewer for models with large inputs (at least 8)."""
+    from qdeploy.ir import load_model, sample_shape
+
+    size = int(np.prod(sample_shape(load_model(path, clean=False))))
+    return int(max(8, min(most, VERIFY_BUDGET // size)))
+
+
+def compile_outcome(path: Path, out: Path, samples: int, target: str = "onnxruntime") -> dict:
+    """Compile ``path`` and classify the outcome as the contract names them: ``exact``, ``bounded`` (verified within
+    the derived bound), ``refused`` (a QDeployError before anything was written), ``NOT EXACT`` (compiled, outputs
+    outside the bound) or ``internal error`` (any other exception, or a refusal that left files behind)."""
+    import time
+
+    import qdeploy
+    from qdeploy.errors import QDeployError
+
+    start = time.perf_counter()
+    row: dict = {"model": path.name, "target": target, "verify_samples": samples}
+    try:
+        artifact = qdeploy.compile(path, target=target, out=out, verify_samples=samples)
+    except QDeployError as exc:
+        left_behind = out.exists() or any(out.parent.glob(f".{out.name}.*"))
+        row["outcome"] = "internal error" if left_behind else "refused"
+        row["reason"] = str(exc)
+    except Exception as exc:  # the contract's "never": reported, never swallowed silently
+        row["outcome"] = "internal error"
+        row["reason"] = f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
+    else:
+        report = artifact.report
+        row["outcome"] = "exact" if report["bit_exact"] else "bounded" if report["verified"] else "NOT EXACT"
+        row["max_abs_error"] = report["max_abs_error"]
+        row["outputs"] = f"{report['outputs_equal']}/{report['outputs_compared']}"
+        row["bound"] = (report.get("bound") or {}).get("max")
+        config = report.get("session_config", {})
+        row["plan"] = "reference kernels" if config.get("session.disable_quant_qdq") == "1" else "integer kernels"
+        row["integer_kernels"] = report.get("integer_kernels")
+    row["seconds"] = round(time.perf_counter() - start, 2)
+    return row
