@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from qonnx.core.modelwrapper import ModelWrapper
 from qonnx.core.onnx_exec import execute_onnx
 
+import qdeploy
 from qdeploy.errors import UnsupportedModelError
 from qdeploy.golden import _with_batch
 from qdeploy.pipeline import RunContext, run_steps
@@ -78,7 +80,8 @@ def test_inferred_grids_hold_every_intermediate_value(which, request, data):
     _, graph = request.getfixturevalue(which)
     x = np.concatenate([data.x_test[:200], np.random.default_rng(1).uniform(-2, 2, (200, 1, 8, 8)).astype(np.float32)])
     # batch first: qonnx cannot re-infer shapes of channels-last convs after ChangeBatchSize
-    prepared = run_steps(_with_batch(graph, len(x)), Hls4mlOptions(), STEPS, RunContext())
+    # io_parallel keeps the graph input channels-first, as x is
+    prepared = run_steps(_with_batch(graph, len(x)), Hls4mlOptions(io_type="io_parallel"), STEPS, RunContext())
     _, layers = infer_precisions(prepared)
     context = execute_onnx(prepared, {prepared.graph.input[0].name: x}, return_full_exec_context=True)
     checked = 0
@@ -116,3 +119,71 @@ def test_quant_with_a_runtime_scale_is_refused_by_name(mlp_w4a8):
         UnsupportedModelError, match=rf"node {node.name} \(Quant\): scale, zero point and bit width must be constants"
     ):
         quant_spec(graph, node)
+
+
+def _quant_graph(ops: list, shape: list[int], bits: int = 4, scale: float = 0.25) -> ModelWrapper:
+    """A signed ``bits`` input quantizer (step ``scale``) on ``x``, then ``ops`` (nodes reading ``q`` / each other)."""
+    from onnx import TensorProto, helper
+
+    constants = [
+        helper.make_tensor("scale", TensorProto.FLOAT, [], [scale]),
+        helper.make_tensor("zero", TensorProto.FLOAT, [], [0.0]),
+        helper.make_tensor("bits", TensorProto.FLOAT, [], [float(bits)]),
+    ]
+    quant = helper.make_node(
+        "Quant",
+        ["x", "scale", "zero", "bits"],
+        ["q"],
+        name="Quant_0",
+        domain="qonnx.custom_op.general",
+        signed=1,
+        narrow=0,
+        rounding_mode="ROUND",
+    )
+    graph = helper.make_graph(
+        [quant, *ops],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, shape)],
+        [helper.make_tensor_value_info(ops[-1].output[0], TensorProto.FLOAT, None)],
+        constants,
+    )
+    from qonnx.transformation.infer_shapes import InferShapes
+
+    return ModelWrapper(helper.make_model(graph)).transform(InferShapes())
+
+
+def test_add_of_two_runtime_tensors_and_concat_hold_every_sum():
+    from onnx import helper
+
+    graph = _quant_graph(
+        [
+            helper.make_node("Add", ["q", "q"], ["sum"], name="Add_0"),
+            helper.make_node("Concat", ["q", "sum"], ["both"], name="Concat_0", axis=1),
+        ],
+        [1, 4],
+    )
+    _, layers = infer_precisions(graph)
+    added, joined = layers["Add_0"].output, layers["Concat_0"].output
+    assert (int(added.kmin), int(added.kmax), added.lsb) == (-16, 14, -2)  # [-8, 7] + [-8, 7], step 1/4
+    assert (int(joined.kmin), int(joined.kmax), joined.lsb) == (-16, 14, -2)
+    assert layers["Add_0"].types()["result"] == FixedType(True, 5, 3)
+
+
+@pytest.mark.parametrize(("window", "exact"), [(4, True), (3, False)])
+def test_average_pool_is_exact_only_when_it_divides_by_a_power_of_two(window, exact):
+    from onnx import helper
+
+    pool = helper.make_node("AveragePool", ["q"], ["mean"], name="AveragePool_0", kernel_shape=[window, window])
+    graph = _quant_graph([pool], [1, 1, 12, 12])
+    if not exact:
+        with pytest.raises(UnsupportedModelError, match=r"node AveragePool_0: AveragePool divides by 9, not a power"):
+            infer_precisions(graph)
+        return
+    _, layers = infer_precisions(graph)
+    mean, total = layers["AveragePool_0"].output, layers["AveragePool_0"].accumulator
+    # a mean of values in [-8, 7] * 2^-2 stays in that range, on a grid 16 times finer; the sum is 16 times larger
+    assert (int(mean.kmin), int(mean.kmax), mean.lsb) == (-128, 112, -6)
+    assert (int(total.kmin), int(total.kmax), total.lsb) == (-2048, 1792, -6)
+    x = np.random.default_rng(0).uniform(-3, 3, (64, 1, 12, 12)).astype(np.float32)
+    k = np.asarray(qdeploy.run_golden(graph, x), dtype=np.float64) * 2.0**-mean.lsb
+    assert np.array_equal(k, np.round(k)) and k.min() >= -128 and k.max() <= 112

@@ -1,0 +1,267 @@
+"""The networks people bring to hls4ml, compiled with a plain ``qdeploy compile --target hls4ml``: FINN's BNN-PYNQ
+networks (random weights, randomized BatchNorm statistics; a CNV with the real structure at a small width), a
+residual block, depthwise and grouped convolutions, and Concat + nearest Resize. Each is bit-exact or refused by
+name before anything is written.
+
+The builders are shared with ``benchmarks/hls4ml_exactness.py``, which runs the full-size CNV.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import qdeploy
+from qdeploy.errors import UnsupportedModelError
+from tests.targets.helpers import assert_no_output
+
+#: FINN CNV's layer widths (``brevitas_examples.bnn_pynq.models.CNV``) and a small variant with the same structure
+CNV_FULL = {"conv": [(64, False), (64, True), (128, False), (128, True), (256, False), (256, False)], "fc": [256, 512, 512]}
+CNV_SMALL = {"conv": [(8, False), (8, True), (16, False), (16, True), (32, False), (32, False)], "fc": [32, 64, 64]}
+
+
+def randomize_batchnorm(module, seed: int = 0) -> None:
+    """Random BatchNorm statistics and affine parameters (untrained BatchNorm is the identity, which hides bugs)."""
+    import torch
+
+    generator = torch.Generator().manual_seed(seed)
+    for layer in module.modules():
+        if isinstance(layer, torch.nn.modules.batchnorm._BatchNorm):
+            features = layer.num_features
+            layer.running_mean.copy_(torch.randn(features, generator=generator) * 0.5)
+            layer.running_var.copy_(torch.rand(features, generator=generator) * 2 + 0.2)
+            if layer.affine:
+                layer.weight.data.copy_(torch.randn(features, generator=generator) * 0.5 + 1)
+                layer.bias.data.copy_(torch.randn(features, generator=generator) * 0.3)
+
+
+@contextlib.contextmanager
+def _cnv_widths(widths: dict) -> Iterator[None]:
+    """FINN's CNV reads its layer widths from module constants: build one at other widths, same structure."""
+    from unittest import mock
+
+    from brevitas_examples.bnn_pynq.models import CNV as cnv_module
+
+    fc = widths["fc"]
+    with (
+        mock.patch.object(cnv_module, "CNV_OUT_CH_POOL", widths["conv"]),
+        mock.patch.object(cnv_module, "INTERMEDIATE_FC_FEATURES", [(fc[0], fc[1]), (fc[1], fc[2])]),
+        mock.patch.object(cnv_module, "LAST_FC_IN_FEATURES", fc[2]),
+    ):
+        yield
+
+
+def finn_network(name: str, widths: dict | None = None, seed: int = 0):
+    """A FINN BNN-PYNQ network (``tfc_2w2a``, ``sfc_1w1a``, ``lfc_1w2a``, ``cnv_2w2a`` ...) with random weights and
+    BatchNorm statistics; CNV at ``widths`` (default: FINN's own)."""
+    import torch
+    from brevitas_examples.bnn_pynq import models
+
+    torch.manual_seed(seed)
+    if name.startswith("cnv") and widths is not None:
+        from brevitas_examples.bnn_pynq.models.CNV import CNV
+
+        weight_bits, act_bits = (int(part[0]) for part in name.split("_")[1].split("w"))
+        with _cnv_widths(widths):
+            model = CNV(num_classes=10, weight_bit_width=weight_bits, act_bit_width=act_bits, in_bit_width=8, in_ch=3)
+    else:
+        model = getattr(models, name)(pretrained=False)
+    randomize_batchnorm(model.eval(), seed)
+    return model
+
+
+def _quantizers(bits: int, scale: str):
+    import brevitas.quant as quant
+
+    kind = "FixedPoint" if scale == "po2" else "Float"
+    return (
+        getattr(quant, f"Int8WeightPerTensor{kind}").let(bit_width=bits),
+        getattr(quant, f"Int8ActPerTensor{kind}").let(bit_width=bits),
+        getattr(quant, f"Uint8ActPerTensor{kind}").let(bit_width=bits),
+    )
+
+
+def residual_block(bits: int = 4, scale: str = "po2"):
+    """Input quantizer -> conv -> ReLU (the skip) -> conv -> ReLU -> conv, + skip (an Add of two runtime tensors)
+    -> quantizer -> linear."""
+    import brevitas.nn as qnn
+    import torch
+    from torch import nn
+
+    weight, signed, unsigned = _quantizers(bits, scale)
+
+    class Residual(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.input_quant = qnn.QuantIdentity(act_quant=signed)
+            self.conv1 = qnn.QuantConv2d(1, 4, 3, padding=1, weight_quant=weight)
+            self.relu1 = qnn.QuantReLU(act_quant=unsigned)
+            self.conv2 = qnn.QuantConv2d(4, 4, 3, padding=1, weight_quant=weight)
+            self.relu2 = qnn.QuantReLU(act_quant=unsigned)
+            self.conv3 = qnn.QuantConv2d(4, 4, 3, padding=1, weight_quant=weight)
+            self.sum_quant = qnn.QuantIdentity(act_quant=signed)
+            self.fc = qnn.QuantLinear(4 * 8 * 8, 10, weight_quant=weight)
+
+        def forward(self, x):
+            skip = self.relu1(self.conv1(self.input_quant(x)))
+            y = self.conv3(self.relu2(self.conv2(skip)))
+            return self.fc(torch.flatten(self.sum_quant(y + skip), 1))
+
+    return Residual()
+
+
+def separable_convolutions(bits: int = 4, scale: str = "po2", groups: int = 2):
+    """Conv -> depthwise conv (groups = channels) -> grouped conv (``groups``) -> pointwise conv -> linear."""
+    import brevitas.nn as qnn
+    import torch
+    from torch import nn
+
+    weight, signed, unsigned = _quantizers(bits, scale)
+
+    class Separable(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.input_quant = qnn.QuantIdentity(act_quant=signed)
+            self.layers = nn.Sequential(
+                qnn.QuantConv2d(1, 8, 3, padding=1, weight_quant=weight),
+                qnn.QuantReLU(act_quant=unsigned),
+                qnn.QuantConv2d(8, 8, 3, padding=1, groups=8, weight_quant=weight),
+                qnn.QuantReLU(act_quant=unsigned),
+                qnn.QuantConv2d(8, 8, 3, padding=1, groups=groups, weight_quant=weight),
+                qnn.QuantReLU(act_quant=unsigned),
+                qnn.QuantConv2d(8, 4, 1, weight_quant=weight),
+                qnn.QuantReLU(act_quant=unsigned),
+            )
+            self.fc = qnn.QuantLinear(4 * 8 * 8, 10, weight_quant=weight)
+
+        def forward(self, x):
+            return self.fc(torch.flatten(self.layers(self.input_quant(x)), 1))
+
+    return Separable()
+
+
+def concat_resize(bits: int = 4, scale: str = "po2"):
+    """Two branches at two resolutions (max pooling, nearest 2x upsampling) concatenated on channels."""
+    import brevitas.nn as qnn
+    import torch
+    from torch import nn
+
+    weight, signed, unsigned = _quantizers(bits, scale)
+
+    class ConcatResize(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.input_quant = qnn.QuantIdentity(act_quant=signed)
+            self.conv1 = qnn.QuantConv2d(1, 4, 3, padding=1, weight_quant=weight)
+            self.relu1 = qnn.QuantReLU(act_quant=unsigned)
+            self.conv2 = qnn.QuantConv2d(4, 4, 3, padding=1, weight_quant=weight)
+            self.relu2 = qnn.QuantReLU(act_quant=unsigned)
+            self.merge = qnn.QuantConv2d(8, 4, 1, weight_quant=weight)
+            self.relu3 = qnn.QuantReLU(act_quant=unsigned)
+            self.fc = qnn.QuantLinear(4 * 8 * 8, 10, weight_quant=weight)
+
+        def forward(self, x):
+            full = self.relu1(self.conv1(self.input_quant(x)))
+            half = self.relu2(self.conv2(nn.functional.max_pool2d(full, 2)))
+            both = torch.cat([full, nn.functional.interpolate(half, scale_factor=2, mode="nearest")], dim=1)
+            return self.fc(torch.flatten(self.relu3(self.merge(both)), 1))
+
+    return ConcatResize()
+
+
+def export_random(model, input_shape: tuple[int, ...], path: Path, seed: int = 0) -> Path:
+    """Random weights (N(0, 0.5): wide enough to use every weight level), activation ranges calibrated on normal
+    inputs, brevitas's QONNX export (TorchScript path: quantized biases need it)."""
+    import torch
+    from brevitas.export import export_qonnx
+    from brevitas.graph.calibrate import calibration_mode
+
+    torch.manual_seed(seed)
+    for parameter in model.parameters():
+        if parameter.dim() > 1:
+            torch.nn.init.normal_(parameter, 0.0, 0.5)
+    x = torch.randn(64, *input_shape, generator=torch.Generator().manual_seed(seed))
+    model.eval()
+    with torch.no_grad(), calibration_mode(model):
+        model(x)
+    with torch.no_grad():
+        export_qonnx(model.eval(), x[:1], export_path=str(path), dynamo=False)
+    return path
+
+
+def export_finn(model, input_shape: tuple[int, ...], path: Path) -> Path:
+    """A FINN network as brevitas exports it (its own weights: FINN's init, not the generic one above)."""
+    import torch
+    from brevitas.export import export_qonnx
+
+    with torch.no_grad():
+        export_qonnx(model.eval(), torch.rand(1, *input_shape), export_path=str(path), dynamo=False)
+    return path
+
+
+pytest.importorskip("hls4ml")
+pytest.importorskip("brevitas_examples")
+
+
+def _ops(artifact) -> list[str]:
+    return [row["op"] for row in artifact.report["per_layer"]]
+
+
+def test_finn_cnv_structure_compiles_bit_exact_with_a_plain_compile(tmp_path):
+    """FINN CNV-2W2A's structure (Q1.7 input pre-scaling, 6 bias-less convs + BatchNorm + 2-bit activations, 3
+    linear layers, TensorNorm on the logits) at a small width: io_stream chosen for a conv net, a per-layer
+    implementation, the board fit in the report, bit-exact."""
+    path = export_finn(finn_network("cnv_2w2a", CNV_SMALL), (3, 32, 32), tmp_path / "cnv.onnx")
+    artifact = qdeploy.compile(path, target="hls4ml", out=tmp_path / "fw", verify_samples=200)
+    assert artifact.bit_exact and artifact.report["outputs_compared"] == 200
+    assert artifact.report["io_type"] == "io_stream" and artifact.report["strategy"] == "auto"
+    layers = [row for row in artifact.report["per_layer"] if row["op"] in ("Conv2D", "Dense")]
+    assert len(layers) == 9
+    assert all(row["decided_by"] == "auto" and row["parallel_multiplications"] <= 4096 for row in layers)
+    assert {row["strategy"] for row in layers} == {"Latency", "Resource"}  # 16x16x9 = 2,304 unroll; 32x16x9 = 4,608 do not
+    fit = artifact.report["board_fit"]
+    assert fit["capacity"]["DSP"] == 220 and set(fit["estimated"]) == {"LUT", "FF", "DSP", "BRAM_18K"}
+
+
+def test_finn_sfc_binarized_compiles_bit_exact_with_a_plain_compile(tmp_path):
+    """SFC-1W1A: 784-256-256-256-10, bipolar weights and activations; its 784x256 and 256x256 layers need the
+    Resource strategy, which auto picks per layer."""
+    path = export_finn(finn_network("sfc_1w1a"), (1, 28, 28), tmp_path / "sfc.onnx")
+    artifact = qdeploy.compile(path, target="hls4ml", out=tmp_path / "fw", verify_samples=300)
+    assert artifact.bit_exact
+    dense = [row for row in artifact.report["per_layer"] if row["op"] == "Dense"]
+    assert [row["strategy"] for row in dense] == ["Resource", "Resource", "Resource", "Latency"]
+    assert all(row["parallel_multiplications"] <= 4096 for row in dense)
+
+
+def test_residual_add_of_two_runtime_tensors_is_bit_exact(tmp_path):
+    path = export_random(residual_block(), (1, 8, 8), tmp_path / "residual.onnx")
+    artifact = qdeploy.compile(path, target="hls4ml", out=tmp_path / "fw", verify_samples=500)
+    assert artifact.bit_exact and "Merge" in _ops(artifact)
+
+
+def test_depthwise_and_grouped_convolutions_are_bit_exact(tmp_path):
+    """hls4ml's own grouped/depthwise kernels are wrong or missing (PR #1486, #859): qdeploy makes them ordinary
+    convolutions with block-diagonal weights, so no Depthwise layer reaches hls4ml."""
+    path = export_random(separable_convolutions(), (1, 8, 8), tmp_path / "separable.onnx")
+    artifact = qdeploy.compile(path, target="hls4ml", out=tmp_path / "fw", verify_samples=500)
+    assert artifact.bit_exact
+    assert _ops(artifact).count("Conv2D") == 4 and not any("Depthwise" in op for op in _ops(artifact))
+
+
+def test_resize_that_hls4ml_misparses_is_refused_by_name(tmp_path):
+    path = export_random(concat_resize(), (1, 8, 8), tmp_path / "concat_resize.onnx")
+    with pytest.raises(UnsupportedModelError, match=r"node Resize_0: Resize is not supported by the hls4ml target"):
+        qdeploy.compile(path, target="hls4ml", out=tmp_path / "fw")
+    assert_no_output(tmp_path / "fw")
+
+
+def test_strict_fit_refuses_a_design_larger_than_the_board(tmp_path):
+    """The estimate of FINN's SFC exceeds a PYNQ-Z2's LUTs: --strict-fit refuses, naming the costliest layers."""
+    path = export_finn(finn_network("sfc_1w1a"), (1, 28, 28), tmp_path / "sfc.onnx")
+    with pytest.raises(UnsupportedModelError, match=r"estimated resources exceed pynq-z2: LUT [\d,]+ of 53,200 \(most: "):
+        qdeploy.compile(path, target="hls4ml", board="pynq-z2", strict_fit=True, out=tmp_path / "fw")
+    assert_no_output(tmp_path / "fw")
