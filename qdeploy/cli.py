@@ -6,18 +6,22 @@ Every failure prints one line ``qdeploy: error: ...`` and exits non-zero (1: err
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
+import os
 import signal
 import sys
 import threading
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from qdeploy.config import DEFAULT_TARGET, BinarizeMethod, BudgetObjective, CompileConfig, QATOptimizer, compile_config
 from qdeploy.errors import QDeployError, one_line
 from qdeploy.options import Flag, add_flag, add_flags, flag_values, flags_of, load_config_file
+from qdeploy.progress import BarSafeHandler
 from qdeploy.staging import staged_file
 
 EXIT_ERROR = 1
@@ -27,8 +31,46 @@ log = logging.getLogger("qdeploy")
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars or info messages")
-    parser.add_argument("--debug", action="store_true", help="show the full traceback on errors")
+    parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors: no progress bars, no info")
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        default=0,
+        help="more detail: -v qdeploy's debug messages, -vv every library's too (e.g. qiskit's pass timings)",
+    )
+    parser.add_argument("--debug", action="store_true", help="show the full traceback on errors, and every warning")
+    parser.add_argument(
+        "--threads",
+        type=_positive_int,
+        help="math threads for torch and ONNX Runtime (default: the physical cores this process may use)",
+    )
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _add_eval(parser: argparse.ArgumentParser) -> None:
+    """--eval: float vs quantized on labelled data (quantize, qat, binarize, mixed)."""
+    from qdeploy.evaluation import DEFAULT_MARGIN
+
+    parser.add_argument(
+        "--eval",
+        metavar="DATA.npz",
+        help="labelled data (.npz with 'x' and 'y'): print float vs quantized accuracy (MSE for non-integer 'y'), "
+        "warn on a collapse or a loss beyond --eval-margin, and keep the result in the model for report.html",
+    )
+    parser.add_argument(
+        "--eval-margin",
+        type=float,
+        default=DEFAULT_MARGIN,
+        help=f"warn when the quantized model is this many accuracy points below float (MSE: percent above float; "
+        f"default {DEFAULT_MARGIN:g})",
+    )
 
 
 #: the QuantizeConfig fields every command that quantizes a PyTorch model takes (--wbits, --abits)
@@ -66,6 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--calib", required=True, help="calibration inputs: .npy, or .npz with array 'x'")
     _add_quantize_options(p)
     p.add_argument("-o", "--output", required=True, help="QONNX file to write")
+    _add_eval(p)
     _add_common(p)
 
     p = sub.add_parser("mixed", help="Hessian-aware mixed-precision weights under a budget, then PTQ and export QONNX")
@@ -83,6 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--candidates", default="2,3,4,5,6,7,8", help="weight bit widths to choose from (default 2,3,4,5,6,7,8)")
     p.add_argument("--probes", type=int, default=32, help="Hutchinson probes per layer (default 32)")
     p.add_argument("--samples", type=int, default=512, help="data rows for the traces and calibration (default 512)")
+    _add_eval(p)
     p.add_argument("-o", "--output", required=True, help="QONNX file to write (the allocation goes beside it, .json)")
     _add_common(p)
 
@@ -100,6 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--val-fraction", type=float, default=0.1, help="share of --data held out without --validation")
     p.add_argument("--seed", type=int, default=0, help="batch order and held-out split")
+    _add_eval(p)
     p.add_argument("-o", "--output", required=True, help="QONNX file to write")
     _add_common(p)
 
@@ -116,6 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tau", type=float, help="BiPer quantization-error regulariser weight (default 0.037)")
     p.add_argument("--binarize-all", action="store_true", help="binarise the first and last layers too")
     p.add_argument("--first-last-bits", type=int, default=8, help="weight bits of the first/last layers (default 8)")
+    _add_eval(p)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("-o", "--output", required=True, help="QONNX file to write")
     _add_common(p)
@@ -148,8 +194,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(p)
 
     p = sub.add_parser("inspect", help="per-layer ops, bit widths, scales, parameters, BOPs")
-    p.add_argument("model", help="QONNX/ONNX file")
+    p.add_argument("model", help="QONNX/ONNX file, or an output folder of qdeploy compile (its golden.onnx)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    _add_common(p)
+
+    p = sub.add_parser("report", help="write an output folder's report.html again (figures and tables, self-contained)")
+    p.add_argument("folder", help="output folder of qdeploy compile")
     _add_common(p)
 
     p = sub.add_parser("list", help="registered targets, graph passes and board presets")
@@ -157,6 +207,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="quantize the bundled digits example and compile it to every available target")
     p.add_argument("-o", "--output", default="demo_out", help="folder for the demo's outputs (default demo_out)")
+    p.add_argument(
+        "--models", default="mlp,cnn", help="digits networks to quantize and compile, comma-separated (default mlp,cnn)"
+    )
+    p.add_argument("--no-hybrid", action="store_true", help="skip the Iris hybrid model on the quantum target")
     _add_common(p)
     return parser
 
@@ -167,45 +221,141 @@ def _version() -> str:
     return __version__
 
 
+def _check_torch_inputs(args: argparse.Namespace, *data_flags: str) -> None:
+    """Every file a torch command names must exist before the model factory runs (a factory may train for minutes)."""
+    from qdeploy.errors import InputDataError, ModelLoadError
+
+    for flag in data_flags:
+        path = getattr(args, flag, None)
+        if path is not None and not Path(path).exists():
+            raise InputDataError(f"--{flag} file {path} does not exist; pass an existing .npy/.npz file")
+    if args.weights is not None and not Path(args.weights).exists():
+        raise ModelLoadError(f"weights file {args.weights} does not exist")
+    model_file = args.model.rsplit(":", 1)[0] if ":" in args.model else args.model
+    if not Path(model_file).exists():
+        raise ModelLoadError(f"model file {model_file} does not exist")
+
+
+def _load_eval(args: argparse.Namespace) -> tuple[Any, Any] | None:
+    from qdeploy.evaluation import load_eval_data
+
+    return load_eval_data(args.eval) if args.eval else None
+
+
+def _pipeline_label(options: dict[str, Any]) -> str:
+    """A PTQ pipeline (QuantizeConfig fields, e.g. method auto's choice) in a few words: ``gptq, CLE, po2 scales``."""
+    words = []
+    if options.get("rounding", "rtn") != "rtn":
+        words.append(str(options["rounding"]))
+    if options.get("gpfq_alphabet", "int") != "int":
+        words.append(str(options["gpfq_alphabet"]))
+    if options.get("equalize"):
+        words.append("CLE")
+    if options.get("bias_correction"):
+        words.append("bias corr.")
+    if options.get("calibration", "minmax") != "minmax":
+        words.append(f"{options['calibration']} ranges")
+    if options.get("per_channel") is False:
+        words.append("per-tensor")
+    words.append(f"{options.get('scale', 'po2')} scales")
+    return ", ".join(words if len(words) > 1 else ["nearest rounding", *words])
+
+
+def _evaluate_and_report(
+    model: Any,
+    graph: Any,
+    eval_data: tuple[Any, Any] | None,
+    args: argparse.Namespace,
+    label: str,
+    variants: list[dict[str, Any]] | None = None,
+    bits: tuple[int | None, int | None] = (None, None),
+) -> None:
+    """--eval: the float model (torch) vs the exported graph (golden executor) on the user's data; print the
+    comparison, warn on a collapse or a loss past the margin, and keep the record in the graph's metadata."""
+    if eval_data is None:
+        return
+    from qdeploy.evaluation import attach, evaluate
+    from qdeploy.frontend import torch_forward
+    from qdeploy.golden import run_golden
+
+    x, y = eval_data
+    result = evaluate(
+        lambda data: torch_forward(model, data),
+        lambda data: run_golden(graph, data),
+        x,
+        y,
+        label,
+        margin=args.eval_margin,
+        weight_bits=bits[0],
+        act_bits=bits[1],
+    )
+    result.variants = list(variants or [])
+    attach(graph, result)
+    print(result.summary())
+    for message in result.warnings:
+        log.warning("%s", message)
+
+
+def _candidate_scorer(model: Any, eval_data: tuple[Any, Any]) -> Any:
+    """For method auto: each candidate's accuracy (or MSE) on the --eval data, run by torch."""
+    from qdeploy.evaluation import metric_kind, score
+    from qdeploy.frontend import torch_forward
+
+    x, y = eval_data
+    kind = metric_kind(y, torch_forward(model, x[:2]))
+    return lambda qmodel: score(torch_forward(qmodel, x), y, kind)
+
+
 def cmd_quantize(args: argparse.Namespace) -> int:
-    from qdeploy.config import QuantizeConfig, from_mapping
+    from qdeploy.config import Method, QuantizeConfig, from_mapping
     from qdeploy.data import load_array
-    from qdeploy.frontend import load_factory, quantize
+    from qdeploy.frontend import check_model_input, export, load_factory, quantize
+    from qdeploy.options import to_jsonable
 
     config = from_mapping(QuantizeConfig, flag_values(args, QuantizeConfig), "command line")
-    model = load_factory(args.model, args.weights)
+    _check_torch_inputs(args, "calib", "eval")
     calib = load_array(args.calib)
-    qmodel = quantize(model, calib, config=config)
+    eval_data = _load_eval(args)
+    model = load_factory(args.model, args.weights)
+    check_model_input(model, calib, "calibration data")
+    if eval_data is not None:
+        check_model_input(model, eval_data[0], "evaluation data")
+    scorer = _candidate_scorer(model, eval_data) if eval_data is not None and config.method is Method.AUTO else None
+    qmodel = quantize(model, calib, config=config, evaluate=scorer)
     chosen = getattr(qmodel, "qdeploy_pipeline", {})
-    if chosen:
-        print(f"method auto chose {chosen}")
-    output = Path(args.output)
-    _write_model_atomically(qmodel, calib[:1], output)
     # auto may narrow the request (po2 within float, per-tensor within per-channel): report what was written
-    scale = chosen.get("scale", config.scale.value)
     per_channel = chosen.get("per_channel", config.per_channel)
-    print(
-        f"wrote {output} (W{config.weight_bits}A{config.act_bits}, {scale} scales, "
-        f"{'per-channel' if per_channel else 'per-tensor'} weights)"
-    )
+    bits = f"W{config.weight_bits}A{config.act_bits}"
+    graph = export(qmodel, calib[:1])
+    variants = [
+        {"label": f"{bits} {_pipeline_label(candidate)}", "value": candidate["eval"]}
+        for candidate in getattr(qmodel, "qdeploy_auto_scores", [])
+        if "eval" in candidate
+    ]
+    label = f"{bits} {'auto: ' if chosen else ''}{_pipeline_label(chosen or to_jsonable(config))}"
+    _evaluate_and_report(model, graph, eval_data, args, label, variants, (config.weight_bits, config.act_bits))
+    output = Path(args.output)
+    _save_graph_atomically(graph, output)
+    print(f"wrote {output} ({label}, {'per-channel' if per_channel else 'per-tensor'} weights)")
     return 0
 
 
-def _write_model_atomically(qmodel, example, output: Path) -> None:
-    """Export beside the destination, then rename: no half-written model on failure."""
-    from qdeploy.frontend import export
-
+def _save_graph_atomically(graph: Any, output: Path) -> None:
+    """Write beside the destination, then rename: no half-written model on failure."""
     with staged_file(output) as tmp:
-        export(qmodel, example, tmp)
+        graph.save(str(tmp))
 
 
 def cmd_binarize(args: argparse.Namespace) -> int:
     from qdeploy.data import load_labelled
-    from qdeploy.frontend import load_factory
+    from qdeploy.frontend import check_model_input, export, load_factory
     from qdeploy.passes.binarize import binarize
 
-    model = load_factory(args.model, args.weights)
+    _check_torch_inputs(args, "data", "eval")
     x, y = load_labelled(args.data)
+    eval_data = _load_eval(args)
+    model = load_factory(args.model, args.weights)
+    check_model_input(model, x, "training data")
     options = {"tau": args.tau} if args.tau is not None else {}
     bmodel = binarize(
         model,
@@ -221,23 +371,28 @@ def cmd_binarize(args: argparse.Namespace) -> int:
         seed=args.seed,
         **options,
     )
-    _write_model_atomically(bmodel, x[:1], Path(args.output))
     method = f"BiPer omega={args.omega:g}" if args.method == BinarizeMethod.BIPER else "sign-STE"
+    graph = export(bmodel, x[:1])
+    _evaluate_and_report(model, graph, eval_data, args, f"binarized, {method}", bits=(1, 1))
+    _save_graph_atomically(graph, Path(args.output))
     print(f"wrote {args.output} ({method}, {args.epochs} epochs, final training loss {bmodel.history[-1]:.4f})")
     return 0
 
 
 def cmd_mixed(args: argparse.Namespace) -> int:
     from qdeploy.data import load_labelled
-    from qdeploy.frontend import load_factory
+    from qdeploy.frontend import check_model_input, export, load_factory
     from qdeploy.passes.mixed import mixed
 
     try:
         candidates = tuple(int(b) for b in args.candidates.split(","))
     except ValueError as exc:
         raise QDeployError(f"--candidates {args.candidates!r} must be comma-separated integers, e.g. 2,4,8") from exc
-    model = load_factory(args.model, args.weights)
+    _check_torch_inputs(args, "data", "eval")
     x, y = load_labelled(args.data)
+    eval_data = _load_eval(args)
+    model = load_factory(args.model, args.weights)
+    check_model_input(model, x, "training data")
     qmodel, allocation = mixed(
         model,
         x,
@@ -251,7 +406,10 @@ def cmd_mixed(args: argparse.Namespace) -> int:
     )
     output = Path(args.output)
     summary = {"budget": allocation.budget, "cost": allocation.cost, "objective": args.objective, "bits": allocation.bits}
-    _write_model_atomically(qmodel, x[:1], output)
+    graph = export(qmodel, x[:1])
+    label = f"mixed {args.average_bits:g}-bit {args.objective} budget, A{args.abits}"
+    _evaluate_and_report(model, graph, eval_data, args, label, bits=(None, args.abits))
+    _save_graph_atomically(graph, output)
     try:  # the model and its allocation land together or not at all
         with staged_file(output.with_suffix(".json")) as tmp:
             tmp.write_text(json.dumps(summary, indent=2))
@@ -267,11 +425,14 @@ def cmd_mixed(args: argparse.Namespace) -> int:
 
 def cmd_qat(args: argparse.Namespace) -> int:
     from qdeploy.data import load_labelled
-    from qdeploy.frontend import load_factory, qat
+    from qdeploy.frontend import check_model_input, export, load_factory, qat
 
-    model = load_factory(args.model, args.weights)
+    _check_torch_inputs(args, "data", "validation", "eval")
     x, y = load_labelled(args.data)
     validation = load_labelled(args.validation) if args.validation else None
+    eval_data = _load_eval(args)
+    model = load_factory(args.model, args.weights)
+    check_model_input(model, x, "training data")
     qmodel = qat(
         model,
         x,
@@ -287,8 +448,11 @@ def cmd_qat(args: argparse.Namespace) -> int:
         val_fraction=args.val_fraction,
         seed=args.seed,
     )
-    _write_model_atomically(qmodel, x[:1], Path(args.output))
-    print(f"wrote {args.output} (QAT W{args.wbits}A{args.abits}, {args.epochs} epochs, {args.optimizer})")
+    graph = export(qmodel, x[:1])
+    label = f"QAT W{args.wbits}A{args.abits}, {args.epochs} epochs, {args.optimizer}"
+    _evaluate_and_report(model, graph, eval_data, args, label, bits=(args.wbits, args.abits))
+    _save_graph_atomically(graph, Path(args.output))
+    print(f"wrote {args.output} ({label})")
     return 0
 
 
@@ -396,10 +560,17 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_inspect(args: argparse.Namespace) -> int:
     import qdeploy
-    from qdeploy.inspection import format_inspection
+    from qdeploy.inspection import format_inspection, model_path
 
-    info = qdeploy.inspect(args.model)
+    info = qdeploy.inspect(model_path(args.model))
     print(json.dumps(info, indent=2, default=str) if args.json else format_inspection(info))
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from qdeploy.report_html import write_report_html
+
+    print(f"wrote {write_report_html(args.folder)}")
     return 0
 
 
@@ -420,7 +591,8 @@ def cmd_list(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from qdeploy.demo import run_demo
 
-    report = run_demo(Path(args.output))
+    models = tuple(name.strip() for name in args.models.split(",") if name.strip())
+    report = run_demo(Path(args.output), models=models, hybrid=not args.no_hybrid)
     return 0 if report["all_verified"] else EXIT_NOT_EXACT
 
 
@@ -433,6 +605,7 @@ COMMANDS = {
     "verify": cmd_verify,
     "run": cmd_run,
     "inspect": cmd_inspect,
+    "report": cmd_report,
     "list": cmd_list,
     "demo": cmd_demo,
 }
@@ -461,18 +634,98 @@ def main(argv: list[str] | None = None) -> int:
             signal.signal(signum, handler)
 
 
+#: commands that run torch: their thread count is set before the work starts (others leave torch unimported)
+TORCH_COMMANDS = {"quantize", "qat", "binarize", "mixed", "demo"}
+
+
+def physical_cores() -> int:
+    """Cores this process may run on, hyper-threaded siblings counted once (``os.cpu_count()`` counts every logical
+    CPU of the machine, including ones a container or ``taskset`` does not give the process)."""
+    allowed = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else range(os.cpu_count() or 1)
+    cores = set()
+    for cpu in allowed:
+        siblings = Path(f"/sys/devices/system/cpu/cpu{cpu}/topology/thread_siblings_list")
+        # without the topology files (not Linux) each allowed CPU counts as a core
+        cores.add(siblings.read_text().strip() if siblings.exists() else str(cpu))
+    return max(1, len(cores))
+
+
+def default_threads() -> int:
+    """``OMP_NUM_THREADS`` when set (a test runner's or a batch system's choice for the whole process tree), else
+    the physical cores."""
+    given = os.environ.get("OMP_NUM_THREADS", "")
+    return int(given) if given.isdigit() and int(given) > 0 else physical_cores()
+
+
+def _set_threads(args: argparse.Namespace) -> None:
+    """--threads for torch and for the ONNX Runtime sessions qdeploy opens. torch alone would take every logical CPU
+    of the machine, which made quantize 2-6x slower next to other jobs."""
+    from qdeploy.runtime import set_session_threads
+
+    threads = args.threads or default_threads()
+    set_session_threads(threads)
+    if args.threads is not None or args.command in TORCH_COMMANDS or "torch" in sys.modules:
+        import torch
+
+        torch.set_num_threads(threads)
+
+
+class TerminalFormatter(logging.Formatter):
+    """One line per record: qdeploy's info as it is, warnings and errors prefixed with their level and, for other
+    libraries, their name; a Python warning (captured from ``warnings``) on its first line only."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        message = record.getMessage()
+        if record.name == "py.warnings":
+            message = message.strip().splitlines()[0]
+        if record.exc_info and record.levelno >= logging.ERROR:
+            message += "\n" + self.formatException(record.exc_info)
+        if record.levelno < logging.WARNING:
+            return message
+        ours = record.name == "qdeploy" or record.name.startswith("qdeploy.") or record.name == "py.warnings"
+        origin = "" if ours else f" [{record.name.split('.')[0]}]"
+        return f"{record.levelname.lower()}{origin}: {message}"
+
+
+@contextlib.contextmanager
+def terminal_logging(verbose: int, quiet: bool, debug: bool) -> Iterator[None]:
+    """What the terminal shows while a command runs, undone afterwards (``main`` may be called in-process):
+    qdeploy's INFO lines (-v: DEBUG; -q: WARNING), other libraries' WARNING and above (-vv: everything, e.g.
+    qiskit's pass timings; -q: ERROR), Python warnings as log lines (without --debug, none from the libraries qdeploy
+    drives: their deprecation notes are not the user's to act on). Everything goes through a handler that keeps
+    progress bars whole."""
+    root, ours = logging.getLogger(), logging.getLogger("qdeploy")
+    saved = (root.level, ours.level)
+    handler = BarSafeHandler()
+    handler.setFormatter(TerminalFormatter())
+    root.addHandler(handler)
+    root.setLevel(logging.ERROR if quiet else logging.DEBUG if verbose >= 2 else logging.WARNING)
+    ours.setLevel(logging.WARNING if quiet else logging.DEBUG if verbose >= 1 else logging.INFO)
+    try:
+        with warnings.catch_warnings():
+            if not debug:
+                warnings.filterwarnings("ignore", module=r"(brevitas|torch|hls4ml|qonnx|onnxscript|onnx|qiskit)(\.|$)")
+            logging.captureWarnings(True)
+            yield
+    finally:
+        logging.captureWarnings(False)
+        root.removeHandler(handler)
+        root.setLevel(saved[0])
+        ours.setLevel(saved[1])
+
+
 def _run(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
     from qdeploy.progress import set_quiet
 
     set_quiet(args.quiet)
-    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(message)s", stream=sys.stderr)
-    # Third-party chatter (brevitas/torch export warnings) is not ours to show.
-    for noisy in ("brevitas", "torch", "hls4ml", "qonnx"):
-        logging.getLogger(noisy).setLevel(logging.ERROR)
-    if not args.debug:
-        warnings.filterwarnings("ignore", module=r"(brevitas|torch|hls4ml|qonnx|onnxscript|onnx)(\.|$)")
+    with terminal_logging(args.verbose, args.quiet, args.debug):
+        return _dispatch(args)
+
+
+def _dispatch(args: argparse.Namespace) -> int:
     try:
+        _set_threads(args)
         return COMMANDS[args.command](args)
     except QDeployError as exc:
         if args.debug:

@@ -86,20 +86,18 @@ class Evaluation:
     variants: list[dict[str, Any]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
-    def lines(self) -> list[str]:
-        """The terminal summary: the comparison, then each warning."""
+    def summary(self) -> str:
+        """One line for the terminal: float vs quantized (the warnings are separate lines)."""
         if self.kind == ACCURACY:
             change = 100 * (self.quantized_value - self.float_value)
-            head = (
+            return (
                 f"accuracy on {self.samples} evaluation samples: float {100 * self.float_value:.2f} % -> quantized "
                 f"{100 * self.quantized_value:.2f} % ({change:+.2f} points, {self.label})"
             )
-        else:
-            head = (
-                f"MSE on {self.samples} evaluation samples: float {self.float_value:.4g} -> quantized "
-                f"{self.quantized_value:.4g} ({self.label})"
-            )
-        return [head, *(f"warning: {message}" for message in self.warnings)]
+        return (
+            f"MSE on {self.samples} evaluation samples: float {self.float_value:.4g} -> quantized "
+            f"{self.quantized_value:.4g} ({self.label})"
+        )
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -9,6 +10,22 @@ from qonnx.core.modelwrapper import ModelWrapper
 
 from qdeploy.ir import const_input, is_power_of_two, node_attr
 from qdeploy.ops import LAYER_OPS, QUANT_OPS, VALUE_SET_PRESERVING_OPS
+
+
+def model_path(path: str | Path) -> Path:
+    """The model file to inspect: ``path`` itself, or the ``golden.onnx`` of an output folder of qdeploy compile (the
+    graph every artefact in it was verified against)."""
+    from qdeploy.artifact import GOLDEN_FILE
+    from qdeploy.errors import ModelLoadError
+
+    path = Path(path)
+    if path.is_dir():
+        if not (path / GOLDEN_FILE).exists():
+            raise ModelLoadError(
+                f"{path} is a folder without {GOLDEN_FILE}; pass a .onnx file or an output folder of qdeploy compile"
+            )
+        return path / GOLDEN_FILE
+    return path
 
 
 def _quant_info(model: ModelWrapper, tensor: str, through_layout: bool) -> dict[str, Any] | None:

@@ -11,6 +11,15 @@ from qdeploy.deps import require
 #: graph optimization level of every session qdeploy opens (written to reports, so others can reproduce the numbers)
 OPTIMIZATION_LEVEL = "ORT_ENABLE_ALL"
 
+#: intra-op threads of the sessions qdeploy opens (the CLI's --threads); None: ONNX Runtime's own default
+_session_threads: int | None = None
+
+
+def set_session_threads(threads: int | None) -> None:
+    """Thread count of every session opened from now on (None: ONNX Runtime's default, one per physical core)."""
+    global _session_threads
+    _session_threads = threads
+
 
 def ort_session(
     model: str | Path | bytes,
@@ -24,6 +33,8 @@ def ort_session(
     options = ort.SessionOptions()
     options.graph_optimization_level = getattr(ort.GraphOptimizationLevel, OPTIMIZATION_LEVEL)
     options.log_severity_level = 3
+    if _session_threads is not None:
+        options.intra_op_num_threads = _session_threads
     for key, value in (config or {}).items():
         options.add_session_config_entry(key, value)
     if optimized_path is not None:

@@ -44,7 +44,7 @@ def apply(qmodel: nn.Module, output_quant: type) -> tuple[nn.Module, bool]:
             continue
         returns_quant_tensor = qmodel.get_submodule(node.target).return_quant_tensor  # (False: one plain output)
         setattr(qmodel, node.target, qnn.QuantIdentity(act_quant=output_quant, return_quant_tensor=returns_quant_tensor))
-        log.info("output quantizer %s: %s", node.target, output_quant.__name__)
+        log.debug("output quantizer %s: %s", node.target, output_quant.__name__)  # an internal detail: the README says it
         changed = True
     if not changed:
         log.info("no quantizer reads a layer and feeds the output directly: the output quantizer keeps act_bits")
