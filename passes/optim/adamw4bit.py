@@ -15,12 +15,14 @@ import torch
 
 from qdeploy.errors import QDeployError
 from qdeploy.passes.optim.quant4 import (
-    DE_MAP,
-    LINEAR_MAP,
-    dequantize_blockwise,
+    DE_CODEBOOK,
+    LINEAR_CODEBOOK,
+    decode_blockwise,
     dequantize_rank1,
     quantize_blockwise,
+    quantize_blockwise_,
     quantize_rank1,
+    quantize_rank1_,
 )
 
 STATE_FORMAT = "qdeploy-adamw4bit-v1"
@@ -67,23 +69,46 @@ class AdamW4bit(torch.optim.Optimizer):
 
     @staticmethod
     def _store(p: torch.Tensor, state: dict[str, Any], exp_avg: torch.Tensor, exp_avg_sq: torch.Tensor) -> None:
-        state["exp_avg_codes"], state["exp_avg_scales"] = quantize_blockwise(exp_avg, DE_MAP)
+        state["exp_avg_codes"], state["exp_avg_scales"] = quantize_blockwise(exp_avg, DE_CODEBOOK)
         if p.dim() >= 2:
-            state["exp_avg_sq_codes"], maxima = quantize_rank1(exp_avg_sq, LINEAR_MAP)
+            state["exp_avg_sq_codes"], maxima = quantize_rank1(exp_avg_sq, LINEAR_CODEBOOK)
             for d, vector in enumerate(maxima):
                 state[f"exp_avg_sq_max{d}"] = vector
         else:
-            state["exp_avg_sq_codes"], state["exp_avg_sq_scales"] = quantize_blockwise(exp_avg_sq, LINEAR_MAP)
+            state["exp_avg_sq_codes"], state["exp_avg_sq_scales"] = quantize_blockwise(exp_avg_sq, LINEAR_CODEBOOK)
 
     @staticmethod
-    def _load(p: torch.Tensor, state: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
-        exp_avg = dequantize_blockwise(state["exp_avg_codes"], state["exp_avg_scales"], DE_MAP, p.shape)
+    def _load(p: torch.Tensor, state: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor | None]]:
+        """Decoded (m, v) shaped like ``p``, and the flat buffers of whole blocks they view (None for a rank-1 v,
+        which is decoded in ``p``'s shape), for ``_store_in_place``."""
+        numel = p.numel()
+        exp_avg_blocks = decode_blockwise(state["exp_avg_codes"], state["exp_avg_scales"], DE_CODEBOOK, numel)
+        exp_avg = exp_avg_blocks[:numel].view(p.shape)
         if p.dim() >= 2:
             maxima = [state[f"exp_avg_sq_max{d}"] for d in range(p.dim())]
-            exp_avg_sq = dequantize_rank1(state["exp_avg_sq_codes"], maxima, LINEAR_MAP, p.shape)
+            exp_avg_sq = dequantize_rank1(state["exp_avg_sq_codes"], maxima, LINEAR_CODEBOOK, p.shape)
+            return exp_avg, exp_avg_sq, [exp_avg_blocks, None]
+        exp_avg_sq_blocks = decode_blockwise(
+            state["exp_avg_sq_codes"], state["exp_avg_sq_scales"], LINEAR_CODEBOOK, numel
+        )
+        return exp_avg, exp_avg_sq_blocks[:numel].view(p.shape), [exp_avg_blocks, exp_avg_sq_blocks]
+
+    @staticmethod
+    def _store_in_place(
+        p: torch.Tensor, state: dict[str, Any], exp_avg_sq: torch.Tensor, blocks: list[torch.Tensor | None]
+    ) -> None:
+        """``_store`` of the step's decoded temporaries (as ``_load`` returned them), overwritten while coding."""
+        numel = p.numel()
+        exp_avg_blocks, exp_avg_sq_blocks = blocks
+        state["exp_avg_codes"], state["exp_avg_scales"] = quantize_blockwise_(exp_avg_blocks, numel, DE_CODEBOOK)
+        if exp_avg_sq_blocks is None:
+            state["exp_avg_sq_codes"], maxima = quantize_rank1_(exp_avg_sq, LINEAR_CODEBOOK)
+            for d, vector in enumerate(maxima):
+                state[f"exp_avg_sq_max{d}"] = vector
         else:
-            exp_avg_sq = dequantize_blockwise(state["exp_avg_sq_codes"], state["exp_avg_sq_scales"], LINEAR_MAP, p.shape)
-        return exp_avg, exp_avg_sq
+            state["exp_avg_sq_codes"], state["exp_avg_sq_scales"] = quantize_blockwise_(
+                exp_avg_sq_blocks, numel, LINEAR_CODEBOOK
+            )
 
     # -- the update -------------------------------------------------------------------------------------------------
 
@@ -106,18 +131,23 @@ class AdamW4bit(torch.optim.Optimizer):
                 if not state:
                     self._init_state(p, state, group["threshold"])
                 quantized = self._quantized(state)
-                exp_avg, exp_avg_sq = self._load(p, state) if quantized else (state["exp_avg"], state["exp_avg_sq"])
+                if quantized:
+                    exp_avg, exp_avg_sq, blocks = self._load(p, state)
+                else:
+                    exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
                 state["step"] += 1
                 step = float(state["step"])
                 p.mul_(1 - lr * weight_decay)
-                exp_avg.mul_(beta1).add_(grad, alpha=1 - beta1)
+                exp_avg.lerp_(grad, 1 - beta1)
                 exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
                 bias_correction1 = 1 - beta1**step
-                bias_correction2 = 1 - beta2**step
-                denom = (exp_avg_sq.sqrt() / math.sqrt(bias_correction2)).add_(eps)
-                p.addcdiv_(exp_avg.to(p.dtype), denom.to(p.dtype), value=-lr / bias_correction1)
+                bias_correction2_sqrt = math.sqrt(1 - beta2**step)
+                # AdamW's m / (sqrt(v / bc2) + eps) with the 1 / sqrt(bc2) moved into the step size: one temporary
+                denom = exp_avg_sq.sqrt().add_(eps * bias_correction2_sqrt)
+                step_size = lr * bias_correction2_sqrt / bias_correction1
+                p.addcdiv_(exp_avg.to(p.dtype), denom.to(p.dtype), value=-step_size)
                 if quantized:
-                    self._store(p, state, exp_avg, exp_avg_sq)
+                    self._store_in_place(p, state, exp_avg_sq, blocks)
         return loss
 
     # -- persistence and accounting ---------------------------------------------------------------------------------

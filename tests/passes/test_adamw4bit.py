@@ -12,9 +12,12 @@ from torch import nn
 from qdeploy.errors import QDeployError
 from qdeploy.passes.optim import AdamW4bit
 from qdeploy.passes.optim.quant4 import (
+    DE_CODEBOOK,
     DE_MAP,
+    LINEAR_CODEBOOK,
     LINEAR_MAP,
     dequantize_blockwise,
+    nearest_codes,
     dequantize_rank1,
     pack,
     quantize_blockwise,
@@ -38,11 +41,32 @@ def test_pack_unpack_round_trip_for_odd_lengths():
     assert torch.equal(unpack(packed, 1001), codes)
 
 
+@pytest.mark.parametrize("codebook", [DE_CODEBOOK, LINEAR_CODEBOOK], ids=["dynamic-exponent", "linear"])
+def test_table_and_arithmetic_coding_equal_the_nearest_map_value(codebook):
+    torch.manual_seed(0)
+    low = float(codebook.values[0]) if codebook is LINEAR_CODEBOOK else -1.0
+    midpoints = codebook.midpoints
+    x = torch.cat(
+        [
+            torch.rand(100_000) * (1 - low) + low,
+            torch.randn(10_000) * 1e-3,
+            # the decision boundaries themselves (ties go to the lower value) and their float neighbours
+            midpoints,
+            torch.nextafter(midpoints, torch.tensor(2.0)),
+            torch.nextafter(midpoints, torch.tensor(-2.0)),
+            torch.tensor([0.0, -0.0, 1.0, -1.0, 1e-40, -1e-40]),
+        ]
+    ).clamp(min(low, 0.0), 1.0)
+    assert torch.equal(codebook.encode(x.clone()), nearest_codes(x, codebook.values))
+    codes = torch.randint(0, 16, (1001,), dtype=torch.uint8)
+    assert torch.equal(codebook.decode(pack(codes))[:1001], codebook.values[codes.long()])
+
+
 def test_first_moment_decodes_within_half_the_widest_map_gap():
     torch.manual_seed(0)
     x = torch.randn(3, 1000) * torch.logspace(-4, 0, 1000)  # entries over four decades
-    packed, scales = quantize_blockwise(x, DE_MAP)
-    decoded = dequantize_blockwise(packed, scales, DE_MAP, x.shape)
+    packed, scales = quantize_blockwise(x, DE_CODEBOOK)
+    decoded = dequantize_blockwise(packed, scales, DE_CODEBOOK, x.shape)
     # widest half-gap of the map on [-1, 1] (including the gap from -1 to the most negative code)
     points = torch.cat([torch.tensor([-1.0]), DE_MAP])
     bound = (points[1:] - points[:-1]).max() / 2
@@ -54,10 +78,10 @@ def test_first_moment_decodes_within_half_the_widest_map_gap():
 def test_second_moment_rank1_decodes_within_one_sixteenth_of_its_scale():
     torch.manual_seed(0)
     v = torch.rand(64, 96) ** 4 * torch.rand(64, 1) * torch.rand(1, 96)
-    packed, maxima = quantize_rank1(v, LINEAR_MAP)
+    packed, maxima = quantize_rank1(v, LINEAR_CODEBOOK)
     scale = rank1_scale(maxima).expand_as(v)
     assert torch.all(v <= scale)  # each entry is at most the min of its row and column maxima
-    decoded = dequantize_rank1(packed, maxima, LINEAR_MAP, v.shape)
+    decoded = dequantize_rank1(packed, maxima, LINEAR_CODEBOOK, v.shape)
     assert torch.all((decoded - v).abs() <= scale / 16 + 1e-9)
     assert torch.all(decoded[v > 0] > 0)  # the linear map without zero never decodes a positive entry as 0
     assert [m.shape[0] for m in rank1_maxima(v)] == [64, 96]
