@@ -88,9 +88,7 @@ class AdamW4bit(torch.optim.Optimizer):
             maxima = [state[f"exp_avg_sq_max{d}"] for d in range(p.dim())]
             exp_avg_sq = dequantize_rank1(state["exp_avg_sq_codes"], maxima, LINEAR_CODEBOOK, p.shape)
             return exp_avg, exp_avg_sq, [exp_avg_blocks, None]
-        exp_avg_sq_blocks = decode_blockwise(
-            state["exp_avg_sq_codes"], state["exp_avg_sq_scales"], LINEAR_CODEBOOK, numel
-        )
+        exp_avg_sq_blocks = decode_blockwise(state["exp_avg_sq_codes"], state["exp_avg_sq_scales"], LINEAR_CODEBOOK, numel)
         return exp_avg, exp_avg_sq_blocks[:numel].view(p.shape), [exp_avg_blocks, exp_avg_sq_blocks]
 
     @staticmethod
