@@ -96,8 +96,6 @@ NON_ROUNDING = {
     "Where",
     "Clip",
     "Dropout",
-    "Resize",
-    "Upsample",
     "QuantizeLinear",
     "DequantizeLinear",
     "Round",
@@ -120,8 +118,13 @@ NON_ROUNDING = {
     "Range",
     "ArgMax",
     "ArgMin",
-    "ReduceSum",
 }
+#: ops whose outputs are integer or boolean tensors (indices, shapes, comparisons): no float rounding downstream of
+#: them until a Cast back to float
+INTEGER_RESULT_OPS = {"QuantizeLinear", "Shape", "Size", "ArgMax", "ArgMin", "Equal", "Greater", "GreaterOrEqual"}
+INTEGER_RESULT_OPS |= {"Less", "LessOrEqual", "Not", "And", "Or"}
+#: resampling ops: value-preserving only in nearest mode
+RESAMPLING_OPS = {"Resize", "Upsample"}
 
 
 @dataclass(frozen=True)
@@ -198,12 +201,29 @@ class _Analysis:
             if graph_input.name not in self.constants:
                 self.values[graph_input.name] = _grid(0, integer_input) if integer_input is not None else INEXACT
         self.inexact_nodes: list[onnx.NodeProto] = []
+        self.integer_tensors = {
+            name for name, array in self.constants.items() if not np.issubdtype(array.dtype, np.floating)
+        }
         for node in proto.graph.node:
+            if self._computes_on_integers(node):
+                self.integer_tensors.update(node.output)
+                continue
             result = self.transfer(node)
             for output in node.output:
                 self.values[output] = result
             if not result.exact and node.op_type not in NON_ROUNDING:
                 self.inexact_nodes.append(node)
+
+    def _computes_on_integers(self, node: onnx.NodeProto) -> bool:
+        """Integer/boolean results (indices, counts, masks): exact integer arithmetic, outside this analysis."""
+        if node.op_type in INTEGER_RESULT_OPS:
+            return True
+        if node.op_type == "DequantizeLinear":
+            return False  # integers to float: analysed
+        if node.op_type == "Cast":
+            target = next((a.i for a in node.attribute if a.name == "to"), onnx.TensorProto.FLOAT)
+            return target not in (onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE, onnx.TensorProto.FLOAT16)
+        return node.op_type != "Gather" and bool(node.input) and node.input[0] in self.integer_tensors
 
     def get(self, name: str) -> Value:
         return self.values.get(name, INEXACT) if name else Value(True, 0, 0.0)
@@ -215,13 +235,13 @@ class _Analysis:
         if op == "DequantizeLinear":
             q, scale = inputs[0], self.constants.get(node.input[1])
             zero = self.constants.get(node.input[2]) if len(node.input) > 2 and node.input[2] else None
+            if node.input[0] not in self.values:  # a runtime integer tensor: bounded by its 8-bit type
+                q = _grid(0, 128.0 if zero is not None and zero.dtype == np.int8 else 255.0)
             offset = float(np.max(np.abs(zero.astype(np.float64)))) if zero is not None else 0.0
             exponents = _power_of_two_exponents(scale) if scale is not None else None
             if exponents is None or not math.isfinite(q.bound):
                 return INEXACT
             return _grid(int(exponents.min()), (q.bound + offset) * 2.0 ** int(exponents.max()))
-        if op == "QuantizeLinear":
-            return _grid(0, 255.0)
         if op in ("Round", "Floor", "Ceil"):
             return _grid(0, math.ceil(inputs[0].bound) + 1.0) if math.isfinite(inputs[0].bound) else INEXACT
         if op in ("Sign",):
@@ -234,6 +254,10 @@ class _Analysis:
             return _join([inputs[0], *inputs[1:]], bound)
         if op == "Where":
             return _join(inputs[1:3], max(inputs[1].bound, inputs[2].bound))
+        if op in RESAMPLING_OPS:
+            mode = attrs.get("mode", b"nearest")
+            mode = mode.decode() if isinstance(mode, bytes) else str(mode)
+            return inputs[0] if mode == "nearest" else INEXACT
         if op in ("Concat", "Max", "Min"):
             return _join(inputs, max(v.bound for v in inputs))
         if op in NON_ROUNDING:
