@@ -286,3 +286,31 @@ def test_float_bias_is_not_re_rounded_by_ort(tmp_path):
     config = artifact.report["session_config"]
     assert "session.disable_quant_qdq" not in config  # exact arithmetic: integer kernels stay allowed
     assert config["optimization.disable_specified_optimizers"] == "WeightBiasQuantization"
+
+
+def test_a_fusion_ort_still_applies_in_reference_mode_is_refused_naming_the_users_node():
+    """The node-by-node check is what proves the reference-kernel plan: run it against the graph ORT builds when
+    ConvMulFusion is left on, and it must refuse, naming the source node of what was fused."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    from qdeploy.targets.onnxruntime.exactness import BASE_CONFIG, check_reference_kernels, optimized_graph
+
+    weights = np.random.default_rng(0).normal(size=(4, 2, 3, 3)).astype(np.float32)
+    graph = helper.make_graph(
+        [
+            helper.make_node("Conv", ["x", "w"], ["c"], name="conv"),
+            helper.make_node("Mul", ["c", "m"], ["y"], name="user_mul"),
+        ],
+        "fusable",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 6, 6])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 4, 4])],
+        [
+            numpy_helper.from_array(weights, "w"),
+            numpy_helper.from_array(np.float32([0.3, 0.7, 1.1, 1.3]).reshape(1, 4, 1, 1), "m"),
+        ],
+    )
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    fused = optimized_graph(proto, BASE_CONFIG)  # ORT's defaults: Mul folded into the Conv weights
+    origin = {"conv": "Conv_in_user_file", "user_mul": "Mul_in_user_file"}
+    with pytest.raises(UnsupportedModelError, match=r"node (Conv|Mul)_in_user_file: onnxruntime rewrites its (Conv|Mul)"):
+        check_reference_kernels(proto, fused, origin)
