@@ -146,7 +146,6 @@ class _Lowering:
         self.model = model
         self.nodes: list[onnx.NodeProto] = []
         self.initializers: list[onnx.TensorProto] = []
-        self.removed: set[str] = set()
         self.origin: dict[str, str] = {}
         self._source = ""
         self._taken = {n.name for n in model.graph.node} | {i.name for i in model.graph.initializer}
@@ -215,7 +214,8 @@ class _Lowering:
         graph = self.model.graph
         self._bias_scales_match_products()
         used = {i for n in self.nodes for i in n.input}
-        kept = [init for init in graph.initializer if init.name not in self.removed and init.name in used]
+        # a quantized constant's float source is dropped unless another node still reads it
+        kept = [init for init in graph.initializer if init.name in used]
         out_graph = helper.make_graph(
             self.nodes, graph.name or "qdeploy", list(graph.input), list(graph.output), kept + self.initializers
         )
@@ -239,7 +239,6 @@ class _Lowering:
         """A quantized constant: integers + DequantizeLinear when they give back qonnx's values exactly in float32
         (ORT can then use integer kernels), else qonnx's float values themselves (exact by definition)."""
         values = self._reference_values(node)
-        self.removed.add(node.input[0])
         integer = self._integer_constant(values, scale, zeropt, low, high)
         if integer is None:
             self.initializers.append(numpy_helper.from_array(values, node.output[0]))
@@ -435,7 +434,6 @@ class _Lowering:
         if rounding not in ROUNDING_MODES:
             raise UnsupportedModelError(f"node {node.name}: unknown rounding mode {rounding!r}")
         if self.model.get_initializer(node.input[0]) is not None:
-            self.removed.add(node.input[0])
             self.initializers.append(numpy_helper.from_array(self._reference_values(node), node.output[0]))
             return
         mantissa = int(mantissa_bits.ravel()[0])
