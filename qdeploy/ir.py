@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from pathlib import Path
 
@@ -11,6 +12,8 @@ from qonnx.core.modelwrapper import ModelWrapper
 
 from qdeploy.errors import ModelLoadError
 from qdeploy.ops import QUANT_OPS
+
+log = logging.getLogger(__name__)
 
 
 def load_model(model: str | Path | onnx.ModelProto | ModelWrapper, clean: bool = True) -> ModelWrapper:
@@ -66,10 +69,17 @@ def reference_of(model: ModelWrapper) -> ModelWrapper:
     from qonnx.transformation.infer_shapes import InferShapes
 
     reference = ModelWrapper(onnx.ModelProto.FromString(model.model.SerializeToString()))
-    del reference.graph.value_info[:]  # stale or shapeless annotations from the exporter: inferred afresh below
     for node in reference.graph.node:
         if node.op_type in QUANT_OPS:
             node.domain = "qonnx.custom_op.general"  # as qonnx's cleanup_model: older exports use other domains
+    # Exporters leave stale or shapeless annotations: infer every shape afresh. qonnx's custom ops (channels-last
+    # Conv, ...) need their input shapes during inference, so where that fails keep the file's annotations.
+    fresh = ModelWrapper(onnx.ModelProto.FromString(reference.model.SerializeToString()))
+    del fresh.graph.value_info[:]
+    try:
+        return fresh.transform(InferShapes())
+    except Exception:
+        log.debug("shape inference without the file's annotations failed; inferring with them", exc_info=True)
     try:
         return reference.transform(InferShapes())
     except Exception as exc:
