@@ -124,7 +124,12 @@ def constant_ints(values: np.ndarray, grid: Grid) -> np.ndarray:
 
 
 def quant_int_range(bits: int, signed: bool, narrow: bool) -> tuple[int, int]:
-    """QONNX Quant's integer range: [-2^(b-1) (+1 if narrow), 2^(b-1)-1] signed, [0, 2^b-1 (-1 if narrow)] unsigned."""
+    """QONNX Quant's integer range: [-2^(b-1) (+1 if narrow), 2^(b-1)-1] signed, [0, 2^b-1 (-1 if narrow)] unsigned.
+
+    A signed 1-bit Quant is the exception: qonnx's executor makes it bipolar (``x >= 0`` -> +1, else -1, narrow or
+    not; ``qonnx.custom_op.general.intquant.int_quant``), so its levels are -1 and +1 and the range is [-1, 1]."""
+    if signed and bits == 1:
+        return -1, 1
     if signed:
         return -(2 ** (bits - 1)) + int(narrow), 2 ** (bits - 1) - 1
     return 0, 2**bits - 1 - int(narrow)

@@ -522,6 +522,8 @@ def _quantizer_levels(model: ModelWrapper, quant) -> tuple[int, int, int, float]
         return None
     signed, narrow = bool(node_attr(quant, "signed", 1)), bool(node_attr(quant, "narrow", 0))
     low, high = quant_int_range(int(bits.ravel()[0]), signed, narrow)
+    if signed and int(bits.ravel()[0]) == 1:
+        return -1, 1, 2, float(scale.ravel()[0])  # qonnx executes a signed 1-bit Quant as bipolar: -1 or +1
     return low, high - low, 1, float(scale.ravel()[0])
 
 

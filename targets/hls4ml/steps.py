@@ -25,8 +25,9 @@ _THRESHOLD_OPS = {"BatchNormalization", "BipolarQuant", "MultiThreshold", "Sub",
 
 def needs_thresholds(model: ModelWrapper) -> bool:
     """True when the graph has float arithmetic that fixed-point types cannot hold: see ``_THRESHOLD_OPS``, or a
-    Quant with a non-power-of-two scale (on weights or activations), per-channel activation scales, or a rounding
-    mode hls4ml's types cannot express."""
+    Quant with a non-power-of-two scale (on weights or activations), per-channel activation scales, or a datapath
+    Quant hls4ml's types cannot cast to: a rounding mode they lack, 1 bit (QKeras ``quantized_bits(1)``: {-1, 0}
+    signed), unsigned narrow range."""
 
     for node in model.graph.node:
         if node.op_type in _THRESHOLD_OPS:
@@ -39,6 +40,11 @@ def needs_thresholds(model: ModelWrapper) -> bool:
             if on_datapath and scale is not None and np.unique(scale).size > 1:
                 return True
             if on_datapath and str(node_attr(node, "rounding_mode", "ROUND")).upper() not in HLS_ROUNDING:
+                return True
+            bits = const_input(model, node, 3)
+            if on_datapath and bits is not None and float(np.asarray(bits).ravel()[0]) < 2:
+                return True
+            if on_datapath and bool(node_attr(node, "narrow", 0)) and not bool(node_attr(node, "signed", 1)):
                 return True
     return False
 
@@ -146,6 +152,17 @@ def thresholds_channels_last(model: ModelWrapper, options: Hls4mlOptions) -> Mod
     return cleanup(until_fixed_point(one_round, model))
 
 
+def give_constant_thresholds_one_step(model: ModelWrapper, options: Hls4mlOptions) -> ModelWrapper:
+    """A MultiThreshold without thresholds (a quantizer with one level, e.g. 1-bit signed narrow: always 0) gets one
+    threshold no finite input reaches: the same constant output, and hls4ml gets no zero-size array (it cannot
+    convert one). The precision rules then clamp it to just above the input's range."""
+    for node in model.graph.node:
+        thresholds = model.get_initializer(node.input[1]) if node.op_type == "MultiThreshold" else None
+        if thresholds is not None and thresholds.ndim == 2 and thresholds.shape[1] == 0:
+            model.set_initializer(node.input[1], np.full((thresholds.shape[0], 1), np.inf, dtype=np.float32))
+    return model
+
+
 def gemm_to_matmul(model: ModelWrapper, options: Hls4mlOptions) -> ModelWrapper:
     """qonnx GemmToMatMul, then cleanup (hls4ml parses MatMul + Add, not Gemm)."""
     from qonnx.transformation.gemm_to_matmul import GemmToMatMul
@@ -186,6 +203,7 @@ STEPS = [
     move_quant_before_layout,
     to_channels_last,
     thresholds_channels_last,
+    give_constant_thresholds_one_step,
     gemm_to_matmul,
     check_layouts_hls4ml_parses,
 ]

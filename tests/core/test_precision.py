@@ -187,3 +187,16 @@ def test_average_pool_is_exact_only_when_it_divides_by_a_power_of_two(window, ex
     x = np.random.default_rng(0).uniform(-3, 3, (64, 1, 12, 12)).astype(np.float32)
     k = np.asarray(qdeploy.run_golden(graph, x), dtype=np.float64) * 2.0**-mean.lsb
     assert np.array_equal(k, np.round(k)) and k.min() >= -128 and k.max() <= 112
+
+
+@pytest.mark.parametrize("narrow", [0, 1])
+def test_signed_one_bit_quant_range_is_bipolar_as_qonnx_executes_it(narrow):
+    from qonnx.custom_op.general.quant import quant
+
+    from qdeploy.precision import quant_int_range
+
+    x = np.linspace(-2, 2, 41)
+    levels = np.unique(quant(x, np.float64(1.0), np.float64(0.0), np.float64(1.0), 1, narrow, "ROUND"))
+    assert levels.tolist() == [-1.0, 1.0]
+    low, high = quant_int_range(1, signed=True, narrow=bool(narrow))
+    assert (low, high) == (-1, 1)
