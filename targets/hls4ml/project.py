@@ -12,7 +12,8 @@ import yaml
 
 import qdeploy
 from qdeploy.targets.hls4ml.boards import Board
-from qdeploy.targets.hls4ml.options import Backend, Hls4mlOptions
+from qdeploy.targets.hls4ml.implementation import LayerImplementation
+from qdeploy.targets.hls4ml.options import Backend, Hls4mlOptions, Strategy
 
 PROJECT = "qdeploy_fw"
 FIRMWARE_DIR = "firmware"
@@ -50,7 +51,26 @@ def _plain(value: Any) -> Any:
     return str(value)
 
 
-def write_readmes(out_dir: Path, options: Hls4mlOptions, board: Board, model_name: str) -> None:
+def implementation_summary(implementations: dict[str, LayerImplementation]) -> str:
+    """``Latency: 3 layers, Resource: 2 layers (reuse factors 9-36)``: the per-layer choice in a phrase."""
+    parts = []
+    for strategy in Strategy:
+        chosen = [layer for layer in implementations.values() if layer.strategy is strategy]
+        if not chosen:
+            continue
+        reuse = sorted({layer.reuse_factor for layer in chosen})
+        factors = f"reuse factor {reuse[0]}" if len(reuse) == 1 else f"reuse factors {reuse[0]}-{reuse[-1]}"
+        parts.append(f"{strategy.value}: {len(chosen)} layer{'s' if len(chosen) > 1 else ''} ({factors})")
+    return ", ".join(parts) + " (per layer in ../report.json)" if parts else "no multiplying layers"
+
+
+def write_readmes(
+    out_dir: Path,
+    options: Hls4mlOptions,
+    board: Board,
+    model_name: str,
+    implementations: dict[str, LayerImplementation],
+) -> None:
     """The firmware project's README (from ``templates/README.md.tmpl``) and a pointer to it in the output folder."""
     template = Template((files("qdeploy.targets.hls4ml") / "templates" / "README.md.tmpl").read_text())
     (out_dir / FIRMWARE_DIR / "README.md").write_text(
@@ -60,8 +80,7 @@ def write_readmes(out_dir: Path, options: Hls4mlOptions, board: Board, model_nam
             model=model_name,
             backend=options.backend.value,
             io_type=options.io_type.value,
-            strategy=options.strategy.value,
-            reuse_factor=options.reuse_factor,
+            implementation=implementation_summary(implementations),
             part=board.part,
             clock_period_ns=options.clock,
             project=PROJECT,

@@ -63,7 +63,8 @@ class Hls4mlTarget(Target):
 
     def describe(self) -> list[str]:
         return ["boards:"] + [
-            f"  {board.name:<14}{board.part:<24}{board.clock_period_ns:>6} ns  {board.description}"
+            f"  {board.name:<14}{board.part:<24}{board.clock_period_ns:>6} ns {board.capacity['LUT']:>10,} LUT "
+            f"{board.capacity['DSP']:>6,} DSP  {board.description}"
             for board in BOARDS.values()
         ]
 
@@ -149,7 +150,7 @@ class Hls4mlTarget(Target):
         ctx.timed("hls4ml_csim_build", lambda: hls4ml_step("build the C simulation", hls_model.compile))
         write_portable_config(hls_model, project_dir)
         (project_dir / IO_FILE).write_text(json.dumps({"input_channels_last": channels_last}))
-        write_readmes(out_dir, options, board, source.graph.name or "model")
+        write_readmes(out_dir, options, board, source.graph.name or "model", implementations)
         return {
             "board": board.name,
             "part": board.part,
