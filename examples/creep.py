@@ -99,9 +99,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-o", "--output", default="build/creep")
     parser.add_argument("--device", default="heavy-hex")
+    parser.add_argument("--epochs", type=int, default=60, help="training epochs of the classical net (default 60)")
+    parser.add_argument("--finetune-epochs", type=int, default=10, help="fine-tuning epochs per step (default 10)")
+    parser.add_argument("--steps", type=int, default=3, choices=(1, 2, 3), help="hidden layers made quantum (default 3)")
     args = parser.parse_args()
     data = flat_digits()
-    results = creep(data)
+    results = creep(data, epochs=args.epochs, finetune_epochs=args.finetune_epochs, steps=args.steps)
     print("| quantum layers | test accuracy |\n|---|---|")
     for step, acc, _ in results:
         print(f"| {step} | {acc:.3f} |")

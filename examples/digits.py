@@ -2,17 +2,21 @@
 
 Factories for the CLI (``examples/digits.py:mlp`` / ``examples/digits.py:cnn``) return *trained* float models;
 training takes a few seconds on 2 CPU cores and is seeded, so the same call gives the same weights.
+
+    python examples/digits.py -o build/digits    # the data files the README's CLI lines use, and a W4A8 quantization
 """
 
 from __future__ import annotations
 
+import argparse
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["DigitsData", "load_digits_data", "mlp", "cnn", "train", "accuracy", "write_calibration_npz"]
+__all__ = ["DigitsData", "load_digits_data", "mlp", "cnn", "train", "accuracy", "write_calibration_npz", "write_cli_data"]
 
 
 @dataclass(frozen=True)
@@ -104,3 +108,39 @@ def write_calibration_npz(path: str, n: int = 256) -> str:
     """Write ``n`` training images as ``x`` in an .npz, the CLI's --calib format."""
     np.savez(path, x=load_digits_data().x_train[:n])
     return path
+
+
+def write_cli_data(folder: Path, data: DigitsData) -> dict[str, Path]:
+    """The files the README's command lines read: calib.npz (x), train.npz and test.npz (x, y)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = {name: folder / f"{name}.npz" for name in ("calib", "train", "test")}
+    np.savez(paths["calib"], x=data.x_train[:512])
+    np.savez(paths["train"], x=data.x_train, y=data.y_train)
+    np.savez(paths["test"], x=data.x_test, y=data.y_test)
+    return paths
+
+
+def main() -> None:
+    import qdeploy
+
+    parser = argparse.ArgumentParser(description="digits: write the CLI's data files, train a network, quantize it")
+    parser.add_argument("-o", "--output", default="build/digits", help="folder for the .npz files and the model")
+    parser.add_argument("--model", choices=("mlp", "cnn"), default="mlp")
+    parser.add_argument("--epochs", type=int, default=30, help="training epochs (default 30)")
+    args = parser.parse_args()
+    data = load_digits_data()
+    paths = write_cli_data(Path(args.output), data)
+    print(f"wrote {', '.join(str(p) for p in paths.values())}")
+    torch.manual_seed(0)
+    net = train(build_mlp() if args.model == "mlp" else build_cnn(), data, epochs=args.epochs)
+    qmodel = qdeploy.quantize(net, data.x_train[:512], weight_bits=4, act_bits=8, method="auto")
+    graph = qdeploy.export(qmodel, data.x_train[:1], Path(args.output) / f"{args.model}_w4a8.onnx")
+    quantized = accuracy(lambda x: qdeploy.run_golden(graph, x), data.x_test, data.y_test)
+    print(
+        f"{args.model}: test accuracy float {100 * accuracy(net, data.x_test, data.y_test):.2f} % -> W4A8 "
+        f"{100 * quantized:.2f} %; wrote {Path(args.output) / f'{args.model}_w4a8.onnx'}"
+    )
+
+
+if __name__ == "__main__":
+    main()

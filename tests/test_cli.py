@@ -368,3 +368,30 @@ def test_missing_optional_dependency_names_the_extra(tmp_path, mlp_w4a8):
     assert result.returncode == EXIT_ERROR
     assert_one_line_error(result.stderr, "hls4ml is not installed", "pip install 'qdeploy[hls4ml]'")
     assert_no_output(tmp_path / "out")
+
+
+def test_progress_bars_only_for_a_terminal(monkeypatch):
+    import io
+
+    from qdeploy import progress
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    terminal = Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    assert progress.bars_enabled()
+    step_bar = progress.StepBar(["clean", "lower", "emit", "verify"], "compile onnxruntime")
+    for name in ["clean", "lower", "csim_build", "emit"]:  # work timed inside emit does not advance the bar
+        step_bar.after_step(name, None, 0.0)
+    assert step_bar.done == 3 and "compile onnxruntime: verify" in step_bar.bar.desc
+    step_bar.close()
+    assert "compile onnxruntime: clean" in terminal.getvalue()
+    progress.set_quiet(True)
+    try:
+        assert not progress.bars_enabled()
+    finally:
+        progress.set_quiet(False)
+    monkeypatch.setattr(sys, "stderr", io.StringIO())  # a pipe or a log file
+    assert not progress.bars_enabled()
