@@ -518,7 +518,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
     data = load_array(args.data) if args.data else None
     artifact = compile_model(args.model, out=args.output, data=data, config=config)
     print(artifact.summary())
-    print(f"output: {artifact.path}")
+    print(f"output: {artifact.path}  (open {artifact.path / 'report.html'} for figures and tables)")
     if not artifact.verified:
         print(
             "qdeploy: error: the compiled artefact is neither bit-exact with the QONNX graph nor within the bound "

@@ -23,6 +23,8 @@ from qdeploy.errors import MissingDependencyError, QDeployError
 log = logging.getLogger(__name__)
 
 DEMO_MODELS = ("mlp", "cnn")
+#: the hybrid model's device: IBM's heavy-hex lattice (the smallest one its four qubits fit)
+HYBRID_DEVICE = "heavy-hex"
 #: each target's options for the demo. hls4ml: Resource strategy, reuse factor 4, so both networks fit the default
 #: board (pynq-z2, 220 DSPs): the Latency strategy's fully unrolled MLP is estimated at three times its DSPs.
 DEMO_TARGETS: dict[str, dict[str, Any]] = {"onnxruntime": {}, "hls4ml": {"strategy": "Resource", "reuse_factor": 4}}
@@ -161,7 +163,9 @@ def _hybrid_demo(out: Path) -> tuple[dict[str, Any], dict[str, Any] | None]:
     train_seconds = time.perf_counter() - start
     graph = qdeploy.export(net, data.x_train)
     start = time.perf_counter()
-    artifact = qdeploy.compile(graph, target="quantum", out=out / "iris_quantum", data=data.x_test)
+    artifact = qdeploy.compile(
+        graph, target="quantum", out=out / "iris_quantum", data=data.x_test, quantum={"device": HYBRID_DEVICE}
+    )
     seconds = time.perf_counter() - start
     r = artifact.report
     accuracy = float((artifact.predict(data.x_test).argmax(axis=1) == data.y_test).mean())

@@ -31,6 +31,8 @@ MAX_TABLE_ROWS = 300
 
 #: colours: one per series, consistent across figures
 COLORS = {"weight": "#4c72b0", "activation": "#dd8452", "accumulator": "#55a868", "other": "#8172b3"}
+#: legend of the per-layer widths: a target's "activation" precision is the type of the layer's result
+SERIES_LABELS = {"weight": "weight", "activation": "result / activation", "accumulator": "accumulator"}
 #: target precision spellings: hls4ml ``fixed<W,I,...>`` / ``ufixed<...>`` / ``uint<W>``, ORT ``int8`` / ``uint4``
 _WIDTH = re.compile(r"^\s*u?(?:fixed|int)\s*<\s*(\d+)|^\s*u?int(\d+)\s*$")
 
@@ -96,7 +98,7 @@ def bit_width_figure(per_layer: list[dict[str, Any]], inspection: dict[str, Any]
     for k, key in enumerate(present):
         positions = [i + (k - (len(present) - 1) / 2) * height for i in range(len(shown))]
         widths = [bits.get(key) or 0 for _, bits in shown]
-        ax.barh(positions, widths, height=height, label=key, color=COLORS[key])
+        ax.barh(positions, widths, height=height, label=SERIES_LABELS[key], color=COLORS[key])
         for y, w in zip(positions, widths, strict=True):
             if w:
                 ax.text(w, y, f" {w}", va="center", fontsize=7)
