@@ -25,6 +25,7 @@ __all__ = [
     "load",
     "inspect",
     "run_golden",
+    "sweep",
     "Artifact",
     "QDeployError",
     "__version__",
@@ -39,6 +40,7 @@ _LAZY = {
     "compile": ("qdeploy.compiler", "compile"),
     "load": ("qdeploy.ir", "load_model"),
     "run_golden": ("qdeploy.golden", "run_golden"),
+    "sweep": ("qdeploy.sweeps", "sweep"),
     "Artifact": ("qdeploy.artifact", "Artifact"),
     "QDeployError": ("qdeploy.errors", "QDeployError"),
 }
@@ -52,6 +54,7 @@ if TYPE_CHECKING:
     from qdeploy.ir import load_model as load
     from qdeploy.passes.binarize import binarize
     from qdeploy.passes.mixed import mixed
+    from qdeploy.sweeps import sweep
 
 
 def inspect(model: Any) -> dict:
