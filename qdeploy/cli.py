@@ -205,6 +205,24 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("list", help="registered targets, graph passes and board presets")
     _add_common(p)
 
+    p = sub.add_parser("sweep", help="quantize and compile over a grid of options on Ray; table and Pareto plot")
+    p.add_argument("model", help="path/to/file.py:factory returning a torch.nn.Module, or a QONNX file (compiled as is)")
+    p.add_argument(
+        "--grid",
+        required=True,
+        help="TOML/YAML/JSON file with a [grid] table: option = [values] (quantize and compile option names)",
+    )
+    p.add_argument("--data", required=True, help="labelled data to score each point on: .npz with 'x' and 'y'")
+    p.add_argument("--calib", help="calibration data: .npy, or .npz with 'x' (and 'y' for average_bits); default --data")
+    p.add_argument("--weights", help="state dict (.pt) to load into the factory's model")
+    p.add_argument("--cache", help="content-addressed cache folder (default: the user cache folder's qdeploy/sweep)")
+    p.add_argument("--address", help="an existing Ray cluster to run on (default: a local Ray on this machine)")
+    p.add_argument("--workers", type=_positive_int, help="CPUs of the local Ray (default: all)")
+    p.add_argument("--cpus-per-point", type=_positive_int, default=1, help="CPUs each point declares (default 1)")
+    p.add_argument("--memory-per-point", type=float, default=2.0, help="memory each point declares, in GiB (default 2)")
+    p.add_argument("-o", "--output", required=True, help="output folder: results.csv, results.json, report.html")
+    _add_common(p)
+
     p = sub.add_parser("demo", help="quantize the bundled digits example and compile it to every available target")
     p.add_argument("-o", "--output", default="demo_out", help="folder for the demo's outputs (default demo_out)")
     p.add_argument(
@@ -588,6 +606,29 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from qdeploy.sweeps import sweep
+
+    result = sweep(
+        args.model,
+        args.grid,
+        args.data,
+        out=args.output,
+        calib=args.calib,
+        weights=args.weights,
+        cache=args.cache,
+        address=args.address,
+        workers=args.workers,
+        cpus_per_point=args.cpus_per_point,
+        memory_per_point=int(args.memory_per_point * 2**30),
+    )
+    for row in result.failed:
+        log.warning("point %s failed: %s", result.point_label(row), row["error"])
+    print(result.summary())
+    print(f"output: {result.out} (results.csv, results.json, report.html)")
+    return 0 if len(result.failed) < len(result.rows) else EXIT_ERROR
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from qdeploy.demo import run_demo
 
@@ -607,6 +648,7 @@ COMMANDS = {
     "inspect": cmd_inspect,
     "report": cmd_report,
     "list": cmd_list,
+    "sweep": cmd_sweep,
     "demo": cmd_demo,
 }
 

@@ -607,6 +607,7 @@ class SweepResult:
     out: Path
     columns: list[str]
     seconds: float
+    grid_keys: list[str]
 
     @property
     def failed(self) -> list[dict[str, Any]]:
@@ -615,6 +616,10 @@ class SweepResult:
     @property
     def cached(self) -> int:
         return sum(1 for row in self.rows if row.get("cached"))
+
+    def point_label(self, row: Mapping[str, Any]) -> str:
+        """The options a row's point sets, ``weight_bits=4, target=hls4ml``."""
+        return ", ".join(f"{key}={row[key]}" for key in self.grid_keys if row.get(key) is not None)
 
     def summary(self) -> str:
         return (
@@ -754,7 +759,7 @@ def sweep(
         rows[index] = dict(rows[first] or {})
     table = [_table_row(point, row or {}) for point, row in zip(points, rows, strict=True)]
     columns = _columns(grid_values, table)
-    result = SweepResult(table, Path(out), columns, time.perf_counter() - start)
+    result = SweepResult(table, Path(out), columns, time.perf_counter() - start, list(grid_values))
     write_results(result, grid_values)
     return result
 
