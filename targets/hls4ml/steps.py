@@ -59,6 +59,31 @@ def thresholds_where_no_fixed_point(model: ModelWrapper, options: Hls4mlOptions)
     return cleanup(model.transform(LowerToThresholds()))
 
 
+def check_input_is_quantized(model: ModelWrapper, options: Hls4mlOptions) -> ModelWrapper:
+    """Refuse, before any lowering, a graph whose float input reaches an op other than a quantizer, a layout op or
+    the element-wise float arithmetic a threshold absorbs (FINN's ``2x - 1``): fixed-point firmware has no exact
+    input type for it (``qdeploy.precision`` would refuse it too, after minutes of lowering on a large graph)."""
+    from qdeploy.ops import AFFINE_OPS, PASS_THROUGH_OPS, QUANT_OPS
+
+    if model.get_tensor_datatype(model.graph.input[0].name).is_integer():
+        return model  # an input annotated as integers (FINN's bipolar/binary inputs) is already quantized
+    absorbed = (*PASS_THROUGH_OPS, *AFFINE_OPS, "Relu")
+    frontier = [model.graph.input[0].name]
+    while frontier:
+        tensor = frontier.pop()
+        for consumer in model.find_consumers(tensor) or []:
+            if consumer.op_type in (*QUANT_OPS, "MultiThreshold"):
+                continue
+            runtime_inputs = [name for name in consumer.input[1:] if name and model.get_initializer(name) is None]
+            if consumer.op_type not in absorbed or runtime_inputs:
+                raise UnsupportedModelError(
+                    f"node {consumer.name} ({consumer.op_type}) computes on the float model input before any Quant; "
+                    "quantize the input first (brevitas QuantIdentity / qdeploy quantize does)"
+                )
+            frontier.extend(consumer.output)
+    return model
+
+
 def remove_pass_through(model: ModelWrapper, options: Hls4mlOptions) -> ModelWrapper:
     """Drop Identity/Dropout nodes (hls4ml loses a graph output that one of them produces)."""
     from qdeploy.passes.graph.remove_pass_through import RemovePassThrough
@@ -194,6 +219,7 @@ def check_layouts_hls4ml_parses(model: ModelWrapper, options: Hls4mlOptions) -> 
 
 
 STEPS = [
+    check_input_is_quantized,
     remove_pass_through,
     complete_conv_attributes,
     thresholds_where_no_fixed_point,
