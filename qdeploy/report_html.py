@@ -23,7 +23,7 @@ from qdeploy.errors import QDeployError
 from qdeploy.staging import staged_file
 
 REPORT_HTML = "report.html"
-TEMPLATE = Path(__file__).parent / "templates" / "report.html"
+TEMPLATE = Path(__file__).parent / "report_template.html"
 
 #: rows drawn in the per-layer figure and listed in the table (a long graph still gives a readable page)
 MAX_FIGURE_ROWS = 30
