@@ -3,6 +3,10 @@
 First moment: blocks of 128, dynamic-exponent map. Second moment: rank-1 normalization, linear map without
 zero (1-D tensors: blocks of 128). Tensors of at most ``threshold`` (4,096) elements keep 32-bit states, as in
 the paper. The update itself is AdamW's (decoupled weight decay, bias correction) on the decoded states.
+
+Speed: with numba installed (``pip install 'qdeploy[optim]'``) a quantized 1-D or 2-D float32 CPU parameter takes
+``fused.step`` (decode, update and re-encode in one compiled pass, the same codes as the torch path); others take
+the torch path here (``fused_step=False`` forces it).
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from typing import Any
 import torch
 
 from qdeploy.errors import QDeployError
+from qdeploy.passes.optim import fused
 from qdeploy.passes.optim.quant4 import (
     DE_CODEBOOK,
     LINEAR_CODEBOOK,
@@ -37,6 +42,7 @@ class AdamW4bit(torch.optim.Optimizer):
         eps: float = 1e-8,
         weight_decay: float = 1e-2,
         threshold: int = 4096,
+        fused_step: bool = True,
     ) -> None:
         if lr < 0 or eps < 0 or weight_decay < 0:
             raise QDeployError(f"AdamW4bit: lr={lr}, eps={eps}, weight_decay={weight_decay} must be >= 0")
@@ -51,6 +57,8 @@ class AdamW4bit(torch.optim.Optimizer):
             "state_format": STATE_FORMAT,
         }
         super().__init__(params, defaults)
+        #: the compiled one-pass step (``fused``, needs numba) where it applies; False forces the torch path
+        self._fused = fused_step
 
     # -- state encoding ---------------------------------------------------------------------------------------------
 
@@ -129,6 +137,19 @@ class AdamW4bit(torch.optim.Optimizer):
                 if not state:
                     self._init_state(p, state, group["threshold"])
                 quantized = self._quantized(state)
+                if quantized and self._fused and fused.supports(p):
+                    state["step"] += 1
+                    fused.step(
+                        p,
+                        state,
+                        lr=lr,
+                        beta1=beta1,
+                        beta2=beta2,
+                        eps=eps,
+                        weight_decay=weight_decay,
+                        step=float(state["step"]),
+                    )
+                    continue
                 if quantized:
                     exp_avg, exp_avg_sq, blocks = self._load(p, state)
                 else:

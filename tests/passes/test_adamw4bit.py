@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from qdeploy.errors import QDeployError
-from qdeploy.passes.optim import AdamW4bit
+from qdeploy.passes.optim import AdamW4bit, fused
 from qdeploy.passes.optim.quant4 import (
     DE_CODEBOOK,
     DE_MAP,
@@ -195,3 +195,27 @@ def test_any_parameter_shape(shape):
     assert int(state["step"]) == 3
     assert ("exp_avg_codes" in state) == (p.numel() > 4096)
     copy.deepcopy(optimizer.state_dict())  # serialisable
+
+
+@pytest.mark.parametrize("shape", [(5000,), (5001,), (129, 33), (300, 70)])
+def test_fused_step_codes_the_states_as_the_torch_path(shape):
+    pytest.importorskip("numba")
+    torch.manual_seed(0)
+    fused_param = nn.Parameter(torch.randn(shape))
+    torch_param = nn.Parameter(fused_param.detach().clone())
+    fused_optimizer = AdamW4bit([fused_param], lr=1e-2)
+    torch_optimizer = AdamW4bit([torch_param], lr=1e-2, fused_step=False)
+    for step in range(5):
+        gradient = torch.randn(shape) * (1 + step)
+        fused_param.grad, torch_param.grad = gradient.clone(), gradient.clone()
+        assert fused.supports(fused_param)  # else both would take the torch path and agree trivially
+        fused_optimizer.step()
+        torch_optimizer.step()
+    fused_state, torch_state = fused_optimizer.state[fused_param], torch_optimizer.state[torch_param]
+    assert sorted(fused_state) == sorted(torch_state)
+    for name, value in fused_state.items():
+        if value.dtype == torch.uint8:
+            assert torch.equal(value, torch_state[name]), name  # the same codes, pad code included
+        else:  # float32 rounding of the same arithmetic in another order (vectorized)
+            torch.testing.assert_close(value, torch_state[name], rtol=1e-5, atol=1e-7)
+    torch.testing.assert_close(fused_param, torch_param, rtol=0, atol=1e-6)
