@@ -55,7 +55,7 @@ def _svg(figure: Any) -> str:
 
     buffer = io.StringIO()
     with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": "qdeploy"}):
-        figure.savefig(buffer, format="svg", bbox_inches="tight", metadata={"Date": None, "Creator": "qdeploy"})
+        figure.savefig(buffer, format="svg", metadata={"Date": None, "Creator": "qdeploy"})
     text = buffer.getvalue()
     return text[text.index("<svg") :]
 
