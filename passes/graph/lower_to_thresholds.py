@@ -366,7 +366,10 @@ class _Lowering:
                 self.changed = True
                 return
         else:
-            if any(n.op_type == "BatchNormalization" or _const(model, n.input[1]).size != 1 for n in chain):
+            if any(
+                n.op_type == "BatchNormalization" or (len(n.input) > 1 and _const(model, n.input[1]).size != 1)
+                for n in chain
+            ):
                 return  # per-channel float pre-processing of the raw input: not lowered
             if _chain_direction(model, chain, 1) is None or np.any(_chain_direction(model, chain, 1) < 0):
                 return

@@ -15,7 +15,7 @@ from qonnx.core.modelwrapper import ModelWrapper
 
 from qdeploy.errors import UnsupportedModelError
 from qdeploy.ir import cleanup, const_input, is_power_of_two, node_attr
-from qdeploy.ops import SCALED_QUANT_OPS
+from qdeploy.ops import AFFINE_OPS, PASS_THROUGH_OPS, SCALED_QUANT_OPS
 from qdeploy.targets.hls4ml.options import Hls4mlOptions, IOType
 from qdeploy.targets.hls4ml.types import HLS_ROUNDING
 
@@ -29,6 +29,8 @@ def needs_thresholds(model: ModelWrapper) -> bool:
     Quant hls4ml's types cannot cast to: a rounding mode they lack, 1 bit (QKeras ``quantized_bits(1)``: {-1, 0}
     signed), unsigned narrow range."""
 
+    if _float_arithmetic_on_the_input(model):
+        return True
     for node in model.graph.node:
         if node.op_type in _THRESHOLD_OPS:
             return True
@@ -49,6 +51,19 @@ def needs_thresholds(model: ModelWrapper) -> bool:
     return False
 
 
+def _float_arithmetic_on_the_input(model: ModelWrapper) -> bool:
+    """True when the float input goes through arithmetic (a QKeras ``Relu`` before its quantizer) on its way to the
+    first quantizer: only thresholds, found on the float input, reproduce that exactly."""
+    frontier = [model.graph.input[0].name]
+    while frontier:
+        for consumer in model.find_consumers(frontier.pop()) or []:
+            if consumer.op_type in (*AFFINE_OPS, "Relu"):
+                return True
+            if consumer.op_type in PASS_THROUGH_OPS:
+                frontier.extend(consumer.output)
+    return False
+
+
 def thresholds_where_no_fixed_point(model: ModelWrapper, options: Hls4mlOptions) -> ModelWrapper:
     """qdeploy's ``LowerToThresholds`` pass (integer layers + MultiThreshold activations), applied only when the
     graph has no fixed-point form (see needs_thresholds)."""
@@ -63,7 +78,7 @@ def check_input_is_quantized(model: ModelWrapper, options: Hls4mlOptions) -> Mod
     """Refuse, before any lowering, a graph whose float input reaches an op other than a quantizer, a layout op or
     the element-wise float arithmetic a threshold absorbs (FINN's ``2x - 1``): fixed-point firmware has no exact
     input type for it (``qdeploy.precision`` would refuse it too, after minutes of lowering on a large graph)."""
-    from qdeploy.ops import AFFINE_OPS, PASS_THROUGH_OPS, QUANT_OPS
+    from qdeploy.ops import QUANT_OPS
 
     if model.get_tensor_datatype(model.graph.input[0].name).is_integer():
         return model  # an input annotated as integers (FINN's bipolar/binary inputs) is already quantized

@@ -260,12 +260,14 @@ def test_resize_that_hls4ml_misparses_is_refused_by_name(tmp_path):
     assert_no_output(tmp_path / "fw")
 
 
-def test_qkeras_one_bit_activation_and_trailing_identity_compile_bit_exact(tmp_path):
-    """A QKeras conversion ending in an Identity (hls4ml loses that output) whose 1-bit signed Quant qonnx executes
-    as bipolar (+1/-1, not the {-1, 0} its integer range suggests): thresholds on the float input, exact."""
+@pytest.mark.parametrize("name", ["qkeras_qactivation_16.onnx", "qkeras_qactivation_0.onnx"])
+def test_qkeras_activations_on_the_float_input_compile_bit_exact(name, tmp_path):
+    """QKeras conversions ending in an Identity (hls4ml loses that output): a 1-bit signed Quant, which qonnx
+    executes as bipolar (+1/-1, not the {-1, 0} its integer range suggests), and a ReLU on the float input before
+    its quantizer; both become thresholds found on the float input, exact."""
     from tests.conftest import FIXTURES
 
-    path = FIXTURES.parent / "wild" / "qkeras_qactivation_16.onnx"
+    path = FIXTURES.parent / "wild" / name
     if not path.exists():
         pytest.skip(f"{path} not found")
     artifact = qdeploy.compile(path, target="hls4ml", out=tmp_path / "fw", verify_samples=300)
