@@ -760,9 +760,12 @@ def _run(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
     from qdeploy.progress import set_quiet
 
-    set_quiet(args.quiet)
-    with terminal_logging(args.verbose, args.quiet, args.debug):
-        return _dispatch(args)
+    previous = set_quiet(args.quiet)
+    try:
+        with terminal_logging(args.verbose, args.quiet, args.debug):
+            return _dispatch(args)
+    finally:
+        set_quiet(previous)  # main may run in-process (tests, notebooks): leave the bars as they were
 
 
 def _dispatch(args: argparse.Namespace) -> int:

@@ -4,9 +4,11 @@ imported when called) and export it to QONNX."""
 from __future__ import annotations
 
 import importlib.util
+import math
 import sys
 import tempfile
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -63,37 +65,54 @@ def load_factory(spec: str, weights: str | Path | None = None) -> nn.Module:
     return model.eval()
 
 
-def expected_input(model: nn.Module) -> str | None:
-    """What the model's first layer takes, in words a user can compare with the data's shape: from the first
-    Linear/Conv layer the module defines (for a Sequential, the first it runs). None when it defines none."""
+@dataclass(frozen=True)
+class InputExpectation:
+    """What a model's first layer takes: ``words`` for an error message, ``fits(shape)`` for a per-sample shape."""
+
+    words: str
+    fits: Callable[[tuple[int, ...]], bool]
+
+
+def expected_input(model: nn.Module) -> InputExpectation | None:
+    """What the model's first layer takes, read from the first Linear/Conv layer the module defines (for a
+    Sequential, the first it runs) and whether an nn.Flatten comes before it. None when it defines none."""
     flatten_first = False
     for name, module in model.named_modules():
         if isinstance(module, nn.Flatten):
             flatten_first = True
         elif isinstance(module, nn.Linear):
-            shape = f"any shape with {module.in_features} values" if flatten_first else f"(..., {module.in_features})"
-            return f"{shape} per sample (its first layer {name} is Linear({module.in_features}, {module.out_features}))"
+            n = module.in_features
+            layer = f"its first layer {name} is Linear({n}, {module.out_features})"
+            if flatten_first:
+                return InputExpectation(f"any shape with {n} values per sample ({layer})", lambda s, n=n: math.prod(s) == n)
+            return InputExpectation(f"(..., {n}) per sample ({layer})", lambda s, n=n: len(s) >= 1 and s[-1] == n)
         elif isinstance(module, (nn.Conv1d, nn.Conv2d, nn.Conv3d)):
             spatial = {nn.Conv1d: "L", nn.Conv2d: "H, W", nn.Conv3d: "D, H, W"}[type(module)]
-            return (
-                f"({module.in_channels}, {spatial}) per sample (its first layer {name} is "
-                f"{type(module).__name__}({module.in_channels}, {module.out_channels}))"
+            dims, channels = spatial.count(",") + 2, module.in_channels
+            layer = f"its first layer {name} is {type(module).__name__}({channels}, {module.out_channels})"
+            return InputExpectation(
+                f"({channels}, {spatial}) per sample ({layer})", lambda s, d=dims, c=channels: len(s) == d and s[0] == c
             )
     return None
 
 
 def check_model_input(model: nn.Module, x: np.ndarray, what: str) -> None:
-    """Run the float model on two samples of ``x``; when it fails, say which shape it expects (torch's own words
-    name tensor sizes inside the model, not what the data should look like)."""
+    """Run the float model on two samples of ``x``; when the data's shape is what fails, say which shape the model
+    expects (torch's own words name tensor sizes inside the model, not what the data should look like)."""
     was_training = model.training  # the caller's model leaves as it came (eval mode: BatchNorm uses its statistics)
     try:
         with torch.no_grad():
             model.eval()(torch.from_numpy(np.ascontiguousarray(x[:2], dtype=np.float32)))
     except Exception as exc:
+        shape = tuple(int(d) for d in x.shape[1:])
         expected = expected_input(model)
-        expectation = f"the model expects {expected}" if expected else "check the data against the model's input"
+        if expected is not None and expected.fits(shape):
+            # the shape is what the first layer takes: the failure is elsewhere in the model, and the stage that
+            # runs it next (PTQ, binarisation, mixed precision) names the layer it cannot handle
+            return
+        expectation = f"the model expects {expected.words}" if expected else "check the data against the model's input"
         raise InputDataError(
-            f"the float model fails on {what} of per-sample shape {tuple(x.shape[1:])}: {expectation} "
+            f"the float model fails on {what} of per-sample shape {shape}: {expectation} "
             f"(torch: {type(exc).__name__}: {one_line(exc)})"
         ) from exc
     finally:

@@ -18,10 +18,11 @@ T = TypeVar("T")
 _quiet = False
 
 
-def set_quiet(quiet: bool) -> None:
-    """Globally silence progress bars (the CLI's --quiet)."""
+def set_quiet(quiet: bool) -> bool:
+    """Globally silence progress bars (the CLI's --quiet); returns the previous setting, to restore it."""
     global _quiet
-    _quiet = quiet
+    previous, _quiet = _quiet, quiet
+    return previous
 
 
 def bars_enabled() -> bool:
