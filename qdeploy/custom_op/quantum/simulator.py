@@ -7,15 +7,19 @@ dependency. Correctness is checked against qiskit's ``Statevector`` in tests/qua
 State layout: ``(batch, 2, ..., 2)`` with qubit ``q`` on axis ``num_qubits - q`` (so the flattened state has
 qiskit's little-endian index ``sum_q b_q 2**q``).
 
-Speed: gates act as contractions on one or two axes of that view, without moving axes: a one-qubit gate combines
-the state's two halves along its axis (``out_i = m_i0 s_0 + m_i1 s_1``), a controlled gate does that on the
-control-1 half only, SWAP is an axis transpose. Runs of one-qubit gates on a wire are first multiplied into one
+Speed: gates act as contractions on one or two axes of that view: a one-qubit gate with per-sample angles is one
+batched contraction (``einsum`` over the ``(left, 2, right)`` view, a bmm); a fixed one-qubit gate combines the
+state's two halves along its axis (``out_i = m_i0 s_0 + m_i1 s_1``, skipping zero terms: X and Z are moves and
+sign flips); cx and swap permute basis states (one gather, forward and backward), cz flips signs; other
+controlled gates act on the control-1 half only. Runs of one-qubit gates on a wire are first multiplied into one
 2x2 matrix per sample (an ``Rot`` = rz ry rz costs one pass over the state, not three).
 """
 
 from __future__ import annotations
 
+import functools
 import math
+from typing import Any
 
 import torch
 
@@ -89,12 +93,16 @@ def _one_qubit(gate: Gate, inputs: torch.Tensor, weights: torch.Tensor, dtype: t
 def _apply_1q(state: torch.Tensor, matrix: torch.Tensor, axis: int) -> torch.Tensor:
     """``matrix`` ((2, 2) or (batch, 2, 2)) on ``axis`` of ``state`` (batch, 2, ..., 2): a contraction over that axis
     written as two weighted sums of the state's halves (no axis moves, no copies beyond the result)."""
+    if matrix.dim() == 3:
+        # one batched contraction over the (left, 2, right) view: torch.einsum lowers it to a single bmm (with at
+        # most a copy to bring the axis in place), 5-8x faster at 12 qubits than combining the two halves with
+        # broadcast products, forward and backward (measured)
+        shape = state.shape
+        left = math.prod(shape[1:axis])
+        view = state.reshape(shape[0], left, 2, -1)
+        return torch.einsum("bij,bljr->blir", matrix, view).reshape(shape)
     # unbind, not two selects: its backward stacks the halves' gradients instead of zero-filling two full states
     s0, s1 = state.unbind(axis)
-    if matrix.dim() == 3:
-        m = matrix.reshape(matrix.shape[0], 2, 2, *([1] * (s0.dim() - 1)))
-        m00, m01, m10, m11 = m[:, 0, 0], m[:, 0, 1], m[:, 1, 0], m[:, 1, 1]
-        return torch.stack([m00 * s0 + m01 * s1, m10 * s0 + m11 * s1], dim=axis)
     m00, m01, m10, m11 = (complex(v) for v in matrix.reshape(-1).tolist())
     halves = []
     for a, b in ((m00, m01), (m10, m11)):
@@ -113,6 +121,53 @@ def _controlled_apply(state: torch.Tensor, matrix: torch.Tensor, control: int, t
     off, on = state.unbind(control)
     inner = target if target < control else target - 1
     return torch.stack([off, _apply_1q(on, matrix, inner)], dim=control)
+
+
+@functools.lru_cache(maxsize=256)
+def _basis_permutation(num_qubits: int, name: str, wires: tuple[int, ...]) -> torch.Tensor:
+    """Source index of every basis state (qiskit's little-endian order) after a permutation gate: cx or swap."""
+    index = torch.arange(2**num_qubits)
+    a, b = (1 << w for w in wires)
+    if name == "cx":  # flip the target bit where the control bit is 1
+        return torch.where(index & a != 0, index ^ b, index)
+    # swap: exchange the two bits where they differ
+    differ = ((index & a != 0) != (index & b != 0)).to(index.dtype)
+    return index ^ (differ * (a | b))
+
+
+@functools.lru_cache(maxsize=256)
+def _cz_signs(num_qubits: int, wires: tuple[int, ...]) -> torch.Tensor:
+    index = torch.arange(2**num_qubits)
+    both = (index & (1 << wires[0]) != 0) & (index & (1 << wires[1]) != 0)
+    return 1.0 - 2.0 * both.to(torch.float64)
+
+
+class _PermuteBasis(torch.autograd.Function):
+    """``flat[:, source]`` for a permutation that is its own inverse (cx, swap): the backward is the same gather,
+    one pass, where indexing's own backward zero-fills and scatters."""
+
+    # torch.gather with the index broadcast over the batch: 2-10x faster than index_select or advanced indexing
+    # along dimension 1 here (measured at 8 and 12 qubits)
+
+    @staticmethod
+    def forward(ctx: Any, flat: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(source)
+        return torch.gather(flat, 1, source.expand(flat.shape[0], -1))
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        (source,) = ctx.saved_tensors
+        return torch.gather(grad, 1, source.expand(grad.shape[0], -1)), None
+
+
+def _permutation_gate(state: torch.Tensor, gate: Gate, num_qubits: int) -> torch.Tensor:
+    """cx, swap (a basis permutation, one gather) and cz (a sign per basis state, one product) on the flat state."""
+    flat = state.reshape(state.shape[0], -1)
+    if gate.name == "cz":
+        flat = flat * _cz_signs(num_qubits, tuple(gate.wires)).to(flat.real.dtype)
+    else:
+        flat = _PermuteBasis.apply(flat, _basis_permutation(num_qubits, gate.name, tuple(gate.wires)))
+    return flat.reshape(state.shape)
 
 
 def simulate_state(spec: CircuitSpec, inputs: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
@@ -144,8 +199,8 @@ def simulate_state(spec: CircuitSpec, inputs: torch.Tensor, weights: torch.Tenso
         for wire in gate.wires:
             flush(wire)
         a, b = (n - w for w in gate.wires)
-        if gate.name == "swap":
-            state = state.transpose(a, b)
+        if gate.name in ("cx", "swap", "cz"):
+            state = _permutation_gate(state, gate, n)
         elif gate.name in _CONTROLLED:
             sub = Gate(_CONTROLLED[gate.name], gate.wires[1:], gate.angle)
             state = _controlled_apply(state, _one_qubit(sub, inputs, weights, dtype), a, b)
