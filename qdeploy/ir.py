@@ -11,7 +11,7 @@ import onnx
 from qonnx.core.modelwrapper import ModelWrapper
 
 from qdeploy.errors import ModelLoadError
-from qdeploy.ops import QUANT_OPS
+from qdeploy.ops import AFFINE_OPS, QUANT_OPS
 
 log = logging.getLogger(__name__)
 
@@ -163,6 +163,47 @@ def extract_chain(
         initializer=[init for init in model.graph.initializer if init.name in constants],
     )
     return ModelWrapper(onnx.helper.make_model(graph, opset_imports=model.model.opset_import))
+
+
+def keep_nodes(model: ModelWrapper, names: set[str], output: str) -> ModelWrapper:
+    """A cleaned copy of ``model`` with only the nodes named ``names``, ending at tensor ``output``."""
+    from onnx import TensorProto, helper
+
+    copy = ModelWrapper(model.model, make_deepcopy=True)
+    shape = copy.get_tensor_shape(output)
+    keep = [node for node in copy.graph.node if node.name in names]
+    del copy.graph.node[:]
+    copy.graph.node.extend(keep)
+    del copy.graph.output[:]
+    for value_info in list(copy.graph.value_info):
+        if value_info.name == output:
+            copy.graph.value_info.remove(value_info)
+    copy.graph.output.append(helper.make_tensor_value_info(output, TensorProto.FLOAT, shape))
+    return cleanup(copy)
+
+
+def split_float_epilogue(model: ModelWrapper) -> tuple[ModelWrapper, ModelWrapper | None]:
+    """Cut the float ops with constant operands after the last integer tensor of a thresholded graph (a
+    quantizer's scale, BatchNorm on the logits) into an epilogue for the host (run by the golden executor); the
+    hardware then outputs that integer tensor. Graphs without MultiThreshold, or ending in a quantizer or a layer,
+    keep everything (the epilogue is None)."""
+    output = model.graph.output[0].name
+    tail, tensor = [], output
+    while True:
+        producer = model.find_producer(tensor)
+        if producer is None or producer.op_type not in AFFINE_OPS:
+            break
+        if any(model.get_initializer(name) is None for name in producer.input[1:] if name):
+            break
+        if tensor != output and len(model.find_consumers(tensor) or []) != 1:
+            break
+        tail.insert(0, producer)
+        tensor = producer.input[0]
+    if not tail or not any(node.op_type == "MultiThreshold" for node in model.graph.node):
+        return model, None
+    epilogue = extract_chain(model, tail, tensor, output, model.get_tensor_shape(tensor), model.get_tensor_shape(output))
+    names = {node.name for node in model.graph.node} - {node.name for node in tail}
+    return keep_nodes(model, names, tensor), cleanup(epilogue)
 
 
 def input_name(model: ModelWrapper) -> str:
