@@ -18,11 +18,20 @@ setup() {
     fi
     [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
     local stamp="$VENV/.qdeploy-installed"
+    local log="$VENV/install.log"
     if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
-        "$VENV/bin/python" -m pip install -q --upgrade pip
-        # torch first, pinned: a range that admits a newer torch makes pip fetch a multi-GB CUDA build.
-        "$VENV/bin/python" -m pip install -q torch==2.13.0
-        "$VENV/bin/python" -m pip install -q -e ".[all,test]"
+        echo "run.sh: installing torch 2.13 (CPU) and qdeploy with its extras into $VENV (log: $log)" >&2
+        # pip's own chatter goes to the log, so the demo's output stays on one screen; a failure shows its tail.
+        if ! {
+            "$VENV/bin/python" -m pip install -q --upgrade pip &&
+                # torch first, pinned: a range that admits a newer torch makes pip fetch a multi-GB CUDA build.
+                "$VENV/bin/python" -m pip install -q torch==2.13.0 &&
+                "$VENV/bin/python" -m pip install -q -e ".[all,test]"
+        } >"$log" 2>&1; then
+            tail -n 30 "$log" >&2
+            echo "run.sh: installation failed; the whole log is in $log" >&2
+            exit 1
+        fi
         touch "$stamp"
     fi
 }
