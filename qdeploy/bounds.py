@@ -78,6 +78,11 @@ def float_tail(model: ModelWrapper) -> list[int]:
     return [i for i in range(len(model.graph.node)) if i not in exact]
 
 
+def tail_tensors(model: ModelWrapper) -> set[str]:
+    """The tensors ``derive_bound`` reads: every input and output of the float tail (keep these, not all)."""
+    return {name for i in float_tail(model) for node in [model.graph.node[i]] for name in (*node.input, *node.output)}
+
+
 def derive_bound(model: ModelWrapper, context: dict[str, np.ndarray]) -> Bound:
     """The bound on ``|target - golden|`` for the graph's (single) output, per element, given the golden executor's
     full execution ``context`` (every tensor, batch first) on the verification inputs."""

@@ -7,6 +7,8 @@ the chunk size (qonnx ``ChangeBatchSize``) and execute chunk by chunk.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import numpy as np
 from qonnx.core.modelwrapper import ModelWrapper
 
@@ -29,39 +31,65 @@ def _with_batch(model: ModelWrapper, batch: int) -> ModelWrapper:
     return resized.transform(InferShapes())
 
 
+#: the golden executor holds every tensor of a chunk at once: chunks are sized to stay within this many bytes
+CHUNK_BYTES = 512 * 2**20
+
+
+def _bytes_per_sample(model: ModelWrapper) -> int:
+    """Bytes every tensor of one sample takes (float32 assumed where a shape is unknown: a lower bound then)."""
+    total = 0
+    for info in [*model.graph.input, *model.graph.value_info, *model.graph.output]:
+        dims = info.type.tensor_type.shape.dim
+        values = 1
+        for dim in list(dims)[1:]:
+            values *= dim.dim_value if dim.dim_value > 0 else 1
+        total += 4 * values
+    return max(total, 1)
+
+
+def chunk_size(model: ModelWrapper, chunk: int = DEFAULT_CHUNK) -> int:
+    """At most ``chunk`` samples per execution, fewer when a sample's tensors are large (a super-resolution net's
+    feature maps): the whole execution context of a chunk must fit in CHUNK_BYTES."""
+    return max(1, min(chunk, CHUNK_BYTES // _bytes_per_sample(model)))
+
+
 def run_golden(model: ModelWrapper, x: np.ndarray, chunk: int = DEFAULT_CHUNK) -> np.ndarray:
     """Execute ``model`` on ``x`` (batch first) with QONNX reference semantics; returns the output array.
 
     ``chunk=1`` on a batch-1 graph runs sample by sample on the graph as it is, for graphs whose shapes qonnx
     cannot re-infer at another batch size (its channels-last Conv after ChangeBatchSize): slow, for a few samples.
     """
-    return run_golden_context(model, x, chunk, keep_all=False)[output_name(model)]
+    return run_golden_context(model, x, chunk, keep=())[output_name(model)]
 
 
 def run_golden_context(
-    model: ModelWrapper, x: np.ndarray, chunk: int = DEFAULT_CHUNK, keep_all: bool = True
+    model: ModelWrapper, x: np.ndarray, chunk: int = DEFAULT_CHUNK, keep: Iterable[str] | None = None
 ) -> dict[str, np.ndarray]:
-    """Like ``run_golden``, but returns every tensor of the execution (batch first; constants as they are), as
-    error-bound derivation needs the magnitudes inside the graph (``qdeploy.bounds``)."""
+    """Like ``run_golden``, but also returns the tensors named in ``keep`` (all of them when None), batch first
+    (constants as they are): error-bound derivation needs magnitudes inside the graph (``qdeploy.bounds``)."""
     import onnxruntime
     from qonnx.core.onnx_exec import execute_onnx
 
     # qonnx runs its channels-last ops through one-node models stamped opset 1; ORT warns on each (noise, not errors)
     onnxruntime.set_default_logger_severity(3)
     x = check_array(x, sample_shape(model), "golden executor input")
+    wanted = None if keep is None else {*keep, output_name(model)}
     constants = {init.name for init in model.graph.initializer}
     parts: dict[str, list[np.ndarray]] = {}
     fixed: dict[str, np.ndarray] = {}
     resized: dict[int, ModelWrapper] = {}
+    chunk = chunk_size(model, chunk)
     for start in range(0, len(x), chunk):
         part = x[start : start + chunk]
         if len(part) not in resized:
             resized[len(part)] = _with_batch(model, len(part))
         graph = resized[len(part)]
-        result = execute_onnx(graph, {input_name(graph): part}, return_full_exec_context=keep_all)
-        if not keep_all:
-            result = {output_name(model): result[output_name(graph)]}
+        result = execute_onnx(graph, {input_name(graph): part}, return_full_exec_context=wanted != {output_name(model)})
+        if output_name(graph) != output_name(model):
+            result[output_name(model)] = result[output_name(graph)]
         for name, value in result.items():
+            if wanted is not None and name not in wanted:
+                continue
             value = np.asarray(value)
             if name in constants or value.ndim == 0 or value.shape[0] != len(part):
                 fixed.setdefault(name, value)  # not batched: constants, shapes

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 from qonnx.core.modelwrapper import ModelWrapper
 
-from qdeploy.bounds import derive_bound
+from qdeploy.bounds import derive_bound, tail_tensors
 from qdeploy.errors import UnsupportedModelError
 from qdeploy.golden import run_golden, run_golden_context
 from qdeploy.ir import const_input, input_name, node_attr, output_name
@@ -104,7 +104,7 @@ def verify_against_golden(
 ) -> dict[str, Any]:
     """Run the target and the golden executor on ``x`` (batched, and the first samples one at a time) and compare:
     bit for bit, or within the bound derived from the graph's float tail (``qdeploy.bounds``)."""
-    context = run_golden_context(reference, x)
+    context = run_golden_context(reference, x, keep=tail_tensors(reference))
     y_golden = context[output_name(reference)]
     check_output_shape(reference, y_golden, len(x))
     bound = derive_bound(reference, context)
@@ -126,7 +126,9 @@ def verify_against_golden(
         "verified": at_one["verified"],
         "golden_batch_invariant": golden_consistent["bit_exact"],
     }
-    result["verified"] = result["verified"] and at_one["verified"] and golden_consistent["verified"]
+    # each batch size against the user's graph at that batch size; whether the graph itself gives the same numbers at
+    # both (float arithmetic may not) is reported, not required
+    result["verified"] = result["verified"] and at_one["verified"]
     result["bit_exact"] = result["bit_exact"] and at_one["bit_exact"]
     return result
 

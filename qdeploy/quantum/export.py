@@ -43,7 +43,7 @@ def export_hybrid(
     the same float32/float64 operations), else QDeployError. Uses the TorchScript exporter (``dynamo=False``): its
     ``autograd.Function.symbolic`` hook is how a custom node is emitted.
     """
-    from qdeploy.bounds import derive_bound
+    from qdeploy.bounds import derive_bound, tail_tensors
     from qdeploy.golden import run_golden_context
     from qdeploy.ir import load_model, output_name
 
@@ -73,7 +73,7 @@ def export_hybrid(
     x = check_array(example if check is None else check, example.shape[1:], "export check data")
     with torch.no_grad():
         expected = model(torch.from_numpy(x)).numpy()
-    context = run_golden_context(graph, x)
+    context = run_golden_context(graph, x, keep=tail_tensors(graph))
     difference = np.abs(context[output_name(graph)].astype(np.float64) - expected)
     bound = derive_bound(graph, context)
     error = float(np.max(difference))
