@@ -20,6 +20,7 @@ evaluation data set, so another data set re-runs predictions but compiles nothin
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import hashlib
@@ -361,6 +362,7 @@ def tool_versions(target: str) -> dict[str, str]:
 
     extra = getattr(load_registered(TARGETS_GROUP, target, "target"), "extra", "") or ""
     names = set()
+    # installed metadata: targets are found through qdeploy's entry points, so qdeploy is installed wherever this runs
     for line in importlib.metadata.requires("qdeploy") or []:
         requirement = Requirement(line)
         if requirement.name == "qdeploy":
@@ -748,11 +750,14 @@ def sweep(
         progress.update(len(points) - len(tasks) - len(duplicates))
         if tasks:
             log.info("sweep: %d of %d points to compute, %d from the cache", len(tasks), len(points), progress.n)
-            for index, row in _run_on_ray(tasks, source, calibration, (x, y), address, workers, memory_per_point):
-                rows[index] = row
-                progress.update(1 + sum(1 for first in duplicates.values() if first == index))
-                failed = sum(1 for r in rows if r and r.get("error"))
-                progress.set_description(f"sweep ({failed} failed)" if failed else "sweep")
+            # closing: a Ctrl-C between two results still cancels the running points and stops Ray
+            running = _run_on_ray(tasks, source, calibration, (x, y), address, workers, memory_per_point)
+            with contextlib.closing(running):
+                for index, row in running:
+                    rows[index] = row
+                    progress.update(1 + sum(1 for first in duplicates.values() if first == index))
+                    failed = sum(1 for r in rows if r and r.get("error"))
+                    progress.set_description(f"sweep ({failed} failed)" if failed else "sweep")
     finally:
         progress.close()
     for index, first in duplicates.items():
@@ -926,13 +931,20 @@ def render_sweep_html(result: SweepResult, grid: Mapping[str, Sequence[Any]]) ->
 
     figure = pareto_figure(result)
     failed = result.failed
+    # the page shows the columns some point has a value in (an onnxruntime-only grid has no resources); the CSV
+    # keeps every column, so tables of different sweeps line up
+    shown = [
+        column
+        for column in result.columns
+        if column not in ("key", "artifact", "error") and any(row.get(column) not in (None, "") for row in result.rows)
+    ]
     values = {
         "summary": html.escape(result.summary()),
         "grid": html.escape("\n".join(f"{key} = {json.dumps(list(values), default=str)}" for key, values in grid.items())),
         "figure": f"<figure>{figure[0]}<figcaption>{html.escape(figure[1])}</figcaption></figure>"
         if figure
         else "<p>no point finished: nothing to plot</p>",
-        "table": html_table(result.rows, [c for c in result.columns if c not in ("key", "artifact", "error")]),
+        "table": html_table(result.rows, shown),
         "failures": html_table([{**{k: row.get(k) for k in grid}, "error": row["error"]} for row in failed])
         if failed
         else "<p>none</p>",

@@ -236,3 +236,28 @@ def test_cache_key_follows_content(tmp_path):
     versions = sweeps.tool_versions("hls4ml")
     assert {"qdeploy", "qdeploy-source", "onnxruntime", "torch", "brevitas", "hls4ml"} <= set(versions)
     assert "hls4ml" not in sweeps.tool_versions("onnxruntime")
+
+
+def test_classes_of_the_factory_file_travel_by_value(tmp_path):
+    """A worker never imported the user's factory file: the model's own classes are pickled by value."""
+    import subprocess
+    import sys
+
+    import ray.cloudpickle
+
+    factory = tmp_path / "custom.py"
+    factory.write_text(
+        "from torch import nn\n\n\nclass Twice(nn.Module):\n    def forward(self, x):\n        return 2 * x\n\n\n"
+        "def model():\n    return nn.Sequential(nn.Linear(4, 2), Twice())\n"
+    )
+    source = sweeps.ModelSource.of(f"{factory}:model")
+    model = sweeps._load_model(source)
+    sweeps._ship_user_classes(model, source)
+    blob = tmp_path / "model.pkl"
+    blob.write_bytes(ray.cloudpickle.dumps(model))
+    load = "import sys, torch, ray.cloudpickle; m = ray.cloudpickle.loads(open(sys.argv[1], 'rb').read()); print(m[1])"
+    other = tmp_path / "elsewhere"
+    other.mkdir()
+    done = subprocess.run([sys.executable, "-c", load, str(blob)], cwd=other, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "Twice()" in done.stdout
