@@ -49,9 +49,10 @@ def load_model(model: str | Path | onnx.ModelProto | ModelWrapper, clean: bool =
             f"model has {len(runtime_inputs)} inputs and {len(wrapper.graph.output)} outputs; "
             "qdeploy handles single-input single-output graphs"
         )
-    from qdeploy.validation import validate_quantizers
+    from qdeploy.validation import validate_domains, validate_quantizers
 
     # on the file as given, before cleanup renames nodes: errors name the node as the user's file does
+    validate_domains(wrapper.model)
     validate_quantizers(wrapper.model)
     if clean:
         try:

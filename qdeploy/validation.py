@@ -26,6 +26,34 @@ VALIDATED_OPS = (*QUANT_OPS, "FloatQuant")
 ROUNDING_MODES = ("ROUND", "HALF_EVEN", "CEIL", "FLOOR", "UP", "DOWN", "HALF_UP", "HALF_DOWN")
 
 
+#: the only node domains a model may name: qonnx executes a custom node by importing its domain as a Python module,
+#: so a domain from a file must never choose what gets imported
+TRUSTED_DOMAINS = (
+    "",
+    "ai.onnx",
+    "ai.onnx.ml",
+    "qonnx.custom_op.general",
+    "qonnx.custom_op.channels_last",
+    "qdeploy.custom_op.quantum",
+)
+#: older exporters' domains for the quantizers (brevitas, FINN); qdeploy moves these nodes to qonnx's domain
+LEGACY_QUANT_DOMAINS = ("onnx.brevitas", "finn.custom_op.general")
+
+
+def validate_domains(model: onnx.ModelProto) -> None:
+    """Refuse a node whose domain is not one qdeploy trusts, before anything (qonnx included) imports it."""
+    for index, node in enumerate(model.graph.node):
+        trusted = node.domain in TRUSTED_DOMAINS
+        legacy_quantizer = node.op_type in QUANT_OPS and node.domain in LEGACY_QUANT_DOMAINS
+        if not (trusted or legacy_quantizer):
+            label = node.name or f"#{index} ({node.op_type}, unnamed)"
+            raise ModelLoadError(
+                f"node {label}: domain {node.domain!r} is not one qdeploy executes (standard ONNX, qonnx's "
+                "custom_op.general / channels_last, qdeploy.custom_op.quantum); nothing was imported from it. Export "
+                "the model with standard or QONNX ops"
+            )
+
+
 def validate_quantizers(model: onnx.ModelProto) -> None:
     """Raise ModelLoadError naming the first quantizer of ``model`` that breaks the QONNX spec."""
     constants = _constant_values(model.graph)
