@@ -370,7 +370,8 @@ def infer_precisions(model: ModelWrapper) -> tuple[FixedType, dict[str, LayerPre
                 raise UnsupportedModelError(f"node {node.name}: the float model input reaches more than one quantizer")
             input_type, layers[node.name] = _float_input_thresholds(model, node)
         elif x is None:
-            if op in PASS_THROUGH_OPS:
+            # ReLU commutes with the input type's truncation: below half a quantizer step both sides round to 0
+            if op in PASS_THROUGH_OPS or op == "Relu":
                 grids[node.output[0]] = None
                 continue
             raise UnsupportedModelError(

@@ -75,8 +75,8 @@ def build_hls_config(
     for node in model.graph.node:
         if node.name in layers:
             precision = _layer_config(layers[node.name])
-        elif node.op_type in LAYOUT_OPS:
-            precision = {"result": hls_type(input_type)}  # layout ops on the raw input keep the input type
+        elif node.op_type in (*LAYOUT_OPS, "Relu"):
+            precision = {"result": hls_type(input_type)}  # layout ops and ReLU on the raw input keep the input type
         else:
             continue
         if precision:

@@ -52,14 +52,15 @@ def needs_thresholds(model: ModelWrapper) -> bool:
 
 
 def _float_arithmetic_on_the_input(model: ModelWrapper) -> bool:
-    """True when the float input goes through arithmetic (a QKeras ``Relu`` before its quantizer) on its way to the
-    first quantizer: only thresholds, found on the float input, reproduce that exactly."""
+    """True when the float input goes through float arithmetic (an ``Add`` of a constant) on its way to the first
+    quantizer: only thresholds, found on the float input, reproduce that exactly. A ReLU there (QKeras) needs none:
+    it commutes with the input type (``qdeploy.precision``)."""
     frontier = [model.graph.input[0].name]
     while frontier:
         for consumer in model.find_consumers(frontier.pop()) or []:
-            if consumer.op_type in (*AFFINE_OPS, "Relu"):
+            if consumer.op_type in AFFINE_OPS:
                 return True
-            if consumer.op_type in PASS_THROUGH_OPS:
+            if consumer.op_type in (*PASS_THROUGH_OPS, "Relu"):
                 frontier.extend(consumer.output)
     return False
 
