@@ -5,7 +5,8 @@ constants are folded to their exact values (their types then come from ``qdeploy
 scale handling), and bias-less Gemms get a zero bias first (qonnx GemmToMatMul crashes without one). Graphs with
 no fixed-point form (float scales, BatchNorm, bipolar layers, float input pre-scaling) are first lowered to integer
 layers and ``MultiThreshold`` activations (``LowerToThresholds``), which hls4ml runs through qdeploy's own layer
-(``multithreshold.py``).
+(``multithreshold.py``). What hls4ml's ONNX parser gets wrong is rewritten before it sees it (Identity outputs,
+implicit Conv attributes, grouped convolutions, empty threshold banks) or refused by name (layouts it misreads).
 """
 
 from __future__ import annotations
