@@ -23,9 +23,9 @@ def load_model(model: str | Path | onnx.ModelProto | ModelWrapper, clean: bool =
     non-quantizer nodes, unique readable names), which every producer's output needs before lowering.
     """
     if isinstance(model, ModelWrapper):
-        wrapper = ModelWrapper(onnx.ModelProto.FromString(model.model.SerializeToString()))
+        proto = onnx.ModelProto.FromString(model.model.SerializeToString())
     elif isinstance(model, onnx.ModelProto):
-        wrapper = ModelWrapper(onnx.ModelProto.FromString(model.SerializeToString()))
+        proto = onnx.ModelProto.FromString(model.SerializeToString())
     else:
         path = Path(model)
         if not path.exists():
@@ -41,24 +41,23 @@ def load_model(model: str | Path | onnx.ModelProto | ModelWrapper, clean: bool =
             ) from exc
         if len(proto.graph.node) == 0:
             raise ModelLoadError(f"{path} has no graph nodes; is it an ONNX model?")
-        wrapper = ModelWrapper(proto)
-    initializers = {init.name for init in wrapper.graph.initializer}
-    runtime_inputs = [i.name for i in wrapper.graph.input if i.name not in initializers]
-    if len(runtime_inputs) != 1 or len(wrapper.graph.output) != 1:
+    initializers = {init.name for init in proto.graph.initializer}
+    runtime_inputs = [i.name for i in proto.graph.input if i.name not in initializers]
+    if len(runtime_inputs) != 1 or len(proto.graph.output) != 1:
         raise ModelLoadError(
-            f"model has {len(runtime_inputs)} inputs and {len(wrapper.graph.output)} outputs; "
+            f"model has {len(runtime_inputs)} inputs and {len(proto.graph.output)} outputs; "
             "qdeploy handles single-input single-output graphs"
         )
-    from qdeploy.validation import validate_domains, validate_quantizers
+    from qdeploy.validation import validate_domains, validate_quantizers, validate_structure
 
-    # on the file as given, before cleanup renames nodes: errors name the node as the user's file does
-    validate_domains(wrapper.model)
-    validate_quantizers(wrapper.model)
+    # on the file as given, before cleanup renames nodes: errors name the node as the user's file does; the domains
+    # first, before anything could import one
+    validate_domains(proto)
+    validate_structure(proto)
+    validate_quantizers(proto)
+    wrapper = ModelWrapper(proto)
     if clean:
-        try:
-            wrapper = cleanup(wrapper)
-        except Exception as exc:
-            raise ModelLoadError(f"qonnx cleanup failed on the model: {type(exc).__name__}: {exc}") from exc
+        wrapper = cleanup(wrapper)
     return wrapper
 
 
@@ -84,7 +83,7 @@ def reference_of(model: ModelWrapper) -> ModelWrapper:
     try:
         return reference.transform(InferShapes())
     except Exception as exc:
-        raise ModelLoadError(f"shape inference failed on the model: {type(exc).__name__}: {exc}") from exc
+        raise ModelLoadError(_cleanup_failure(InferShapes(), exc)) from exc
 
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -113,22 +112,67 @@ def cleanup(model: ModelWrapper) -> ModelWrapper:
             node.domain = "qonnx.custom_op.general"  # as qonnx's cleanup_model: older exports use other domains
     for transformation in (
         InferShapes(),
+        # before RemoveUnusedTensors: an unused initializer that older exporters also list as a graph input would
+        # otherwise lose its value and stay behind as a second runtime input
+        RemoveStaticGraphInputs(),
         GiveUniqueParameterTensors(),
         FoldConstants(exclude_op_types=["Quant", "BipolarQuant", "QuantizeLinear", "DequantizeLinear"]),
         FoldTransposeIntoQuantInit(),
         RemoveUnusedTensors(),
         RemoveStaticGraphInputs(),
     ):
-        model = model.transform(transformation)
+        try:
+            model = model.transform(transformation)
+        except Exception as exc:  # qonnx, onnx and ORT (constant folding) raise many types on malformed graphs
+            raise ModelLoadError(_cleanup_failure(transformation, exc)) from exc
     node_names = [node.name for node in model.graph.node]
     if not all(_IDENTIFIER.fullmatch(n) for n in node_names if n):
         model = model.transform(GiveUniqueNodeNames())  # foreign naming scheme: renumber all, as qonnx does
     else:
         _name_new_nodes(model)
+    initializers = {init.name for init in model.graph.initializer}
+    runtime_inputs = [i.name for i in model.graph.input if i.name not in initializers]
+    if len(runtime_inputs) != 1:
+        raise ModelLoadError(
+            f"after cleanup the graph has runtime inputs {runtime_inputs}, not one: an input the graph declares has "
+            "no value and no producer; re-export the model with one input and every constant as an initializer"
+        )
     tensor_names = {t for node in model.graph.node for t in (*node.input, *node.output) if t}
     if not all(_IDENTIFIER.fullmatch(t) for t in tensor_names):
         model = model.transform(GiveReadableTensorNames())
     return model
+
+
+#: what each cleanup pass needs from the graph, and what to do when it fails (advice for the one-line refusal)
+_CLEANUP_ADVICE = {
+    "InferShapes": (
+        "ONNX shape inference found the graph inconsistent",
+        "the declared shapes or element types contradict the ops: re-export the model, or drop the stale value_info "
+        "annotations and check each node's attributes and input shapes",
+    ),
+    "FoldConstants": (
+        "evaluating the graph's constant subgraphs with ONNX Runtime failed",
+        "a node computing from constants only has inputs, attributes or an opset ONNX Runtime cannot run: re-export "
+        "the model (fold constants in the exporter) with a supported opset",
+    ),
+    "FoldTransposeIntoQuantInit": (
+        "folding a Transpose into a quantizer's weights failed",
+        "check the Transpose's perm attribute against its input's rank, then re-export the model",
+    ),
+}
+
+
+def _cleanup_failure(transformation: object, exc: Exception) -> str:
+    """One line for a failed cleanup pass: what went wrong (the library's own words, naming the node where it does)
+    and what to do."""
+    name = type(transformation).__name__
+    what, advice = _CLEANUP_ADVICE.get(
+        name, (f"qonnx's {name} pass failed on the graph", "the graph is malformed there: re-export the model")
+    )
+    detail = " ".join(str(exc).split()) or type(exc).__name__
+    if len(detail) > 240:
+        detail = detail[:240] + "..."
+    return f"{what} ({type(exc).__name__}: {detail}); {advice}"
 
 
 def _name_new_nodes(model: ModelWrapper) -> None:

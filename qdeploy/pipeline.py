@@ -72,12 +72,15 @@ class RunContext:
         return next((i for i in self.instruments if isinstance(i, kind)), None)
 
     def timed(self, name: str, work: Callable[[], Any]) -> Any:
-        """Run ``work`` as a named step without a model (e.g. C compilation), timed like the others."""
+        """Run ``work`` as a named step without a model (e.g. C compilation), timed like the others. As in
+        ``run_steps``, any failure inside becomes that step's one-line QDeployError carrying the library's message."""
         start = time.perf_counter()
         try:
             return work()
         except QDeployError as exc:
             raise type(exc)(f"[{name}] {exc}") from exc
+        except Exception as exc:  # ORT, qonnx, a C compiler: their errors are the step's refusal, never "unexpected"
+            raise QDeployError(f"[{name}] failed: {type(exc).__name__}: {one_line(exc)}") from exc
         finally:
             elapsed = time.perf_counter() - start
             for instrument in self.instruments:

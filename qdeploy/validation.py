@@ -15,7 +15,7 @@ from typing import NoReturn
 
 import numpy as np
 import onnx
-from onnx import AttributeProto, numpy_helper
+from onnx import AttributeProto, TensorProto, numpy_helper
 
 from qdeploy.errors import ModelLoadError
 from qdeploy.ops import QUANT_OPS
@@ -262,3 +262,208 @@ def _first(values: np.ndarray) -> str:
 
 def _type_name(attribute: AttributeProto) -> str:
     return AttributeProto.AttributeType.Name(attribute.type).lower()
+
+
+# -- the graph's structure ---------------------------------------------------------------------------------------------
+
+#: standard ops whose constant inputs are weights, biases or operands: Inf there is no trained value, and the
+#: arithmetic it feeds (Inf x 0, Inf - Inf) has no exact form; Clip/Max/Min bounds and thresholds may be infinite
+WEIGHT_CONSUMERS = ("MatMul", "Gemm", "Conv", "ConvTranspose", "Add", "Sub", "Mul", "Div", "BatchNormalization")
+STANDARD_DOMAINS = ("", "ai.onnx")
+
+
+def validate_structure(model: onnx.ModelProto) -> None:
+    """Refuse, naming the node, initializer or tensor as the file names it, a graph that breaks the ONNX format in a
+    way the libraries further on would only report as an internal error: unknown element types, initializers that do
+    not decode, NaN anywhere and Inf in weights, a tensor declared twice or produced twice, a node reading a tensor
+    nothing defines, cycles, an opset ONNX does not have, standard ops that fail ONNX's own node check (unknown op,
+    attributes, input counts), custom ops qonnx does not know, a non-float graph input.
+
+    Nodes out of topological order are sorted here (in place): the order carries no meaning in ONNX besides being
+    required, and qonnx's shape inference leaves the later-defined tensors unshaped otherwise."""
+    graph = model.graph
+    opset = _standard_opset(model)
+    constants = _decoded_initializers(graph)
+    _check_declarations(graph)
+    _check_graph_input_types(graph, set(constants))
+    _sort_topologically(graph, set(constants))
+    _check_non_finite(graph, constants)
+    _check_nodes(model, opset)
+
+
+def _standard_opset(model: onnx.ModelProto) -> int | None:
+    versions = [entry.version for entry in model.opset_import if entry.domain in STANDARD_DOMAINS]
+    newest = onnx.defs.onnx_opset_version()
+    uses_standard = any(node.domain in STANDARD_DOMAINS for node in model.graph.node)
+    if not versions:
+        if uses_standard:
+            raise ModelLoadError(
+                "the model imports no standard ONNX opset but uses standard ops; re-export it with an opset "
+                f"(e.g. opset_import ai.onnx {min(newest, 13)})"
+            )
+        return None
+    if not all(1 <= version <= newest for version in versions):
+        raise ModelLoadError(
+            f"the model imports ONNX opset {versions[0]}, which does not exist (this onnx knows 1..{newest}); "
+            "re-export the model with a released opset"
+        )
+    return versions[0]
+
+
+def _decoded_initializers(graph: onnx.GraphProto) -> dict[str, np.ndarray]:
+    values: dict[str, np.ndarray] = {}
+    for init in graph.initializer:
+        if init.name in values:
+            raise ModelLoadError(f"initializer {init.name} is stored twice; re-export the model (one value per name)")
+        if init.data_type not in TensorProto.DataType.values() or init.data_type == TensorProto.UNDEFINED:
+            raise ModelLoadError(
+                f"initializer {init.name} has element type {init.data_type}, which ONNX does not define; the file is "
+                "damaged or from an incompatible writer: re-export the model"
+            )
+        try:
+            values[init.name] = numpy_helper.to_array(init)
+        except Exception as exc:  # onnx raises ValueError/TypeError/KeyError for sizes and types that do not match
+            raise ModelLoadError(
+                f"initializer {init.name} cannot be decoded ({type(exc).__name__}: {' '.join(str(exc).split())[:160]}); "
+                "its stored bytes do not match its type and shape: re-export the model"
+            ) from exc
+    return values
+
+
+def _check_declarations(graph: onnx.GraphProto) -> None:
+    """Each tensor declared (graph input, graph output, value_info) at most once, and produced by at most one node."""
+    declared: dict[str, str] = {}
+    for where, infos in (("graph input", graph.input), ("graph output", graph.output), ("value_info", graph.value_info)):
+        for info in infos:
+            if info.name in declared:
+                raise ModelLoadError(
+                    f"tensor {info.name} is declared twice ({declared[info.name]} and {where}); remove one "
+                    "declaration (qdeploy handles one input and one output)"
+                )
+            declared[info.name] = where
+    producers: dict[str, str] = {}
+    for index, node in enumerate(graph.node):
+        for output in node.output:
+            if output and output in producers:
+                raise ModelLoadError(
+                    f"tensor {output} is produced by two nodes ({producers[output]} and {_label(node, index)}); "
+                    "every tensor needs one producer: re-export the model"
+                )
+            producers[output] = _label(node, index)
+
+
+def _check_graph_input_types(graph: onnx.GraphProto, initializers: set[str]) -> None:
+    for info in graph.input:
+        if info.name in initializers:
+            continue
+        elem_type = info.type.tensor_type.elem_type
+        if elem_type != TensorProto.FLOAT:
+            name = TensorProto.DataType.Name(elem_type) if elem_type in TensorProto.DataType.values() else elem_type
+            raise ModelLoadError(
+                f"graph input {info.name} has element type {name}; qdeploy feeds float32 inputs (quantizers in the "
+                "graph say which values are allowed): declare the input as float"
+            )
+
+
+def _sort_topologically(graph: onnx.GraphProto, initializers: set[str]) -> None:
+    """Kahn's algorithm in the file's order; refuse a tensor nothing defines and a cycle, naming the node."""
+    available = {info.name for info in graph.input} | initializers | {""}
+    nodes = list(graph.node)
+    produced = {output for node in nodes for output in node.output}
+    for index, node in enumerate(nodes):
+        for name in node.input:
+            if name not in available and name not in produced:
+                raise ModelLoadError(
+                    f"node {_label(node, index)} reads tensor {name}, which no node, initializer or graph input "
+                    "defines; re-export the model (the graph is disconnected)"
+                )
+    for output in graph.output:
+        if output.name not in available and output.name not in produced:
+            raise ModelLoadError(
+                f"graph output {output.name} is not produced by any node; re-export the model with that output"
+            )
+    ordered, pending = [], list(enumerate(nodes))
+    while pending:
+        ready = [(i, n) for i, n in pending if all(name in available for name in n.input)]
+        if not ready:
+            index, node = pending[0]
+            raise ModelLoadError(
+                f"node {_label(node, index)} is part of a cycle (its inputs depend on its own output); ONNX graphs are "
+                "acyclic: re-export the model"
+            )
+        ready_ids = {i for i, _ in ready}
+        pending = [(i, n) for i, n in pending if i not in ready_ids]
+        for _, node in ready:
+            ordered.append(node)
+            available.update(node.output)
+    if [id(n) for n in ordered] != [id(n) for n in nodes]:
+        copies = [onnx.NodeProto.FromString(node.SerializeToString()) for node in ordered]
+        del graph.node[:]
+        graph.node.extend(copies)
+
+
+def _check_non_finite(graph: onnx.GraphProto, constants: dict[str, np.ndarray]) -> None:
+    consumers: dict[str, list[tuple[int, onnx.NodeProto, int]]] = {}
+    for index, node in enumerate(graph.node):
+        for position, name in enumerate(node.input):
+            consumers.setdefault(name, []).append((index, node, position))
+    for name, value in constants.items():
+        if not np.issubdtype(value.dtype, np.floating):
+            continue
+        readers = consumers.get(name, [])
+        reader = _label(readers[0][1], readers[0][0]) if readers else "no node"
+        if np.isnan(value).any():
+            raise ModelLoadError(
+                f"initializer {name} (read by {reader}) holds NaN; a trained value is never NaN: retrain or re-export "
+                "the model"
+            )
+        weight_like = any(
+            (node.op_type in QUANT_OPS and position == 0)
+            or (node.domain in STANDARD_DOMAINS and node.op_type in WEIGHT_CONSUMERS)
+            for _, node, position in readers
+        )
+        if weight_like and np.isinf(value).any():
+            raise ModelLoadError(
+                f"initializer {name} (read by {reader}) holds an infinite value; weights, biases and operands must be "
+                "finite: retrain or re-export the model"
+            )
+
+
+def _check_nodes(model: onnx.ModelProto, opset: int | None) -> None:
+    """ONNX's own node check for standard ops (at the model's opset); qonnx's registry for custom ops."""
+    from onnx import checker
+    from qonnx.custom_op.registry import hasCustomOp
+
+    context = checker.C.CheckerContext()
+    context.ir_version = max(model.ir_version, 3)
+    context.opset_imports = {"": opset} if opset is not None else {}
+    for index, node in enumerate(model.graph.node):
+        if not node.op_type:
+            raise ModelLoadError(f"node {_label(node, index)} has no op_type; re-export the model")
+        if node.domain in STANDARD_DOMAINS:
+            try:
+                checker.check_node(_standard_copy(node), context)
+            except checker.ValidationError as exc:
+                message = " ".join(str(exc).split("==>")[0].split())
+                raise ModelLoadError(
+                    f"node {_label(node, index)}: {message} (ONNX opset {opset}); re-export the model with ops and "
+                    "attributes of that opset"
+                ) from exc
+            continue
+        domain = "qonnx.custom_op.general" if node.domain in LEGACY_QUANT_DOMAINS else node.domain
+        if not hasCustomOp(domain, node.op_type):
+            raise ModelLoadError(
+                f"node {_label(node, index)}: op {node.op_type} is not an operator of domain {node.domain!r}; "
+                "re-export the model with standard or QONNX ops"
+            )
+
+
+def _standard_copy(node: onnx.NodeProto) -> onnx.NodeProto:
+    """The node under the standard domain name the checker's context uses ('' for 'ai.onnx')."""
+    copy = onnx.NodeProto.FromString(node.SerializeToString())
+    copy.domain = ""
+    return copy
+
+
+def _label(node: onnx.NodeProto, index: int) -> str:
+    return node.name or f"#{index} ({node.op_type}, unnamed, output {node.output[0] if node.output else '?'})"
