@@ -912,6 +912,8 @@ def pareto_figure(result: SweepResult) -> tuple[str, str] | None:
         rows = [row for row in ok if row.get(column) is not None]
         for target in targets:
             mine = [row for row in rows if str(row.get("target", "")) == target]
+            if not mine:  # a target without this cost (onnxruntime has no LUTs): not drawn, not in the legend
+                continue
             axis.scatter([row[column] for row in mine], [row[score] for row in mine], label=target or None, alpha=0.8, s=28)
         front = pareto_front([(float(row[column]), sign * float(row[score])) for row in rows])
         axis.plot([rows[i][column] for i in front], [rows[i][score] for i in front], color="#444", lw=1, ls="--", zorder=0)
@@ -921,7 +923,12 @@ def pareto_figure(result: SweepResult) -> tuple[str, str] | None:
     if any(targets):
         subplots[0].legend(fontsize=8)
     what = "weight bits (no target in the grid reports hardware cost)" if fallback else ", ".join(label for _, label in axes)
-    return _svg(figure), f"{score} against {what}; dashed: the Pareto front (no other point is cheaper and better)."
+    costless = sorted({str(row.get("target")) for row in ok if all(row.get(column) is None for column, _ in axes)})
+    note = f" Not drawn: points without that cost ({', '.join(costless)})." if costless else ""
+    return (
+        _svg(figure),
+        f"{score} against {what}; dashed: the Pareto front (no other point is cheaper and better).{note}",
+    )
 
 
 def render_sweep_html(result: SweepResult, grid: Mapping[str, Sequence[Any]]) -> str:
