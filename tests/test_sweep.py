@@ -261,3 +261,28 @@ def test_classes_of_the_factory_file_travel_by_value(tmp_path):
     done = subprocess.run([sys.executable, "-c", load, str(blob)], cwd=other, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "Twice()" in done.stdout
+
+
+def test_mixed_precision_budget_point(float_mlp, data, tmp_path):
+    """A mixed-precision budget point (average_bits) runs HAWQ's allocation, then compiles and scores like any
+    point; without labelled calibration data it is the point's error."""
+    import torch
+
+    grid = {"average_bits": [3], "act_bits": [8], "probes": [2], "samples": [128], "verify_samples": [100]}
+    sweeps.check_grid(grid, True, "mlp")
+    (point,) = sweeps.expand_grid(grid, True)
+    assert point.quantize is None and point.mixed == {"average_bits": 3, "act_bits": 8, "probes": 2, "samples": 128}
+    task = sweeps.PointTask(0, "ab" * 32, sweeps.resolve_point(point), str(tmp_path / "cache"), "data", 1)
+    threads = torch.get_num_threads()
+    try:
+        row = sweeps.run_point(task, float_mlp, (data.x_train[:256], data.y_train[:256]), (data.x_test, data.y_test))
+        graph = qdeploy.load(Path(row["artifact"]) / "golden.onnx")
+        unlabelled = sweeps.PointTask(1, "cd" * 32, task.resolved, str(tmp_path / "cache"), "data", 1)
+        refused = sweeps.run_point(unlabelled, float_mlp, (data.x_train[:256], None), (data.x_test, data.y_test))
+    finally:
+        torch.set_num_threads(threads)
+    assert "error" not in row and row["bit_exact"] and 0.5 < row["accuracy"] <= 1.0, row
+    # widths chosen per layer within the budget: bit operations of uniform 3-bit weights (activations all 8 bits)
+    layers = [layer for layer in qdeploy.inspect(graph)["layers"] if layer.get("weight_bits")]
+    assert sum(layer["macs"] * layer["weight_bits"] for layer in layers) <= 3 * sum(layer["macs"] for layer in layers)
+    assert "needs labelled calibration data" in refused["error"]
