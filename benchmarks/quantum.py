@@ -4,13 +4,13 @@ In one run:
 - each example circuit (the trained Iris classifier's, the three quantum layers of the trained "creep" digits
   network, plus a data re-uploading and an 8-qubit QCNN circuit) on an offline heavy-hex (19 qubits) and line
   device (and IBM's 127-qubit Eagle snapshot ``fake_brisbane`` when qiskit-ibm-runtime is installed): two-qubit
-  gates, depth, SWAPs, transpile time of qdeploy (best of 8 seeds and the dense/trivial layouts) vs plain
+  gates, depth, SWAPs, transpile time of qdeploy (best of 8 seeds x 3 routing methods and the dense/trivial layouts) vs plain
   ``qiskit.transpile(optimization_level=3)`` with its default (unset, hence random) seed, as a user would call it,
   called ``PLAIN_CALLS`` times, so "never worse" is checked against every call and "better" against their mean;
 - angle bit width vs output error of the Iris model (graph with ``quantize_angles`` vs float angles, both run by
   the golden executor) and its test accuracy;
-- forward+backward time of ``QuantumLayer`` (batch 128, 4-10 qubits) vs PennyLane ``default.qubit`` (backprop)
-  when PennyLane is installed, with the max output difference between the two as a cross-check.
+- forward+backward time of ``QuantumLayer`` (batch 128, 4-12 qubits) vs PennyLane ``default.qubit`` (backprop) and
+  ``lightning.qubit`` (adjoint) when installed, with the max output difference as a cross-check.
 
     .venv/bin/python benchmarks/quantum.py          # writes benchmarks/results/quantum.{json,md}
 """
@@ -36,7 +36,15 @@ from examples import creep, iris_quantum  # noqa: E402
 from qdeploy.golden import run_golden  # noqa: E402
 from qdeploy.quantum import CircuitBuilder, QuantumLayer, export_hybrid, quantize_angles, to_qasm3  # noqa: E402
 from qdeploy.targets.quantum.devices import make_backend  # noqa: E402
-from qdeploy.targets.quantum.lower import bind, logical_circuit, transpile_best, two_qubit_count  # noqa: E402
+from qdeploy.targets.quantum.lower import (  # noqa: E402
+    EXTRA_LAYOUTS,
+    EXTRA_ROUTINGS,
+    bind,
+    logical_circuit,
+    transpile_best,
+    transpile_candidates,
+    two_qubit_count,
+)
 
 RESULTS = ROOT / "benchmarks" / "results"
 SEEDS = 8
@@ -114,6 +122,7 @@ def transpile_rows(circuits) -> list[dict]:
                         "seconds": best.seconds,
                         "seed": best.seed,
                         "layout": best.layout,
+                        "routing": best.routing,
                     },
                     "plain_qiskit": plain,
                 }
@@ -161,14 +170,17 @@ def _time(*works, repeats: int = 9) -> list[float]:
     return [statistics.median(bucket) for bucket in times]
 
 
-def pennylane_layer(qubits: int, layers: int):
+def pennylane_layer(qubits: int, layers: int, device_name: str = "default.qubit", diff_method: str = "backprop"):
     try:
         import pennylane as qml
     except ModuleNotFoundError:
         return None, None
-    device = qml.device("default.qubit", wires=qubits)
+    try:
+        device = qml.device(device_name, wires=qubits)
+    except qml.exceptions.DeviceError:  # lightning.qubit comes in its own package
+        return None, None
 
-    @qml.qnode(device, interface="torch", diff_method="backprop")
+    @qml.qnode(device, interface="torch", diff_method=diff_method)
     def circuit(inputs, weights):
         qml.AngleEmbedding(inputs, wires=range(qubits), rotation="Y")
         qml.StronglyEntanglingLayers(weights, wires=range(qubits))
@@ -177,9 +189,14 @@ def pennylane_layer(qubits: int, layers: int):
     return circuit, qml.__version__
 
 
+#: the anchors: PennyLane's torch-backprop device (the default), and lightning.qubit's C++ adjoint method
+PENNYLANE_DEVICES = {"default.qubit": "backprop", "lightning.qubit": "adjoint"}
+SIMULATOR_QUBITS = (4, 6, 8, 10, 12)
+
+
 def simulator_rows(batch: int = 128, layers: int = 2) -> list[dict]:
     rows = []
-    for qubits in (4, 6, 8, 10):
+    for qubits in SIMULATOR_QUBITS:
         spec = CircuitBuilder(qubits).angle_embedding(range(qubits)).strongly_entangling_layers(layers).expval_z()
         layer = QuantumLayer(spec, seed=0)
         x = torch.rand(batch, qubits) * np.pi
@@ -189,22 +206,30 @@ def simulator_rows(batch: int = 128, layers: int = 2) -> list[dict]:
             layer(x).sum().backward()
 
         row = {"qubits": qubits, "batch": batch}
-        circuit, version = pennylane_layer(qubits, layers)
-        if circuit is None:
-            row["qdeploy_fwd_bwd_ms"] = 1e3 * _time(ours)[0]
-        else:
-            weights = layer.weight.detach().double().reshape(layers, qubits, 3).clone().requires_grad_(True)
-            xd = x.double()
+        works, names = [ours], ["qdeploy"]
+        weights = layer.weight.detach().double().reshape(layers, qubits, 3).clone().requires_grad_(True)
+        xd = x.double()
+        for device_name, diff_method in PENNYLANE_DEVICES.items():
+            circuit, version = pennylane_layer(qubits, layers, device_name, diff_method)
+            if circuit is None:
+                continue
 
             def theirs(circuit=circuit, weights=weights, xd=xd) -> None:
                 weights.grad = None
                 torch.stack(circuit(xd, weights), dim=1).sum().backward()
 
-            mine, other = _time(ours, theirs)
-            row["qdeploy_fwd_bwd_ms"], row["pennylane_fwd_bwd_ms"] = 1e3 * mine, 1e3 * other
+            works.append(theirs)
+            names.append(device_name)
             row["pennylane_version"] = version
             with torch.no_grad():
-                row["max_abs_diff_vs_pennylane"] = float((torch.stack(circuit(xd, weights), dim=1) - layer(xd)).abs().max())
+                row[f"max_abs_diff_vs_{device_name}"] = float(
+                    (torch.stack(circuit(xd, weights), dim=1) - layer(xd)).abs().max()
+                )
+        # fewer rounds for the slow 12-qubit case; each round still times every simulator back to back
+        for name, seconds in zip(names, _time(*works, repeats=9 if qubits < 12 else 5), strict=True):
+            row[f"{name}_fwd_bwd_ms"] = 1e3 * seconds
+        for name in names[1:]:
+            row[f"speedup_vs_{name}"] = row[f"{name}_fwd_bwd_ms"] / row["qdeploy_fwd_bwd_ms"]
         rows.append(row)
         print(f"simulator {qubits} qubits: {row}", flush=True)
     return rows
@@ -222,8 +247,9 @@ def markdown(result: dict) -> str:
             if result.get("qiskit_ibm_runtime")
             else ""
         )
-        + f". qdeploy: best of {SEEDS} seeds of `generate_preset_pass_manager(optimization_level=3)` and its dense and "
-        "trivial layouts (seed 0); plain: "
+        + f". qdeploy: best of `generate_preset_pass_manager(optimization_level=3)` at {SEEDS} seeds with each of the "
+        f"routing methods sabre, {', '.join(EXTRA_ROUTINGS)}, and its {' and '.join(EXTRA_LAYOUTS)} layouts (seed 0), "
+        f"{len(transpile_candidates(SEEDS))} candidates; plain: "
         f"`qiskit.transpile(..., optimization_level=3)` with the default (unset, hence random) seed, called {PLAIN_CALLS} "
         "times per row: plain columns are means over those calls, with the range of their two-qubit counts. Trained "
         "weights bound, inputs symbolic. Times measured on 2 cores shared with other jobs (indicative only).",
@@ -244,7 +270,10 @@ def markdown(result: dict) -> str:
         "",
         f"Two-qubit gates, qdeploy vs plain: never worse than any plain call in {s['not_worse']}/{s['rows']} rows "
         f"({s['not_worse_calls']}/{s['calls']} calls), better than the plain mean in {s['better']} rows; total "
-        f"{s['qdeploy_total']} vs {s['plain_total']:.1f} on average ({s['reduction_percent']:.1f} % fewer).",
+        f"{s['qdeploy_total']} vs {s['plain_total']:.1f} on average ({s['reduction_percent']:.1f} % fewer). Depth, "
+        f"summed over the rows: {s['qdeploy_depth_total']} vs {s['plain_depth_total']:.1f}. Compile time: all "
+        f"qdeploy candidates {s['qdeploy_seconds_total']:.1f} s vs {s['plain_seconds_total']:.2f} s for one plain call "
+        "per row.",
         "",
         f"## Angle bits vs output error (Iris classifier, {result['iris_test_samples']} test flowers)",
         "",
@@ -267,15 +296,24 @@ def markdown(result: dict) -> str:
         "",
         "## Torch simulator: forward + backward, batch 128, angle embedding + 2 strongly entangling layers, float64",
         "",
-        "Median of 9 rounds, each round timing one call of each simulator back to back.",
+        "Median of 9 rounds (5 at 12 qubits), each round timing one call of each simulator back to back. Speed-up = "
+        "the other's time / qdeploy's (> 1: qdeploy faster). PennyLane `default.qubit` differentiates by backprop "
+        "through torch; `lightning.qubit` (C++) by the adjoint method, one circuit execution per sample.",
         "",
-        "| qubits | qdeploy QuantumLayer (ms) | PennyLane default.qubit backprop (ms) | max abs output difference |",
-        "|---|---|---|---|",
+        "| qubits | qdeploy QuantumLayer (ms) | default.qubit (ms) | speed-up vs default.qubit | lightning.qubit (ms) "
+        "| speed-up vs lightning.qubit | max abs output difference |",
+        "|---|---|---|---|---|---|---|",
     ]
     for r in result["simulator"]:
-        pl = f"{r['pennylane_fwd_bwd_ms']:.1f}" if "pennylane_fwd_bwd_ms" in r else "not installed"
-        diff = f"{r['max_abs_diff_vs_pennylane']:.1e}" if "max_abs_diff_vs_pennylane" in r else "-"
-        lines.append(f"| {r['qubits']} | {r['qdeploy_fwd_bwd_ms']:.1f} | {pl} | {diff} |")
+        cells = [f"{r['qdeploy_fwd_bwd_ms']:.1f}"]
+        for name in PENNYLANE_DEVICES:
+            if f"{name}_fwd_bwd_ms" in r:
+                cells += [f"{r[f'{name}_fwd_bwd_ms']:.1f}", f"{r[f'speedup_vs_{name}']:.2f}x"]
+            else:
+                cells += ["not installed", "-"]
+        diffs = [r[k] for k in r if k.startswith("max_abs_diff_vs_")]
+        cells.append(f"{max(diffs):.1e}" if diffs else "-")
+        lines.append(f"| {r['qubits']} | " + " | ".join(cells) + " |")
     lines += [
         "",
         f"Machine: {result['machine']}; torch threads: 1; 2 cores shared with other jobs while measured, so times are "
@@ -308,6 +346,10 @@ def main() -> None:
         "qdeploy_total": sum(ours),
         "plain_total": sum(plain),
         "reduction_percent": 100 * (1 - sum(ours) / sum(plain)),
+        "qdeploy_depth_total": sum(r["qdeploy"]["depth"] for r in rows),
+        "plain_depth_total": sum(r["plain_qiskit"]["depth"] for r in rows),
+        "qdeploy_seconds_total": sum(r["qdeploy"]["seconds"] for r in rows),
+        "plain_seconds_total": sum(r["plain_qiskit"]["seconds"] for r in rows),
     }
     data = facts["iris_data"]
     result = {

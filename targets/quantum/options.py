@@ -33,7 +33,12 @@ class QuantumOptions(Options):
         flag="--device",
     )
     #: the fewest two-qubit gates, then the smallest depth, wins
-    seeds: int = option(8, "transpiler seeds tried per circuit (plus the dense and trivial layouts)", cli=False)
+    seeds: int = option(
+        8,
+        "transpiler seeds tried per circuit with each routing method (SABRE, basic, lookahead), plus the dense and "
+        "trivial layouts",
+        cli=False,
+    )
     optimization_level: int = option(3, "qiskit preset pass manager optimization level (0-3)", cli=False)
     epsilon: float = option(0.01, "precision per expectation value, shots = ceil(1/eps^2)", flag="--epsilon")
     shot_check_inputs: int = option(4, "random inputs on which sampled means are checked against exact values", cli=False)
