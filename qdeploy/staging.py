@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import socket
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -59,11 +60,18 @@ def _process_alive(pid: int) -> bool:
     return True
 
 
+def _marker(role: str) -> str:
+    # the host too: on a folder shared between machines (a sweep cache on a cluster) a process id means nothing to
+    # another machine, so only the machine that wrote a marker may judge it stale
+    return f"{os.getpid()} {role} {socket.gethostname()}"
+
+
 def _staging_owner(folder: Path) -> tuple[int, str] | None:
-    """(pid, role) from a staging folder's marker, or None when it is not one of qdeploy's."""
+    """(pid, role) from a staging folder's marker written on this machine, or None when it is not one of qdeploy's
+    or another machine's."""
     try:
-        pid, role = (folder / STAGING_MARKER).read_text().split()
-        return int(pid), role
+        pid, role, host = (folder / STAGING_MARKER).read_text().split()
+        return (int(pid), role) if host == socket.gethostname() else None
     except (OSError, ValueError):
         return None
 
@@ -93,7 +101,7 @@ def staged_folder(out: str | Path, marker: str) -> Iterator[Path]:
         raise QDeployError(f"output folder {out} exists and is not a qdeploy output; choose another -o")
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     _ordinary_permissions(tmp, directory=True)
-    (tmp / STAGING_MARKER).write_text(f"{os.getpid()} new")
+    (tmp / STAGING_MARKER).write_text(_marker("new"))
     try:
         yield tmp
     except BaseException:
@@ -102,7 +110,7 @@ def staged_folder(out: str | Path, marker: str) -> Iterator[Path]:
     aside = None
     if out.exists():
         aside = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-        (aside / STAGING_MARKER).write_text(f"{os.getpid()} {PREVIOUS}")
+        (aside / STAGING_MARKER).write_text(_marker(PREVIOUS))
         os.replace(out, aside / "out")  # the old output, whole, inside a marked folder
     os.replace(tmp, out)
     (out / STAGING_MARKER).unlink(missing_ok=True)

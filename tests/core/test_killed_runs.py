@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -86,17 +87,21 @@ def test_a_replacement_killed_between_its_two_renames_is_repaired(tmp_path):
     aside = tmp_path / ".out.killed"
     (aside / "out").mkdir(parents=True)
     (aside / "out" / "report.json").write_text('{"old": true}')
-    (aside / STAGING_MARKER).write_text(f"{dead_pid} {PREVIOUS}")
+    host = socket.gethostname()
+    (aside / STAGING_MARKER).write_text(f"{dead_pid} {PREVIOUS} {host}")
     stale_new = tmp_path / ".out.half"
     stale_new.mkdir()
-    (stale_new / STAGING_MARKER).write_text(f"{dead_pid} new")
+    (stale_new / STAGING_MARKER).write_text(f"{dead_pid} new {host}")
     foreign = tmp_path / ".out.someone-elses"
     foreign.mkdir()  # no marker: not qdeploy's, never touched
+    other_machine = tmp_path / ".out.other-machine"
+    other_machine.mkdir()  # another machine's run on a shared folder: its process id means nothing here
+    (other_machine / STAGING_MARKER).write_text(f"{dead_pid} new some-other-host")
     with pytest.raises(RuntimeError):
         with staged_folder(out, "report.json"):
             # the previous output is back before anything else happens
             assert (out / "report.json").read_text() == '{"old": true}'
             raise RuntimeError("this run fails too")
     assert (out / "report.json").read_text() == '{"old": true}'
-    assert not aside.exists() and not stale_new.exists() and foreign.exists()
+    assert not aside.exists() and not stale_new.exists() and foreign.exists() and other_machine.exists()
     assert os.listdir(out) == ["report.json"]
