@@ -411,3 +411,19 @@ def test_a_manifest_naming_a_file_outside_its_folder_is_refused(line_artifact, x
     manifest_path.write_text(json.dumps(manifest))
     with pytest.raises(QDeployError, match="quantum_manifest.json names .*elsewhere.onnx"):
         Artifact(folder).predict(x[:2])
+
+
+def test_transpile_best_tries_each_routing_method_and_keeps_the_fewest_two_qubit_gates():
+    from qdeploy.quantum import to_qasm3
+    from qdeploy.targets.quantum.devices import make_backend
+    from qdeploy.targets.quantum.lower import EXTRA_LAYOUTS, bind, logical_circuit, transpile_best
+
+    spec = CircuitBuilder(4, name="reupload").data_reuploading(range(4), layers=2).expval_z()
+    weights = {f"w_{j}": 0.1 * (j + 1) for j in range(spec.num_weights)}
+    logical = bind(logical_circuit(to_qasm3(spec), "reupload"), weights)
+    best = transpile_best(logical, make_backend("line", 4, 0), 3, 2)
+    assert {t["routing"] for t in best.tried} == {"sabre", "basic", "lookahead"}
+    assert {t["layout"] for t in best.tried} == {"default", *EXTRA_LAYOUTS}
+    assert len(best.tried) == 3 * 2 + len(EXTRA_LAYOUTS)
+    kept = min(best.tried, key=lambda t: (t["two_qubit"], t["depth"]))
+    assert (best.two_qubit, best.depth, best.routing) == (kept["two_qubit"], kept["depth"], kept["routing"])
