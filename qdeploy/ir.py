@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from pathlib import Path
@@ -41,6 +42,9 @@ def load_model(model: str | Path | onnx.ModelProto | ModelWrapper, clean: bool =
             ) from exc
         if len(proto.graph.node) == 0:
             raise ModelLoadError(f"{path} has no graph nodes; is it an ONNX model?")
+    # the names in this file are the ones to report: drop a record of an earlier cleanup's renaming saved with it
+    for prop in [p for p in proto.metadata_props if p.key == FILE_NAMES_KEY]:
+        proto.metadata_props.remove(prop)
     initializers = {init.name for init in proto.graph.initializer}
     runtime_inputs = [i.name for i in proto.graph.input if i.name not in initializers]
     if len(runtime_inputs) != 1 or len(proto.graph.output) != 1:
@@ -48,13 +52,12 @@ def load_model(model: str | Path | onnx.ModelProto | ModelWrapper, clean: bool =
             f"model has {len(runtime_inputs)} inputs and {len(proto.graph.output)} outputs; "
             "qdeploy handles single-input single-output graphs"
         )
-    from qdeploy.validation import validate_domains, validate_quantizers, validate_structure
+    from qdeploy.validation import validate_domains, validate_structure
 
     # on the file as given, before cleanup renames nodes: errors name the node as the user's file does; the domains
     # first, before anything could import one
     validate_domains(proto)
-    validate_structure(proto)
-    validate_quantizers(proto)
+    validate_structure(proto)  # the quantizers' QONNX rules included
     wrapper = ModelWrapper(proto)
     if clean:
         wrapper = cleanup(wrapper)
@@ -101,7 +104,6 @@ def cleanup(model: ModelWrapper) -> ModelWrapper:
         GiveReadableTensorNames,
         GiveUniqueNodeNames,
         GiveUniqueParameterTensors,
-        RemoveStaticGraphInputs,
         RemoveUnusedTensors,
     )
     from qonnx.transformation.infer_shapes import InferShapes
@@ -110,16 +112,15 @@ def cleanup(model: ModelWrapper) -> ModelWrapper:
     for node in model.graph.node:
         if node.op_type in QUANT_OPS:
             node.domain = "qonnx.custom_op.general"  # as qonnx's cleanup_model: older exports use other domains
+    # before RemoveUnusedTensors: an unused initializer that older exporters also list as a graph input would
+    # otherwise lose its value and stay behind as a second runtime input
+    _remove_static_inputs(model)
     for transformation in (
         InferShapes(),
-        # before RemoveUnusedTensors: an unused initializer that older exporters also list as a graph input would
-        # otherwise lose its value and stay behind as a second runtime input
-        RemoveStaticGraphInputs(),
         GiveUniqueParameterTensors(),
         FoldConstants(exclude_op_types=["Quant", "BipolarQuant", "QuantizeLinear", "DequantizeLinear"]),
         FoldTransposeIntoQuantInit(),
         RemoveUnusedTensors(),
-        RemoveStaticGraphInputs(),
     ):
         try:
             model = model.transform(transformation)
@@ -128,10 +129,11 @@ def cleanup(model: ModelWrapper) -> ModelWrapper:
     node_names = [node.name for node in model.graph.node]
     if not all(_IDENTIFIER.fullmatch(n) for n in node_names if n):
         model = model.transform(GiveUniqueNodeNames())  # foreign naming scheme: renumber all, as qonnx does
+        _record_file_names(model, node_names)
     else:
         _name_new_nodes(model)
-    initializers = {init.name for init in model.graph.initializer}
-    runtime_inputs = [i.name for i in model.graph.input if i.name not in initializers]
+    _remove_static_inputs(model)
+    runtime_inputs = [i.name for i in model.graph.input]
     if len(runtime_inputs) != 1:
         raise ModelLoadError(
             f"after cleanup the graph has runtime inputs {runtime_inputs}, not one: an input the graph declares has "
@@ -141,6 +143,49 @@ def cleanup(model: ModelWrapper) -> ModelWrapper:
     if not all(_IDENTIFIER.fullmatch(t) for t in tensor_names):
         model = model.transform(GiveReadableTensorNames())
     return model
+
+
+#: metadata key of the cleaned graph: {node name after cleanup: node name in the user's file}
+FILE_NAMES_KEY = "qdeploy.file_node_names"
+
+
+def _record_file_names(model: ModelWrapper, before: list[str]) -> None:
+    """Remember the file's node names across a renumbering (GiveUniqueNodeNames keeps the node order), composed with
+    an earlier cleanup's record, so a refusal from a step can name the node as the user's file does."""
+    earlier = file_node_names(model)
+    renamed = zip(model.graph.node, before, strict=True)
+    mapping = {node.name: earlier.get(old, old) for node, old in renamed if old and old != node.name}
+    onnx.helper.set_model_props(
+        model.model, {**{p.key: p.value for p in model.model.metadata_props}, FILE_NAMES_KEY: json.dumps(mapping)}
+    )
+
+
+def file_node_names(model: ModelWrapper) -> dict[str, str]:
+    """{node name after cleanup: its name in the user's file} (empty when cleanup kept the file's names)."""
+    for prop in model.model.metadata_props:
+        if prop.key == FILE_NAMES_KEY:
+            return dict(json.loads(prop.value))
+    return {}
+
+
+def with_file_names(message: str, mapping: dict[str, str]) -> str:
+    """``message`` with each cleaned node name replaced by the name the user's file gives that node."""
+    if not mapping:
+        return message
+    names = "|".join(re.escape(name) for name in sorted(mapping, key=len, reverse=True))
+    pattern = re.compile(rf"(?<![\w/.])({names})(?!\w)")
+    return pattern.sub(lambda match: mapping[match.group(1)], message)
+
+
+def _remove_static_inputs(model: ModelWrapper) -> None:
+    """Graph inputs that are initializers become value_info, as qonnx's RemoveStaticGraphInputs does; by hand because
+    that pass removes from the list it iterates, so it skips every second one of consecutive static inputs."""
+    initializers = {init.name for init in model.graph.initializer}
+    for info in list(model.graph.input):
+        if info.name in initializers:
+            if not any(known.name == info.name for known in model.graph.value_info):
+                model.graph.value_info.append(info)
+            model.graph.input.remove(info)
 
 
 #: what each cleanup pass needs from the graph, and what to do when it fails (advice for the one-line refusal)

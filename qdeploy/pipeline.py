@@ -92,7 +92,11 @@ def step_name(step: Step) -> str:
 
 
 def run_steps(model: ModelWrapper, options: Any, steps: Sequence[Step], ctx: RunContext) -> ModelWrapper:
-    """Apply ``steps`` in order; errors are re-raised as QDeployError naming the step that failed."""
+    """Apply ``steps`` in order; errors are re-raised as QDeployError naming the step that failed, and the nodes as
+    the user's file names them (cleanup may have renumbered a foreign naming scheme)."""
+    from qdeploy.ir import file_node_names, with_file_names
+
+    file_names = file_node_names(model)
     for step in steps:
         name = step_name(step)
         for instrument in ctx.instruments:
@@ -101,9 +105,10 @@ def run_steps(model: ModelWrapper, options: Any, steps: Sequence[Step], ctx: Run
         try:
             model = step(model, options)
         except QDeployError as exc:
-            raise type(exc)(f"[{name}] {exc}") from exc
+            raise type(exc)(with_file_names(f"[{name}] {exc}", file_names)) from exc
         except Exception as exc:
-            raise QDeployError(f"[{name}] failed: {type(exc).__name__}: {one_line(exc)}") from exc
+            message = f"[{name}] failed: {type(exc).__name__}: {one_line(exc)}"
+            raise QDeployError(with_file_names(message, file_names)) from exc
         elapsed = time.perf_counter() - start
         for instrument in ctx.instruments:
             instrument.after_step(name, model, elapsed)

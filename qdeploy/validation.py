@@ -286,6 +286,8 @@ def validate_structure(model: onnx.ModelProto) -> None:
     constants = _decoded_initializers(graph)
     _check_declarations(graph)
     _check_graph_input_types(graph, set(constants))
+    # the quantizers' own rules first: their messages say which input breaks the QONNX spec and how to fix it
+    validate_quantizers(model)
     _sort_topologically(graph, set(constants))
     _check_non_finite(graph, constants)
     _check_nodes(model, opset)
@@ -411,6 +413,8 @@ def _check_non_finite(graph: onnx.GraphProto, constants: dict[str, np.ndarray]) 
         if not np.issubdtype(value.dtype, np.floating):
             continue
         readers = consumers.get(name, [])
+        if readers and all(node.op_type in VALIDATED_OPS and position > 0 for _, node, position in readers):
+            continue  # a quantizer's scale, zero point or width: validate_quantizers names the node and the input
         reader = _label(readers[0][1], readers[0][0]) if readers else "no node"
         if np.isnan(value).any():
             raise ModelLoadError(
