@@ -352,6 +352,11 @@ def infer_precisions(model: ModelWrapper) -> tuple[FixedType, dict[str, LayerPre
     grids: dict[str, Grid | None] = {input_name(model): None}  # None: raw float input, not yet quantized
     layers: dict[str, LayerPrecision] = {}
     input_type: FixedType | None = None
+    declared = model.get_tensor_datatype(input_name(model))
+    if declared.is_integer() and declared.bitwidth() <= 32:
+        # an input the file declares as integers (UINT8 images, FINN's bipolar features) is already on a grid
+        grids[input_name(model)] = Grid.scalar(int(declared.min()), int(declared.max()), 0)
+        input_type = grids[input_name(model)].fixed_type()
     for node in model.graph.node:
         op = node.op_type
         data = node.input[0] if node.input else ""

@@ -200,3 +200,24 @@ def test_signed_one_bit_quant_range_is_bipolar_as_qonnx_executes_it(narrow):
     assert levels.tolist() == [-1.0, 1.0]
     low, high = quant_int_range(1, signed=True, narrow=bool(narrow))
     assert (low, high) == (-1, 1)
+
+
+def test_an_input_declared_as_integers_is_already_on_a_grid():
+    """A file that annotates its input as UINT8 (qonnx's eltwise test case) needs no input quantizer."""
+    from onnx import TensorProto, helper
+    from qonnx.core.datatype import DataType
+
+    weights = helper.make_tensor("w", TensorProto.FLOAT, [2, 3], [1.0, -2.0, 0.5, 0.25, 3.0, -1.0])
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w"], ["y"], name="MatMul_0")],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3])],
+        [weights],
+    )
+    model = ModelWrapper(helper.make_model(graph))
+    model.set_tensor_datatype("x", DataType["UINT8"])
+    input_type, layers = infer_precisions(model)
+    assert input_type == FixedType(False, 8, 8)
+    accumulator = layers["MatMul_0"].output
+    assert accumulator.lsb == -2 and int(np.min(accumulator.kmin)) == -8 * 255 and int(np.max(accumulator.kmax)) == 12 * 255
