@@ -16,6 +16,7 @@ from qonnx.core.modelwrapper import ModelWrapper
 from qonnx.transformation.base import Transformation
 
 from qdeploy.ir import node_attr
+from qdeploy.ops import SCALED_QUANT_OPS
 
 
 def block_diagonal(weights: np.ndarray, groups: int) -> np.ndarray:
@@ -29,19 +30,40 @@ def block_diagonal(weights: np.ndarray, groups: int) -> np.ndarray:
     return dense
 
 
+def _stored_weights(model: ModelWrapper, weights: str) -> str | None:
+    """The initializer holding a conv's weights: the weights themselves, or the float weights of the quantizer that
+    produces them (brevitas's export) when its scale is per tensor or per output channel — a zero weight quantizes
+    to an exact zero. None when the layout cannot be changed locally (shared, or computed otherwise)."""
+    if len(model.find_consumers(weights) or []) > 1:
+        return None  # shared weights: another consumer still needs the grouped layout
+    if model.get_initializer(weights) is not None:
+        return weights
+    quant = model.find_producer(weights)
+    if quant is None or quant.op_type not in SCALED_QUANT_OPS or model.get_initializer(quant.input[0]) is None:
+        return None
+    if len(model.find_consumers(quant.input[0]) or []) > 1:
+        return None
+    for parameter in quant.input[1:3]:
+        value = model.get_initializer(parameter)
+        if value is None or (value.size > 1 and (value.ndim < 2 or value.shape[1] != 1)):
+            return None  # a per-input-channel scale or zero point would change shape with the weights
+    return quant.input[0]
+
+
 class UngroupConv(Transformation):
-    """Conv with ``group > 1`` and constant weights -> Conv with ``group = 1`` and block-diagonal weights."""
+    """Conv with ``group > 1`` and constant (or constant quantized) weights -> Conv with ``group = 1`` and
+    block-diagonal weights."""
 
     def apply(self, model: ModelWrapper) -> tuple[ModelWrapper, bool]:
         changed = False
         for node in model.graph.node:
             groups = int(node_attr(node, "group", 1)) if node.op_type == "Conv" else 1
-            weights = model.get_initializer(node.input[1]) if groups > 1 else None
-            if weights is None:
-                continue  # ungrouped, or weights computed at run time (a Quant not yet folded): left as they are
-            if len(model.find_consumers(node.input[1]) or []) > 1:
-                continue  # shared weights: another consumer still needs the grouped layout
-            model.set_initializer(node.input[1], block_diagonal(weights, groups))
+            if groups == 1:
+                continue
+            stored = _stored_weights(model, node.input[1])
+            if stored is None:
+                continue  # weights computed at run time: left as they are
+            model.set_initializer(stored, block_diagonal(model.get_initializer(stored), groups))
             for attribute in node.attribute:
                 if attribute.name == "group":
                     attribute.i = 1

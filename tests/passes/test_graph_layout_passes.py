@@ -103,3 +103,44 @@ def test_block_diagonal_places_each_group_on_its_own_channels():
     weights = np.arange(4 * 1 * 1 * 1, dtype=np.float32).reshape(4, 1, 1, 1) + 1
     dense = block_diagonal(weights, 2)[..., 0, 0]  # 4 filters, 2 groups of 1 input channel each
     assert dense.tolist() == [[1, 0], [2, 0], [0, 3], [0, 4]]
+
+
+def test_grouped_conv_with_quantized_float_weights_is_ungrouped_before_the_quantizer():
+    """brevitas exports float weights through a Quant (per-output-channel scale): the float weights are laid out
+    block-diagonally, and the zeros quantize to exact zeros."""
+    channels, filters, groups = 8, 8, 4
+    weights = RNG.normal(size=(filters, channels // groups, 3, 3)).astype(np.float32)
+    scale = np.abs(RNG.normal(size=(filters, 1, 1, 1))).astype(np.float32) / 7 + 0.01
+    constants = [
+        helper.make_tensor("w_float", TensorProto.FLOAT, weights.shape, weights.ravel().tolist()),
+        helper.make_tensor("w_scale", TensorProto.FLOAT, scale.shape, scale.ravel().tolist()),
+        helper.make_tensor("w_zero", TensorProto.FLOAT, [], [0.0]),
+        helper.make_tensor("w_bits", TensorProto.FLOAT, [], [4.0]),
+    ]
+    nodes = [
+        helper.make_node(
+            "Quant",
+            ["w_float", "w_scale", "w_zero", "w_bits"],
+            ["w"],
+            name="Quant_0",
+            domain="qonnx.custom_op.general",
+            signed=1,
+            narrow=1,
+            rounding_mode="ROUND",
+        ),
+        helper.make_node("Conv", ["x", "w"], ["y"], name="Conv_0", group=groups, pads=[1, 1, 1, 1], kernel_shape=[3, 3]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "quantized_grouped_conv",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, channels, 6, 6])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        constants,
+    )
+    model = ModelWrapper(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])).transform(InferShapes())
+    x = RNG.integers(-8, 8, size=(5, channels, 6, 6)).astype(np.float32)
+    before = qdeploy.run_golden(model, x)
+    ungrouped = copy.deepcopy(model).transform(UngroupConv())
+    assert node_attr(ungrouped.graph.node[1], "group") == 1
+    assert ungrouped.get_initializer("w_float").shape == (filters, channels, 3, 3)
+    assert np.array_equal(qdeploy.run_golden(ungrouped, x), before)
