@@ -27,12 +27,22 @@ def _ordinary_permissions(path: Path, directory: bool) -> None:
     os.chmod(path, (0o777 if directory else 0o666) & ~_current_umask())
 
 
+def make_parent(out: Path) -> None:
+    """Create ``out``'s folder, or say in one line why it cannot be (a file in the way, no permission)."""
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError) as exc:
+        raise QDeployError(f"cannot create {out.parent}: {exc.filename or out.parent} is a file; choose another -o") from exc
+    except OSError as exc:
+        raise QDeployError(f"cannot create {out.parent}: {exc.strerror}; choose another -o") from exc
+
+
 @contextlib.contextmanager
 def staged_file(out: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside ``out`` (same suffix); on success it replaces ``out``, on failure it is
     deleted. Same folder, so the final rename is atomic."""
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    make_parent(out)
     fd, name = tempfile.mkstemp(prefix=f".{out.stem}.", suffix=out.suffix, dir=out.parent)
     os.close(fd)
     tmp = Path(name)
@@ -95,7 +105,7 @@ def staged_folder(out: str | Path, marker: str) -> Iterator[Path]:
     previous output (it holds the file ``marker``). The replacement is two renames (old aside, new in), so ``out`` is
     always either the whole old or the whole new folder; a kill between them is repaired by the next run."""
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    make_parent(out)
     clean_stale_staging(out)
     if out.exists() and not (out.is_dir() and (not any(out.iterdir()) or (out / marker).exists())):
         raise QDeployError(f"output folder {out} exists and is not a qdeploy output; choose another -o")

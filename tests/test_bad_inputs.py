@@ -422,7 +422,6 @@ def test_output_path_that_is_a_file(capsys, tmp_path, models):
     assert out.read_text() == "keep"
 
 
-@pytest.mark.xfail(strict=True, reason="qdeploy/staging.py (not this change's file): FileExistsError ends as 'unexpected'")
 def test_output_folder_under_a_file(capsys, tmp_path, models):
     """-o whose parent is a file cannot be created (as an unwritable folder, also for root)."""
     model = tmp_path / "m.onnx"
