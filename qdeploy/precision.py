@@ -123,6 +123,20 @@ def constant_ints(values: np.ndarray, grid: Grid) -> np.ndarray:
     return np.ldexp(np.asarray(values, dtype=np.float64), -grid.lsb).astype(np.int64)
 
 
+def scale_has_no_fixed_point_form(model: ModelWrapper, node) -> bool:
+    """True for a Quant whose scale a fixed-point type cannot hold: not a power of two (weights or activations), or
+    per channel on a runtime tensor (a type is per tensor). Hardware targets lower such graphs to thresholds."""
+    if node.op_type not in SCALED_QUANT_OPS:
+        return False
+    scale = const_input(model, node, 1)
+    if scale is None:
+        return False
+    if not is_power_of_two(np.asarray(scale, dtype=np.float64)):
+        return True
+    on_datapath = model.get_initializer(node.input[0]) is None
+    return on_datapath and np.unique(scale).size > 1
+
+
 def quant_int_range(bits: int, signed: bool, narrow: bool) -> tuple[int, int]:
     """QONNX Quant's integer range: [-2^(b-1) (+1 if narrow), 2^(b-1)-1] signed, [0, 2^b-1 (-1 if narrow)] unsigned.
 

@@ -15,8 +15,9 @@ import numpy as np
 from qonnx.core.modelwrapper import ModelWrapper
 
 from qdeploy.errors import UnsupportedModelError
-from qdeploy.ir import cleanup, const_input, is_power_of_two, node_attr
+from qdeploy.ir import cleanup, const_input, node_attr
 from qdeploy.ops import AFFINE_OPS, PASS_THROUGH_OPS, SCALED_QUANT_OPS
+from qdeploy.precision import scale_has_no_fixed_point_form
 from qdeploy.targets.hls4ml.options import Hls4mlOptions, IOType
 from qdeploy.targets.hls4ml.types import HLS_ROUNDING
 
@@ -33,15 +34,10 @@ def needs_thresholds(model: ModelWrapper) -> bool:
     if _float_arithmetic_on_the_input(model):
         return True
     for node in model.graph.node:
-        if node.op_type in _THRESHOLD_OPS:
+        if node.op_type in _THRESHOLD_OPS or scale_has_no_fixed_point_form(model, node):
             return True
         if node.op_type in SCALED_QUANT_OPS:
-            scale = const_input(model, node, 1)
-            if scale is not None and not is_power_of_two(np.asarray(scale, dtype=np.float64)):
-                return True
             on_datapath = model.get_initializer(node.input[0]) is None
-            if on_datapath and scale is not None and np.unique(scale).size > 1:
-                return True
             if on_datapath and str(node_attr(node, "rounding_mode", "ROUND")).upper() not in HLS_ROUNDING:
                 return True
             bits = const_input(model, node, 3)

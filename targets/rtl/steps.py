@@ -4,11 +4,10 @@ qonnx directly: a target never imports another)."""
 
 from __future__ import annotations
 
-import numpy as np
 from qonnx.core.modelwrapper import ModelWrapper
 
-from qdeploy.ir import cleanup, const_input, is_power_of_two
-from qdeploy.ops import SCALED_QUANT_OPS
+from qdeploy.ir import cleanup
+from qdeploy.precision import scale_has_no_fixed_point_form
 
 # ops with no fixed-point form: a graph with any of them is lowered to integer layers + thresholds
 _THRESHOLD_OPS = {"BatchNormalization", "BipolarQuant", "Sub", "Div", "Mul"}
@@ -18,17 +17,9 @@ def needs_thresholds(model: ModelWrapper) -> bool:
     """True when fixed-point types cannot hold the graph's arithmetic: the ops above, or a Quant with a
     non-power-of-two scale, or per-channel activation scales. (Every QONNX rounding mode has an exact shift form
     in the RTL, so rounding alone never needs thresholds.)"""
-    for node in model.graph.node:
-        if node.op_type in _THRESHOLD_OPS:
-            return True
-        if node.op_type in SCALED_QUANT_OPS:
-            scale = const_input(model, node, 1)
-            if scale is not None and not is_power_of_two(np.asarray(scale, dtype=np.float64)):
-                return True
-            on_datapath = model.get_initializer(node.input[0]) is None
-            if on_datapath and scale is not None and np.unique(scale).size > 1:
-                return True
-    return False
+    return any(
+        node.op_type in _THRESHOLD_OPS or scale_has_no_fixed_point_form(model, node) for node in model.graph.node
+    )
 
 
 def thresholds_where_no_fixed_point(model: ModelWrapper, options) -> ModelWrapper:
