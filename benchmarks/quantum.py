@@ -39,6 +39,7 @@ from qdeploy.targets.quantum.devices import make_backend  # noqa: E402
 from qdeploy.targets.quantum.lower import (  # noqa: E402
     EXTRA_LAYOUTS,
     EXTRA_ROUTINGS,
+    LOOKAHEAD_MAX_DEVICE_QUBITS,
     bind,
     logical_circuit,
     transpile_best,
@@ -123,6 +124,7 @@ def transpile_rows(circuits) -> list[dict]:
                         "seed": best.seed,
                         "layout": best.layout,
                         "routing": best.routing,
+                        "candidates": len(best.tried),
                     },
                     "plain_qiskit": plain,
                 }
@@ -248,8 +250,9 @@ def markdown(result: dict) -> str:
             else ""
         )
         + f". qdeploy: best of `generate_preset_pass_manager(optimization_level=3)` at {SEEDS} seeds with each of the "
-        f"routing methods sabre, {', '.join(EXTRA_ROUTINGS)}, and its {' and '.join(EXTRA_LAYOUTS)} layouts (seed 0), "
-        f"{len(transpile_candidates(SEEDS))} candidates; plain: "
+        f"routing methods sabre, {', '.join(EXTRA_ROUTINGS)} (lookahead on devices of at most "
+        f"{LOOKAHEAD_MAX_DEVICE_QUBITS} qubits), and its {' and '.join(EXTRA_LAYOUTS)} layouts (seed 0): "
+        f"{len(transpile_candidates(SEEDS, 4))} candidates on small devices; plain: "
         f"`qiskit.transpile(..., optimization_level=3)` with the default (unset, hence random) seed, called {PLAIN_CALLS} "
         "times per row: plain columns are means over those calls, with the range of their two-qubit counts. Trained "
         "weights bound, inputs symbolic. Times measured on 2 cores shared with other jobs (indicative only).",

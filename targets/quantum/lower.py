@@ -110,25 +110,34 @@ EXTRA_LAYOUTS = ("dense", "trivial")
 #: strongly entangling circuit on heavy-hex where SABRE gave 14.
 EXTRA_ROUTINGS = ("basic", "lookahead")
 
+#: "lookahead" is tried only on devices up to this many qubits: it took ~3 s per call on the 19-qubit heavy-hex and
+#: ~20 s on the 127-qubit Brisbane, where it won no benchmark row
+LOOKAHEAD_MAX_DEVICE_QUBITS = 32
 
-def transpile_candidates(seeds: int) -> list[tuple[int, str | None, str | None]]:
+
+def transpile_candidates(seeds: int, device_qubits: int) -> list[tuple[int, str | None, str | None]]:
     """(seed, layout method, routing method) tried by ``transpile_best``; None is the preset's default (SABRE)."""
     default = [(seed, None, None) for seed in range(seeds)]
     layouts = [(0, method, None) for method in EXTRA_LAYOUTS]
-    routings = [(seed, None, method) for method in EXTRA_ROUTINGS for seed in range(seeds)]
+    routings = [
+        (seed, None, method)
+        for method in EXTRA_ROUTINGS
+        if method != "lookahead" or device_qubits <= LOOKAHEAD_MAX_DEVICE_QUBITS
+        for seed in range(seeds)
+    ]
     return default + layouts + routings
 
 
 def transpile_best(circuit, backend, level: int, seeds: int) -> TranspileResult:
-    """Transpile every ``transpile_candidates(seeds)`` candidate; keep the fewest two-qubit gates (then the smallest
-    depth, then the earliest candidate)."""
+    """Transpile every ``transpile_candidates(seeds, backend.num_qubits)`` candidate; keep the fewest two-qubit gates
+    (then the smallest depth, then the earliest candidate)."""
     from qiskit.transpiler import generate_preset_pass_manager
 
     base_swaps = circuit.count_ops().get("swap", 0)
     best: TranspileResult | None = None
     tried = []
     start = time.perf_counter()
-    for seed, layout_method, routing_method in transpile_candidates(seeds):
+    for seed, layout_method, routing_method in transpile_candidates(seeds, backend.num_qubits):
         manager = generate_preset_pass_manager(
             optimization_level=level,
             backend=backend,

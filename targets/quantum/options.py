@@ -35,8 +35,8 @@ class QuantumOptions(Options):
     #: the fewest two-qubit gates, then the smallest depth, wins
     seeds: int = option(
         8,
-        "transpiler seeds tried per circuit with each routing method (SABRE, basic, lookahead), plus the dense and "
-        "trivial layouts",
+        "transpiler seeds tried per circuit with each routing method (SABRE, basic, and lookahead on devices of at most "
+        "32 qubits), plus the dense and trivial layouts",
         cli=False,
     )
     optimization_level: int = option(3, "qiskit preset pass manager optimization level (0-3)", cli=False)
