@@ -162,7 +162,8 @@ def test_layer_too_large_for_an_explicit_latency_strategy_is_refused_with_the_fi
     graph = qdeploy.export(qdeploy.quantize(model, data.x_train[:64]), data.x_train[:1])
     with pytest.raises(
         UnsupportedModelError,
-        match=r"node MatMul_0: 8,192 multiplications .* leave --strategy at auto, or use --strategy Resource --reuse-factor 2",
+        match=r"node MatMul_0: 8,192 multiplications .* leave --strategy at auto, or use --strategy Resource "
+        r"--reuse-factor 2",
     ):
         qdeploy.compile(graph, target="hls4ml", strategy="Latency", out=tmp_path / "fw")
     assert_no_output(tmp_path / "fw")
