@@ -12,7 +12,7 @@ import onnx
 from qonnx.core.modelwrapper import ModelWrapper
 
 from qdeploy.errors import ModelLoadError
-from qdeploy.ops import AFFINE_OPS, QUANT_OPS
+from qdeploy.ops import AFFINE_OPS, QONNX_QUANTIZER_OPS
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +73,7 @@ def reference_of(model: ModelWrapper) -> ModelWrapper:
 
     reference = ModelWrapper(onnx.ModelProto.FromString(model.model.SerializeToString()))
     for node in reference.graph.node:
-        if node.op_type in QUANT_OPS:
+        if node.op_type in QONNX_QUANTIZER_OPS:
             node.domain = "qonnx.custom_op.general"  # as qonnx's cleanup_model: older exports use other domains
     # Exporters leave stale or shapeless annotations: infer every shape afresh. qonnx's custom ops (channels-last
     # Conv, ...) need their input shapes during inference, so where that fails keep the file's annotations.
@@ -110,7 +110,7 @@ def cleanup(model: ModelWrapper) -> ModelWrapper:
     from qonnx.transformation.quant_constant_folding import FoldTransposeIntoQuantInit
 
     for node in model.graph.node:
-        if node.op_type in QUANT_OPS:
+        if node.op_type in QONNX_QUANTIZER_OPS:
             node.domain = "qonnx.custom_op.general"  # as qonnx's cleanup_model: older exports use other domains
     # before RemoveUnusedTensors: an unused initializer that older exporters also list as a graph input would
     # otherwise lose its value and stay behind as a second runtime input

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 #: QONNX quantizers (``qonnx.custom_op.general``): every one fixes the values a tensor can take
 QUANT_OPS = ("Quant", "IntQuant", "BipolarQuant", "Trunc")
+#: every QONNX quantizer, minifloat FloatQuant included (exporters put them in older domains; qdeploy moves them)
+QONNX_QUANTIZER_OPS = (*QUANT_OPS, "FloatQuant")
 #: quantizers with a scale, zero point and bit width (``y = (round(clip(x / s + z)) - z) * s``)
 SCALED_QUANT_OPS = ("Quant", "IntQuant")
 #: layers with a constant weight tensor (a multiply-accumulate per weight)

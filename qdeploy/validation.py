@@ -18,10 +18,10 @@ import onnx
 from onnx import AttributeProto, TensorProto, numpy_helper
 
 from qdeploy.errors import ModelLoadError
-from qdeploy.ops import QUANT_OPS
+from qdeploy.ops import QONNX_QUANTIZER_OPS, QUANT_OPS
 
 #: the quantizers validated here: qdeploy's vocabulary plus FloatQuant (minifloat formats)
-VALIDATED_OPS = (*QUANT_OPS, "FloatQuant")
+VALIDATED_OPS = QONNX_QUANTIZER_OPS
 #: rounding modes qonnx's executor knows (``resolve_rounding_mode``), compared upper-case
 ROUNDING_MODES = ("ROUND", "HALF_EVEN", "CEIL", "FLOOR", "UP", "DOWN", "HALF_UP", "HALF_DOWN")
 
@@ -44,7 +44,7 @@ def validate_domains(model: onnx.ModelProto) -> None:
     """Refuse a node whose domain is not one qdeploy trusts, before anything (qonnx included) imports it."""
     for index, node in enumerate(model.graph.node):
         trusted = node.domain in TRUSTED_DOMAINS
-        legacy_quantizer = node.op_type in QUANT_OPS and node.domain in LEGACY_QUANT_DOMAINS
+        legacy_quantizer = node.op_type in QONNX_QUANTIZER_OPS and node.domain in LEGACY_QUANT_DOMAINS
         if not (trusted or legacy_quantizer):
             label = node.name or f"#{index} ({node.op_type}, unnamed)"
             raise ModelLoadError(
