@@ -436,7 +436,7 @@ def _check_non_finite(graph: onnx.GraphProto, constants: dict[str, np.ndarray]) 
 def _check_nodes(model: onnx.ModelProto, opset: int | None) -> None:
     """ONNX's own node check for standard ops (at the model's opset); qonnx's registry for custom ops."""
     from onnx import checker
-    from qonnx.custom_op.registry import hasCustomOp
+    from qonnx.custom_op.registry import is_custom_op
 
     context = checker.C.CheckerContext()
     context.ir_version = max(model.ir_version, 3)
@@ -455,7 +455,7 @@ def _check_nodes(model: onnx.ModelProto, opset: int | None) -> None:
                 ) from exc
             continue
         domain = "qonnx.custom_op.general" if node.domain in LEGACY_QUANT_DOMAINS else node.domain
-        if not hasCustomOp(domain, node.op_type):
+        if not is_custom_op(domain, node.op_type):
             raise ModelLoadError(
                 f"node {_label(node, index)}: op {node.op_type} is not an operator of domain {node.domain!r}; "
                 "re-export the model with standard or QONNX ops"

@@ -199,9 +199,13 @@ def test_non_finite_trained_angles(graph, tmp_path):
     edited = copy_graph(graph)
     node = next(n for n in edited.graph.node if n.op_type == "QuantumCircuit")
     weights = edited.get_initializer(node.input[1]).copy()
-    weights[2] = np.nan
+    weights[2] = np.inf
     edited.set_initializer(node.input[1], weights)
     with pytest.raises(QDeployError, match="quantum layer 'q'.*non-finite trainable angles"):
+        qdeploy.compile(edited, target="quantum", out=tmp_path / "o", verify_samples=2)
+    weights[2] = np.nan  # NaN is never a trained value: refused at load, naming the initializer
+    edited.set_initializer(node.input[1], weights)
+    with pytest.raises(QDeployError, match=rf"initializer {node.input[1]} .*holds NaN"):
         qdeploy.compile(edited, target="quantum", out=tmp_path / "o", verify_samples=2)
 
 
