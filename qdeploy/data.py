@@ -60,17 +60,24 @@ def check_array(x: np.ndarray, expected_shape: Sequence[int] | None, what: str) 
     return x
 
 
-def load_labelled(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
-    """Inputs and integer labels from an .npz holding arrays ``x`` and ``y`` (training data for QAT)."""
+def load_xy(path: str | Path, what: str, targets: str) -> tuple[np.ndarray, np.ndarray]:
+    """Arrays ``x`` (checked inputs) and ``y`` from an .npz; ``what`` and ``targets`` word the errors ("training
+    data", "labels")."""
     path = Path(path)
     if path.suffix.lower() != ".npz" or not path.exists():
-        raise InputDataError(f"training data {path} must be an existing .npz with arrays 'x' (inputs) and 'y' (labels)")
+        raise InputDataError(f"{what} {path} must be an existing .npz with arrays 'x' (inputs) and 'y' ({targets})")
     with np.load(path, allow_pickle=False) as archive:
         if "x" not in archive or "y" not in archive:
-            raise InputDataError(f"training data {path} holds {list(archive.keys())}; it needs arrays 'x' and 'y'")
+            raise InputDataError(f"{what} {path} holds {list(archive.keys())}; it needs arrays 'x' and 'y'")
         x, y = archive["x"], archive["y"]
     if len(x) != len(y):
-        raise InputDataError(f"training data {path}: {len(x)} inputs but {len(y)} labels")
+        raise InputDataError(f"{what} {path}: {len(x)} inputs but {len(y)} {targets}")
+    return check_array(x, None, f"{what} {path}"), y
+
+
+def load_labelled(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """Inputs and integer labels from an .npz holding arrays ``x`` and ``y`` (training data for QAT)."""
+    x, y = load_xy(path, "training data", "labels")
     if not np.issubdtype(y.dtype, np.integer):
         raise InputDataError(f"training data {path}: labels 'y' must be integers (class indices), got {y.dtype}")
-    return check_array(x, None, f"training data {path}"), y.astype(np.int64)
+    return x, y.astype(np.int64)

@@ -32,20 +32,12 @@ MSE = "mse"
 
 def load_eval_data(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     """Inputs ``x`` and targets ``y`` from an .npz: integer class labels, or float targets (regression)."""
-    from qdeploy.data import check_array
+    from qdeploy.data import load_xy
 
-    path = Path(path)
-    if path.suffix.lower() != ".npz" or not path.exists():
-        raise InputDataError(f"evaluation data {path} must be an existing .npz with arrays 'x' (inputs) and 'y' (targets)")
-    with np.load(path, allow_pickle=False) as archive:
-        if "x" not in archive or "y" not in archive:
-            raise InputDataError(f"evaluation data {path} holds {list(archive.keys())}; it needs arrays 'x' and 'y'")
-        x, y = archive["x"], archive["y"]
-    if len(x) != len(y):
-        raise InputDataError(f"evaluation data {path}: {len(x)} inputs but {len(y)} targets")
+    x, y = load_xy(path, "evaluation data", "targets")
     if not np.issubdtype(y.dtype, np.number):
         raise InputDataError(f"evaluation data {path}: 'y' holds {y.dtype} values; class indices or numbers are needed")
-    return check_array(x, None, f"evaluation data {path}"), y
+    return x, y
 
 
 def metric_kind(y: np.ndarray, outputs: np.ndarray) -> str:
