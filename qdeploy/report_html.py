@@ -24,6 +24,8 @@ from qdeploy.staging import staged_file
 
 REPORT_HTML = "report.html"
 TEMPLATE = Path(__file__).parent / "report_template.html"
+#: shared with the sweep page (qdeploy.sweeps)
+STYLESHEET = Path(__file__).parent / "templates" / "report.css"
 
 #: rows drawn in the per-layer figure and listed in the table (a long graph still gives a readable page)
 MAX_FIGURE_ROWS = 30
@@ -430,7 +432,7 @@ def render_report_html(folder: str | Path, report: dict[str, Any] | None = None)
         "files": _files(folder),
         "version": html.escape(__version__),
     }
-    return Template(TEMPLATE.read_text()).substitute(values)
+    return Template(TEMPLATE.read_text()).substitute(values, style=STYLESHEET.read_text())
 
 
 def write_report_html(folder: str | Path, report: dict[str, Any] | None = None) -> Path:

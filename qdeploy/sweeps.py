@@ -957,4 +957,6 @@ def render_sweep_html(result: SweepResult, grid: Mapping[str, Sequence[Any]]) ->
         else "<p>none</p>",
         "version": html.escape(__version__),
     }
-    return Template(TEMPLATE.read_text()).substitute(values)
+    from qdeploy.report_html import STYLESHEET  # the look of every qdeploy page
+
+    return Template(TEMPLATE.read_text()).substitute(values, style=STYLESHEET.read_text())
