@@ -270,7 +270,13 @@ class _Lowering:
         info = np.iinfo(dtype)
         if ints.size and (ints.min() < info.min or ints.max() > info.max):
             return None
-        check = (ints.astype(np.float32) - full_zp.astype(np.float32)) * full_scale.astype(np.float32)
+        # DequantizeLinear takes an integer zero point: a fractional or out-of-range one (qonnx allows any float)
+        # has no integer form, and the check below must use the zero point exactly as it is emitted
+        if not np.all(np.isfinite(zeropt)) or np.any(zeropt < info.min) or np.any(zeropt > info.max):
+            return None
+        if not np.array_equal(zeropt.astype(dtype).astype(np.float64), zeropt.astype(np.float64)):
+            return None
+        check = (ints.astype(np.float32) - full_zp.astype(dtype).astype(np.float32)) * full_scale.astype(np.float32)
         if not np.array_equal(check.astype(np.float32), values):
             return None
         zp_vec = np.broadcast_to(zeropt.reshape(-1), scale_vec.shape) if axis is not None else zeropt.reshape(())
