@@ -7,7 +7,9 @@ the chunk size (qonnx ``ChangeBatchSize``) and execute chunk by chunk.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import contextlib
+from collections.abc import Iterable, Iterator
+from typing import Any
 
 import numpy as np
 from qonnx.core.modelwrapper import ModelWrapper
@@ -62,6 +64,62 @@ def run_golden(model: ModelWrapper, x: np.ndarray, chunk: int = DEFAULT_CHUNK) -
     return run_golden_context(model, x, chunk, keep=())[output_name(model)]
 
 
+#: qonnx modules that open their own ONNX Runtime sessions (one per standard node, wrapped channels-last ops,
+#: QuantAvgPool2d), each through its module-level ``rt``
+_QONNX_SESSION_MODULES = (
+    "qonnx.core.onnx_exec",
+    "qonnx.custom_op.channels_last.base_wrapped_op",
+    "qonnx.custom_op.general.quantavgpool2d",
+)
+
+
+class _OrtAtThreads:
+    """``onnxruntime`` as qonnx sees it, except that sessions get ``intra_op_num_threads``."""
+
+    def __init__(self, module: Any, threads: int) -> None:
+        self._module, self._threads = module, threads
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._module, name)
+
+    def InferenceSession(self, model: Any, sess_options: Any = None, **kwargs: Any) -> Any:  # noqa: N802 - ORT's name
+        options = sess_options if sess_options is not None else self._module.SessionOptions()
+        options.intra_op_num_threads = self._threads
+        return self._module.InferenceSession(model, options, **kwargs)
+
+
+@contextlib.contextmanager
+def _qonnx_sessions_at_session_threads() -> Iterator[None]:
+    """qonnx's sessions run at the thread count of qdeploy's own sessions (``qdeploy.runtime``) while inside.
+
+    ORT's float GEMM partitions its work by thread count, and the partition changes the last bit of a float Gemm on
+    unquantized data (seen: a Gemm at 1 thread vs 2 differing in the last bit, then across a quantizer's rounding
+    point). qonnx opens its sessions with ORT's default thread count; the target with ``--threads``. Verification
+    compares the same kernel at the same thread count, so both must use one count."""
+    import importlib
+
+    from qdeploy.runtime import session_threads
+
+    threads = session_threads()
+    if threads is None:
+        yield
+        return
+    modules = []
+    for name in _QONNX_SESSION_MODULES:
+        try:
+            modules.append(importlib.import_module(name))
+        except ImportError:  # an older qonnx without this op: nothing of it runs
+            continue
+    saved = [module.rt for module in modules]
+    try:
+        for module, ort in zip(modules, saved, strict=True):
+            module.rt = _OrtAtThreads(ort, threads)
+        yield
+    finally:
+        for module, ort in zip(modules, saved, strict=True):
+            module.rt = ort
+
+
 def run_golden_context(
     model: ModelWrapper, x: np.ndarray, chunk: int = DEFAULT_CHUNK, keep: Iterable[str] | None = None
 ) -> dict[str, np.ndarray]:
@@ -84,7 +142,8 @@ def run_golden_context(
         if len(part) not in resized:
             resized[len(part)] = _with_batch(model, len(part))
         graph = resized[len(part)]
-        result = execute_onnx(graph, {input_name(graph): part}, return_full_exec_context=wanted != {output_name(model)})
+        with _qonnx_sessions_at_session_threads():
+            result = execute_onnx(graph, {input_name(graph): part}, return_full_exec_context=wanted != {output_name(model)})
         if output_name(graph) != output_name(model):
             result[output_name(model)] = result[output_name(graph)]
         for name, value in result.items():

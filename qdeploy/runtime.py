@@ -21,6 +21,11 @@ def set_session_threads(threads: int | None) -> None:
     _session_threads = threads
 
 
+def session_threads() -> int | None:
+    """The intra-op thread count sessions are opened with (None: ONNX Runtime's default)."""
+    return _session_threads
+
+
 def ort_session(
     model: str | Path | bytes,
     config: Mapping[str, str] | None = None,
