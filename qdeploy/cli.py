@@ -479,12 +479,10 @@ def target_flags(kind: str) -> dict[Flag, list[str]]:
     that declare each. Targets may share a flag name (``--device``): it is added once, and its value goes to the
     selected target."""
     from qdeploy.options import Flag, flags_of
-    from qdeploy.registry import TARGETS_GROUP, load_registered
-    from qdeploy.target import available_targets
 
     by_name: dict[str, list[tuple[str, Flag]]] = {}
-    for name in sorted(available_targets()):
-        for flag in flags_of(getattr(load_registered(TARGETS_GROUP, name, "target"), kind)):
+    for name, target_class in _loadable_targets().items():
+        for flag in flags_of(getattr(target_class, kind)):
             by_name.setdefault(flag.flag, []).append((name, flag))
     merged: dict[Flag, list[str]] = {}
     for owners in by_name.values():
@@ -496,6 +494,27 @@ def target_flags(kind: str) -> dict[Flag, list[str]]:
             name for name, _ in owners
         ]
     return merged
+
+
+_UNLOADABLE_TARGETS_WARNED: set[str] = set()
+
+
+def _loadable_targets() -> dict[str, type]:
+    """Every registered target class that imports. A plugin that fails to import must not take down commands that
+    do not use it (``qdeploy quantize`` with a broken third-party target installed): its flags are left out with a
+    warning here, and selecting it (``--target NAME``, ``qdeploy list``) raises its import error in full."""
+    from qdeploy.registry import TARGETS_GROUP, load_registered
+    from qdeploy.target import available_targets
+
+    classes: dict[str, type] = {}
+    for name in sorted(available_targets()):
+        try:
+            classes[name] = load_registered(TARGETS_GROUP, name, "target")
+        except Exception as error:  # noqa: BLE001 - any import failure of a plugin; re-raised when it is selected
+            if name not in _UNLOADABLE_TARGETS_WARNED:
+                _UNLOADABLE_TARGETS_WARNED.add(name)
+                log.warning("%s (its flags are unavailable)", error)
+    return classes
 
 
 def target_flag_values(args: argparse.Namespace, kind: str, target: str) -> dict[str, Any]:
@@ -598,8 +617,12 @@ def cmd_list(args: argparse.Namespace) -> int:
 
     print("targets:")
     for name in sorted(available_targets()):
-        target = get_target(name)
         print(f"  {name}")
+        try:
+            target = get_target(name)
+        except QDeployError as error:  # a broken plugin is listed with its import error, the others still are
+            print(f"    unavailable: {error}")
+            continue
         for line in target.describe():
             print(f"    {line}")
     print("passes:  " + ", ".join(sorted(registered(PASSES_GROUP))))

@@ -1,6 +1,7 @@
 """Plugin registry: targets and graph passes are entry points, so third-party packages add their own.
 
-Loading errors propagate (a broken plugin must fail loudly, not vanish from a list).
+Loading errors are raised as one line naming the plugin (a broken plugin must fail loudly, not vanish from a list);
+the CLI leaves a broken plugin's flags out so commands that do not select it still work.
 """
 
 from __future__ import annotations
@@ -23,7 +24,14 @@ def load_registered(group: str, name: str, kind: str) -> object:
     if name not in known:
         names = ", ".join(sorted(known)) or "none (is qdeploy installed with pip?)"
         raise QDeployError(f"unknown {kind} {name!r}; available: {names}")
-    return known[name].load()
+    try:
+        return known[name].load()
+    except Exception as error:
+        # One line naming the plugin and its entry point; the cause stays chained for -v / the API.
+        raise QDeployError(
+            f"{kind} {name!r} (entry point {known[name].value}) failed to import: {type(error).__name__}: {error}; "
+            f"fix or reinstall the package that provides it"
+        ) from error
 
 
 def get_pass(name: str) -> type:

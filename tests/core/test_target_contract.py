@@ -120,3 +120,38 @@ def test_toy_target_flag_list_and_config_table_on_the_command_line(toy_plugin, m
     refused = cli("compile", model, "--target", "onnxruntime", "--toy-label", "x", "-o", tmp_path / "c")
     assert refused.returncode == 1 and "--toy-label is an option of target toy, not onnxruntime" in refused.stderr
     assert not (tmp_path / "c").exists()
+
+
+def test_a_broken_plugin_fails_only_the_commands_that_select_it(tmp_path, mlp_w4a8):
+    """A third-party target whose import fails: commands that do not use it still work (with a warning naming it);
+    selecting it is refused in one line naming the plugin and its entry point, before anything is written."""
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "qdeploy_broken_target.py").write_text("import a_module_that_does_not_exist  # noqa: F401\n")
+    dist = site / "qdeploy_broken_target-0.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: qdeploy-broken-target\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text("[qdeploy.targets]\nbroken = qdeploy_broken_target:BrokenTarget\n")
+    model = tmp_path / "model.onnx"
+    mlp_w4a8[1].save(str(model))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")])}
+
+    def cli(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "qdeploy.cli", *map(str, args)], env=env, capture_output=True, text=True, timeout=300
+        )
+
+    done = cli("compile", model, "--target", "onnxruntime", "--samples", "20", "-o", tmp_path / "ort", "-q")
+    assert done.returncode == 0, done.stderr
+    assert "target 'broken' (entry point qdeploy_broken_target:BrokenTarget) failed to import" in done.stderr
+    assert (tmp_path / "ort" / "model.onnx").exists() or any((tmp_path / "ort").iterdir())
+    refused = cli("compile", model, "--target", "broken", "-o", tmp_path / "b")
+    assert refused.returncode == 1
+    error_lines = [line for line in refused.stderr.splitlines() if line.startswith("qdeploy: error:")]
+    assert len(error_lines) == 1 and "Traceback" not in refused.stderr
+    assert "target 'broken' (entry point qdeploy_broken_target:BrokenTarget) failed to import" in error_lines[0]
+    assert "a_module_that_does_not_exist" in error_lines[0]
+    assert not (tmp_path / "b").exists()
+    listed = cli("list")
+    assert listed.returncode == 0 and "onnxruntime" in listed.stdout
+    assert "unavailable: target 'broken' (entry point qdeploy_broken_target:BrokenTarget) failed" in listed.stdout
