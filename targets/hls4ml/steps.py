@@ -16,7 +16,7 @@ from qonnx.core.modelwrapper import ModelWrapper
 
 from qdeploy.errors import UnsupportedModelError
 from qdeploy.ir import cleanup, const_input, node_attr
-from qdeploy.ops import AFFINE_OPS, PASS_THROUGH_OPS, SCALED_QUANT_OPS
+from qdeploy.ops import AFFINE_OPS, LAYOUT_OPS, PASS_THROUGH_OPS, SCALED_QUANT_OPS
 from qdeploy.precision import scale_has_no_fixed_point_form
 from qdeploy.targets.hls4ml.options import Hls4mlOptions, IOType
 from qdeploy.targets.hls4ml.types import HLS_ROUNDING
@@ -70,6 +70,71 @@ def thresholds_where_no_fixed_point(model: ModelWrapper, options: Hls4mlOptions)
     from qdeploy.passes.graph.lower_to_thresholds import LowerToThresholds
 
     return cleanup(model.transform(LowerToThresholds()))
+
+
+def check_float_scales_are_folded(model: ModelWrapper, options: Hls4mlOptions) -> ModelWrapper:
+    """Refuse, naming the user's node that combines them, float arithmetic the threshold lowering left inside the
+    datapath: a quantizer's float scale (a ``Mul`` by a constant with no fixed-point form) folds into the next layer
+    or quantizer, but not into an element-wise op of two runtime tensors (a residual ``Add`` of two branches with
+    float scales): no fixed-point type holds that sum exactly. Only the float tail after the last integer tensor may
+    stay float (it runs on the host, ``split_float_epilogue``)."""
+    if not any(node.op_type == "MultiThreshold" for node in model.graph.node):
+        return model
+    from qdeploy.ir import split_float_epilogue
+
+    _, epilogue = split_float_epilogue(model)
+    host = {node.name for node in epilogue.graph.node} if epilogue is not None else set()
+    host_ops = {(node.op_type, tuple(node.input[1:])) for node in epilogue.graph.node} if epilogue is not None else set()
+    for node in model.graph.node:
+        constants = [model.get_initializer(name) for name in node.input[1:] if name]
+        if node.op_type not in ("Mul", "Div") or not constants or any(c is None for c in constants):
+            continue
+        if node.name in host or (node.op_type, tuple(node.input[1:])) in host_ops:
+            continue
+        if not any(_not_power_of_two(c) for c in constants):
+            continue
+        combiner = _first_runtime_combiner(model, node.output[0])
+        if combiner is not None:
+            raise UnsupportedModelError(
+                f"node {combiner.name}: {combiner.op_type} of two runtime tensors that carry float (non-power-of-two) "
+                "scales; no hls4ml fixed-point type holds the result exactly. Use power-of-two scales on the "
+                "branches it combines (brevitas *FixedPoint quantizers), or compile for onnxruntime"
+            )
+    return model
+
+
+def _not_power_of_two(values: np.ndarray) -> bool:
+    """True when a constant multiplier/divisor is not all powers of two (zeros aside)."""
+    from qdeploy.ir import is_power_of_two
+
+    magnitudes = np.abs(np.asarray(values, dtype=np.float64))
+    return not is_power_of_two(magnitudes[magnitudes != 0]) if np.any(magnitudes != 0) else False
+
+
+def _is_constant(model: ModelWrapper, tensor: str) -> bool:
+    """An initializer, or computed from initializers only (a Quant on weights before folding)."""
+    if model.get_initializer(tensor) is not None:
+        return True
+    producer = model.find_producer(tensor)
+    return producer is not None and all(_is_constant(model, name) for name in producer.input if name)
+
+
+def _first_runtime_combiner(model: ModelWrapper, tensor: str):
+    """The first element-wise node downstream of ``tensor`` (through single-input ops) that takes two runtime
+    tensors (a layer's weights, even behind a Quant on a constant, are not runtime tensors)."""
+    seen, frontier = set(), [tensor]
+    while frontier:
+        current = frontier.pop()
+        if current in seen:
+            continue
+        seen.add(current)
+        for consumer in model.find_consumers(current) or []:
+            runtime = [name for name in consumer.input if name and not _is_constant(model, name)]
+            if consumer.op_type in (*AFFINE_OPS, "Concat") and len(runtime) >= 2:
+                return consumer
+            if consumer.op_type in (*LAYOUT_OPS, *AFFINE_OPS, "Relu", "MaxPool", "Resize", "Upsample"):
+                frontier.extend(consumer.output)
+    return None
 
 
 def check_input_is_quantized(model: ModelWrapper, options: Hls4mlOptions) -> ModelWrapper:
@@ -190,6 +255,14 @@ def thresholds_channels_last(model: ModelWrapper, options: Hls4mlOptions) -> Mod
     return cleanup(until_fixed_point(one_round, model))
 
 
+def scale_after_output_layout(model: ModelWrapper, options: Hls4mlOptions) -> ModelWrapper:
+    """A scalar scale before the output's layout op moves after it, so the float tail is last (the host epilogue)."""
+    from qdeploy.passes.graph.move_scale_after_output_layout import MoveScaleAfterOutputLayout
+    from qdeploy.pipeline import until_fixed_point
+
+    return until_fixed_point(MoveScaleAfterOutputLayout().apply, model)
+
+
 def give_constant_thresholds_one_step(model: ModelWrapper, options: Hls4mlOptions) -> ModelWrapper:
     """A MultiThreshold without thresholds (a quantizer with one level, e.g. 1-bit signed narrow: always 0) gets one
     threshold no finite input reaches: the same constant output, and hls4ml gets no zero-size array (it cannot
@@ -237,11 +310,13 @@ STEPS = [
     complete_conv_attributes,
     ungroup_conv,
     thresholds_where_no_fixed_point,
+    check_float_scales_are_folded,
     fold_constant_quants,
     fill_gemm_bias,
     move_quant_before_layout,
     to_channels_last,
     thresholds_channels_last,
+    scale_after_output_layout,
     give_constant_thresholds_one_step,
     gemm_to_matmul,
     check_layouts_hls4ml_parses,
