@@ -214,8 +214,18 @@ def compile_outcome(path: Path, out: Path, samples: int, target: str = "onnxrunt
         row["max_abs_error"] = report["max_abs_error"]
         row["outputs"] = f"{report['outputs_equal']}/{report['outputs_compared']}"
         row["bound"] = (report.get("bound") or {}).get("max")
-        config = report.get("session_config", {})
-        row["plan"] = "reference kernels" if config.get("session.disable_quant_qdq") == "1" else "integer kernels"
+        row["plan"] = _plan(report, target)
         row["integer_kernels"] = report.get("integer_kernels")
     row["seconds"] = round(time.perf_counter() - start, 2)
     return row
+
+
+def _plan(report: dict, target: str) -> str:
+    """How the target computes: onnxruntime's kernels; hls4ml's I/O type and each layer's implementation (L =
+    Latency, R = Resource with its reuse factor)."""
+    if target == "hls4ml":
+        layers = [row for row in report.get("per_layer", []) if "strategy" in row]
+        chosen = " ".join(f"{row['strategy'][0]}{row['reuse_factor']}" for row in layers)
+        return f"{report.get('io_type', '')} {chosen}".strip()
+    config = report.get("session_config", {})
+    return "reference kernels" if config.get("session.disable_quant_qdq") == "1" else "integer kernels"
