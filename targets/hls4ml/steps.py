@@ -156,7 +156,8 @@ def check_input_is_quantized(model: ModelWrapper, options: Hls4mlOptions) -> Mod
             if consumer.op_type not in absorbed or runtime_inputs:
                 raise UnsupportedModelError(
                     f"node {consumer.name} ({consumer.op_type}) computes on the float model input before any Quant; "
-                    "quantize the input first (brevitas QuantIdentity / qdeploy quantize does)"
+                    "declare the input's precision (--input-quant 'fixed<16,6>', config key input_quant) or quantize "
+                    "the input in the model (brevitas QuantIdentity)"
                 )
             frontier.extend(consumer.output)
     return model

@@ -188,19 +188,23 @@ def verify_samples_for(path: Path, most: int) -> int:
     return int(max(8, min(most, VERIFY_BUDGET // size)))
 
 
-def compile_outcome(path: Path, out: Path, samples: int, target: str = "onnxruntime") -> dict:
+def compile_outcome(
+    path: Path, out: Path, samples: int, target: str = "onnxruntime", input_quant: str | None = None
+) -> dict:
     """Compile ``path`` and classify the outcome as the contract names them: ``exact``, ``bounded`` (verified within
     the derived bound), ``refused`` (a QDeployError before anything was written), ``NOT EXACT`` (compiled, outputs
-    outside the bound) or ``internal error`` (any other exception, or a refusal that left files behind)."""
+    outside the bound) or ``internal error`` (any other exception, or a refusal that left files behind).
+    ``input_quant``: a declared input precision (``--input-quant``), recorded in the row."""
     import time
 
     import qdeploy
     from qdeploy.errors import QDeployError
 
     start = time.perf_counter()
-    row: dict = {"model": path.name, "target": target, "verify_samples": samples}
+    row: dict = {"model": path.name, "target": target, "verify_samples": samples, "input_quant": input_quant}
+    declared = {"input_quant": input_quant} if input_quant else {}
     try:
-        artifact = qdeploy.compile(path, target=target, out=out, verify_samples=samples)
+        artifact = qdeploy.compile(path, target=target, out=out, verify_samples=samples, **declared)
     except QDeployError as exc:
         left_behind = out.exists() or any(out.parent.glob(f".{out.name}.*"))
         row["outcome"] = "internal error" if left_behind else "refused"
