@@ -492,6 +492,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--time-limit", type=float, default=60.0, help="seconds per command before a case is a hang")
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--cases-file", type=Path, default=None,
+                        help="also append every case's full record to this JSON-lines file (to rerun its findings)")
     args = parser.parse_args(argv)
     import multiprocessing
 
@@ -503,6 +505,9 @@ def main(argv: list[str] | None = None) -> int:
     with context.Pool(args.workers, _init_worker, (sources,), maxtasksperchild=200) as pool:
         for index, case in enumerate(pool.imap_unordered(_worker, work, chunksize=4), 1):
             cases.append(case)
+            if args.cases_file is not None:
+                with args.cases_file.open("a") as handle:
+                    handle.write(json.dumps(case) + "\n")
             if index % 250 == 0:
                 print(f"{index}/{len(work)} cases, {time.perf_counter() - start:.0f} s", flush=True)
                 _write(cases, time.perf_counter() - start, args)  # partial results survive a killed run

@@ -58,3 +58,118 @@ def test_mutant_keeps_the_contract(sources, index, tmp_path):
         assert record["outcome"] in fuzz.CLEAN_OUTCOMES, (
             f"{source} seed {seed} ({kind}: {mutation}), {record['command']}: {record['outcome']}\n{record['stderr']}"
         )
+
+
+# -- the root causes of earlier findings, as general cases ------------------------------------------------------------
+
+
+def _weight_quant_graph(zero_point: float):
+    """x -> Quant (8 bit, scale 1/2) -> MatMul with a weight Quant (4 bit, float scale, the given zero point) -> y."""
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper
+    from qonnx.core.modelwrapper import ModelWrapper
+
+    rng = np.random.default_rng(3)
+    initializers = {
+        "w": rng.normal(0, 1, (16, 8)).astype(np.float32),
+        "s_x": np.float32(0.5), "z_x": np.float32(0), "b_x": np.float32(8),
+        "s_w": np.float32(0.3711), "z_w": np.float32(zero_point), "b_w": np.float32(4),
+    }  # fmt: skip
+
+    def quant(source, output, suffix, signed):
+        inputs = [source, f"s_{suffix}", f"z_{suffix}", f"b_{suffix}"]
+        return helper.make_node("Quant", inputs, [output], name=f"Quant_{suffix}", domain="qonnx.custom_op.general",
+                                signed=signed, narrow=0, rounding_mode="ROUND")  # fmt: skip
+
+    nodes = [quant("x", "xq", "x", 1), quant("w", "wq", "w", 1), helper.make_node("MatMul", ["xq", "wq"], ["y"])]
+    graph = helper.make_graph(
+        nodes,
+        "weight_zero_point",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 16])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8])],
+        [numpy_helper.from_array(np.asarray(v), k) for k, v in initializers.items()],
+    )
+    opsets = [helper.make_opsetid("", 13), helper.make_opsetid("qonnx.custom_op.general", 1)]
+    return ModelWrapper(helper.make_model(graph, opset_imports=opsets))
+
+
+@pytest.mark.parametrize("zero_point", [-0.5, 0.25, 2.0, 300.0])
+def test_a_weight_quantizer_with_any_zero_point_compiles_exactly(zero_point, tmp_path):
+    """qonnx allows any float zero point; DequantizeLinear only an integer one in its integer type. A fractional
+    zero point (-0.5, from a mutated seed) was cast to 0 in the integer form: NOT EXACT by half a scale."""
+    import qdeploy
+
+    artifact = qdeploy.compile(_weight_quant_graph(zero_point), target="onnxruntime", out=tmp_path / "o",
+                               verify_samples=100)  # fmt: skip
+    assert artifact.bit_exact, artifact.report["max_abs_error"]
+
+
+def test_the_golden_executor_opens_its_sessions_at_qdeploys_thread_count():
+    """ORT's float GEMM rounds differently at 1 and 2 threads: qonnx's per-node sessions must run at the thread count
+    the target's session runs at (``--threads``), and qonnx's module is left as it was afterwards."""
+    import onnxruntime
+    import qonnx.core.onnx_exec as onnx_exec
+    from onnx import TensorProto, helper
+
+    from qdeploy import golden, runtime
+
+    node = helper.make_node("Relu", ["x"], ["y"])
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])])  # fmt: skip
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]).SerializeToString()
+    previous = runtime.session_threads()
+    try:
+        for threads in (1, 3):
+            runtime.set_session_threads(threads)
+            with golden._qonnx_sessions_at_session_threads():
+                session = onnx_exec.rt.InferenceSession(model)
+                assert session.get_session_options().intra_op_num_threads == threads
+    finally:
+        runtime.set_session_threads(previous)
+    assert onnx_exec.rt is onnxruntime
+
+
+def test_a_float_gemm_on_unquantized_data_verifies_at_one_thread(tmp_path):
+    """A float MatMul of unquantized inputs feeding a fine quantizer (a step below the sum's last bit, so a last-bit
+    difference changes the integer): the target at one thread (what the CLI picks under OMP_NUM_THREADS=1) against
+    the golden executor. At 50 samples ORT's GEMM splits the work differently at 1 and 2 threads (not at 200)."""
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper
+    from qonnx.core.modelwrapper import ModelWrapper
+
+    import qdeploy
+    from qdeploy import runtime
+
+    rng = np.random.default_rng(5)
+    initializers = {"w": rng.normal(0, 1, (600, 64)).astype(np.float32), "d": np.float32(3.0),
+                    "s": np.float32(1e-5), "z": np.float32(0), "b": np.float32(24)}  # fmt: skip
+    nodes = [
+        helper.make_node("Div", ["x", "d"], ["big"]),
+        helper.make_node("MatMul", ["big", "w"], ["acc"]),
+        helper.make_node(
+            "Quant",
+            ["acc", "s", "z", "b"],
+            ["y"],
+            name="Quant_0",
+            domain="qonnx.custom_op.general",
+            signed=1,
+            narrow=0,
+            rounding_mode="ROUND",
+        ),  # fmt: skip
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "float_gemm",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 600])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 64])],
+        [numpy_helper.from_array(np.asarray(v), k) for k, v in initializers.items()],
+    )
+    opsets = [helper.make_opsetid("", 13), helper.make_opsetid("qonnx.custom_op.general", 1)]
+    previous = runtime.session_threads()
+    runtime.set_session_threads(1)
+    try:
+        artifact = qdeploy.compile(ModelWrapper(helper.make_model(graph, opset_imports=opsets)), target="onnxruntime",
+                                   out=tmp_path / "o", verify_samples=50)  # fmt: skip
+    finally:
+        runtime.set_session_threads(previous)
+    assert artifact.bit_exact, artifact.report["max_abs_error"]
