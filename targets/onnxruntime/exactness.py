@@ -353,6 +353,58 @@ def analyse(proto: onnx.ModelProto, integer_input: float | None = None) -> list[
     return _Analysis(proto, integer_input).inexact_nodes
 
 
+#: the plan's name in the lowered model's metadata (why each dot product runs where it runs)
+PLAN_KEY = "qdeploy.onnxruntime.plan"
+
+
+def reference_config(prepacking: bool = False) -> dict[str, str]:
+    """Session entries under which ORT runs each float node with the kernel the reference runs (plan "reference
+    kernels"); ``prepacking`` stays off unless no float dot product is left (integer kernels prepack exactly)."""
+    config = {
+        **BASE_CONFIG,
+        "session.disable_quant_qdq": "1",
+        "optimization.disable_specified_optimizers": ";".join(FLOAT_REWRITES),
+    }
+    if not prepacking:
+        # the reference feeds weights to each kernel as runtime inputs; prepacked constant weights take another
+        # kernel path (seen: a batch-1 Gemm differing in the last bit)
+        config["session.disable_prepacking"] = "1"
+    return config
+
+
+def plan_model(
+    proto: onnx.ModelProto, origin: dict[str, str], integer_input: float | None = None
+) -> tuple[onnx.ModelProto, dict[str, str], str]:
+    """The model to write, the session config it runs exactly under, and the plan's name. First choice: integer
+    layers (``integer.integerize``) for every dot product shown exact, the rest under reference kernels; then
+    ``plan_session`` on the model as lowered."""
+    from qdeploy.targets.onnxruntime.integer import FLOAT_PREPACKED, integerize
+
+    analysis = _Analysis(proto, integer_input)
+    exact = {name for name, value in analysis.values.items() if value.exact}
+    integer, plan = integerize(proto, dict(origin), exact, reference_config())
+    if plan.changed:
+        constants = {init.name for init in integer.graph.initializer}
+        float_dots = [
+            n for n in integer.graph.node if n.op_type in FLOAT_PREPACKED and any(i not in constants for i in n.input if i)
+        ]
+        config = reference_config(prepacking=not float_dots)
+        try:
+            check_reference_kernels(integer, optimized_graph(integer, config), origin, exempt=plan.nodes)
+        except UnsupportedModelError as exc:  # the float remainder is rewritten: the model as lowered decides
+            plan.kept_float = {"*": f"integer model refused by the reference-kernel check ({exc})"}
+        else:
+            name = f"integer layers ({plan.summary()}) + reference kernels"
+            if plan.kept_float:
+                name += "; float: " + "; ".join(f"{k}: {v}" for k, v in sorted(plan.kept_float.items()))
+            return integer, config, name
+    config = plan_session(proto, origin, integer_input)
+    name = "reference kernels" if config.get("session.disable_quant_qdq") == "1" else "exact arithmetic"
+    if plan.kept_float:
+        name += "; no integer layer: " + "; ".join(f"{k}: {v}" for k, v in sorted(plan.kept_float.items()))
+    return proto, config, name
+
+
 def plan_session(proto: onnx.ModelProto, origin: dict[str, str], integer_input: float | None = None) -> dict[str, str]:
     """The ORT session config entries under which ``proto`` computes exactly what the reference computes (see the
     module docstring); raises UnsupportedModelError naming the user's node when no plan is exact."""
@@ -363,14 +415,7 @@ def plan_session(proto: onnx.ModelProto, origin: dict[str, str], integer_input: 
         kernels = {n.op_type for n in optimized.graph.node}
         if not (kernels & INTEGER_KERNEL_NAMES) - EXACT_INTEGER_KERNELS:
             return config
-    config = {
-        **BASE_CONFIG,
-        "session.disable_quant_qdq": "1",
-        "optimization.disable_specified_optimizers": ";".join(FLOAT_REWRITES),
-        # the reference feeds weights to each kernel as runtime inputs; prepacked constant weights take another
-        # kernel path (seen: a batch-1 Gemm differing in the last bit)
-        "session.disable_prepacking": "1",
-    }
+    config = reference_config()
     check_reference_kernels(proto, optimized_graph(proto, config), origin)
     return config
 
@@ -410,11 +455,13 @@ def _is_no_op(node: onnx.NodeProto, constants: dict[str, np.ndarray]) -> bool:
     return operand.size == 1 and float(operand.ravel()[0]) == identity
 
 
-def check_reference_kernels(proto: onnx.ModelProto, optimized: onnx.ModelProto, origin: dict[str, str]) -> None:
+def check_reference_kernels(
+    proto: onnx.ModelProto, optimized: onnx.ModelProto, origin: dict[str, str], exempt: set[str] = frozenset()
+) -> None:
     """Every arithmetic node of ``proto`` on runtime data must still be in ``optimized``, by name, as the same op
     (so ORT runs the kernel the reference runs: a fusion removes or replaces the node); raise naming the user's node
     otherwise. ORT may still move layout ops and copy QuantizeLinear/DequantizeLinear pairs across them: those keep
-    every value."""
+    every value. ``exempt`` nodes compute on integers (``integer``): any kernel layout gives their numbers."""
     values = {init.name: numpy_helper.to_array(init) for init in proto.graph.initializer}
     constants = set(values)
     for node in proto.graph.node:  # tensors computed from constants only are folded by ORT, as by the reference
@@ -423,6 +470,8 @@ def check_reference_kernels(proto: onnx.ModelProto, optimized: onnx.ModelProto, 
     kept_nodes = {node.name: node for node in optimized.graph.node}
     for node in proto.graph.node:
         if node.op_type in NON_ROUNDING or all(not name or name in constants for name in node.input):
+            continue
+        if node.name in exempt:
             continue
         if _is_no_op(node, values):
             continue

@@ -44,15 +44,15 @@ def lower_to_qdq(model: ModelWrapper) -> onnx.ModelProto:
     """Return a standard-ONNX model computing exactly what ``model`` computes, with the ORT session config that
     keeps it exact recorded in its metadata (``SESSION_CONFIG_KEY``); raise UnsupportedModelError naming the node
     when there is no exact form."""
-    from qdeploy.targets.onnxruntime.exactness import plan_session
+    from qdeploy.targets.onnxruntime.exactness import PLAN_KEY, plan_model
 
     source = _at_opset(model, MIN_OPSET)
     lowering = _Lowering(source)
     for node in source.graph.node:
         lowering.lower(node)
     proto = lowering.finish()
-    config = plan_session(proto, lowering.origin, _declared_integer_input(model))
-    onnx.helper.set_model_props(proto, {SESSION_CONFIG_KEY: json.dumps(config, sort_keys=True)})
+    proto, config, plan = plan_model(proto, lowering.origin, _declared_integer_input(model))
+    onnx.helper.set_model_props(proto, {SESSION_CONFIG_KEY: json.dumps(config, sort_keys=True), PLAN_KEY: plan})
     return proto
 
 

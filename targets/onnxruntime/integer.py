@@ -1,0 +1,640 @@
+"""Integer layers for ONNX Runtime: exact dot products on 8-bit integer kernels, with BatchNorm and the activation
+quantizer folded into each kernel's requantization where that can be shown to give the graph's numbers.
+
+Runs on the lowered (standard ONNX) model before the session plan (``exactness.plan_session``). A ``Conv`` or
+``MatMul`` qualifies when its activation is ``DequantizeLinear`` of a runtime 8-bit integer tensor (through
+``MaxPool``/``Reshape``/... which commute with a positive scale), its weights are ``DequantizeLinear`` of int8
+constants, both with power-of-two scales and zero weight zero point, and the exactness analysis shows its float32
+result exact (every partial sum on the grid within 2^24 steps). Its float output is then ``acc * s_x * s_w (+
+bias)`` for the integer accumulator ``acc``, whatever the summation order, and:
+
+- **requantized** (``QLinearConv``): when the Conv's output runs through per-channel element-wise ops that are each
+  monotone (BatchNormalization, Add/Sub/Mul/Div by constants, Relu, Clip, Round, the bipolar compare) into a
+  ``QuantizeLinear``, the graph's integer output is a monotone step function ``f_c(acc)`` per channel. Its steps
+  (thresholds) are found by evaluating those very nodes in ORT on accumulator values, and a per-channel integer
+  bias ``b_c`` and float32 multiplier ``M_c`` are searched so that MLAS's requantization
+  ``rne(clamp(float(acc + b_c) * M_c, 0, 255))`` has exactly those steps over the whole accumulator range (checked
+  on both sides of every threshold, in float32 as MLAS computes it). Channels where no such pair is found keep the
+  layer in float (say why in the plan).
+- **integer dot** (``MatMulInteger``): a MatMul becomes ``MatMulInteger -> Cast -> Mul(s_x * s_w)``, the same float
+  number, and the nodes after it stay as they are.
+
+Activations move between integer layers as uint8 with a zero point (ORT's fast u8 x s8 kernels): an int8
+``QuantizeLinear`` becomes the uint8 one with zero point +128 (same rounding and saturation, shifted).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper
+
+log = logging.getLogger(__name__)
+
+#: ops between a DequantizeLinear and the dot that commute with (q - zp) * s for s > 0 (they move or pick values)
+PASS_THROUGH = {"MaxPool", "Reshape", "Flatten", "Identity", "Transpose", "Squeeze", "Unsqueeze"}
+#: element-wise ops that are monotone in their runtime input for constant other inputs (IEEE rounding is monotone)
+MONOTONE_CHAIN = {"BatchNormalization", "Add", "Sub", "Mul", "Div", "Relu", "Clip", "Round", "Floor", "Ceil"}
+#: largest accumulator magnitude fed to MLAS's float requantization: float32 holds every integer below 2^24
+ACC_LIMIT = 2**24 - 256
+#: accumulator values per layer evaluated at once when the whole range is enumerated
+ENUMERATE_LIMIT = 1 << 22
+#: ops ORT may prepack (a float weight then takes another kernel path than the reference's)
+FLOAT_PREPACKED = {"Conv", "ConvTranspose", "MatMul", "Gemm", "LSTM", "GRU", "RNN", "Attention", "FusedConv"}
+
+
+@dataclass
+class IntegerPlan:
+    """What the pass did: layers made integer (by kind) and the layers left in float, with why."""
+
+    requantized: list[str] = field(default_factory=list)
+    integer_dot: list[str] = field(default_factory=list)
+    kept_float: dict[str, str] = field(default_factory=dict)
+    #: names of the nodes the pass emitted (integer arithmetic: exempt from the reference-kernel check)
+    nodes: set[str] = field(default_factory=set)
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.requantized or self.integer_dot)
+
+    def summary(self) -> str:
+        parts = []
+        if self.requantized:
+            parts.append(f"{len(self.requantized)} requantized QLinearConv")
+        if self.integer_dot:
+            parts.append(f"{len(self.integer_dot)} MatMulInteger")
+        if self.kept_float:
+            parts.append(f"{len(self.kept_float)} dot products kept in float")
+        return ", ".join(parts) or "no integer layers"
+
+
+class _Graph:
+    def __init__(self, proto: onnx.ModelProto) -> None:
+        self.proto = proto
+        self.constants = {init.name: numpy_helper.to_array(init) for init in proto.graph.initializer}
+        self.producers = {out: n for n in proto.graph.node for out in n.output}
+        self.consumers: dict[str, list[onnx.NodeProto]] = {}
+        for n in proto.graph.node:
+            for name in n.input:
+                self.consumers.setdefault(name, []).append(n)
+        self.outputs = {o.name for o in proto.graph.output}
+
+    def const(self, name: str) -> np.ndarray | None:
+        return self.constants.get(name) if name else None
+
+    def only_consumer(self, name: str) -> onnx.NodeProto | None:
+        users = self.consumers.get(name, [])
+        return users[0] if len(users) == 1 and name not in self.outputs else None
+
+
+def _attrs(node: onnx.NodeProto) -> dict:
+    return {a.name: helper.get_attribute_value(a) for a in node.attribute}
+
+
+def _power_of_two(values: np.ndarray) -> bool:
+    values = np.asarray(values, dtype=np.float64)
+    if values.size == 0 or not np.all(np.isfinite(values)) or np.any(values <= 0):
+        return False
+    mantissa, exponent = np.frexp(values)
+    # stay well inside float32's normal range so products of scales are exact
+    return bool(np.all(mantissa == 0.5) and np.all(np.abs(exponent) < 60))
+
+
+@dataclass
+class _IntInput:
+    """A runtime integer activation: ``stored`` (uint8 tensor name) - ``zero`` is the integer q in [low, high]."""
+
+    stored: str
+    zero: int
+    low: int
+    high: int
+
+
+class _Integerizer:
+    def __init__(self, proto: onnx.ModelProto, origin: dict[str, str], exact: set[str], ref_config: dict) -> None:
+        self.g = _Graph(proto)
+        self.origin = origin
+        self.exact = exact  # tensors whose float32 value the exactness analysis shows exact
+        self.ref_config = ref_config
+        self.new_nodes: dict[str, list[onnx.NodeProto]] = {}  # emitted before the keyed original node
+        self.removed: set[str] = set()
+        self.initializers: list[onnx.TensorProto] = []
+        self.plan = IntegerPlan()
+        self.u8: dict[str, _IntInput] = {}  # int tensor (QuantizeLinear/Clip output) -> its uint8 form
+        self._taken = {n.name for n in proto.graph.node} | set(self.g.constants)
+        self._taken |= {t for n in proto.graph.node for t in (*n.input, *n.output)}
+
+    # -- emission helpers --------------------------------------------------------------------------------------------
+    def fresh(self, base: str) -> str:
+        name, index = base, 0
+        while name in self._taken:
+            index += 1
+            name = f"{base}_{index}"
+        self._taken.add(name)
+        return name
+
+    def const(self, base: str, value: np.ndarray) -> str:
+        name = self.fresh(base)
+        self.initializers.append(numpy_helper.from_array(np.asarray(value), name))
+        return name
+
+    def emit(self, before: onnx.NodeProto, op: str, inputs: list[str], output: str | None = None, **attrs) -> str:
+        out = output or self.fresh(f"{before.name}_{op.lower()}")
+        name = self.fresh(f"{before.name}_{op}")
+        node = helper.make_node(op, inputs, [out], name=name, **attrs)
+        self.new_nodes.setdefault(before.name, []).append(node)
+        self.origin[name] = self.origin.get(before.name, before.name)
+        self.plan.nodes.add(name)
+        return out
+
+    # -- integer activations -----------------------------------------------------------------------------------------
+    def int_input(self, tensor: str) -> _IntInput | None:
+        """The uint8 form of a runtime integer tensor produced by ``QuantizeLinear [-> Clip]`` (built once)."""
+        if tensor in self.u8:
+            return self.u8[tensor]
+        producer = self.g.producers.get(tensor)
+        clip = None
+        if producer is not None and producer.op_type == "Clip":
+            clip, producer = producer, self.g.producers.get(producer.input[0])
+        if producer is None or producer.op_type != "QuantizeLinear" or len(producer.input) < 3:
+            return None
+        scale, zp = self.g.const(producer.input[1]), self.g.const(producer.input[2])
+        if scale is None or zp is None or scale.size != 1 or zp.size != 1:
+            return None
+        if any(a.name not in ("axis", "saturate") for a in producer.attribute):
+            return None
+        info = np.iinfo(zp.dtype) if zp.dtype in (np.int8, np.uint8) else None
+        if info is None:
+            return None
+        low, high = int(info.min) - int(zp), int(info.max) - int(zp)  # integer q = stored - zp
+        if clip is not None:
+            bounds = [self.g.const(clip.input[i]) if len(clip.input) > i else None for i in (1, 2)]
+            if any(b is None for b in bounds):
+                return None
+            low, high = max(low, int(bounds[0]) - int(zp)), min(high, int(bounds[1]) - int(zp))
+        if zp.dtype == np.uint8:
+            stored, zero = tensor, int(zp)
+        else:  # the same QuantizeLinear into uint8 with zero point + 128: saturation and rounding shift alike
+            zero = int(zp) + 128
+            q = self.emit(producer, "QuantizeLinear", [producer.input[0], producer.input[1], self.const(
+                f"{producer.name}_u8zp", np.uint8(zero))])
+            if clip is not None:
+                bounds = [self.const(f"{producer.name}_u8lo", np.uint8(low + zero)),
+                          self.const(f"{producer.name}_u8hi", np.uint8(high + zero))]
+                q = self.emit(producer, "Clip", [q, *bounds])
+            stored = q
+        found = _IntInput(stored, zero, low, high)
+        self.u8[tensor] = found
+        return found
+
+    def trace_input(self, name: str) -> tuple[_IntInput, float, list[onnx.NodeProto]] | None:
+        """Walk back from a dot's activation input through PASS_THROUGH ops to a DequantizeLinear (power-of-two
+        scale, the quantizer's own zero point) of a runtime integer tensor; returns the integer input, the scale and
+        the pass-through ops (input side first)."""
+        path = []
+        node = self.g.producers.get(name)
+        while node is not None and node.op_type in PASS_THROUGH:
+            if node.op_type == "MaxPool" and len(node.output) > 1:
+                return None
+            path.append(node)
+            node = self.g.producers.get(node.input[0])
+        if node is None or node.op_type != "DequantizeLinear" or node.input[0] in self.g.constants:
+            return None
+        scale = self.g.const(node.input[1])
+        zp = self.g.const(node.input[2]) if len(node.input) > 2 and node.input[2] else np.zeros((), np.int8)
+        if scale is None or scale.size != 1 or not _power_of_two(scale) or zp.size != 1:
+            return None
+        if int(zp.ravel()[0]) != self._quantizer_zero(node.input[0]):
+            return None  # (stored - zp) * s is then not q * s
+        found = self.int_input(node.input[0])
+        if found is None:
+            return None
+        return found, float(scale.ravel()[0]), path[::-1]
+
+    def _quantizer_zero(self, tensor: str) -> int | None:
+        producer = self.g.producers.get(tensor)
+        if producer is not None and producer.op_type == "Clip":
+            producer = self.g.producers.get(producer.input[0])
+        if producer is None or producer.op_type != "QuantizeLinear" or len(producer.input) < 3:
+            return None
+        zp = self.g.const(producer.input[2])
+        return None if zp is None or zp.size != 1 else int(zp.ravel()[0])
+
+    def replay_path(self, x: _IntInput, path: list[onnx.NodeProto], before: onnx.NodeProto) -> str:
+        value = x.stored
+        for node in path:
+            value = self.emit(before, node.op_type, [value, *node.input[1:]], **_attrs(node))
+        return value
+
+    # -- weights -----------------------------------------------------------------------------------------------------
+    def int_weight(self, name: str, channel_axis: int) -> tuple[np.ndarray, np.ndarray] | None:
+        """int8 weights and per-output-channel power-of-two scales of a ``DequantizeLinear`` constant."""
+        dq = self.g.producers.get(name)
+        if dq is None or dq.op_type != "DequantizeLinear":
+            return None
+        ints, scale = self.g.const(dq.input[0]), self.g.const(dq.input[1])
+        zp = self.g.const(dq.input[2]) if len(dq.input) > 2 and dq.input[2] else None
+        if ints is None or scale is None or ints.dtype != np.int8 or not _power_of_two(scale):
+            return None
+        if zp is not None and np.any(zp != 0):
+            return None
+        channels = ints.shape[channel_axis]
+        if scale.size == 1:
+            scale = np.full(channels, float(scale.ravel()[0]))
+        else:
+            axis = _attrs(dq).get("axis", 1)
+            if axis % ints.ndim != channel_axis % ints.ndim or scale.size != channels:
+                return None
+        return ints, np.asarray(scale, dtype=np.float64).reshape(-1)
+
+    # -- the pass ----------------------------------------------------------------------------------------------------
+    def run(self) -> None:
+        for node in list(self.g.proto.graph.node):
+            if node.name in self.removed:
+                continue
+            if node.op_type == "Conv":
+                self.conv(node)
+            elif node.op_type == "MatMul":
+                self.matmul(node)
+
+    def keep_float(self, node: onnx.NodeProto, why: str) -> None:
+        self.plan.kept_float[self.origin.get(node.name, node.name)] = why
+
+    def _dot_inputs(self, node, channel_axis: int):
+        if node.output[0] not in self.exact:
+            self.keep_float(node, "its float32 sum is not shown exact (non-power-of-two scales or > 2^24 steps)")
+            return None
+        traced = self.trace_input(node.input[0])
+        weight = self.int_weight(node.input[1], channel_axis)
+        if traced is None or weight is None:
+            self.keep_float(node, "inputs are not 8-bit integers with power-of-two scales and zero weight offset")
+            return None
+        return traced, weight
+
+    def matmul(self, node: onnx.NodeProto) -> None:
+        found = self._dot_inputs(node, 1)
+        if found is None:
+            return
+        (x, x_scale, path), (w, w_scale) = found
+        if w.ndim != 2:
+            return self.keep_float(node, "weights are not a 2-D matrix")
+        acc_bound = _acc_bounds(w.astype(np.int64), x.low, x.high, reduce_axes=(0,))
+        if max(abs(acc_bound[0].min()), abs(acc_bound[1].max())) >= ACC_LIMIT:
+            return self.keep_float(node, "accumulator exceeds 2^24")
+        value = self.replay_path(x, path, node)
+        acc = self.emit(node, "MatMulInteger", [value, self.const(f"{node.name}_w8", w), self.const(
+            f"{node.name}_xzp", np.uint8(x.zero))])
+        as_float = self.emit(node, "Cast", [acc], to=onnx.TensorProto.FLOAT)
+        scale = (x_scale * w_scale).astype(np.float32)
+        scale_name = self.const(f"{node.name}_accscale", scale if len(set(scale.tolist())) > 1 else scale[:1])
+        self.emit(node, "Mul", [as_float, scale_name], node.output[0])
+        self.removed.add(node.name)
+        self.plan.integer_dot.append(self.origin.get(node.name, node.name))
+
+    def conv(self, node: onnx.NodeProto) -> None:
+        found = self._dot_inputs(node, 0)
+        if found is None:
+            return
+        (x, x_scale, path), (w, w_scale) = found
+        chain = self.chain_after(node, w.ndim)
+        if chain is None:
+            return self.keep_float(node, "no monotone per-channel chain from it into a QuantizeLinear")
+        chain_nodes, out_int = chain
+        attrs = _attrs(node)
+        group = int(attrs.get("group", 1))
+        if group != 1:
+            return self.keep_float(node, "grouped convolution")
+        bias = None
+        if len(node.input) > 2 and node.input[2]:
+            bias = self._constant_value(node.input[2])
+            if bias is None:
+                return self.keep_float(node, "bias is computed at run time")
+        low_acc, high_acc = _acc_bounds(w.astype(np.int64), x.low, x.high, reduce_axes=tuple(range(1, w.ndim)))
+        if max(abs(int(low_acc.min())), abs(int(high_acc.max()))) >= ACC_LIMIT:
+            return self.keep_float(node, "accumulator exceeds 2^24")
+        step = x_scale * w_scale  # the float value of one accumulator unit, per channel (exact: powers of two)
+        thresholds = self.thresholds(chain_nodes, node.output[0], out_int, step, bias, low_acc, high_acc, w.ndim)
+        if thresholds is None:
+            return self.keep_float(node, "its chain to the quantizer is not a monotone step function")
+        levels, low_out, high_out, flip = thresholds
+        fit = _fit_requantization(levels, low_acc, high_acc, low_out, high_out, flip)
+        if fit is None:
+            return self.keep_float(node, "no integer bias and float32 multiplier reproduce every threshold")
+        bias_int, multiplier = fit
+        w_signed = w.astype(np.int16) * np.where(flip, -1, 1).reshape((-1,) + (1,) * (w.ndim - 1))
+        if w_signed.min() < -128:
+            return self.keep_float(node, "a decreasing channel's weights hold -128")
+        value = self.replay_path(x, path, node)
+        one = self.const(f"{node.name}_one", np.float32(1.0))
+        inputs = [
+            value, one, self.const(f"{node.name}_xzp", np.uint8(x.zero)),
+            self.const(f"{node.name}_w8", w_signed.astype(np.int8)),
+            self.const(f"{node.name}_m", multiplier.astype(np.float32)),
+            self.const(f"{node.name}_wzp", np.zeros(len(multiplier), np.int8)),
+            one, self.const(f"{node.name}_yzp", np.uint8(0)), self.const(f"{node.name}_b", bias_int.astype(np.int32)),
+        ]
+        conv_attrs = {k: v for k, v in attrs.items() if k in ("auto_pad", "dilations", "kernel_shape", "pads", "strides")}
+        y = self.emit(node, "QLinearConv", inputs, **conv_attrs)
+        top = high_out - low_out
+        if top < 255:
+            y = self.emit(node, "Clip", [y, self.const(f"{node.name}_ylo", np.uint8(0)), self.const(
+                f"{node.name}_yhi", np.uint8(top))])
+        self.removed.add(node.name)
+        self.removed.update(n.name for n in chain_nodes)
+        self.u8[out_int] = _IntInput(y, -low_out, low_out, high_out)
+        self._redirect_dequantizers(node, out_int)
+        self.plan.requantized.append(self.origin.get(node.name, node.name))
+
+    def _redirect_dequantizers(self, node, out_int: str) -> None:
+        """DequantizeLinear readers of the removed integer tensor read the uint8 form with its zero point: the
+        same (q - 0) * s float number."""
+        x = self.u8[out_int]
+        for dq in self.g.consumers.get(out_int, []):
+            if dq.op_type != "DequantizeLinear" or dq.name in self.removed:
+                continue
+            self.emit(dq, "DequantizeLinear", [x.stored, dq.input[1], self.const(f"{dq.name}_u8zp", np.uint8(
+                x.zero))], dq.output[0])
+            self.removed.add(dq.name)
+
+    def _constant_value(self, name: str) -> np.ndarray | None:
+        if name in self.g.constants:
+            return self.g.constants[name].astype(np.float64)
+        dq = self.g.producers.get(name)
+        if dq is not None and dq.op_type == "DequantizeLinear" and all(i in self.g.constants for i in dq.input if i):
+            ints = self.g.constants[dq.input[0]].astype(np.float64)
+            zp = self.g.constants[dq.input[2]].astype(np.float64) if len(dq.input) > 2 and dq.input[2] else 0.0
+            return (ints - zp) * self.g.constants[dq.input[1]].astype(np.float64)
+        return None
+
+    def chain_after(self, node: onnx.NodeProto, rank: int) -> tuple[list[onnx.NodeProto], str] | None:
+        """The single-consumer chain of monotone per-channel ops from a Conv's output into ``QuantizeLinear [->
+        Clip]``; returns its nodes and the integer tensor it ends in. Other readers of the integer tensor must all
+        be DequantizeLinear (they are redirected)."""
+        nodes = []
+        name = node.output[0]
+        while True:
+            nxt = self.g.only_consumer(name)
+            if nxt is None or nxt.name in self.removed or nxt.input[0] != name:
+                return None
+            if any(i and i not in self.g.constants for i in nxt.input[1:]):
+                return None
+            per_channel = nxt.op_type == "BatchNormalization"  # its parameters are per channel by definition
+            if not per_channel and not all(self._per_channel(self.g.constants[i], rank) for i in nxt.input[1:] if i):
+                return None  # a constant varying along another axis: not one function per channel
+            if nxt.op_type == "QuantizeLinear":
+                nodes.append(nxt)
+                out = nxt.output[0]
+                clip = self.g.only_consumer(out)
+                if clip is not None and clip.op_type == "Clip":
+                    nodes.append(clip)
+                    out = clip.output[0]
+                users = self.g.consumers.get(out, [])
+                if out in self.g.outputs or any(u.op_type != "DequantizeLinear" for u in users):
+                    return None
+                return nodes, out
+            if nxt.op_type == "GreaterOrEqual":  # the bipolar quantizer: x >= c -> Where(+s, -s) -> Quantize
+                where = self.g.only_consumer(nxt.output[0])
+                if where is None or where.op_type != "Where" or where.input[0] != nxt.output[0]:
+                    return None
+                if any(i not in self.g.constants for i in where.input[1:]):
+                    return None
+                if not all(self._per_channel(self.g.constants[i], rank) for i in where.input[1:]):
+                    return None
+                if np.any(self.g.constants[where.input[1]] < self.g.constants[where.input[2]]):
+                    return None  # decreasing choice: still monotone, but keep the rule simple
+                nodes += [nxt, where]
+                name = where.output[0]
+                continue
+            if nxt.op_type not in MONOTONE_CHAIN:
+                return None
+            nodes.append(nxt)
+            name = nxt.output[0]
+
+    def _per_channel(self, constant: np.ndarray, rank: int) -> bool:
+        """Broadcast against a rank-``rank`` NC... tensor, the constant varies at most along axis 1."""
+        if constant.ndim > rank:
+            return False
+        shape = (1,) * (rank - constant.ndim) + tuple(constant.shape)
+        return all(d == 1 for i, d in enumerate(shape) if i != 1)
+
+    def thresholds(self, chain, conv_out: str, out_int: str, step, bias, low_acc, high_acc, rank: int):
+        """Evaluate the chain's nodes in ORT on accumulator values, per channel; returns (levels, low_out,
+        high_out, flip): ``levels[c]`` lists the smallest accumulator reaching each level above the channel's
+        lowest (after flipping decreasing channels), or None when the function is not a monotone step function."""
+        from qdeploy.runtime import ort_session
+
+        channels = len(step)
+        graph = helper.make_graph(
+            [onnx.NodeProto.FromString(n.SerializeToString()) for n in chain], "chain",
+            [helper.make_tensor_value_info(conv_out, onnx.TensorProto.FLOAT, None)],
+            [helper.make_tensor_value_info(out_int, self._int_type(out_int), None)],
+            [numpy_helper.from_array(self.g.constants[i], i) for n in chain for i in n.input if i in self.g.constants],
+        )
+        opset = [o for o in self.g.proto.opset_import if o.domain in ("", "ai.onnx")]
+        model = helper.make_model(graph, opset_imports=opset)
+        model.ir_version = self.g.proto.ir_version
+        session = ort_session(model.SerializeToString(), self.ref_config, None, "the onnxruntime target")
+        bias_vec = np.zeros(channels) if bias is None else np.broadcast_to(bias.reshape(-1), (channels,))
+
+        def evaluate(acc: np.ndarray) -> np.ndarray:  # acc: (channels, points) -> integer outputs
+            values = acc.astype(np.float64) * step[:, None] + bias_vec[:, None]
+            as32 = values.astype(np.float32)
+            if not np.array_equal(as32.astype(np.float64), values):
+                raise _NotExact
+            feed = as32.reshape((1, *as32.shape) + (1,) * (rank - 3))  # N, C, points, 1...: one value per element
+            return session.run(None, {conv_out: feed})[0].reshape(as32.shape).astype(np.int64)
+
+        span = int((high_acc - low_acc).max()) + 1
+        try:
+            if channels * span <= ENUMERATE_LIMIT:
+                acc = low_acc[:, None] + np.arange(span)[None, :]
+                acc = np.minimum(acc, high_acc[:, None])
+                values = evaluate(acc)
+                ends = values[:, [0, -1]]
+                flip = ends[:, 0] > ends[:, 1]
+                values = np.where(flip[:, None], values[:, ::-1], values)
+                acc = np.where(flip[:, None], -acc[:, ::-1], acc)
+                if np.any(np.diff(values, axis=1) < 0):
+                    return None
+                low_out, high_out = int(values.min()), int(values.max())
+                levels = []
+                for c in range(channels):
+                    row = []
+                    for level in range(low_out + 1, high_out + 1):
+                        hit = np.nonzero(values[c] >= level)[0]
+                        row.append(int(acc[c, hit[0]]) if hit.size else None)
+                    levels.append((int(values[c, 0]), row))
+                return levels, low_out, high_out, flip
+            return self._search(evaluate, low_acc, high_acc)
+        except _NotExact:
+            return None
+
+    def _search(self, evaluate, low_acc, high_acc):
+        """Thresholds by bisection (the chain's ops are each monotone, so the step function is monotone)."""
+        ends = evaluate(np.stack([low_acc, high_acc], axis=1))
+        flip = ends[:, 0] > ends[:, 1]
+        lo = np.where(flip, -high_acc, low_acc)
+        hi = np.where(flip, -low_acc, high_acc)
+        sign = np.where(flip, -1, 1)
+
+        def f(acc):
+            return evaluate(acc * sign[:, None])
+
+        ends = f(np.stack([lo, hi], axis=1))
+        low_out, high_out = int(ends.min()), int(ends.max())
+        targets = np.arange(low_out + 1, high_out + 1)
+        if targets.size == 0:
+            return [(int(ends[c, 0]), []) for c in range(len(lo))], low_out, high_out, flip
+        left = np.repeat(lo[:, None], targets.size, axis=1)  # f(left) < target unless target reached at lo
+        right = np.repeat(hi[:, None] + 1, targets.size, axis=1)  # hi + 1: target not reached
+        reached_at_lo = ends[:, :1] >= targets[None, :]
+        left = np.where(reached_at_lo, lo[:, None] - 1, left)
+        while np.any(right - left > 1):
+            mid = (left + right) // 2
+            mid = np.clip(mid, lo[:, None], hi[:, None])
+            hit = f(mid) >= targets[None, :]
+            active = right - left > 1
+            right = np.where(active & hit, mid, right)
+            left = np.where(active & ~hit, mid, left)
+        levels = []
+        for c in range(len(lo)):
+            row = [int(right[c, k]) if right[c, k] <= hi[c] else None for k in range(targets.size)]
+            levels.append((int(ends[c, 0]), row))
+        return levels, low_out, high_out, flip
+
+    def _int_type(self, name: str) -> int:
+        producer = self.g.producers[name]
+        if producer.op_type == "Clip":
+            producer = self.g.producers[producer.input[0]]
+        zp = self.g.constants[producer.input[2]]
+        return helper.np_dtype_to_tensor_dtype(zp.dtype)
+
+    def finish(self) -> onnx.ModelProto:
+        out = []
+        for node in self.g.proto.graph.node:
+            out.extend(self.new_nodes.get(node.name, []))
+            if node.name not in self.removed:
+                out.append(node)
+        proto = onnx.ModelProto()
+        proto.CopyFrom(self.g.proto)
+        del proto.graph.node[:]
+        proto.graph.node.extend(_live(out, {o.name for o in proto.graph.output}))
+        used = {i for n in proto.graph.node for i in n.input}
+        inits = [i for i in list(proto.graph.initializer) + self.initializers if i.name in used]
+        del proto.graph.initializer[:]
+        proto.graph.initializer.extend(inits)
+        return proto
+
+
+class _NotExact(Exception):
+    """An accumulator value whose float32 Conv output is not the exact product (outside the shown range)."""
+
+
+def _live(nodes: list[onnx.NodeProto], outputs: set[str]) -> list[onnx.NodeProto]:
+    needed = set(outputs)
+    keep = []
+    for node in reversed(nodes):
+        if any(o in needed for o in node.output):
+            keep.append(node)
+            needed.update(i for i in node.input if i)
+    return keep[::-1]
+
+
+def _acc_bounds(w: np.ndarray, low: int, high: int, reduce_axes: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """Smallest and largest accumulator per output channel for inputs in [low, high] (0 included: padding)."""
+    lo_in, hi_in = min(low, 0), max(high, 0)
+    small = np.minimum(w * lo_in, w * hi_in).sum(axis=reduce_axes)
+    large = np.maximum(w * lo_in, w * hi_in).sum(axis=reduce_axes)
+    return small.astype(np.int64), large.astype(np.int64)
+
+
+def _requantize(acc: np.ndarray, bias: np.ndarray, multiplier: np.ndarray) -> np.ndarray:
+    """MLAS's requantization to uint8 with scale 1 and zero point 0 (``MlasRequantizeOutput``): the int32 sum
+    converted to float32, times the float32 multiplier, clamped to [0, 255], rounded half to even."""
+    value = (acc + bias).astype(np.float32) * multiplier.astype(np.float32)
+    return np.rint(np.clip(value.astype(np.float32), np.float32(0), np.float32(255))).astype(np.int64)
+
+
+def _fit_requantization(levels, low_acc, high_acc, low_out: int, high_out: int, flip) -> tuple | None:
+    """Per channel, an int32 bias and float32 multiplier whose requantization (then clipped to [0, high - low])
+    equals the channel's step function on its whole accumulator range, or None."""
+    top = high_out - low_out
+    biases, multipliers = [], []
+    for c, (start, row) in enumerate(levels):
+        lo, hi = (-int(high_acc[c]), -int(low_acc[c])) if flip[c] else (int(low_acc[c]), int(high_acc[c]))
+        found = None
+        for bias, multiplier in _candidates(start - low_out, row, lo, hi, top):
+            if _matches(bias, multiplier, row, lo, hi, top):
+                found = (bias, multiplier)
+                break
+        if found is None:
+            return None
+        biases.append(found[0])
+        multipliers.append(found[1])
+    return np.array(biases, dtype=np.int64), np.array(multipliers, dtype=np.float32)
+
+
+def _candidates(start: int, row: list, lo: int, hi: int, top: int):
+    """Bias/multiplier pairs worth checking: from the step function's mean slope, and flat forms for constant
+    channels (``start``: the stored value at the range's low end)."""
+    steps = [t for t in row if t is not None and t > lo]
+    if not steps:  # constant `start` over the range
+        if start == 0:
+            yield -hi - 1, np.float32(1.0)
+        if start == top:
+            yield -lo + top, np.float32(1.0)
+        width = max(abs(lo), abs(hi)) + 1
+        shift = 1 << int(math.ceil(math.log2(4 * width)))
+        yield start * shift, np.float32(1.0 / shift)
+        return
+    first, last, count = steps[0], steps[-1], len(steps)
+    slopes = []
+    if last > first:
+        slopes += [(last - first) / (count - 1 or 1), (last - first + 1) / count, (last - first) / count]
+    if count > 1 and last > first + 1:
+        slopes.append((last - first - 1) / (count - 1))
+    if last == first:  # every step at one accumulator value (bipolar: -1 -> +1 is two levels)
+        slopes.append(1.0 / (count + 1))
+    slopes.append(float(hi - lo + 2) / count)
+    for u in slopes:
+        if u <= 0:
+            continue
+        for tweak in (1.0, 1 + 2**-20, 1 - 2**-20):
+            multiplier = np.float32(1.0 / (u * tweak))
+            base = int(math.ceil((start + 0.5) / float(multiplier) - first))
+            for delta in (0, -1, 1, -2, 2):
+                yield base + delta, multiplier
+
+
+def _matches(bias: int, multiplier, row: list, lo: int, hi: int, top: int) -> bool:
+    """The requantization clipped to [0, top] is the step function: for every stored level k, the accumulators
+    reaching k are exactly those >= its threshold ``row[k - 1]`` (None: none on [lo, hi]). The requantization is
+    non-decreasing (multiplier > 0), so checking both sides of each threshold proves equality on [lo, hi]."""
+    if abs(bias) >= 2**31 - 1 or max(abs(lo + bias), abs(hi + bias)) >= ACC_LIMIT or not multiplier > 0:
+        return False
+    thresholds = np.array([hi + 1 if t is None else max(t, lo) for t in row], dtype=np.int64)
+    levels = np.arange(1, len(row) + 1)
+    reached = np.clip(_requantize(np.minimum(thresholds, hi), np.int64(bias), np.float32(multiplier)), 0, top)
+    below = np.clip(_requantize(np.maximum(thresholds - 1, lo), np.int64(bias), np.float32(multiplier)), 0, top)
+    at_threshold = np.where(thresholds <= hi, reached >= levels, True)
+    under = np.where(thresholds > lo, below < levels, True)
+    return bool(np.all(at_threshold) and np.all(under))
+
+
+def integerize(
+    proto: onnx.ModelProto, origin: dict[str, str], exact: set[str], ref_config: dict[str, str]
+) -> tuple[onnx.ModelProto, IntegerPlan]:
+    """Integer layers for every Conv/MatMul of ``proto`` where they are shown exact (module docstring); ``exact``
+    holds the tensors the exactness analysis shows exact; returns the new model and what was done."""
+    pass_ = _Integerizer(proto, origin, exact, ref_config)
+    pass_.run()
+    if not pass_.plan.changed:
+        return proto, pass_.plan
+    result = pass_.finish()
+    onnx.checker.check_model(result)
+    log.info("onnxruntime integer layers: %s", pass_.plan.summary())
+    return result, pass_.plan
