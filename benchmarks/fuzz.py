@@ -425,7 +425,7 @@ def _worker(args: tuple[str, int, float]) -> dict:
     return {"source": source, "seed": case_seed, "kind": kind, "mutation": description, "results": records}
 
 
-def summarize(cases: list[dict], seconds: float, workers: int) -> dict:
+def summarize(cases: list[dict], seconds: float, workers: int, reruns: list[dict] | None = None) -> dict:
     outcomes = {command: Counter() for command in ("compile", "inspect")}
     by_kind: dict[str, Counter] = {}
     signatures: dict[tuple[str, str, str], int] = Counter()
@@ -451,6 +451,8 @@ def summarize(cases: list[dict], seconds: float, workers: int) -> dict:
         ],
         "findings": findings[:200],
         "findings_total": len(findings),
+        # cases that were findings when the run reached them, rerun (same seed, same mutant) after the fix landed
+        "reruns": reruns or [],
     }
 
 
@@ -477,6 +479,15 @@ def write_markdown(summary: dict, path: Path) -> None:
               "| mutation | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]  # fmt: skip
     for kind, counter in summary["by_mutation"].items():
         lines.append(f"| {kind} | " + " | ".join(str(counter.get(n, 0)) for n in names) + " |")
+    if summary.get("reruns"):
+        lines += ["", "## Findings fixed during the run, rerun", "",
+                  "Cases that were findings when the run reached them; after its fix the same seed's "
+                  "mutant was rerun and its new outcome is the one counted above.", "",
+                  "| source | seed | mutation | command | first run | rerun |", "|---|---|---|---|---|---|"]  # fmt: skip
+        for row in summary["reruns"]:
+            mutation = row["mutation"].replace("|", "\\|")
+            lines.append(f"| {row['source']} | {row['seed']} | {mutation} | {row['command']} | {row['before']} | "
+                         f"{row['after']} |")  # fmt: skip
     lines += ["", f"## Distinct error signatures ({len(summary['signatures'])})", "",
               "| command | outcome | count | message (numbers, names, paths masked) |", "|---|---|---|---|"]  # fmt: skip
     for row in summary["signatures"]:
@@ -492,9 +503,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--time-limit", type=float, default=60.0, help="seconds per command before a case is a hang")
     parser.add_argument("--out", type=Path, default=RESULTS)
-    parser.add_argument("--cases-file", type=Path, default=None,
-                        help="also append every case's full record to this JSON-lines file (to rerun its findings)")
+    parser.add_argument(
+        "--cases-file",
+        type=Path,
+        default=None,
+        help="also append every case's full record to this JSON-lines file (to rerun its findings)",
+    )
+    parser.add_argument("--rerun-findings", type=Path, default=None, metavar="CASES_FILE",
+                        help="rerun the findings of a finished run's --cases-file (after a fix) and write the table "
+                        "with their new outcomes")  # fmt: skip
     args = parser.parse_args(argv)
+    if args.rerun_findings is not None:
+        return rerun_findings(args)
     import multiprocessing
 
     sources = {**zoo_fixtures(), "digits_mlp_w4a8": digits_mlp_w4a8()}
@@ -515,8 +535,33 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _write(cases: list[dict], seconds: float, args: argparse.Namespace) -> None:
-    summary = summarize(cases, seconds, args.workers)
+def rerun_findings(args: argparse.Namespace) -> int:
+    """Rerun, in this process, every case of ``args.rerun_findings`` that was a finding; write the table with the
+    new outcomes (and the old ones listed). The run's duration is the one its fuzz.json recorded."""
+    cases = [json.loads(line) for line in args.rerun_findings.read_text().splitlines() if line.strip()]
+    previous = args.out / "fuzz.json"
+    seconds = json.loads(previous.read_text())["seconds"] if previous.exists() else 0.0
+    sources = {**zoo_fixtures(), "digits_mlp_w4a8": digits_mlp_w4a8()}
+    _init_worker(sources)
+    reruns = []
+    for index, case in enumerate(cases):
+        if all(record["outcome"] in CLEAN_OUTCOMES for record in case["results"]):
+            continue
+        again = _worker((case["source"], case["seed"], args.time_limit))
+        assert again["mutation"] == case["mutation"], f"seed {case['seed']} no longer gives the same mutant"
+        for before, after in zip(case["results"], again["results"], strict=True):
+            if before["outcome"] not in CLEAN_OUTCOMES:
+                reruns.append({k: case[k] for k in ("source", "seed", "mutation")}
+                              | {"command": before["command"], "before": before["outcome"], "after": after["outcome"],
+                                 "stderr_before": before["stderr"], "stderr_after": after["stderr"]})  # fmt: skip
+        cases[index] = again
+    _write(cases, seconds, args, reruns)
+    print(f"{len(reruns)} findings rerun: {Counter(r['after'] for r in reruns)}")
+    return 0
+
+
+def _write(cases: list[dict], seconds: float, args: argparse.Namespace, reruns: list[dict] | None = None) -> None:
+    summary = summarize(cases, seconds, args.workers, reruns)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "fuzz.json").write_text(json.dumps(summary, indent=2))
     write_markdown(summary, args.out / "fuzz.md")
