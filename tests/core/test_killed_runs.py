@@ -58,29 +58,80 @@ def test_sigterm_and_sighup_remove_the_staging_folder(model_file, tmp_path, sign
     assert not out.exists() and staging_folders(out) == []
 
 
-def test_a_sigkill_leftover_is_removed_and_the_previous_output_stays_whole(model_file, tmp_path):
-    out = tmp_path / "out"
-    done = subprocess.run(
-        [sys.executable, "-m", "qdeploy.cli", "compile", str(model_file), "--samples", "50", "-o", str(out), "-q"],
+def run_compile(model: Path, out: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "qdeploy.cli", "compile", str(model), "--samples", "20", "-o", str(out), "-q"],
         capture_output=True,
         text=True,
     )
+
+
+def files_of(folder: Path) -> dict[Path, bytes]:
+    return {p.relative_to(folder): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+def test_a_sigkill_leftover_is_removed_by_the_next_compile(model_file, tmp_path):
+    """SIGKILL (no handler can run) while a compile replaces a previous output: the previous output is untouched,
+    the staging folder stays behind, and the next compile into the same folder removes it."""
+    out = tmp_path / "out"
+    done = run_compile(model_file, out)
     assert done.returncode == 0, done.stderr
-    before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    before = files_of(out)
     process = start_compile(model_file, out)  # replaces the previous output ...
     wait_for_staging(process, out)
-    process.kill()  # ... but is killed (no cleanup can run)
+    process.kill()  # ... but is killed
     process.wait(timeout=60)
-    assert staging_folders(out), "SIGKILL leaves the staging folder behind"
-    assert {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
-    with staged_folder(out, "report.json") as folder:  # the next run into the same parent cleans it up
-        assert staging_folders(out) == [folder]
-        (folder / "report.json").write_text("{}")
-    assert staging_folders(out) == [] and (out / "report.json").read_text() == "{}"
+    leftovers = staging_folders(out)
+    assert leftovers and all((folder / STAGING_MARKER).exists() for folder in leftovers)
+    assert files_of(out) == before
+    again = run_compile(model_file, out)  # the next run, in a new process
+    assert again.returncode == 0, again.stderr
+    assert staging_folders(out) == [], "the next run left the killed run's staging folder"
+    assert (out / "report.json").exists() and (out / "model.onnx").exists()
 
 
-def test_a_replacement_killed_between_its_two_renames_is_repaired(tmp_path):
-    """The state a kill leaves between 'old output aside' and 'new output in': the next run restores the old one."""
+#: a run that is SIGKILLed exactly between the two renames of a replacement: the previous output moved aside, the
+#: new one not yet in place (os.replace is wrapped so the process kills itself right after the first rename)
+KILLED_BETWEEN_RENAMES = """
+import os, signal, sys
+from pathlib import Path
+from qdeploy import staging
+
+out = Path(sys.argv[1])
+rename = os.replace
+
+def replace_then_die(src, dst):
+    rename(src, dst)
+    if Path(src) == out:  # the previous output just went aside
+        os.kill(os.getpid(), signal.SIGKILL)
+
+staging.os.replace = replace_then_die
+with staging.staged_folder(out, "report.json") as folder:
+    (folder / "report.json").write_text('{"new": true}')
+"""
+
+
+def test_a_replacement_killed_between_its_two_renames_leaves_the_previous_output_whole(tmp_path):
+    out = tmp_path / "out"
+    (out / "sub").mkdir(parents=True)
+    (out / "report.json").write_text('{"old": true}')
+    (out / "sub" / "weights.bin").write_bytes(bytes(range(256)) * 64)
+    before = files_of(out)
+    killed = subprocess.run([sys.executable, "-c", KILLED_BETWEEN_RENAMES, str(out)], capture_output=True, text=True)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    assert not out.exists()  # the window: the old output is aside ...
+    aside = [folder for folder in staging_folders(out) if (folder / "out").is_dir()]
+    assert len(aside) == 1 and files_of(aside[0] / "out") == before  # ... and whole
+    with pytest.raises(RuntimeError):
+        with staged_folder(out, "report.json"):  # the next run (failing itself) puts it back first
+            assert files_of(out) == before
+            raise RuntimeError("this run fails too")
+    assert files_of(out) == before and staging_folders(out) == []
+
+
+def test_leftovers_are_judged_by_their_marker(tmp_path):
+    """Beside the output: a dead run's previous output aside (restored), a dead run's half-written staging (removed),
+    a folder without qdeploy's marker and one marked by another machine (both left alone)."""
     out = tmp_path / "out"
     finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     dead_pid = int(finished.stdout)
