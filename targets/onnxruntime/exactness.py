@@ -357,13 +357,15 @@ def analyse(proto: onnx.ModelProto, integer_input: float | None = None) -> list[
 PLAN_KEY = "qdeploy.onnxruntime.plan"
 
 
-def reference_config(prepacking: bool = False) -> dict[str, str]:
+def reference_config(prepacking: bool = False, nhwc: bool = False) -> dict[str, str]:
     """Session entries under which ORT runs each float node with the kernel the reference runs (plan "reference
-    kernels"); ``prepacking`` stays off unless no float dot product is left (integer kernels prepack exactly)."""
+    kernels"); ``prepacking`` stays off unless no float dot product is left (integer kernels prepack exactly);
+    ``nhwc`` lets ORT run integer convolutions channels-last (float nodes are then checked to be untouched)."""
+    rewrites = [r for r in FLOAT_REWRITES if not (nhwc and r == "NhwcTransformer")]
     config = {
         **BASE_CONFIG,
         "session.disable_quant_qdq": "1",
-        "optimization.disable_specified_optimizers": ";".join(FLOAT_REWRITES),
+        "optimization.disable_specified_optimizers": ";".join(rewrites),
     }
     if not prepacking:
         # the reference feeds weights to each kernel as runtime inputs; prepacked constant weights take another
@@ -388,16 +390,20 @@ def plan_model(
         float_dots = [
             n for n in integer.graph.node if n.op_type in FLOAT_PREPACKED and any(i not in constants for i in n.input if i)
         ]
-        config = reference_config(prepacking=not float_dots)
-        try:
-            check_reference_kernels(integer, optimized_graph(integer, config), origin, exempt=plan.nodes)
-        except UnsupportedModelError as exc:  # the float remainder is rewritten: the model as lowered decides
-            plan.kept_float = {"*": f"integer model refused by the reference-kernel check ({exc})"}
-        else:
+        refusal = None
+        # first with ORT's NHWC layout for the integer convolutions (no transposes between them), then without it
+        for nhwc in (True, False):
+            config = reference_config(prepacking=not float_dots, nhwc=nhwc)
+            try:
+                check_reference_kernels(integer, optimized_graph(integer, config), origin, exempt=plan.nodes)
+            except UnsupportedModelError as exc:  # a float node rewritten: try the next config
+                refusal = exc
+                continue
             name = f"integer layers ({plan.summary()}) + reference kernels"
             if plan.kept_float:
                 name += "; float: " + "; ".join(f"{k}: {v}" for k, v in sorted(plan.kept_float.items()))
             return integer, config, name
+        plan.kept_float = {"*": f"integer model refused by the reference-kernel check ({refusal})"}
     config = plan_session(proto, origin, integer_input)
     name = "reference kernels" if config.get("session.disable_quant_qdq") == "1" else "exact arithmetic"
     if plan.kept_float:
