@@ -482,6 +482,9 @@ class _Lowering:
         last_level = first_level + thresholds.shape[1] * step
         out_dtype = _level_datatype(first_level, last_level, step)
         shape = model.get_tensor_shape(source)
+        # the layout said, never guessed: qonnx's MultiThreshold takes an unannotated rank-3 tensor as channels-last
+        # (NWC), while ONNX's Conv1d output, like every tensor this pass sees, is channels-first
+        layout = {2: "NC", 3: "NCW", 4: "NCHW"}.get(len(shape) if shape is not None else 0)
         node = helper.make_node(
             "MultiThreshold",
             [source, threshold_name],
@@ -491,6 +494,7 @@ class _Lowering:
             out_dtype=out_dtype.name,
             out_scale=float(step),
             out_bias=float(first_level),
+            **({"data_layout": layout} if layout else {}),
         )
         if output is not None:
             self._rescale(levels, output, scale, name=f"{anchor.name}_scale")

@@ -24,6 +24,9 @@ def _layout(model: ModelWrapper, node) -> str:
 
 
 TO_CHANNELS_LAST, TO_CHANNELS_FIRST = (0, 2, 3, 1), (0, 3, 1, 2)
+#: per layout: (its channels-last form, the to-channels-last perm, the to-channels-first perm); 1-D feature maps
+#: (Conv1d) transpose with (0, 2, 1) both ways
+MOVES = {"NCHW": ("NHWC", TO_CHANNELS_LAST, TO_CHANNELS_FIRST), "NCW": ("NWC", (0, 2, 1), (0, 2, 1))}
 
 
 def _set_layout(node, layout: str) -> None:
@@ -62,12 +65,15 @@ class MoveTransposeAcrossMultiThreshold(Transformation):
             if threshold.op_type != "MultiThreshold":
                 continue
             layout = _layout(model, threshold)
+            if layout not in MOVES:
+                continue
+            channels_last, to_last, to_first = MOVES[layout]
             consumers = model.find_consumers(threshold.output[0]) or []
             if len(consumers) == 1 and consumers[0].op_type == "Transpose":
                 transpose = consumers[0]
                 perm = tuple(node_attr(transpose, "perm", ()))
-                if perm == TO_CHANNELS_LAST and layout == "NCHW":
-                    _swap(model, threshold, transpose, "NHWC")  # to-channels-last moves upstream
+                if perm == to_last:
+                    _swap(model, threshold, transpose, channels_last)  # to-channels-last moves upstream
                     return model.transform(SortGraph(), cleanup=False), True
             producer = model.find_producer(threshold.input[0])
             if (
@@ -76,7 +82,7 @@ class MoveTransposeAcrossMultiThreshold(Transformation):
                 and len(model.find_consumers(producer.output[0])) == 1
             ):
                 perm = tuple(node_attr(producer, "perm", ()))
-                if perm == TO_CHANNELS_FIRST and layout == "NCHW":
-                    _swap(model, producer, threshold, "NHWC")  # to-channels-first moves downstream
+                if perm == to_first:
+                    _swap(model, producer, threshold, channels_last)  # to-channels-first moves downstream
                     return model.transform(SortGraph(), cleanup=False), True
         return model, False

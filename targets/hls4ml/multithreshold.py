@@ -87,7 +87,7 @@ def _parse_onnx(node, input_names, input_shapes, graph):
     layout = attributes["data_layout"].s.decode() if "data_layout" in attributes else ""
     shape = input_shapes[0]
     channels = thresholds.shape[0]
-    if channels > 1 and len(shape) > 2 and layout != "NHWC":
+    if channels > 1 and len(shape) > 2 and layout not in ("NHWC", "NWC"):
         raise UnsupportedModelError(
             f"node {node.name}: per-channel thresholds on a {layout or 'NCHW'} tensor; hls4ml is NHWC"
         )
@@ -109,8 +109,13 @@ def _parse_onnx(node, input_names, input_shapes, graph):
 
 
 def register(backend_name: str) -> None:
-    """Make hls4ml parse, configure and emit MultiThreshold for ``backend_name`` (idempotent)."""
+    """Make hls4ml parse, configure and emit MultiThreshold for ``backend_name`` (idempotent); with it, the corrected
+    parsers of ``parsers.py``."""
     import hls4ml
+
+    from qdeploy.targets.hls4ml import parsers
+
+    parsers.install()
     from hls4ml.backends.template import FunctionCallTemplate, LayerConfigTemplate
 
     if not _registered:
