@@ -172,6 +172,73 @@ def concat_resize(bits: int = 4, scale: str = "po2"):
     return ConcatResize()
 
 
+def kws_mlp(bits: int = 3, features: int = 490, hidden: int = 64, classes: int = 12):
+    """The QONNX zoo's keyword-spotting MLP (finn-examples' MLPerf Tiny KWS) as we know its structure: 8-bit input
+    quantizer on the 490 MFCC features, three QuantLinear + BatchNorm + ``bits``-bit QuantReLU, a last QuantLinear to
+    12 classes; brevitas's default float scales."""
+    import brevitas.nn as qnn
+    import brevitas.quant as quant
+    from torch import nn
+
+    weight = quant.Int8WeightPerTensorFloat.let(bit_width=bits)
+    relu = quant.Uint8ActPerTensorFloat.let(bit_width=bits)
+    layers = [qnn.QuantIdentity(act_quant=quant.Int8ActPerTensorFloat)]
+    width = features
+    for _ in range(3):
+        layers += [qnn.QuantLinear(width, hidden, bias=False, weight_quant=weight), nn.BatchNorm1d(hidden)]
+        layers.append(qnn.QuantReLU(act_quant=relu))
+        width = hidden
+    layers.append(qnn.QuantLinear(width, classes, bias=False, weight_quant=weight))
+    return nn.Sequential(*layers)
+
+
+def jet_tagger_mlp(bits: int = 6):
+    """The QONNX zoo's QKeras jet tagger (hls4ml's ``three_layer`` model) as a QKeras conversion has it: the float
+    input goes straight into the first layer (no input quantizer), 16-64-32-32-5 Dense layers with ``bits``-bit
+    power-of-two weights and biases (``quantized_bits(6, 0)``) and ``quantized_relu(6)`` activations; the logits
+    (the zoo model's Softmax, a float function no fixed-point type computes exactly, is left out)."""
+    import brevitas.nn as qnn
+    import brevitas.quant as quant
+    from torch import nn
+
+    weight = quant.Int8WeightPerTensorFixedPoint.let(bit_width=bits)
+    bias = quant.Int8BiasPerTensorFixedPointInternalScaling.let(bit_width=bits)
+    relu = quant.Uint8ActPerTensorFixedPoint.let(bit_width=bits)
+    layers, width = [], 16
+    for out in (64, 32, 32):
+        layers += [qnn.QuantLinear(width, out, bias=True, weight_quant=weight, bias_quant=bias)]
+        layers.append(qnn.QuantReLU(act_quant=relu))
+        width = out
+    layers.append(qnn.QuantLinear(width, 5, bias=True, weight_quant=weight, bias_quant=bias))
+    return nn.Sequential(*layers)
+
+
+def radioml_vgg10(bits: int = 8, channels: int = 64, length: int = 1024, convs: int = 7, hidden: int = 128):
+    """The QONNX zoo's RadioML VGG10 (FINN's radio-modulation classifier, ``pretrained_VGG10_w8a8``) as we know its
+    structure: an 8-bit input quantizer on I/Q samples (2 x ``length``), ``convs`` x (bias-less QuantConv1d k=3 +
+    BatchNorm + ``bits``-bit QuantReLU + MaxPool1d 2), then QuantLinear + BatchNorm + QuantReLU twice and a
+    QuantLinear to 24 classes; float scales."""
+    import brevitas.nn as qnn
+    import brevitas.quant as quant
+    from torch import nn
+
+    weight = quant.Int8WeightPerTensorFloat.let(bit_width=bits)
+    relu = quant.Uint8ActPerTensorFloat.let(bit_width=bits)
+    layers, width = [qnn.QuantIdentity(act_quant=quant.Int8ActPerTensorFloat.let(bit_width=bits))], 2
+    for _ in range(convs):
+        layers += [qnn.QuantConv1d(width, channels, 3, padding=1, bias=False, weight_quant=weight)]
+        layers += [nn.BatchNorm1d(channels), qnn.QuantReLU(act_quant=relu), nn.MaxPool1d(2)]
+        width = channels
+    layers.append(nn.Flatten())
+    width = channels * (length >> convs)
+    for _ in range(2):
+        layers += [qnn.QuantLinear(width, hidden, bias=False, weight_quant=weight), nn.BatchNorm1d(hidden)]
+        layers.append(qnn.QuantReLU(act_quant=relu))
+        width = hidden
+    layers.append(qnn.QuantLinear(width, 24, bias=False, weight_quant=weight))
+    return nn.Sequential(*layers)
+
+
 def export_random(model, input_shape: tuple[int, ...], path: Path, seed: int = 0) -> Path:
     """Random weights (N(0, 0.5): wide enough to use every weight level), activation ranges calibrated on normal
     inputs, brevitas's QONNX export (TorchScript path: quantized biases need it)."""
