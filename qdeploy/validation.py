@@ -10,7 +10,7 @@ of the right type and value; rounding modes known; string attributes valid UTF-8
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import NoReturn
 
 import numpy as np
@@ -40,9 +40,19 @@ TRUSTED_DOMAINS = (
 LEGACY_QUANT_DOMAINS = ("onnx.brevitas", "finn.custom_op.general")
 
 
+def _nodes_with_subgraphs(graph: onnx.GraphProto) -> Iterator[tuple[int, onnx.NodeProto]]:
+    """(index, node) for the graph's nodes and, after each, the nodes of its subgraphs (If/Loop/Scan bodies)."""
+    for index, node in enumerate(graph.node):
+        yield index, node
+        for attribute in node.attribute:
+            for subgraph in [attribute.g] if attribute.HasField("g") else list(attribute.graphs):
+                yield from _nodes_with_subgraphs(subgraph)
+
+
 def validate_domains(model: onnx.ModelProto) -> None:
-    """Refuse a node whose domain is not one qdeploy trusts, before anything (qonnx included) imports it."""
-    for index, node in enumerate(model.graph.node):
+    """Refuse a node whose domain is not one qdeploy trusts, before anything (qonnx included) imports it; nodes
+    inside subgraphs too."""
+    for index, node in _nodes_with_subgraphs(model.graph):
         trusted = node.domain in TRUSTED_DOMAINS
         legacy_quantizer = node.op_type in QONNX_QUANTIZER_OPS and node.domain in LEGACY_QUANT_DOMAINS
         if not (trusted or legacy_quantizer):
