@@ -16,6 +16,11 @@ C simulation's time per sample, which is what bounds the verification set of a C
 
     .venv/bin/python benchmarks/hls4ml_exactness.py              # -> benchmarks/results/hls4ml_exactness.{json,md}
     .venv/bin/python benchmarks/hls4ml_exactness.py --networks   # -> benchmarks/results/hls4ml_networks.{json,md}
+    .venv/bin/python benchmarks/hls4ml_exactness.py --zoo        # the six zoo networks, into the same files
+
+``--zoo``: the six QONNX model-zoo networks (TFC-2W2A, CNV-2W2A, UNSW-NB15 MLP, KWS MLP, the QKeras jet tagger,
+RadioML VGG10): the two files in ``../shared/fixtures/qonnx`` and architectural equivalents of the other four, each a
+plain compile (the jet tagger with ``--input-quant``), with per-layer choices and the board-fit estimate.
 """
 
 from __future__ import annotations
@@ -105,11 +110,13 @@ def with_time_limit(function, *args, **kwargs) -> dict:
     return queue.get() if not queue.empty() else {"result": "fails: child exited", "seconds": time.perf_counter() - start}
 
 
-def qdeploy_network(path: Path, folder: Path, samples: int) -> dict:
-    """A plain compile (no flags) of one network; time per step and, from the folder, C-simulation time per sample."""
+def qdeploy_network(path: Path, folder: Path, samples: int, input_quant: str | None = None) -> dict:
+    """A plain compile (no flags but a declared input precision where given) of one network; time per step and,
+    from the folder, C-simulation time per sample."""
     start = time.perf_counter()
+    declared = {"input_quant": input_quant} if input_quant else {}
     try:
-        artifact = qdeploy.compile(path, target="hls4ml", out=folder, verify_samples=samples)
+        artifact = qdeploy.compile(path, target="hls4ml", out=folder, verify_samples=samples, **declared)
     except QDeployError as exc:
         return {"result": f"refused: {str(exc)[:140]}", "seconds": time.perf_counter() - start}
     report = artifact.report
@@ -118,6 +125,9 @@ def qdeploy_network(path: Path, folder: Path, samples: int) -> dict:
     layers = [row for row in report["per_layer"] if "strategy" in row]
     return {
         "result": f"{report['outputs_equal']}/{report['outputs_compared']}",
+        "outcome": "exact" if report["bit_exact"] else "bounded" if report["verified"] else "NOT EXACT",
+        "bound": (report.get("bound") or {}).get("max"),
+        "max_abs_error": report["max_abs_error"],
         "argmax": report["argmax_agreement"],
         "exact_fraction": report["outputs_equal"] / report["outputs_compared"],
         "seconds": time.perf_counter() - start,
@@ -131,6 +141,8 @@ def qdeploy_network(path: Path, folder: Path, samples: int) -> dict:
             "csim_seconds_per_sample": round(steps.get("verify", 0.0) / report["outputs_compared"], 3),
         },
         "board_fit": {key: value for key, value in report["board_fit"]["utilization"].items()},
+        "board": report.get("board"),
+        "estimated": report["board_fit"].get("estimated"),
     }
 
 
@@ -157,6 +169,97 @@ def network_files(folder: Path) -> dict[str, Path]:
     return files
 
 
+#: the six QONNX model-zoo networks issue 14 means: two files ship in ../shared/fixtures/qonnx, the other four are
+#: architectural equivalents (same layers and quantizers, random weights and BatchNorm statistics); input precision
+#: declared for the one whose float input goes straight into a layer (a QKeras conversion)
+ZOO_SAMPLES = {"CNV-2W2A": 60, "RadioML VGG10 w8a8": 100}
+ZOO_INPUT_QUANT = {"jet tagger (QKeras)": "fixed<16,6>"}
+
+
+def zoo_files(folder: Path) -> dict[str, tuple[Path, str]]:
+    """{zoo model: (file, where it comes from)}."""
+    from tests.targets import test_hls4ml_models as models
+
+    def randomized(model):
+        models.randomize_batchnorm(model.eval())
+        return model
+
+    files = {
+        "TFC-2W2A": (FIXTURES / "TFC_2W2A.onnx", "the zoo's file"),
+        "CNV-2W2A": (
+            models.export_finn(models.finn_network("cnv_2w2a"), (3, 32, 32), folder / "cnv_2w2a.onnx"),
+            "brevitas_examples.bnn_pynq cnv_2w2a, random weights and BatchNorm statistics",
+        ),
+        "UNSW-NB15 MLP w2a2": (FIXTURES / "unsw_nb15-mlp-w2a2.onnx", "the zoo's file"),
+        "KWS MLP w3a3": (
+            models.export_random(randomized(models.kws_mlp()), (490,), folder / "kws_mlp.onnx"),
+            "equivalent: 490-64-64-64-12, BatchNorm, 3-bit float-scale weights and ReLUs, 8-bit input quantizer",
+        ),
+        "jet tagger (QKeras)": (
+            models.export_random(models.jet_tagger_mlp(), (16,), folder / "jet_tagger.onnx"),
+            "equivalent: float input, 16-64-32-32-5, 6-bit power-of-two weights/biases and ReLUs (Softmax left out)",
+        ),
+        "RadioML VGG10 w8a8": (
+            models.export_random(randomized(models.radioml_vgg10()), (2, 1024), folder / "radioml_vgg10.onnx"),
+            "equivalent: 2x1024 input, 7 x (Conv1d 64 k3 + BatchNorm + 8-bit ReLU + MaxPool1d 2), 128-128-24 linear",
+        ),
+    }
+    return files
+
+
+def zoo() -> None:
+    """The six zoo networks, each a plain ``qdeploy compile --target hls4ml`` in a child process (10-minute limit);
+    written into hls4ml_networks.{json,md} beside the networks table."""
+    warnings.filterwarnings("ignore")
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        for name, (path, origin) in zoo_files(tmp).items():
+            samples = ZOO_SAMPLES.get(name, DEFAULT_NETWORK_SAMPLES)
+            input_quant = ZOO_INPUT_QUANT.get(name)
+            result = with_time_limit(qdeploy_network, path, tmp / f"qd_{path.stem}", samples, input_quant)
+            rows.append({"model": name, "origin": origin, "samples": samples, "input_quant": input_quant, **result})
+            print(name, result["result"], f"{result['seconds']:.0f} s", flush=True)
+    stored = (
+        json.loads((RESULTS / "hls4ml_networks.json").read_text()) if (RESULTS / "hls4ml_networks.json").exists() else {}
+    )
+    stored.update({"limit_seconds": LIMIT_SECONDS, "zoo": rows, "zoo_load_average": list(os.getloadavg())})
+    (RESULTS / "hls4ml_networks.json").write_text(json.dumps(stored, indent=2))
+    (RESULTS / "hls4ml_networks.md").write_text(networks_markdown(stored.get("rows", []), rows))
+    print(networks_markdown(stored.get("rows", []), rows))
+
+
+def zoo_markdown(rows: list[dict]) -> list[str]:
+    done = sum(1 for row in rows if row.get("outcome") in ("exact", "bounded") and row["seconds"] <= LIMIT_SECONDS)
+    lines = [
+        "",
+        f"## The QONNX model zoo: {done}/{len(rows)} with a plain `qdeploy compile --target hls4ml`",
+        "",
+        "Each in a child process stopped after 600 s; no flags except `--input-quant` for the float-input QKeras "
+        "network (the reference then carries that input quantizer). exact: every output bit-exact with the golden "
+        "executor; bounded: the graph ends in float arithmetic past its last quantizer (a scale, BatchNorm, TensorNorm) "
+        "and every output is within the bound derived from it. Board fit: qdeploy's estimate against the default "
+        "board's capacity (utilization, 1.0 = full).",
+        "",
+        "| model | from | inputs | outcome | outputs | bound / max error | s | io | per-layer | "
+        "prepare / convert / build / verify s | C-sim s/sample | board fit (LUT, FF, DSP, BRAM) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        timing = row.get("time", {})
+        split = " / ".join(str(timing[k]) for k in ("prepare", "convert", "csim_build", "verify")) if timing else ""
+        bound = f"{row['bound']:.3g} / {row['max_abs_error']:.3g}" if row.get("bound") is not None else ""
+        fit = row.get("board_fit") or {}
+        fit_cell = ", ".join(f"{fit[k]:.2f}" for k in ("LUT", "FF", "DSP", "BRAM_18K") if k in fit)
+        declared = f" (`--input-quant '{row['input_quant']}'`)" if row.get("input_quant") else ""
+        lines.append(
+            f"| {row['model']}{declared} | {row['origin']} | {row['samples']} | {row.get('outcome', '')} "
+            f"| {row['result']} | {bound} | {row['seconds']:.0f} | {row.get('io_type', '')} "
+            f"| {row.get('implementation', '')} | {split} | {timing.get('csim_seconds_per_sample', '')} | {fit_cell} |"
+        )
+    return lines
+
+
 def networks() -> None:
     warnings.filterwarnings("ignore")
     rows = []
@@ -176,12 +279,15 @@ def networks() -> None:
             rows.append(row)
             print(name, row["plain"]["result"], "|", row["qdeploy"]["result"], flush=True)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "hls4ml_networks.json").write_text(json.dumps({"limit_seconds": LIMIT_SECONDS, "rows": rows}, indent=2))
-    (RESULTS / "hls4ml_networks.md").write_text(networks_markdown(rows))
-    print(networks_markdown(rows))
+    path = RESULTS / "hls4ml_networks.json"
+    stored = json.loads(path.read_text()) if path.exists() else {}
+    stored.update({"limit_seconds": LIMIT_SECONDS, "rows": rows})
+    path.write_text(json.dumps(stored, indent=2))
+    (RESULTS / "hls4ml_networks.md").write_text(networks_markdown(rows, stored.get("zoo")))
+    print(networks_markdown(rows, stored.get("zoo")))
 
 
-def networks_markdown(rows: list[dict]) -> str:
+def networks_markdown(rows: list[dict], zoo_rows: list[dict] | None = None) -> str:
     exact = sum(1 for row in rows if row["qdeploy"].get("exact_fraction") == 1.0)
     plain_exact = sum(1 for row in rows if row["plain"].get("exact_fraction") == 1.0)
     lines = [
@@ -207,6 +313,8 @@ def networks_markdown(rows: list[dict]) -> str:
             f"| {ours['result']} | {ours['seconds']:.0f} | {ours.get('io_type', '')} | {ours.get('implementation', '')} "
             f"| {split} | {timing.get('csim_seconds_per_sample', '')} |"
         )
+    if zoo_rows:
+        lines += zoo_markdown(zoo_rows)
     return "\n".join(lines) + "\n"
 
 
@@ -286,4 +394,9 @@ def to_markdown(rows: list[dict], summary: dict) -> str:
 
 
 if __name__ == "__main__":
-    networks() if "--networks" in sys.argv[1:] else main()
+    if "--zoo" in sys.argv[1:]:
+        zoo()
+    elif "--networks" in sys.argv[1:]:
+        networks()
+    else:
+        main()

@@ -301,7 +301,10 @@ def check_layouts_hls4ml_parses(model: ModelWrapper, options: Hls4mlOptions) -> 
             reason = "hls4ml concatenates tensors of rank 3 or less"
         else:
             continue
-        raise UnsupportedModelError(f"node {node.name}: {node.op_type} is not supported by the hls4ml target yet: {reason}")
+        raise UnsupportedModelError(
+            f"node {node.name}: {node.op_type} is not supported by the hls4ml target yet: {reason}; compile this model "
+            "for onnxruntime (exact there), or export it for hls4ml without this op"
+        )
     return model
 
 

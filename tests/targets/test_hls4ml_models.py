@@ -310,6 +310,40 @@ def test_residual_add_of_two_runtime_tensors_is_bit_exact(tmp_path):
     assert artifact.bit_exact and "Merge" in _ops(artifact)
 
 
+def test_residual_add_of_float_scaled_branches_is_refused_naming_the_users_add(tmp_path):
+    """Two branches with float (non-power-of-two) scales summed: no fixed-point type holds the sum exactly. The
+    refusal names the Add as the user's file does, not a node the threshold lowering inserted (``Quant_5_scale``)."""
+    import onnx
+
+    path = export_random(residual_block(scale="float"), (1, 8, 8), tmp_path / "residual.onnx")
+    (add,) = [node.name for node in onnx.load(str(path)).graph.node if node.op_type == "Add"]
+    with pytest.raises(UnsupportedModelError, match=rf"^\[check_float_scales_are_folded\] node {add}: Add of two runtime"):
+        qdeploy.compile(path, target="hls4ml", out=tmp_path / "fw")
+    assert_no_output(tmp_path / "fw")
+
+
+def test_conv1d_network_lowers_with_channels_last_thresholds(tmp_path):
+    """RadioML VGG10's structure at a small size (Conv1d + BatchNorm + float-scale ReLU + MaxPool1d, three linear
+    layers): the thresholds run channels-last on 1-D maps and hls4ml's 1-D pooling parser is corrected; verified
+    within the bound of the float tail (the last layer's scale)."""
+    model = radioml_vgg10(channels=4, length=16, convs=2, hidden=8)
+    randomize_batchnorm(model.eval())
+    path = export_random(model, (2, 16), tmp_path / "vgg.onnx")
+    artifact = qdeploy.compile(path, target="hls4ml", out=tmp_path / "fw", verify_samples=200)
+    assert artifact.report["verified"] and artifact.report["outputs_compared"] == 200
+    assert _ops(artifact).count("Conv1D") == 2 and "Pooling1D" in " ".join(_ops(artifact))
+
+
+def test_float_input_jet_tagger_is_exact_with_a_declared_input_precision(tmp_path):
+    """A QKeras-style MLP computing on its float input: refused by a plain compile, naming the layer and the flag;
+    exact against the reference with that input quantizer once ``--input-quant`` declares it."""
+    path = export_random(jet_tagger_mlp(), (16,), tmp_path / "jet.onnx")
+    with pytest.raises(UnsupportedModelError, match=r"computes on the float model input .*--input-quant"):
+        qdeploy.compile(path, target="hls4ml", out=tmp_path / "plain")
+    artifact = qdeploy.compile(path, target="hls4ml", out=tmp_path / "fw", verify_samples=200, input_quant="fixed<16,6>")
+    assert artifact.bit_exact and artifact.report["input_quant"]["declared"] == "fixed<16,6>"
+
+
 @pytest.mark.parametrize("scale", ["po2", "float"])
 def test_depthwise_and_grouped_convolutions_are_exact(scale, tmp_path):
     """hls4ml's own grouped/depthwise kernels are wrong or missing (PR #1486, #859): qdeploy makes them ordinary
