@@ -10,7 +10,7 @@ from typing import Any
 
 from qdeploy.errors import QDeployError
 from qdeploy.options import Options, option
-from qdeploy.targets.hls4ml.boards import BOARDS, DEFAULT_BOARD
+from qdeploy.targets.hls4ml.boards import BACKEND_VENDOR, BOARDS, DEFAULT_BOARD, Board, get_board
 
 
 class Backend(enum.StrEnum):
@@ -40,7 +40,11 @@ HLS4ML_SECTIONS = ("Model", "LayerType", "LayerName", "Flows", "Optimizers", "Sk
 
 @dataclasses.dataclass(frozen=True)
 class Hls4mlOptions(Options):
-    board: str = option(DEFAULT_BOARD, f"FPGA board preset ({', '.join(BOARDS)})")
+    board: str | None = option(
+        None,
+        f"FPGA board preset ({', '.join(BOARDS)}); default: "
+        + ", ".join(f"{DEFAULT_BOARD[vendor]} for {vendor} backends" for vendor in dict.fromkeys(BACKEND_VENDOR.values())),
+    )
     backend: Backend = option(Backend.VITIS, "hls4ml backend whose C simulation verifies the firmware")
     io_type: IOType = option(IOType.AUTO, "hls4ml I/O type (auto: io_stream for graphs with convolutions)")
     strategy: Strategy = option(
@@ -58,17 +62,22 @@ class Hls4mlOptions(Options):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.board not in BOARDS:
-            raise QDeployError(f"unknown board {self.board!r}; choose one of: {', '.join(BOARDS)}")
+        # an unknown board, or one of a vendor the backend does not build for, is refused here
+        get_board(self.board, self.backend.value)
         if self.reuse_factor is not None and (not isinstance(self.reuse_factor, int) or self.reuse_factor < 1):
             raise QDeployError(f"reuse_factor={self.reuse_factor!r} must be an integer >= 1")
         if self.clock_period_ns is not None and not self.clock_period_ns > 0:
             raise QDeployError(f"clock_period_ns={self.clock_period_ns!r} must be > 0")
 
     @property
+    def board_preset(self) -> Board:
+        """The board: the named one, else the default of the backend's vendor (an Intel board for Quartus)."""
+        return get_board(self.board, self.backend.value)
+
+    @property
     def clock(self) -> float:
         """The clock period in ns: the option, else the board's."""
-        return self.clock_period_ns or BOARDS[self.board].clock_period_ns
+        return self.clock_period_ns or self.board_preset.clock_period_ns
 
 
 def split_hls4ml_sections(mapping: Mapping[str, Any] | None) -> dict[str, Any]:

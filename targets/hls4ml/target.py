@@ -21,13 +21,14 @@ import numpy as np
 import yaml
 from qonnx.core.modelwrapper import ModelWrapper
 
+from qdeploy.artifact import file_in_folder
 from qdeploy.deps import require, require_executable
 from qdeploy.errors import QDeployError, UnsupportedModelError, one_line
 from qdeploy.golden import run_golden
 from qdeploy.ir import sample_shape
 from qdeploy.pipeline import RunContext
 from qdeploy.target import Target
-from qdeploy.targets.hls4ml.boards import BOARDS
+from qdeploy.targets.hls4ml.boards import BACKEND_VENDOR, BOARDS
 from qdeploy.targets.hls4ml.config import build_hls_config
 from qdeploy.targets.hls4ml.epilogue import EPILOGUE_FILE, split_float_epilogue
 from qdeploy.targets.hls4ml.implementation import choose_implementations
@@ -36,6 +37,9 @@ from qdeploy.targets.hls4ml.project import (
     FIRMWARE_DIR,
     IO_FILE,
     PROJECT,
+    check_relocatable,
+    library_name,
+    make_relocatable,
     to_firmware_layout,
     write_portable_config,
     write_readmes,
@@ -62,9 +66,11 @@ class Hls4mlTarget(Target):
         return super().options(split_hls4ml_sections(mapping))
 
     def describe(self) -> list[str]:
-        return ["boards:"] + [
+        vendors = set(BACKEND_VENDOR.values())
+        backends = {vendor: "/".join(b for b, v in BACKEND_VENDOR.items() if v == vendor) for vendor in vendors}
+        return ["boards (--backend they build with):"] + [
             f"  {board.name:<14}{board.part:<24}{board.clock_period_ns:>6} ns {board.capacity['LUT']:>10,} LUT "
-            f"{board.capacity['DSP']:>6,} DSP  {board.description}"
+            f"{board.capacity['DSP']:>6,} DSP  {board.description} ({backends[board.vendor]})"
             for board in BOARDS.values()
         ]
 
@@ -81,7 +87,7 @@ class Hls4mlTarget(Target):
 
         source = ctx.source if ctx.source is not None else model
         options = dataclasses.replace(options, io_type=resolve_io_type(source, options))
-        board = BOARDS[options.board]
+        board = options.board_preset
         prepared, epilogue = ctx.timed("split_float_epilogue", lambda: split_float_epilogue(model))
         check_fixed_point_quants(prepared, options)
         multithreshold.register(options.backend.value)
@@ -147,10 +153,20 @@ class Hls4mlTarget(Target):
                     "larger --board (or drop --strict-fit)"
                 )
             log.warning("%s", message)
-        ctx.timed("hls4ml_csim_build", lambda: hls4ml_step("build the C simulation", hls_model.compile))
+
+        def build_c_simulation() -> None:
+            # hls4ml's ModelGraph.compile (write, then build and load the library), with the sources made
+            # relocatable between the two
+            hls_model.write()
+            make_relocatable(project_dir, options.backend)
+            hls_model._compile()
+
+        ctx.timed("hls4ml_csim_build", lambda: hls4ml_step("build the C simulation", build_c_simulation))
         write_portable_config(hls_model, project_dir)
         (project_dir / IO_FILE).write_text(json.dumps({"input_channels_last": channels_last}))
-        write_readmes(out_dir, options, board, source.graph.name or "model", implementations)
+        library = library_name(str(hls_model.config.get_config_value("Stamp")))
+        write_readmes(out_dir, options, board, source.graph.name or "model", implementations, library)
+        check_relocatable(out_dir)
         return {
             "board": board.name,
             "part": board.part,
@@ -179,19 +195,32 @@ class Hls4mlTarget(Target):
         config_file = project_dir / "hls4ml_config.yml"
         if not config_file.exists():
             raise QDeployError(f"{project_dir} has no hls4ml_config.yml; recompile with qdeploy compile")
-        # The folder may have been moved (it is staged, then renamed): point hls4ml at where it is now.
-        config = yaml.safe_load(config_file.read_text())
-        if config.get("OutputDir") != str(project_dir.resolve()):
-            config["OutputDir"] = str(project_dir.resolve())
-            config_file.write_text(yaml.safe_dump(config, sort_keys=False))
+        try:
+            config = yaml.safe_load(config_file.read_text())
+            stamp = config["Stamp"]
+        except (yaml.YAMLError, KeyError, TypeError) as exc:
+            raise QDeployError(
+                f"{config_file} is not an hls4ml configuration ({one_line(exc)}); recompile the folder"
+            ) from None
+        # The library is the one this configuration names, inside the folder. A folder is data: verify and run load
+        # what the compile built and never build or run the folder's scripts (build_lib.sh) themselves.
+        library = file_in_folder(project_dir, library_name(str(stamp)), str(config_file))
+        if not library.is_file():
+            raise QDeployError(
+                f"{project_dir} has no C-simulation library ({library_name(str(stamp))}); recompile the folder with "
+                "qdeploy compile"
+            )
         multithreshold.register(config.get("Backend", Backend.VITIS.value))
-        hls_model = hls4ml.converters.link_existing_project(str(project_dir))
-        libraries = sorted((project_dir / "firmware").glob(f"{PROJECT}-*.so"))
-        if libraries:
-            hls_model._top_function_lib = ctypes.cdll.LoadLibrary(str(libraries[-1].resolve()))
-        else:
-            with contextlib.redirect_stdout(io.StringIO()):
-                hls_model.compile()
+        try:
+            hls_model = hls4ml.converters.link_existing_project(str(project_dir))
+            hls_model._top_function_lib = ctypes.cdll.LoadLibrary(str(library))
+        except Exception as exc:  # hls4ml's and the loader's errors, as one line
+            raise QDeployError(
+                f"cannot load the C simulation of {project_dir}: {type(exc).__name__}: {one_line(exc)}; recompile the "
+                "folder with qdeploy compile"
+            ) from exc
+        # where the project is now, should hls4ml itself be asked to rebuild it (the file says ".")
+        hls_model.config.config["OutputDir"] = str(project_dir.resolve())
 
         io_file = project_dir / IO_FILE
         channels_last = bool(json.loads(io_file.read_text())["input_channels_last"]) if io_file.exists() else False
