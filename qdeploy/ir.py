@@ -34,11 +34,19 @@ def load_model(model: str | Path | onnx.ModelProto | ModelWrapper, clean: bool =
         if path.is_dir():
             raise ModelLoadError(f"model path {path} is a folder; pass the .onnx file")
         try:
-            # load_external_data reads brevitas dynamo's `<name>.onnx.data` from the model's folder.
-            proto = onnx.load(str(path), load_external_data=True)
+            proto = onnx.load(str(path), load_external_data=False)
         except Exception as exc:
             raise ModelLoadError(
                 f"{path} is not a readable ONNX model ({type(exc).__name__}); pass a .onnx file (QONNX or ONNX)"
+            ) from exc
+        _check_external_data(proto, path)
+        try:
+            # brevitas dynamo's `<name>.onnx.data` beside the model (every location checked above to be inside)
+            onnx.load_external_data_for_model(proto, str(path.parent))
+        except Exception as exc:
+            raise ModelLoadError(
+                f"{path}: its external weight data cannot be read ({type(exc).__name__}: {exc}); keep the model's "
+                ".onnx.data file beside it, as exported"
             ) from exc
         if len(proto.graph.node) == 0:
             raise ModelLoadError(f"{path} has no graph nodes; is it an ONNX model?")
@@ -62,6 +70,27 @@ def load_model(model: str | Path | onnx.ModelProto | ModelWrapper, clean: bool =
     if clean:
         wrapper = cleanup(wrapper)
     return wrapper
+
+
+def _check_external_data(proto: onnx.ModelProto, path: Path) -> None:
+    """A model file is data: the external data its initializers name must be files inside the model's folder (an
+    absolute path, ``..`` or a link out would make qdeploy read elsewhere), and must exist."""
+    root = path.parent.resolve()
+    for init in proto.graph.initializer:
+        if init.data_location != onnx.TensorProto.EXTERNAL:
+            continue
+        location = next((entry.value for entry in init.external_data if entry.key == "location"), "")
+        target = (root / location).resolve()
+        if not location or Path(location).is_absolute() or not target.is_relative_to(root):
+            raise ModelLoadError(
+                f"initializer {init.name} stores its values in {location!r}, outside the model's folder {path.parent}; "
+                "keep external data beside the model (re-export it)"
+            )
+        if not target.is_file():
+            raise ModelLoadError(
+                f"initializer {init.name} stores its values in {location!r}, which is not in {path.parent}; copy the "
+                "model together with that file"
+            )
 
 
 def reference_of(model: ModelWrapper) -> ModelWrapper:

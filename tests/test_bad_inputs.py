@@ -308,6 +308,49 @@ def test_model_file_that_is_not_a_model(capsys, tmp_path, case, command):
     assert_no_output(tmp_path / "out")
 
 
+EXTERNAL_DATA = {  # where a crafted model says an initializer's bytes are, and what the refusal says
+    "parent_folder": ("../secret.bin", ("initializer w", "'../secret.bin'", "outside the model's folder")),
+    "absolute_path": ("<abs>", ("initializer w", "secret.bin", "outside the model's folder")),
+    "link_out": ("link.bin", ("initializer w", "'link.bin'", "outside the model's folder")),
+    "missing_file": ("weights.onnx.data", ("initializer w", "'weights.onnx.data'", "copy the model together")),
+}
+
+
+@pytest.mark.parametrize("command", ["compile", "inspect"])
+@pytest.mark.parametrize("case", list(EXTERNAL_DATA))
+def test_external_weight_data_must_be_a_file_beside_the_model(capsys, tmp_path, case, command):
+    """A model file is data: its external weight data may name only files in its own folder (nothing is read from an
+    absolute path, through ``..`` or a link out)."""
+    location, fragments = EXTERNAL_DATA[case]
+    secret = tmp_path / "secret.bin"
+    secret.write_bytes(np.arange(4, dtype=np.float32).tobytes())
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "link.bin").symlink_to(secret)
+    tensor = numpy_helper.from_array(np.zeros(4, np.float32), "w")
+    tensor.ClearField("raw_data")
+    tensor.data_location = TensorProto.EXTERNAL
+    where = str(secret) if location == "<abs>" else location
+    for key, value in (("location", where), ("offset", "0"), ("length", "16")):
+        entry = tensor.external_data.add()
+        entry.key, entry.value = key, value
+    graph = helper.make_graph(
+        [helper.make_node("Add", ["x", "w"], ["y"], name="Add_0")],
+        "crafted",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])],
+        [tensor],
+    )
+    path = folder / "m.onnx"
+    path.write_bytes(helper.make_model(graph).SerializeToString())
+    out = tmp_path / "out"
+    argv = ["compile", path, "--target", "onnxruntime", "-o", out] if command == "compile" else ["inspect", path]
+    code, _, err = run_cli(capsys, *argv, "-q")
+    assert code == EXIT_ERROR
+    assert_one_line_error(err, *fragments)
+    assert_no_output(out)
+
+
 # -- verification data --------------------------------------------------------------------------------------------------
 
 
