@@ -391,6 +391,13 @@ def plan_model(
             n for n in integer.graph.node if n.op_type in FLOAT_PREPACKED and any(i not in constants for i in n.input if i)
         ]
         refusal = None
+        if not analysis.inexact_nodes:
+            # the integer layers compute the same numbers as the nodes they replace, so the float rest is exact as
+            # the lowered model's was: any fusion of it gives the same numbers (plan "exact arithmetic")
+            config = {**BASE_CONFIG, "optimization.disable_specified_optimizers": WEIGHT_BIAS_QUANTIZATION}
+            kernels = {n.op_type for n in optimized_graph(integer, config).graph.node}
+            if not (kernels & INTEGER_KERNEL_NAMES) - EXACT_INTEGER_KERNELS:
+                return integer, config, f"integer layers ({plan.summary()}) + exact arithmetic"
         # first with ORT's NHWC layout for the integer convolutions (no transposes between them), then without it
         for nhwc in (True, False):
             config = reference_config(prepacking=not float_dots, nhwc=nhwc)

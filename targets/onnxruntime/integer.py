@@ -258,7 +258,7 @@ class _Integerizer:
                 continue
             if node.op_type == "Conv":
                 self.conv(node)
-            elif node.op_type == "MatMul":
+            elif node.op_type in ("MatMul", "Gemm"):
                 self.matmul(node)
 
     def keep_float(self, node: onnx.NodeProto, why: str) -> None:
@@ -276,12 +276,20 @@ class _Integerizer:
         return traced, weight
 
     def matmul(self, node: onnx.NodeProto) -> None:
-        found = self._dot_inputs(node, 1)
+        attrs = _attrs(node)
+        bias = node.input[2] if node.op_type == "Gemm" and len(node.input) > 2 and node.input[2] else None
+        if node.op_type == "Gemm":
+            if attrs.get("transA", 0) or float(attrs.get("alpha", 1.0)) != 1.0 or float(attrs.get("beta", 1.0)) != 1.0:
+                return self.keep_float(node, "Gemm with transA, alpha or beta")
+        transposed = bool(attrs.get("transB", 0))
+        found = self._dot_inputs(node, 0 if transposed else 1)
         if found is None:
             return
         (x, x_scale, path), (w, w_scale) = found
         if w.ndim != 2:
             return self.keep_float(node, "weights are not a 2-D matrix")
+        if transposed:
+            w = np.ascontiguousarray(w.T)
         acc_bound = _acc_bounds(w.astype(np.int64), x.low, x.high, reduce_axes=(0,))
         if max(abs(acc_bound[0].min()), abs(acc_bound[1].max())) >= ACC_LIMIT:
             return self.keep_float(node, "accumulator exceeds 2^24")
@@ -291,7 +299,10 @@ class _Integerizer:
         as_float = self.emit(node, "Cast", [acc], to=onnx.TensorProto.FLOAT)
         scale = (x_scale * w_scale).astype(np.float32)
         scale_name = self.const(f"{node.name}_accscale", scale if len(set(scale.tolist())) > 1 else scale[:1])
-        self.emit(node, "Mul", [as_float, scale_name], node.output[0])
+        if bias is None:
+            self.emit(node, "Mul", [as_float, scale_name], node.output[0])
+        else:  # the analysis showed acc * s + bias exact: the same number in two steps
+            self.emit(node, "Add", [self.emit(node, "Mul", [as_float, scale_name]), bias], node.output[0])
         self.removed.add(node.name)
         self.plan.integer_dot.append(self.origin.get(node.name, node.name))
 
@@ -600,6 +611,8 @@ def _candidates(start: int, row: list, lo: int, hi: int, top: int):
     if last == first:  # every step at one accumulator value (bipolar: -1 -> +1 is two levels)
         slopes.append(1.0 / (count + 1))
     slopes.append(float(hi - lo + 2) / count)
+    # a quantizer right after the dot has an exact slope: a power of two (power-of-two scales) or an integer
+    slopes += [2.0 ** round(math.log2(u)) for u in slopes[:1] if u > 0] + [float(round(u)) for u in slopes[:1] if u >= 1]
     for u in slopes:
         if u <= 0:
             continue
