@@ -41,6 +41,9 @@ PASS_THROUGH = {"MaxPool", "Reshape", "Flatten", "Identity", "Transpose", "Squee
 MONOTONE_CHAIN = {"BatchNormalization", "Add", "Sub", "Mul", "Div", "Relu", "Clip", "Round", "Floor", "Ceil"}
 #: largest accumulator magnitude fed to MLAS's float requantization: float32 holds every integer below 2^24
 ACC_LIMIT = 2**24 - 256
+#: u8 x s8 kernels without VNNI (AVX2's vpmaddubsw) add two products in int16 with saturation: every pair of
+#: products must fit, so |stored x| * |w| * 2 stays within int16 on any x86 machine the model runs on
+PAIR_LIMIT = 32767
 #: accumulator values per layer evaluated at once when the whole range is enumerated
 ENUMERATE_LIMIT = 1 << 22
 #: ops ORT may prepack (a float weight then takes another kernel path than the reference's)
@@ -290,6 +293,8 @@ class _Integerizer:
             return self.keep_float(node, "weights are not a 2-D matrix")
         if transposed:
             w = np.ascontiguousarray(w.T)
+        if 2 * (x.high + x.zero) * int(np.abs(w.astype(np.int64)).max(initial=0)) > PAIR_LIMIT:
+            return self.keep_float(node, "u8 x s8 products could saturate int16 pair sums (AVX2 kernels)")
         acc_bound = _acc_bounds(w.astype(np.int64), x.low, x.high, reduce_axes=(0,))
         if max(abs(acc_bound[0].min()), abs(acc_bound[1].max())) >= ACC_LIMIT:
             return self.keep_float(node, "accumulator exceeds 2^24")
@@ -332,12 +337,20 @@ class _Integerizer:
         if thresholds is None:
             return self.keep_float(node, "its chain to the quantizer is not a monotone step function")
         levels, low_out, high_out, flip = thresholds
-        fit = _fit_requantization(levels, low_acc, high_acc, low_out, high_out, flip)
+        w_max = int(np.abs(w.astype(np.int64)).max(initial=0))
+        room = min(127, PAIR_LIMIT // (2 * (x.high + x.zero) or 1))
+        if w_max > room:
+            return self.keep_float(node, "u8 x s8 products could saturate int16 pair sums (AVX2 kernels)")
+        acc_max = max(abs(int(low_acc.min())), abs(int(high_acc.max())), 1)
+        # weights times an integer factor: the bias then places the thresholds to 1/factor of an accumulator unit
+        factor = max(1, min(room // max(w_max, 1), ACC_LIMIT // (4 * acc_max)))
+        fit = _fit_requantization(levels, low_acc, high_acc, low_out, high_out, flip, factor)
         if fit is None:
             return self.keep_float(node, "no integer bias and float32 multiplier reproduce every threshold")
-        bias_int, multiplier = fit
-        w_signed = w.astype(np.int16) * np.where(flip, -1, 1).reshape((-1,) + (1,) * (w.ndim - 1))
-        if w_signed.min() < -128:
+        bias_int, multiplier, factors = fit
+        signs = np.where(flip, -1, 1) * factors
+        w_signed = w.astype(np.int16) * signs.reshape((-1,) + (1,) * (w.ndim - 1))
+        if w_signed.min() < -128 or w_signed.max() > 127:
             return self.keep_float(node, "a decreasing channel's weights hold -128")
         value = self.replay_path(x, path, node)
         one = self.const(f"{node.name}_one", np.float32(1.0))
@@ -570,38 +583,72 @@ def _requantize(acc: np.ndarray, bias: np.ndarray, multiplier: np.ndarray) -> np
     return np.rint(np.clip(value.astype(np.float32), np.float32(0), np.float32(255))).astype(np.int64)
 
 
-def _fit_requantization(levels, low_acc, high_acc, low_out: int, high_out: int, flip) -> tuple | None:
-    """Per channel, an int32 bias and float32 multiplier whose requantization (then clipped to [0, high - low])
-    equals the channel's step function on its whole accumulator range, or None."""
+def _fit_requantization(levels, low_acc, high_acc, low_out: int, high_out: int, flip, factor: int) -> tuple | None:
+    """Per channel, an int32 bias, a float32 multiplier and a weight factor (1 or ``factor``) whose requantization of
+    ``factor * acc`` (then clipped to [0, high - low]) equals the channel's step function on its whole accumulator
+    range, or None."""
     top = high_out - low_out
-    biases, multipliers = [], []
+    biases, multipliers, factors = [], [], []
     for c, (start, row) in enumerate(levels):
         lo, hi = (-int(high_acc[c]), -int(low_acc[c])) if flip[c] else (int(low_acc[c]), int(high_acc[c]))
         found = None
-        for bias, multiplier in _candidates(start - low_out, row, lo, hi, top):
-            if _matches(bias, multiplier, row, lo, hi, top):
-                found = (bias, multiplier)
+        for scale in dict.fromkeys((1, factor)):
+            for bias, multiplier in _candidates(start - low_out, row, lo, hi, top, scale):
+                if _matches(bias, multiplier, row, lo, hi, top, scale):
+                    found = (bias, multiplier, scale)
+                    break
+            if found is not None:
                 break
         if found is None:
             return None
         biases.append(found[0])
         multipliers.append(found[1])
-    return np.array(biases, dtype=np.int64), np.array(multipliers, dtype=np.float32)
+        factors.append(found[2])
+    return np.array(biases, dtype=np.int64), np.array(multipliers, dtype=np.float32), np.array(factors, np.int64)
 
 
-def _candidates(start: int, row: list, lo: int, hi: int, top: int):
-    """Bias/multiplier pairs worth checking: from the step function's mean slope, and flat forms for constant
-    channels (``start``: the stored value at the range's low end)."""
+def _slope_and_offset(row: list, lo: int, hi: int) -> tuple[float, float] | None:
+    """A real slope u and offset beta putting the crossing of every stored level k at ``(k - 0.5) u - beta``
+    strictly inside (t_k - 1, t_k] for the thresholds inside the range: the middle of the feasible intervals."""
+    reached = [(k, t) for k, t in enumerate(row, start=1) if t is not None and lo < t <= hi]
+    if len(reached) < 2 or reached[-1][1] == reached[0][1]:
+        return None
+    ks = np.array([k for k, _ in reached], dtype=np.float64)
+    ts = np.array([t for _, t in reached], dtype=np.float64)
+    i, j = np.triu_indices(len(ks), 1)
+    gap = ks[j] - ks[i]
+    u_lo = float(np.max((ts[j] - ts[i] - 1) / gap))
+    u_hi = float(np.min((ts[j] - ts[i] + 1) / gap))
+    if not u_lo < u_hi:
+        return None
+    u = (u_lo + u_hi) / 2
+    b_lo = float(np.max((ks - 0.5) * u - ts))
+    b_hi = float(np.min((ks - 0.5) * u - ts + 1))
+    if not b_lo < b_hi:
+        return None
+    return u, (b_lo + b_hi) / 2
+
+
+def _candidates(start: int, row: list, lo: int, hi: int, top: int, scale: int = 1):
+    """Bias/multiplier pairs worth checking for the requantization of ``scale * acc``: the middle of the feasible
+    slope/offset region, the step function's mean slope, and flat forms for constant channels (``start``: the stored
+    value at the range's low end)."""
     steps = [t for t in row if t is not None and t > lo]
     if not steps:  # constant `start` over the range
         if start == 0:
-            yield -hi - 1, np.float32(1.0)
+            yield -scale * hi - 1, np.float32(1.0)
         if start == top:
-            yield -lo + top, np.float32(1.0)
-        width = max(abs(lo), abs(hi)) + 1
+            yield -scale * lo + top, np.float32(1.0)
+        width = scale * max(abs(lo), abs(hi)) + 1
         shift = 1 << int(math.ceil(math.log2(4 * width)))
         yield start * shift, np.float32(1.0 / shift)
         return
+    fitted = _slope_and_offset(row, lo, hi)
+    if fitted is not None:
+        u, beta = fitted
+        multiplier = np.float32(1.0 / (u * scale))
+        for delta in (0, -1, 1):
+            yield int(round(beta * scale)) + delta, multiplier
     first, last, count = steps[0], steps[-1], len(steps)
     slopes = []
     if last > first:
@@ -617,22 +664,24 @@ def _candidates(start: int, row: list, lo: int, hi: int, top: int):
         if u <= 0:
             continue
         for tweak in (1.0, 1 + 2**-20, 1 - 2**-20):
-            multiplier = np.float32(1.0 / (u * tweak))
-            base = int(math.ceil((start + 0.5) / float(multiplier) - first))
+            multiplier = np.float32(1.0 / (u * tweak * scale))
+            base = int(math.ceil((start + 0.5) / float(multiplier) - first * scale))
             for delta in (0, -1, 1, -2, 2):
                 yield base + delta, multiplier
 
 
-def _matches(bias: int, multiplier, row: list, lo: int, hi: int, top: int) -> bool:
-    """The requantization clipped to [0, top] is the step function: for every stored level k, the accumulators
-    reaching k are exactly those >= its threshold ``row[k - 1]`` (None: none on [lo, hi]). The requantization is
-    non-decreasing (multiplier > 0), so checking both sides of each threshold proves equality on [lo, hi]."""
-    if abs(bias) >= 2**31 - 1 or max(abs(lo + bias), abs(hi + bias)) >= ACC_LIMIT or not multiplier > 0:
+def _matches(bias: int, multiplier, row: list, lo: int, hi: int, top: int, scale: int = 1) -> bool:
+    """The requantization of ``scale * acc``, clipped to [0, top], is the step function: for every stored level k,
+    the accumulators reaching k are exactly those >= its threshold ``row[k - 1]`` (None: none on [lo, hi]). The
+    requantization is non-decreasing (multiplier > 0), so checking both sides of each threshold proves equality
+    on [lo, hi]."""
+    if abs(bias) >= 2**31 - 1 or scale * max(abs(lo), abs(hi)) + abs(bias) >= ACC_LIMIT or not multiplier > 0:
         return False
     thresholds = np.array([hi + 1 if t is None else max(t, lo) for t in row], dtype=np.int64)
     levels = np.arange(1, len(row) + 1)
-    reached = np.clip(_requantize(np.minimum(thresholds, hi), np.int64(bias), np.float32(multiplier)), 0, top)
-    below = np.clip(_requantize(np.maximum(thresholds - 1, lo), np.int64(bias), np.float32(multiplier)), 0, top)
+    b, m = np.int64(bias), np.float32(multiplier)
+    reached = np.clip(_requantize(scale * np.minimum(thresholds, hi), b, m), 0, top)
+    below = np.clip(_requantize(scale * np.maximum(thresholds - 1, lo), b, m), 0, top)
     at_threshold = np.where(thresholds <= hi, reached >= levels, True)
     under = np.where(thresholds > lo, below < levels, True)
     return bool(np.all(at_threshold) and np.all(under))

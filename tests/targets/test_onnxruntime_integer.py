@@ -1,0 +1,190 @@
+"""Integer layers of the onnxruntime target (``targets/onnxruntime/integer.py``): chosen where exact, bit-exact
+against the golden executor, and not chosen where exactness cannot be shown."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+import qdeploy
+
+pytest.importorskip("onnxruntime")
+
+QONNX = "qonnx.custom_op.general"
+
+
+def _quant(source: str, output: str, scale: str, bits: str, name: str, signed: int = 1, narrow: int = 0):
+    from onnx import helper
+
+    return helper.make_node(
+        "Quant", [source, scale, "zero", bits], [output], name=name, domain=QONNX, signed=signed, narrow=narrow
+    )
+
+
+def _model(nodes, constants: dict, in_shape, out_shape):
+    from onnx import TensorProto, helper, numpy_helper
+    from qonnx.core.modelwrapper import ModelWrapper
+
+    graph = helper.make_graph(
+        nodes,
+        "integer_layers",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(in_shape))],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, list(out_shape))],
+        [numpy_helper.from_array(np.asarray(v), k) for k, v in constants.items()],
+    )
+    opsets = [helper.make_opsetid("", 13), helper.make_opsetid(QONNX, 1)]
+    return ModelWrapper(helper.make_model(graph, opset_imports=opsets))
+
+
+def conv_net(act_scale: float = 0.25):
+    """Quant(8 bit) -> Conv(2-bit weights) -> BatchNorm (some negative scales) -> Quant(2 bit) -> MaxPool -> Conv ->
+    BatchNorm -> Quant(4 bit) -> Flatten -> MatMul(2-bit weights): a FINN CNV in small."""
+    from onnx import helper
+
+    rng = np.random.default_rng(0)
+
+    def norm(channels: int, fan_in: int) -> dict:
+        sign = np.where(rng.random(channels) < 0.25, -1.0, 1.0)
+        return {
+            "gamma": (sign * rng.uniform(0.5, 1.5, channels)).astype(np.float32),
+            "beta": rng.normal(0, 0.3, channels).astype(np.float32),
+            "mean": rng.normal(0, 0.3 * np.sqrt(fan_in), channels).astype(np.float32),
+            "var": (fan_in * rng.uniform(0.2, 1.0, channels)).astype(np.float32),
+        }
+
+    n1, n2 = norm(8, 27), norm(8, 72)
+    constants = {
+        "zero": np.float32(0), "b8": np.float32(8), "b2": np.float32(2), "b4": np.float32(4),
+        "s_in": np.float32(2.0**-4), "s_act": np.float32(act_scale), "one": np.float32(1.0),
+        "w1": rng.integers(-1, 2, (8, 3, 3, 3)).astype(np.float32),
+        "w2": rng.integers(-1, 2, (8, 8, 3, 3)).astype(np.float32),
+        "w3": rng.integers(-1, 2, (8 * 2 * 2, 10)).astype(np.float32),
+        **{f"{k}1": v for k, v in n1.items()}, **{f"{k}2": v for k, v in n2.items()},
+    }
+    nodes = [
+        _quant("x", "xq", "s_in", "b8", "Quant_in"),
+        _quant("w1", "w1q", "one", "b2", "Quant_w1", narrow=1),
+        _quant("w2", "w2q", "one", "b2", "Quant_w2", narrow=1),
+        _quant("w3", "w3q", "one", "b2", "Quant_w3", narrow=1),
+        helper.make_node("Conv", ["xq", "w1q"], ["c1"], name="Conv_a", kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
+        helper.make_node("BatchNormalization", ["c1", "gamma1", "beta1", "mean1", "var1"], ["n1"], name="BN_a"),
+        _quant("n1", "a1", "s_act", "b2", "Quant_a", narrow=1),
+        helper.make_node("MaxPool", ["a1"], ["p1"], name="Pool_a", kernel_shape=[2, 2], strides=[2, 2]),
+        helper.make_node("Conv", ["p1", "w2q"], ["c2"], name="Conv_b", kernel_shape=[3, 3]),
+        helper.make_node("BatchNormalization", ["c2", "gamma2", "beta2", "mean2", "var2"], ["n2"], name="BN_b"),
+        _quant("n2", "a2", "s_act", "b4", "Quant_b"),
+        helper.make_node("Flatten", ["a2"], ["f"], name="Flatten_0"),
+        helper.make_node("MatMul", ["f", "w3q"], ["y"], name="MatMul_c"),
+    ]
+    return _model(nodes, constants, (1, 3, 8, 8), (1, 10))
+
+
+def mlp():
+    """Quant(8 bit) -> MatMul -> Relu -> Quant(4 bit unsigned) -> MatMul(+ bias via Add)."""
+    from onnx import helper
+
+    rng = np.random.default_rng(1)
+    constants = {
+        "zero": np.float32(0), "b8": np.float32(8), "b4": np.float32(4), "s_in": np.float32(2.0**-3),
+        "s_w": np.float32(2.0**-2), "s_act": np.float32(0.5),
+        "w1": rng.integers(-7, 8, (16, 32)).astype(np.float32) * 0.25,
+        "w2": rng.integers(-7, 8, (32, 4)).astype(np.float32) * 0.25,
+        "bias": (rng.integers(-20, 20, 4) * 2.0**-5).astype(np.float32),
+    }
+    nodes = [
+        _quant("x", "xq", "s_in", "b8", "Quant_in"),
+        _quant("w1", "w1q", "s_w", "b4", "Quant_w1"),
+        _quant("w2", "w2q", "s_w", "b4", "Quant_w2"),
+        helper.make_node("MatMul", ["xq", "w1q"], ["m1"], name="MatMul_a"),
+        helper.make_node("Relu", ["m1"], ["r1"], name="Relu_a"),
+        _quant("r1", "a1", "s_act", "b4", "Quant_a", signed=0),
+        helper.make_node("MatMul", ["a1", "w2q"], ["m2"], name="MatMul_b"),
+        helper.make_node("Add", ["m2", "bias"], ["y"], name="Add_b"),
+    ]
+    return _model(nodes, constants, (1, 16), (1, 4))
+
+
+def _compile(graph, folder, shape):
+    x = np.random.default_rng(2).normal(0, 3, (300, *shape)).astype(np.float32)
+    artifact = qdeploy.compile(graph, target="onnxruntime", out=folder, data=x, verify_samples=500)
+    report = json.loads((folder / "report.json").read_text())
+    import onnx
+
+    from qdeploy.targets.onnxruntime.exactness import PLAN_KEY
+
+    props = {p.key: p.value for p in onnx.load(str(folder / "model.onnx")).metadata_props}
+    return artifact, report, props[PLAN_KEY]
+
+
+def test_conv_net_runs_requantized_integer_convolutions_bit_exact(tmp_path):
+    artifact, report, plan = _compile(conv_net(), tmp_path / "ort", (3, 8, 8))
+    assert report["bit_exact"] is True and report["outputs_equal"] == report["outputs_compared"] == 800
+    assert plan.startswith("integer layers (2 requantized QLinearConv, 1 MatMulInteger)"), plan
+    kernels = report["ort_kernels"]
+    assert sum(n for op, n in kernels.items() if op.endswith("QLinearConv")) == 2, kernels
+    assert "Conv" not in kernels and "BatchNormalization" not in kernels, kernels  # folded into the requantization
+    x = np.random.default_rng(3).normal(0, 3, (64, 3, 8, 8)).astype(np.float32)
+    assert np.array_equal(artifact.predict(x), qdeploy.run_golden(conv_net(), x))
+
+
+def test_mlp_runs_integer_matmuls_bit_exact(tmp_path):
+    _, report, plan = _compile(mlp(), tmp_path / "ort", (16,))
+    assert report["bit_exact"] is True and report["outputs_equal"] == report["outputs_compared"]
+    assert plan.startswith("integer layers (2 MatMulInteger)"), plan
+    assert report["ort_kernels"].get("MatMulInteger") == 2, report["ort_kernels"]
+
+
+def test_non_power_of_two_activation_scale_keeps_the_convolution_in_float(tmp_path):
+    """With an activation scale of 1/3 the next Conv's float32 sums are not exact: no integer layer for it (the
+    plan says why), and the model is still bit-exact."""
+    _, report, plan = _compile(conv_net(act_scale=1 / 3), tmp_path / "ort", (3, 8, 8))
+    assert report["bit_exact"] is True
+    assert "Conv_b: its float32 sum is not shown exact" in plan, plan
+    assert "1 requantized QLinearConv" in plan, plan  # the first one still qualifies: its input scale is 2^-4
+    assert report["ort_kernels"].get("Conv") == 1, report["ort_kernels"]
+
+
+def test_a_step_function_no_requantization_reproduces_is_not_fitted():
+    """Thresholds 0, 1, 9 (uneven beyond what rounding explains): no bias/multiplier pair matches on both sides
+    of every threshold, so the layer stays in float."""
+    from qdeploy.targets.onnxruntime.integer import _fit_requantization
+
+    levels = [(0, [0, 1, 9])]
+    assert _fit_requantization(levels, np.array([-50]), np.array([50]), 0, 3, np.array([False]), 1) is None
+    even = [(0, [0, 4, 8])]
+    bias, multiplier, _ = _fit_requantization(even, np.array([-50]), np.array([50]), 0, 3, np.array([False]), 1)
+    acc = np.arange(-50, 51)
+    expected = (acc >= 0).astype(int) + (acc >= 4) + (acc >= 8)
+    got = np.clip(np.rint(np.clip((acc + bias[0]).astype(np.float32) * multiplier[0], 0, 255)), 0, 3)
+    assert np.array_equal(got, expected)
+
+
+def test_requantization_model_matches_onnxruntimes_qlinearconv_at_ties():
+    """The fit's model of MLAS's requantization (int32 sum to float32, times the multiplier, clamp, round half to
+    even) against ORT's own QLinearConv on every accumulator of a 1x1 convolution, multipliers with exact ties."""
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    from qdeploy.targets.onnxruntime.integer import _requantize
+
+    x = np.arange(256, dtype=np.uint8).reshape(1, 1, 16, 16)
+    weights = np.array([1, -1, 3, -7], dtype=np.int8).reshape(4, 1, 1, 1)
+    multipliers = np.array([0.5, 0.25, 1 / 3, 0.0625], dtype=np.float32)
+    bias = np.array([3, 200, -5, 1000], dtype=np.int32)
+    inits = {
+        "one": np.float32(1), "xzp": np.uint8(100), "w": weights, "m": multipliers,
+        "wzp": np.zeros(4, np.int8), "yzp": np.uint8(0), "b": bias,
+    }
+    node = helper.make_node("QLinearConv", ["x", "one", "xzp", "w", "m", "wzp", "one", "yzp", "b"], ["y"])
+    graph = helper.make_graph(
+        [node], "probe", [helper.make_tensor_value_info("x", TensorProto.UINT8, [1, 1, 16, 16])],
+        [helper.make_tensor_value_info("y", TensorProto.UINT8, None)],
+        [numpy_helper.from_array(np.asarray(v), k) for k, v in inits.items()],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    got = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    acc = (x.astype(np.int64).reshape(1, -1) - 100) * weights.reshape(4, 1).astype(np.int64)
+    expected = _requantize(acc, bias.reshape(4, 1).astype(np.int64), multipliers.reshape(4, 1))
+    assert np.array_equal(got.reshape(4, -1), expected)
