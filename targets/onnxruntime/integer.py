@@ -337,6 +337,8 @@ class _Integerizer:
         if thresholds is None:
             return self.keep_float(node, "its chain to the quantizer is not a monotone step function")
         levels, low_out, high_out, flip = thresholds
+        if high_out - low_out > 255:
+            return self.keep_float(node, "its quantizer's levels do not fit in uint8")
         w_max = int(np.abs(w.astype(np.int64)).max(initial=0))
         room = min(127, PAIR_LIMIT // (2 * (x.high + x.zero) or 1))
         if w_max > room:
