@@ -43,7 +43,10 @@ class Hls4mlOptions(Options):
     board: str | None = option(
         None,
         f"FPGA board preset ({', '.join(BOARDS)}); default: "
-        + ", ".join(f"{DEFAULT_BOARD[vendor]} for {vendor} backends" for vendor in dict.fromkeys(BACKEND_VENDOR.values())),
+        + ", ".join(
+            f"{DEFAULT_BOARD[vendor]} ({', '.join(b for b, v in BACKEND_VENDOR.items() if v == vendor)})"
+            for vendor in dict.fromkeys(BACKEND_VENDOR.values())
+        ),
     )
     backend: Backend = option(Backend.VITIS, "hls4ml backend whose C simulation verifies the firmware")
     io_type: IOType = option(IOType.AUTO, "hls4ml I/O type (auto: io_stream for graphs with convolutions)")
