@@ -4,9 +4,10 @@ First moment: blocks of 128, dynamic-exponent map. Second moment: rank-1 normali
 zero (1-D tensors: blocks of 128). Tensors of at most ``threshold`` (4,096) elements keep 32-bit states, as in
 the paper. The update itself is AdamW's (decoupled weight decay, bias correction) on the decoded states.
 
-Speed: with numba installed (``pip install 'qdeploy[optim]'``) a quantized 1-D or 2-D float32 CPU parameter takes
-``fused.step`` (decode, update and re-encode in one compiled pass, the same codes as the torch path); others take
-the torch path here (``fused_step=False`` forces it).
+Speed: with numba installed (``pip install 'qdeploy[optim]'``) a contiguous float32 CPU parameter takes
+``fused.step`` when its states are quantized (decode, update and re-encode in one compiled pass, the same codes as
+the torch path) and ``fused.step_full`` when they are 32-bit (one compiled loop); others take the torch path here
+(``fused_step=False`` forces it).
 """
 
 from __future__ import annotations
@@ -127,29 +128,22 @@ class AdamW4bit(torch.optim.Optimizer):
         for group in self.param_groups:
             beta1, beta2 = group["betas"]
             lr, eps, weight_decay = group["lr"], group["eps"], group["weight_decay"]
+            hyper = {"lr": lr, "beta1": beta1, "beta2": beta2, "eps": eps, "weight_decay": weight_decay}
             for p in group["params"]:
                 if p.grad is None:
                     continue
                 if p.grad.is_sparse:
                     raise QDeployError("AdamW4bit does not support sparse gradients")
-                grad = p.grad.float()
                 state = self.state[p]
                 if not state:
                     self._init_state(p, state, group["threshold"])
                 quantized = self._quantized(state)
-                if quantized and self._fused and fused.supports(p):
-                    state["step"] += 1
-                    fused.step(
-                        p,
-                        state,
-                        lr=lr,
-                        beta1=beta1,
-                        beta2=beta2,
-                        eps=eps,
-                        weight_decay=weight_decay,
-                        step=float(state["step"]),
-                    )
-                    continue
+                if self._fused and fused.supports(p):
+                    fused_step = fused.step if quantized else fused.step_full
+                    if fused_step(p, state, **hyper, step=float(state["step"]) + 1):
+                        state["step"] += 1
+                        continue
+                grad = p.grad.float()
                 if quantized:
                     exp_avg, exp_avg_sq, blocks = self._load(p, state)
                 else:

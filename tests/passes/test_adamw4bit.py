@@ -197,7 +197,7 @@ def test_any_parameter_shape(shape):
     copy.deepcopy(optimizer.state_dict())  # serialisable
 
 
-@pytest.mark.parametrize("shape", [(5000,), (5001,), (129, 33), (300, 70)])
+@pytest.mark.parametrize("shape", [(5000,), (5001,), (129, 33), (300, 70), (64, 9, 3, 3), (5, 7, 131), (100,), (3, 5)])
 def test_fused_step_codes_the_states_as_the_torch_path(shape):
     pytest.importorskip("numba")
     torch.manual_seed(0)
