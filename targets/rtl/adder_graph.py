@@ -42,7 +42,7 @@ def csd_digits(value: int) -> list[tuple[int, int]]:
 
 @dataclass
 class Node:
-    """A signal of the graph. Leaves (``kind`` "input"/"inverted") read an input element; "add" nodes compute
+    """A signal of the graph. Leaves (``kind`` "input") read an input element; "add" nodes compute
     ``(left << left_shift) + (right << right_shift)`` or, with ``subtract``, the difference."""
 
     index: int
@@ -113,8 +113,6 @@ class AdderGraph:
         for node in self.nodes:
             if node.kind == "input":
                 values.append(x[:, node.source])
-            elif node.kind == "inverted":
-                values.append(1 - x[:, node.source])
             else:
                 left = values[node.left] * (1 << node.left_shift)
                 right = values[node.right] * (1 << node.right_shift)
@@ -130,16 +128,13 @@ class _Builder:
     def __init__(self, input_ranges: list[tuple[int, int]]):
         self.graph = AdderGraph()
         self.input_ranges = input_ranges
-        self.leaves: dict[tuple[str, int], int] = {}
+        self.leaves: dict[int, int] = {}
 
-    def leaf(self, source: int, inverted: bool = False) -> int:
-        key = ("inverted" if inverted else "input", source)
-        if key not in self.leaves:
+    def leaf(self, source: int) -> int:
+        if source not in self.leaves:
             low, high = self.input_ranges[source]
-            if inverted:  # 1 - b of a one-bit input
-                low, high = 1 - high, 1 - low
-            self.leaves[key] = self._append(Node(len(self.graph.nodes), key[0], low, high, source=source))
-        return self.leaves[key]
+            self.leaves[source] = self._append(Node(len(self.graph.nodes), "input", low, high, source=source))
+        return self.leaves[source]
 
     def _append(self, node: Node) -> int:
         self.graph.nodes.append(node)
@@ -310,18 +305,5 @@ def constant_matrix_product(
                     state.insert(r, Term(shared, s, sign))
     for j, row in enumerate(rows):
         terms = [Term(n, s, sign) for (n, s), sign in sorted(row.items())]
-        builder.output(builder.sum_tree(terms), int(constants[j]))
-    return builder.graph
-
-
-def popcount_graph(polarity: np.ndarray, constants: np.ndarray | None = None) -> AdderGraph:
-    """XNOR-popcount of one-bit inputs: output j counts the inputs i equal to ``polarity[j, i]`` (1: b_i, 0: ~b_i),
-    i.e. the agreements of the binary input with the row's binary weights, plus ``constants[j]``."""
-    polarity = np.asarray(polarity, dtype=bool)
-    n_out, n_in = polarity.shape
-    constants = np.zeros(n_out, dtype=np.int64) if constants is None else np.asarray(constants, dtype=np.int64)
-    builder = _Builder([(0, 1)] * n_in)
-    for j in range(n_out):
-        terms = [Term(builder.leaf(i, inverted=not polarity[j, i]), 0, 1) for i in range(n_in)]
         builder.output(builder.sum_tree(terms), int(constants[j]))
     return builder.graph

@@ -22,7 +22,7 @@ from qdeploy.errors import UnsupportedModelError
 from qdeploy.ir import const_input, input_name, node_attr, output_name
 from qdeploy.ops import PASS_THROUGH_OPS, SCALED_QUANT_OPS
 from qdeploy.precision import LayerPrecision, constant_ints
-from qdeploy.targets.rtl.adder_graph import AdderGraph, constant_matrix_product, popcount_graph, signed_width
+from qdeploy.targets.rtl.adder_graph import AdderGraph, constant_matrix_product, signed_width
 
 #: the golden executor sums in float32: integer accumulators beyond 2**24 are rounded there
 FLOAT32_EXACT = 2**24
@@ -180,8 +180,7 @@ def build_design(model: ModelWrapper, layers: dict[str, LayerPrecision], share: 
     first, prologue = _first_quantizer(model)
     precision = layers[first.name]
     size = int(np.prod(model.get_tensor_shape(first.output[0])[1:]))
-    grid = precision.output.collapse()
-    current = Vector.levels(int(grid.kmin), int(grid.kmax), grid.lsb, size)
+    current = _input_vector(model, first, precision.output.collapse(), size)
     design = Design([], current, current, prologue, first.output[0], output_name(model))
     pending: _Pending | None = None
     nodes = list(model.graph.node)
@@ -242,6 +241,25 @@ def build_design(model: ModelWrapper, layers: dict[str, LayerPrecision], share: 
     return design
 
 
+def _input_vector(model: ModelWrapper, first, grid, size: int) -> Vector:
+    """The hardware input's encoding: the input quantizer's integer levels, or, when that quantizer is a
+    MultiThreshold (a lowered BipolarQuant or thresholded quantizer), the count ``u`` of thresholds crossed with
+    ``k = out_scale * u + out_bias`` when that is narrower: a bipolar input is then one bit, not two."""
+    levels = Vector.levels(int(grid.kmin), int(grid.kmax), grid.lsb, size)
+    if first.op_type != "MultiThreshold":
+        return levels
+    thresholds = model.get_initializer(first.input[1])
+    if thresholds is None:
+        return levels
+    scale = float(node_attr(first, "out_scale", 1.0)) * 2.0**-grid.lsb
+    offset = float(node_attr(first, "out_bias", 0.0)) * 2.0**-grid.lsb
+    if scale <= 0 or scale != int(scale) or offset != int(offset):
+        return levels
+    ones = np.ones(size, dtype=np.int64)
+    counted = Vector(ones * 0, ones * int(thresholds.shape[-1]), ones * int(scale), ones * int(offset), grid.lsb)
+    return counted if counted.bits < levels.bits else levels
+
+
 def _identity(pending: _Pending | None, design: Design, current: Vector, name: str, share: bool) -> _Pending:
     """An element-wise layer (a bias, Relu or quantizer with no MatMul before it): identity weights."""
     if pending is not None:
@@ -276,25 +294,23 @@ def _finish(design: Design, pending: _Pending, x: Vector, activation, share: boo
     quant = activation is not None and activation[0].op_type != "MultiThreshold"
     n_out = len(weights)
 
-    if binary_input and binary_weights and not quant and not pending.relu:
-        # XNOR-popcount: sum_i w_i (2 b_i - 1) = 2 * agreements - n
+    # one-bit inputs meaning -1/+1 and weights of magnitude 1 (a bipolar layer): the XNOR-popcount arithmetic,
+    # sum_i w_i (2 b_i - 1) = 2 * sum_i w_i b_i - sum_i w_i, built below as a +-1 matrix on the bits so that pairs
+    # b_a +- b_b are shared across rows (a per-row popcount of XNORs shares nothing: 4x the adder bits at 64x64)
+    if binary_input and binary_weights:
         kind = "xnor_popcount"
-        graph = popcount_graph(weights > 0)
-        factor = np.full(n_out, 2 << up, dtype=np.int64)
-        bias = (pending.bias << (pending.bias_lsb - lsb)) if pending.bias is not None else np.zeros(n_out, np.int64)
-        offset = bias - (weights.shape[1] << up)
     else:
         kind = "dense" if pending.nodes and pending.multiplications else "elementwise"
-        fold_constant = quant or pending.relu  # requantization/Relu need k itself; thresholds and raw outputs do not
-        shifts = np.array(
-            [_trailing_zeros(np.append(effective[j], constant[j] if fold_constant else 0)) for j in range(n_out)],
-            dtype=np.int64,
-        )
-        reduced = effective >> shifts[:, None]
-        in_constant = (constant >> shifts) if fold_constant else np.zeros(n_out, np.int64)
-        graph = constant_matrix_product(reduced, list(zip(x.low.tolist(), x.high.tolist(), strict=True)), in_constant, share)
-        factor = np.left_shift(np.ones(n_out, dtype=np.int64), shifts)
-        offset = np.zeros(n_out, np.int64) if fold_constant else constant
+    fold_constant = quant or pending.relu  # requantization/Relu need k itself; thresholds and raw outputs do not
+    shifts = np.array(
+        [_trailing_zeros(np.append(effective[j], constant[j] if fold_constant else 0)) for j in range(n_out)],
+        dtype=np.int64,
+    )
+    reduced = effective >> shifts[:, None]
+    in_constant = (constant >> shifts) if fold_constant else np.zeros(n_out, np.int64)
+    graph = constant_matrix_product(reduced, list(zip(x.low.tolist(), x.high.tolist(), strict=True)), in_constant, share)
+    factor = np.left_shift(np.ones(n_out, dtype=np.int64), shifts)
+    offset = np.zeros(n_out, np.int64) if fold_constant else constant
     acc_low = np.array([o.low for o in graph.outputs], dtype=np.int64)
     acc_high = np.array([o.high for o in graph.outputs], dtype=np.int64)
     accumulator = Vector(acc_low, acc_high, factor, offset, lsb)

@@ -223,7 +223,7 @@ class RtlTarget(Target):
                 "elements": len(design.input),
                 "bits": design.input.bits,
                 "tensor": design.input_tensor,
-                "meaning": "the input quantizer's integer levels (the host prologue computes them)",
+                "meaning": "the input quantizer's levels k as u = (k - offset) / scale (the host prologue computes them)",
             },
             "output_bits": design.output.bits,
             "adders": sum(len(layer.graph.adders) for layer in design.layers),
@@ -304,10 +304,11 @@ class RtlTarget(Target):
 
 
 def _levels(out_dir: Path, x: np.ndarray, inputs: Vector) -> np.ndarray:
-    """The hardware's input: the host prologue (the graph's own input quantizer) as integer levels."""
+    """The hardware's input: the host prologue (the graph's own input quantizer) as integer levels ``k``, encoded
+    as the core takes them, ``u = (k - offset) / scale`` (a bipolar input: one bit per element)."""
     prologue_model = ModelWrapper(str(Path(out_dir) / PROLOGUE_FILE))
     values = np.asarray(run_golden(prologue_model, x), dtype=np.float64).reshape(len(x), -1)
-    levels = np.ldexp(values, -inputs.lsb)
+    levels = (np.ldexp(values, -inputs.lsb) - inputs.offset) / inputs.scale
     if not np.array_equal(levels, np.round(levels)):
         raise QDeployError("the input quantizer produced values off its grid; this is a bug in the RTL target")
     return levels.astype(np.int64)

@@ -97,16 +97,7 @@ class _Stages:
 def layer_view(layer: Layer, module: str, stages: int) -> dict[str, Any]:
     graph = layer.graph
     staging = _Stages(stages, graph.depth)
-    names = {
-        node.index: (
-            f"x{node.source}"
-            if node.kind == "input"
-            else f"nx{node.source}"
-            if node.kind == "inverted"
-            else f"t{node.index}"
-        )
-        for node in graph.nodes
-    }
+    names = {node.index: f"x{node.source}" if node.kind == "input" else f"t{node.index}" for node in graph.nodes}
     stage_of = {node.index: staging.of(node) for node in graph.nodes}
     needed: dict[int, int] = {}  # node -> latest stage it is read in
 
@@ -118,12 +109,10 @@ def layer_view(layer: Layer, module: str, stages: int) -> dict[str, Any]:
     slices = element_slices(layer.input)
     leaves, adders = [], []
     for node in graph.nodes:
-        if node.kind in ("input", "inverted"):
+        if node.kind == "input":
             offset, width = slices[node.source]
             bits = f"x[{offset}]" if width == 1 else f"x[{offset + width - 1}:{offset}]"
-            if node.kind == "inverted":
-                expr = f"{{1'b0, ~{bits}}}"
-            elif layer.input.low[node.source] < 0:
+            if layer.input.low[node.source] < 0:
                 expr = bits
             elif node.width > width:  # zero-extended: one more bit than the port's unsigned element
                 expr = f"{{1'b0, {bits}}}"
@@ -176,7 +165,8 @@ def layer_view(layer: Layer, module: str, stages: int) -> dict[str, Any]:
             f"{layer.multiplications} constant multiplications as {len(graph.adders)} adders "
             f"(canonical signed digits, shared sub-expressions); {stages} pipeline stage(s)"
             if layer.kind != "xnor_popcount"
-            else f"binary weights and inputs: XNOR-popcount, {len(graph.adders)} adders; {stages} pipeline stage(s)"
+            else f"binary weights and inputs: XNOR-popcount arithmetic (2 * sum of +-bits - n) as {len(graph.adders)} "
+            f"adders sharing bit pairs across outputs; {stages} pipeline stage(s)"
         ),
         "in_bits": layer.input.bits,
         "out_bits": layer.output.bits,

