@@ -45,7 +45,7 @@ def _fixed(name: str, dtype: torch.dtype) -> torch.Tensor:
 
 
 def _rotation(name: str, theta: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """(batch, 2, 2) matrices of rx/ry/rz/p for angles ``theta`` (batch,)."""
+    """(..., 2, 2) matrices of rx/ry/rz/p for angles ``theta`` (..., e.g. (batch,) or 0-d)."""
     half = theta.to(dtype) / 2
     c, s = torch.cos(half), torch.sin(half)
     zero = torch.zeros_like(c)
@@ -64,17 +64,20 @@ def _rotation(name: str, theta: torch.Tensor, dtype: torch.dtype) -> torch.Tenso
 
 
 def _angles(gate: Gate, inputs: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """(batch,) angles of an input-driven gate; a 0-d tensor for a weight or constant: the same for every sample,
+    so its matrix is one (2, 2) matrix, not one per sample."""
     a = gate.angle
     if a.kind == "input":
         return inputs[:, a.index] * a.scale
     if a.kind == "weight":
-        return weights[a.index].expand(inputs.shape[0])
-    return torch.full((inputs.shape[0],), a.value, dtype=inputs.dtype)
+        return weights[a.index]
+    return torch.tensor(a.value, dtype=inputs.dtype)
 
 
 def gate_matrix(gate: Gate, theta: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor:
-    """A one-qubit gate's matrix: (2, 2) for fixed gates, (batch, 2, 2) for rotations. Two-qubit gates never
-    become matrices: ``simulate_state`` applies them as controlled one-qubit gates, axis swaps or a split rz."""
+    """A one-qubit gate's matrix: (2, 2) for fixed gates and rotations by a weight or constant, (batch, 2, 2) for
+    rotations by an input. Two-qubit gates never become matrices: ``simulate_state`` applies them as controlled
+    one-qubit gates, basis permutations or a split rz."""
     if theta is None:
         return _fixed(gate.name, dtype)
     return _rotation(gate.name, theta, dtype)
@@ -85,22 +88,23 @@ _CONTROLLED = {"cx": "x", "cy": "y", "cz": "z", "crx": "rx", "cry": "ry", "crz":
 
 
 def _one_qubit(gate: Gate, inputs: torch.Tensor, weights: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """A one-qubit gate's matrix: (2, 2) when fixed, (batch, 2, 2) when it has an angle."""
+    """A one-qubit gate's matrix: (batch, 2, 2) when its angle is an input, else (2, 2)."""
     theta = _angles(gate, inputs, weights) if gate.angle is not None else None
     return gate_matrix(gate, theta, dtype)
 
 
 def _apply_1q(state: torch.Tensor, matrix: torch.Tensor, axis: int) -> torch.Tensor:
-    """``matrix`` ((2, 2) or (batch, 2, 2)) on ``axis`` of ``state`` (batch, 2, ..., 2): a contraction over that axis
-    written as two weighted sums of the state's halves (no axis moves, no copies beyond the result)."""
-    if matrix.dim() == 3:
-        # one batched contraction over the (left, 2, right) view: torch.einsum lowers it to a single bmm (with at
-        # most a copy to bring the axis in place), 5-8x faster at 12 qubits than combining the two halves with
+    """``matrix`` ((2, 2) or (batch, 2, 2)) on ``axis`` of ``state`` (batch, 2, ..., 2)."""
+    shape = state.shape
+    left = math.prod(shape[1:axis])
+    if matrix.dim() == 3 or matrix.requires_grad:
+        # one contraction over the (left, 2, right) view: torch.einsum lowers it to a single (batched) matmul (with
+        # at most a copy to bring the axis in place), 5-8x faster at 12 qubits than combining the two halves with
         # broadcast products, forward and backward (measured)
-        shape = state.shape
-        left = math.prod(shape[1:axis])
         view = state.reshape(shape[0], left, 2, -1)
-        return torch.einsum("bij,bljr->blir", matrix, view).reshape(shape)
+        equation = "bij,bljr->blir" if matrix.dim() == 3 else "ij,bljr->blir"
+        return torch.einsum(equation, matrix, view).reshape(shape)
+    # a constant gate: two weighted sums of the state's halves (no axis moves, no copies beyond the result);
     # unbind, not two selects: its backward stacks the halves' gradients instead of zero-filling two full states
     s0, s1 = state.unbind(axis)
     m00, m01, m10, m11 = (complex(v) for v in matrix.reshape(-1).tolist())
@@ -142,9 +146,45 @@ def _cz_signs(num_qubits: int, wires: tuple[int, ...]) -> torch.Tensor:
     return 1.0 - 2.0 * both.to(torch.float64)
 
 
+#: two-qubit gates that map basis states to basis states (cz with a sign): runs of them compose into one
+_PERMUTATION_GATES = ("cx", "swap", "cz")
+
+
+class _SignedPermutation:
+    """``out[:, k] = sign[k] * flat[:, source[k]]`` (either part may be absent): a run of cx, swap and cz gates
+    composed into one map, applied in one pass instead of one pass per gate (a ring of n CNOTs is one gather)."""
+
+    def __init__(self, source: torch.Tensor | None, sign: torch.Tensor | None) -> None:
+        self.source, self.sign = source, sign
+
+    @classmethod
+    def of(cls, gate: Gate, num_qubits: int) -> _SignedPermutation:
+        if gate.name == "cz":
+            return cls(None, _cz_signs(num_qubits, tuple(gate.wires)))
+        return cls(_basis_permutation(num_qubits, gate.name, tuple(gate.wires)), None)
+
+    def then(self, other: _SignedPermutation) -> _SignedPermutation:
+        """This map followed by ``other``: out[k] = other.sign[k] * sign[o[k]] * flat[source[o[k]]], o = other.source."""
+        source, sign = self.source, self.sign
+        if other.source is not None:
+            source = other.source if source is None else source[other.source]
+            sign = None if sign is None else sign[other.source]
+        if other.sign is not None:
+            sign = other.sign if sign is None else sign * other.sign
+        return _SignedPermutation(source, sign)
+
+    def apply(self, state: torch.Tensor) -> torch.Tensor:
+        flat = state.reshape(state.shape[0], -1)
+        if self.source is not None:
+            flat = _PermuteBasis.apply(flat, self.source)
+        if self.sign is not None:
+            flat = flat * self.sign.to(flat.real.dtype)
+        return flat.reshape(state.shape)
+
+
 class _PermuteBasis(torch.autograd.Function):
-    """``flat[:, source]`` for a permutation that is its own inverse (cx, swap): the backward is the same gather,
-    one pass, where indexing's own backward zero-fills and scatters."""
+    """``flat[:, source]`` for a permutation ``source``: the backward is the gather by the inverse permutation, one
+    pass, where indexing's own backward zero-fills and scatters."""
 
     # torch.gather with the index broadcast over the batch: 2-10x faster than index_select or advanced indexing
     # along dimension 1 here (measured at 8 and 12 qubits)
@@ -157,36 +197,52 @@ class _PermuteBasis(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
         (source,) = ctx.saved_tensors
-        return torch.gather(grad, 1, source.expand(grad.shape[0], -1)), None
+        inverse = torch.empty_like(source)
+        inverse[source] = torch.arange(source.numel())
+        return torch.gather(grad, 1, inverse.expand(grad.shape[0], -1)), None
 
 
-def _permutation_gate(state: torch.Tensor, gate: Gate, num_qubits: int) -> torch.Tensor:
-    """cx, swap (a basis permutation, one gather) and cz (a sign per basis state, one product) on the flat state."""
-    flat = state.reshape(state.shape[0], -1)
-    if gate.name == "cz":
-        flat = flat * _cz_signs(num_qubits, tuple(gate.wires)).to(flat.real.dtype)
-    else:
-        flat = _PermuteBasis.apply(flat, _basis_permutation(num_qubits, gate.name, tuple(gate.wires)))
-    return flat.reshape(state.shape)
+def _product_state(num_qubits: int, pending: dict[int, torch.Tensor], batch: int, dtype: torch.dtype) -> torch.Tensor:
+    """The state (batch, 2, ..., 2) after one-qubit gates only (``pending``: wire -> matrix) on |0...0>: the tensor
+    product of each wire's first matrix column, built by outer products (about one pass over the state instead of
+    one per wire)."""
+    zero = torch.tensor([1, 0], dtype=dtype)
+    state = None
+    for wire in reversed(range(num_qubits)):  # the most significant wire first
+        matrix = pending.get(wire)
+        column = zero if matrix is None else matrix[..., :, 0]
+        state = column if state is None else (state.unsqueeze(-1) * column.unsqueeze(-2)).flatten(-2)
+    return state.expand(batch, -1).reshape(batch, *([2] * num_qubits))
 
 
 def simulate_state(spec: CircuitSpec, inputs: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-    """Final states (batch, 2, ..., 2) for real ``inputs`` (batch, num_inputs) and ``weights`` (num_weights,)."""
+    """Final states (batch, 2, ..., 2) for real ``inputs`` (batch, num_inputs) and ``weights`` (num_weights,).
+
+    One-qubit gates are deferred per wire and multiplied (applied when a two-qubit gate needs the wire, or at the
+    end); those before the first two-qubit gate make a product state; runs of cx/swap/cz compose into one signed
+    permutation. A wire's deferred gates all follow the run's gates on that wire and commute with the others, so the
+    run, then the deferred gates, is the circuit's order."""
     real = inputs.dtype
     dtype = torch.complex128 if real == torch.float64 else torch.complex64
     n = spec.num_qubits
     batch = inputs.shape[0]
-    state = torch.zeros((batch, 2**n), dtype=dtype)
-    state[:, 0] = 1
-    state = state.reshape(batch, *([2] * n))
     weights = weights.to(real)
     pending: dict[int, torch.Tensor] = {}  # wire -> product of its one-qubit gates not yet applied
+    state: torch.Tensor | None = None  # None: still |0...0> times the pending gates
+    permutation: _SignedPermutation | None = None  # composed cx/swap/cz not yet applied
 
-    def flush(wire: int) -> None:
+    def flush(wires) -> None:
         nonlocal state
-        matrix = pending.pop(wire, None)
-        if matrix is not None:
-            state = _apply_1q(state, matrix, n - wire)
+        for wire in list(wires):
+            matrix = pending.pop(wire, None)
+            if matrix is not None:
+                state = _apply_1q(state, matrix, n - wire)
+
+    def apply_permutation() -> None:
+        nonlocal state, permutation
+        if permutation is not None:
+            state = permutation.apply(state)
+            permutation = None
 
     for gate in spec.gates:
         if len(gate.wires) == 1:
@@ -196,12 +252,24 @@ def simulate_state(spec: CircuitSpec, inputs: torch.Tensor, weights: torch.Tenso
                 matrix = torch.matmul(matrix, pending[wire])  # later gate on the left
             pending[wire] = matrix
             continue
-        for wire in gate.wires:
-            flush(wire)
+        if state is None:
+            state = _product_state(n, pending, batch, dtype)
+            pending.clear()
+        if gate.name in _PERMUTATION_GATES:
+            if any(w in pending for w in gate.wires):
+                if permutation is not None:
+                    # the run ends here: apply it and every deferred gate, so that the next run starts clean
+                    apply_permutation()
+                    flush(pending)
+                else:
+                    flush(gate.wires)
+            step = _SignedPermutation.of(gate, n)
+            permutation = step if permutation is None else permutation.then(step)
+            continue
+        apply_permutation()
+        flush(gate.wires)
         a, b = (n - w for w in gate.wires)
-        if gate.name in ("cx", "swap", "cz"):
-            state = _permutation_gate(state, gate, n)
-        elif gate.name in _CONTROLLED:
+        if gate.name in _CONTROLLED:
             sub = Gate(_CONTROLLED[gate.name], gate.wires[1:], gate.angle)
             state = _controlled_apply(state, _one_qubit(sub, inputs, weights, dtype), a, b)
         elif gate.name == "rzz":
@@ -212,8 +280,11 @@ def simulate_state(spec: CircuitSpec, inputs: torch.Tensor, weights: torch.Tenso
             state = torch.stack([_apply_1q(off, rz, inner), _apply_1q(on, rz.conj(), inner)], dim=a)
         else:  # spec validation admits no other two-qubit gate
             raise ValueError(f"no simulation for two-qubit gate {gate.name}")
-    for wire in list(pending):
-        flush(wire)
+    if state is None:
+        state = _product_state(n, pending, batch, dtype)
+        pending.clear()
+    apply_permutation()
+    flush(pending)
     return state.contiguous()
 
 
