@@ -91,3 +91,14 @@ def split_hls4ml_sections(mapping: Mapping[str, Any] | None) -> dict[str, Any]:
     if sections:
         table["hls_config"] = {**dict(table.get("hls_config") or {}), **sections}
     return table
+
+
+@dataclasses.dataclass(frozen=True)
+class Hls4mlRunOptions(Options):
+    """How a compiled hls4ml folder is run (``Artifact.predict(x, run_options=...)``, ``qdeploy run``)."""
+
+    rebuild: bool = option(
+        False,
+        "rebuild the C simulation from the folder's sources first, running its build_lib.sh (a folder copied to "
+        "another machine; only for a folder you trust)",
+    )

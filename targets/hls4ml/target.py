@@ -32,7 +32,7 @@ from qdeploy.targets.hls4ml.boards import BACKEND_VENDOR, BOARDS
 from qdeploy.targets.hls4ml.config import build_hls_config
 from qdeploy.targets.hls4ml.epilogue import EPILOGUE_FILE, split_float_epilogue
 from qdeploy.targets.hls4ml.implementation import choose_implementations
-from qdeploy.targets.hls4ml.options import Backend, Hls4mlOptions, split_hls4ml_sections
+from qdeploy.targets.hls4ml.options import Backend, Hls4mlOptions, Hls4mlRunOptions, split_hls4ml_sections
 from qdeploy.targets.hls4ml.project import (
     FIRMWARE_DIR,
     IO_FILE,
@@ -59,6 +59,7 @@ class Hls4mlTarget(Target):
     name = "hls4ml"
     extra = "hls4ml"
     Options = Hls4mlOptions
+    RunOptions = Hls4mlRunOptions
 
     def options(self, mapping: Any = None) -> Hls4mlOptions:
         """hls4ml's own sections (``Model``, ``LayerName``, ...) may sit in the ``[hls4ml]`` table beside qdeploy's
@@ -187,7 +188,9 @@ class Hls4mlTarget(Target):
             "files": [FIRMWARE_DIR, "testbench", "README.md"] + ([EPILOGUE_FILE] if epilogue is not None else []),
         }
 
-    def runner(self, out_dir: Path, run_options: Any = None) -> Callable[[np.ndarray], np.ndarray]:
+    def runner(
+        self, out_dir: Path, run_options: Hls4mlRunOptions | None = None
+    ) -> Callable[[np.ndarray], np.ndarray]:
         hls4ml = require("hls4ml", self.extra, "the hls4ml target")
         from qdeploy.targets.hls4ml import multithreshold
 
@@ -203,24 +206,31 @@ class Hls4mlTarget(Target):
                 f"{config_file} is not an hls4ml configuration ({one_line(exc)}); recompile the folder"
             ) from None
         # The library is the one this configuration names, inside the folder. A folder is data: verify and run load
-        # what the compile built and never build or run the folder's scripts (build_lib.sh) themselves.
+        # what the compile built, and build it (running the folder's build_lib.sh) only when asked to.
         library = file_in_folder(project_dir, library_name(str(stamp)), str(config_file))
-        if not library.is_file():
+        rebuild = run_options is not None and run_options.rebuild
+        if not library.is_file() and not rebuild:
             raise QDeployError(
                 f"{project_dir} has no C-simulation library ({library_name(str(stamp))}); recompile the folder with "
-                "qdeploy compile"
+                "qdeploy compile (or, for a folder you trust, qdeploy run --rebuild)"
             )
         multithreshold.register(config.get("Backend", Backend.VITIS.value))
         try:
             hls_model = hls4ml.converters.link_existing_project(str(project_dir))
-            hls_model._top_function_lib = ctypes.cdll.LoadLibrary(str(library))
-        except Exception as exc:  # hls4ml's and the loader's errors, as one line
+            # where the project is now (the file says "."): hls4ml builds there
+            hls_model.config.config["OutputDir"] = str(project_dir.resolve())
+            if rebuild:
+                with contextlib.redirect_stdout(io.StringIO()) as captured:
+                    hls_model.compile()
+                log.debug(captured.getvalue())
+            else:
+                hls_model._top_function_lib = ctypes.cdll.LoadLibrary(str(library))
+        except Exception as exc:  # hls4ml's, the compiler's and the loader's errors, as one line
+            what = "rebuild" if rebuild else "load"
             raise QDeployError(
-                f"cannot load the C simulation of {project_dir}: {type(exc).__name__}: {one_line(exc)}; recompile the "
-                "folder with qdeploy compile"
+                f"cannot {what} the C simulation of {project_dir}: {type(exc).__name__}: {one_line(exc)}; recompile "
+                "the folder with qdeploy compile"
             ) from exc
-        # where the project is now, should hls4ml itself be asked to rebuild it (the file says ".")
-        hls_model.config.config["OutputDir"] = str(project_dir.resolve())
 
         io_file = project_dir / IO_FILE
         channels_last = bool(json.loads(io_file.read_text())["input_channels_last"]) if io_file.exists() else False

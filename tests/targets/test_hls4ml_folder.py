@@ -114,18 +114,33 @@ def test_readme_names_files_and_make_targets_that_exist(compiled):
         assert board.part in scripts and board.vendor == "AMD"
 
 
-def test_verify_never_builds_a_folder_without_its_library(compiled, tmp_path):
-    """A folder is data: a missing library is refused, the folder's build_lib.sh is not run."""
-    _, out = compiled
-    copy = tmp_path / "copy"
+def _without_library(out: Path, copy: Path) -> Path:
     shutil.copytree(out, copy)
     for library in (copy / "firmware" / "firmware").glob("*.so"):
         library.unlink()
+    return copy
+
+
+def test_verify_and_run_never_build_a_folder_without_its_library(compiled, data, tmp_path):
+    """A folder is data: a missing library is refused and the folder's build_lib.sh is not run."""
+    copy = _without_library(compiled[1], tmp_path / "copy")
     marker = tmp_path / "ran"
     (copy / "firmware" / "build_lib.sh").write_text(f"#!/bin/sh\ntouch {marker}\n")
     with pytest.raises(QDeployError, match=r"has no C-simulation library .*; recompile the folder"):
         Artifact(copy).verify()
+    with pytest.raises(QDeployError, match=r"or, for a folder you trust, qdeploy run --rebuild"):
+        Artifact(copy).predict(data.x_test[:4])
     assert not marker.exists()
+
+
+@pytest.mark.parametrize("compiled", ["Catapult"], indirect=True)  # the quickest build; the same code for all
+def test_run_rebuilds_the_library_when_asked(compiled, data, tmp_path):
+    """``qdeploy run --rebuild``: the library built from the folder's (copied) sources is exact too."""
+    copy = _without_library(compiled[1], tmp_path / "copy")
+    y = Artifact(copy).predict(data.x_test[:16], run_options={"rebuild": True})
+    golden = run_golden(load_model(copy / "golden.onnx", clean=False), data.x_test[:16])
+    np.testing.assert_array_equal(y, np.asarray(golden).reshape(16, -1))
+    assert list((copy / "firmware" / "firmware").glob("*.so"))
 
 
 def test_default_board_follows_the_backend():
