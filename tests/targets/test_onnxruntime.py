@@ -109,7 +109,8 @@ def test_verify_exits_non_zero_when_the_artefact_no_longer_matches(mlp_w4a8, tmp
     assert main(["verify", str(tmp_path / "ort"), "-q"]) == 0
     path = tmp_path / "ort" / "model.onnx"
     model = onnx.load(str(path))
-    weights = next(init for init in model.graph.initializer if init.name.endswith("_int") and init.data_type == 3)
+    # int8 weights: a DequantizeLinear's integers, or an integer layer's (``_w8``)
+    weights = next(i for i in model.graph.initializer if i.name.endswith(("_int", "_w8")) and i.data_type == 3)
     values = numpy_helper.to_array(weights).copy()
     values.flat[0] = 7 if values.flat[0] != 7 else -7
     weights.CopyFrom(numpy_helper.from_array(values, weights.name))
