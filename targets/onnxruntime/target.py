@@ -1,4 +1,5 @@
-"""The ``onnxruntime`` target: writes ``model.onnx`` (integer QDQ) and runs it in an ORT session."""
+"""The ``onnxruntime`` target: writes ``model.onnx`` (integer layers where exact, QDQ elsewhere) and runs it in an
+ORT session."""
 
 from __future__ import annotations
 
@@ -98,7 +99,10 @@ class OnnxRuntimeTarget(Target):
         require("onnxruntime", self.extra, "the onnxruntime target")
 
     def describe(self) -> list[str]:
-        return [f"integer QDQ model for ONNX Runtime's CPU kernels (graph optimization {OPTIMIZATION_LEVEL})"]
+        return [
+            "integer model for ONNX Runtime's CPU kernels: requantized QLinearConv / MatMulInteger where exact, QDQ "
+            f"elsewhere (graph optimization {OPTIMIZATION_LEVEL})"
+        ]
 
     def steps(self, options: NoOptions) -> list:
         return [lower_to_qdq]
@@ -116,8 +120,13 @@ class OnnxRuntimeTarget(Target):
             row["weight"] = f"int{row['weight_bits']}" if row["weight_bits"] else "float32"
             row["activation"] = f"int{row['activation_bits']}" if row["activation_bits"] else "float32"
             row["accumulator"] = "int32" if quantized else "float32"
+        from qdeploy.targets.onnxruntime.exactness import PLAN_KEY
+
+        plan = next((prop.value for prop in proto.metadata_props if prop.key == PLAN_KEY), "")
         return {
             "per_layer": rows,
+            # which dot products run on integer kernels, which stay in float and why (``exactness.plan_model``)
+            "plan": plan,
             "ort_kernels": dict(sorted(kernel_ops.items())),
             "integer_kernels": sum(n for op, n in kernel_ops.items() if op in INTEGER_OPS),
             # how to run model.onnx elsewhere with the same numbers (model.optimized.onnx is this machine's

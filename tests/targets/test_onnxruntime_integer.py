@@ -133,6 +133,7 @@ def test_mlp_runs_integer_matmuls_bit_exact(tmp_path):
     _, report, plan = _compile(mlp(), tmp_path / "ort", (16,))
     assert report["bit_exact"] is True and report["outputs_equal"] == report["outputs_compared"]
     assert plan.startswith("integer layers (2 MatMulInteger)"), plan
+    assert report["plan"] == plan  # report.json says it too
     assert report["ort_kernels"].get("MatMulInteger") == 2, report["ort_kernels"]
 
 
