@@ -4,7 +4,9 @@ The reference (qonnx's executor) runs every standard node in its own ORT session
 kernel on exactly the node's inputs. ORT's graph optimizer, on a whole model, fuses nodes (Conv+Mul+Add into one
 Conv, MatMul+Add into Gemm, a scalar Div into MatMul's alpha, BatchNorm into weights, NCHWc convolutions, a float
 bias quantized to int32 by ``WeightBiasQuantization``, QDQ groups into integer kernels with a rounded requantization
-multiplier), and each of these can change float rounding. Two plans:
+multiplier), and each of these can change float rounding. First, ``plan_model`` replaces every dot product it can
+show exact by an integer layer (``integer``: requantized QLinearConv, MatMulInteger; the plan's name lists them and
+why the others stay in float); the float rest then runs under one of two plans:
 
 - **integer kernels** (``plan = "exact arithmetic"``): every float op of the graph provably computes an exact
   result — its operands lie on a power-of-two grid and every sum stays within float32's 24-bit significand (taken

@@ -15,7 +15,8 @@ quantizer gets one of two forms:
 Constants (weights, biases) are quantized here by qonnx itself: stored as integers + ``DequantizeLinear`` when they
 dequantize back exactly in float32, else as qonnx's float values. qonnx's channels-last ops become the standard op
 between two Transposes (what qonnx executes), FloatQuant becomes its float32 steps. How ORT may then optimize the
-graph without changing a number is decided in ``exactness.plan_session``; what has no exact form is refused here,
+graph without changing a number, and which dot products become integer layers, is decided in
+``exactness.plan_model``; what has no exact form is refused here,
 naming the node of the user's file.
 """
 
