@@ -109,6 +109,16 @@ def make_relocatable(project_dir: Path, backend: Backend) -> None:
         )
 
 
+def missing_weight_files(project_dir: Path) -> list[str]:
+    """The weight files the C simulation reads at run time (Vivado, Vitis, Catapult) that the folder lacks: hls4ml's
+    loader ends the whole process (``exit(1)``) on a missing one, so they are checked before it is loaded."""
+    source = project_dir / "firmware" / f"{PROJECT}.cpp"
+    if not source.is_file():
+        return []
+    names = re.findall(r'load_\w*weights_from_txt<.*?>\(\s*\w+\s*,\s*"([^"/]+)"\s*\)', source.read_text())
+    return [f"firmware/weights/{name}" for name in names if not (project_dir / "firmware" / "weights" / name).is_file()]
+
+
 def _substitute(path: Path, pattern: str, replacement: str) -> None:
     """Replace the one match of ``pattern`` in a file hls4ml wrote; refuse when hls4ml no longer writes it so (a
     silently unchanged file would bake the build path in again)."""

@@ -40,6 +40,7 @@ from qdeploy.targets.hls4ml.project import (
     check_relocatable,
     library_name,
     make_relocatable,
+    missing_weight_files,
     to_firmware_layout,
     write_portable_config,
     write_readmes,
@@ -171,6 +172,7 @@ class Hls4mlTarget(Target):
         return {
             "board": board.name,
             "part": board.part,
+            "vendor": board.vendor,
             "clock_period_ns": options.clock,
             "backend": options.backend.value,
             "io_type": options.io_type.value,
@@ -213,6 +215,12 @@ class Hls4mlTarget(Target):
             raise QDeployError(
                 f"{project_dir} has no C-simulation library ({library_name(str(stamp))}); recompile the folder with "
                 "qdeploy compile (or, for a folder you trust, qdeploy run --rebuild)"
+            )
+        missing = missing_weight_files(project_dir)
+        if missing:
+            raise QDeployError(
+                f"{project_dir} lacks {len(missing)} weight file(s) its C simulation reads ({', '.join(missing[:3])}); "
+                "copy or move the whole output folder, or recompile it"
             )
         multithreshold.register(config.get("Backend", Backend.VITIS.value))
         try:

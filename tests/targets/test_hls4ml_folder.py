@@ -133,6 +133,17 @@ def test_verify_and_run_never_build_a_folder_without_its_library(compiled, data,
     assert not marker.exists()
 
 
+@pytest.mark.parametrize("compiled", ["Vitis", "Catapult"], indirect=True)  # the backends reading weight files
+def test_a_folder_missing_a_weight_file_is_refused_naming_it(compiled, tmp_path):
+    """hls4ml's loader would end the process (exit(1)) on a missing weight file: refused before loading instead."""
+    copy = tmp_path / "copy"
+    shutil.copytree(compiled[1], copy)
+    victim = sorted((copy / "firmware" / "firmware" / "weights").glob("*.txt"))[0]
+    victim.unlink()
+    with pytest.raises(QDeployError, match=rf"lacks 1 weight file\(s\) .*\(firmware/weights/{victim.name}\); copy"):
+        Artifact(copy).verify()
+
+
 @pytest.mark.parametrize("compiled", ["Catapult"], indirect=True)  # the quickest build; the same code for all
 def test_run_rebuilds_the_library_when_asked(compiled, data, tmp_path):
     """``qdeploy run --rebuild``: the library built from the folder's (copied) sources is exact too."""
