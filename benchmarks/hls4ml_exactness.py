@@ -169,10 +169,11 @@ def network_files(folder: Path) -> dict[str, Path]:
     return files
 
 
-#: the six QONNX model-zoo networks issue 14 means: two files ship in ../shared/fixtures/qonnx, the other four are
-#: architectural equivalents (same layers and quantizers, random weights and BatchNorm statistics); input precision
-#: declared for the one whose float input goes straight into a layer (a QKeras conversion)
-ZOO_SAMPLES = {"CNV-2W2A": 60, "RadioML VGG10 w8a8": 100}
+#: the QONNX model-zoo networks issue 14 means (TFC, CNV, UNSW-NB15, KWS, the jet tagger) and two more of qonnx's
+#: test list (``qonnx/util/test.py``: TFC-1W1A, RadioML VGG10): two files ship in ../shared/fixtures/qonnx, the
+#: others are architectural equivalents (same layers and quantizers, random weights and BatchNorm statistics); input
+#: precision declared for the one whose float input goes straight into a layer (a QKeras conversion)
+ZOO_SAMPLES = {"CNV-2W2A": 40, "RadioML VGG10 w8a8": 60}
 ZOO_INPUT_QUANT = {"jet tagger (QKeras)": "fixed<16,6>"}
 
 
@@ -189,6 +190,10 @@ def zoo_files(folder: Path) -> dict[str, tuple[Path, str]]:
         "CNV-2W2A": (
             models.export_finn(models.finn_network("cnv_2w2a"), (3, 32, 32), folder / "cnv_2w2a.onnx"),
             "brevitas_examples.bnn_pynq cnv_2w2a, random weights and BatchNorm statistics",
+        ),
+        "TFC-1W1A": (
+            models.export_finn(models.finn_network("tfc_1w1a"), (1, 28, 28), folder / "tfc_1w1a.onnx"),
+            "brevitas_examples.bnn_pynq tfc_1w1a, random weights and BatchNorm statistics",
         ),
         "UNSW-NB15 MLP w2a2": (FIXTURES / "unsw_nb15-mlp-w2a2.onnx", "the zoo's file"),
         "KWS MLP w3a3": (

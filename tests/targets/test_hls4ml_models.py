@@ -385,6 +385,25 @@ def test_qkeras_conversions_compile_bit_exact(name, layer, tmp_path):
     assert artifact.bit_exact and layer in _ops(artifact)
 
 
+def test_scale_before_the_output_transpose_becomes_the_host_epilogue():
+    """qonnx's eltwise_chanlast testcase ends ``MultiThreshold -> Mul(scale) -> Transpose`` once prepared: the scalar
+    scale moves after the transpose, so the firmware ends in integer levels and the scale runs on the host (it was
+    refused naming the inserted ``Quant_29_scale``). Preparation only: no C simulation."""
+    from qdeploy.ir import load_model, split_float_epilogue
+    from qdeploy.pipeline import RunContext, run_steps
+    from qdeploy.targets.hls4ml.steps import STEPS
+    from qdeploy.targets.hls4ml.target import Hls4mlTarget
+    from tests.conftest import FIXTURES
+
+    path = FIXTURES.parent / "wild" / "eltwise_chanlast_testcase.onnx"
+    if not path.exists():
+        pytest.skip(f"{path} not found")
+    prepared = run_steps(load_model(path), Hls4mlTarget().options({}), STEPS, RunContext())
+    firmware, epilogue = split_float_epilogue(prepared)
+    assert [node.op_type for node in epilogue.graph.node] == ["Mul"]
+    assert [node.op_type for node in firmware.graph.node] == ["Conv", "MultiThreshold", "Transpose"]
+
+
 def test_strict_fit_refuses_a_design_larger_than_the_board(tmp_path):
     """The estimate of FINN's SFC exceeds a PYNQ-Z2's LUTs: --strict-fit refuses, naming the costliest layers."""
     path = export_finn(finn_network("sfc_1w1a"), (1, 28, 28), tmp_path / "sfc.onnx")
