@@ -83,6 +83,21 @@ def test_backprop_gradient_equals_parameter_shift_rule():
         assert w.grad[j].item() == pytest.approx(expected, abs=1e-10)
 
 
+@pytest.mark.parametrize("which", ["every_gate", "six_qubit_layers"])
+def test_gradients_equal_finite_differences(which):
+    """Inputs' and weights' gradients through every path of the simulator (product state, composed permutations,
+    shared trainable gates on every axis, per-sample gates, controlled gates, both readouts) against torch's
+    numerical Jacobian."""
+    if which == "every_gate":
+        spec = every_gate_spec()
+    else:
+        b = CircuitBuilder(6).angle_embedding(range(6)).strongly_entangling_layers(3)
+        spec = b.data_reuploading(range(6), layers=1).gate("cz", 0, 5).gate("swap", 1, 4).rot(2).expval_z()
+    x = torch.rand(3, spec.num_inputs, dtype=torch.float64, requires_grad=True)
+    w = (torch.rand(spec.num_weights, dtype=torch.float64) * 6).requires_grad_(True)
+    assert torch.autograd.gradcheck(lambda x, w: simulate(spec, x, w), (x, w), eps=1e-6, atol=1e-7)
+
+
 def test_float32_simulation_is_close_to_float64():
     spec = every_gate_spec()
     x = torch.rand(8, spec.num_inputs, dtype=torch.float64)
