@@ -15,6 +15,7 @@ is timed twice: the fused step (numba, ``qdeploy[optim]``) and the torch path (`
 from __future__ import annotations
 
 import json
+import os
 import statistics
 import sys
 import time
@@ -124,6 +125,7 @@ def fused_available() -> bool:
 def main() -> None:
     warnings.filterwarnings("ignore")
     torch.set_num_threads(THREADS)
+    load_start = os.getloadavg()
     digits_like = mnist5k()
     data = tuple(map(torch.from_numpy, (digits_like.x_train, digits_like.y_train, digits_like.x_test, digits_like.y_test)))
     models = {
@@ -179,6 +181,8 @@ def main() -> None:
             rows.append(row)
             print(json.dumps(row), flush=True)
     meta = {
+        "load_average_start": load_start,
+        "load_average_end": os.getloadavg(),
         "torch": torch.__version__,
         "threads": THREADS,
         "lr": LR,
@@ -222,7 +226,11 @@ def main() -> None:
         "AdamW + torchao (after its torch.compile warm-up) and AdamW + qdeploy, because steps right after torchao's "
         "compiled kernels took several times their wall time at unchanged CPU time. qdeploy's fused step "
         "(numba, `qdeploy[optim]`) and its torch path (`fused_step=False`). One math thread on a 2-core machine "
-        "shared with other jobs: the ratios, measured side by side, are the figures; the milliseconds are indicative.",
+        "shared with other jobs (1/5/15-minute load average "
+        + "/".join(f"{v:.1f}" for v in meta["load_average_start"])
+        + " at the start, "
+        + "/".join(f"{v:.1f}" for v in meta["load_average_end"])
+        + " at the end): the ratios, measured side by side, are the figures; the milliseconds are indicative.",
     ]
     (RESULTS / "optimizer.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

@@ -18,6 +18,7 @@ In one run:
 from __future__ import annotations
 
 import json
+import os
 import platform
 import statistics
 import sys
@@ -301,7 +302,10 @@ def markdown(result: dict) -> str:
         "",
         "Median of 9 rounds (5 at 12 qubits), each round timing one call of each simulator back to back. Speed-up = "
         "the other's time / qdeploy's (> 1: qdeploy faster). PennyLane `default.qubit` differentiates by backprop "
-        "through torch; `lightning.qubit` (C++) by the adjoint method, one circuit execution per sample.",
+        "through torch; `lightning.qubit` (C++) by the adjoint method, one circuit execution per sample. qdeploy: "
+        "backprop through torch as well, with one-qubit gates fused per wire, the gates before the first two-qubit "
+        "gate built as a product state, each CNOT ring composed into one basis permutation, and shared (weight) "
+        "gates applied with a hand-written backward (`qdeploy/custom_op/quantum/simulator.py`).",
         "",
         "| qubits | qdeploy QuantumLayer (ms) | default.qubit (ms) | speed-up vs default.qubit | lightning.qubit (ms) "
         "| speed-up vs lightning.qubit | max abs output difference (default.qubit / lightning.qubit) |",
@@ -319,11 +323,18 @@ def markdown(result: dict) -> str:
         lines.append(f"| {r['qubits']} | " + " | ".join(cells) + " |")
     lines += [
         "",
-        f"Machine: {result['machine']}; torch threads: 1; 2 cores shared with other jobs while measured, so times are "
-        "indicative (both simulators measured back to back in the same process).",
+        f"Machine: {result['machine']}; torch threads: 1; 2 cores shared with other jobs while measured (load average "
+        f"{_load(result, 'before')} before the simulator rows, {_load(result, 'after')} after), so times are indicative; "
+        "the speed-ups, both simulators measured back to back in the same process, are the figures.",
         "",
     ]
     return "\n".join(lines)
+
+
+def _load(result: dict, when: str) -> str:
+    """The 1/5/15-minute load averages recorded around the simulator rows."""
+    load = result.get(f"simulator_load_average_{when}")
+    return "/".join(f"{v:.1f}" for v in load) if load else "not recorded"
 
 
 def _version(module: str) -> str | None:
@@ -366,7 +377,9 @@ def main() -> None:
         "transpile": rows,
         "transpile_summary": summary,
         "angle_bits": angle_bits_rows(facts["iris_net"], data),
+        "simulator_load_average_before": os.getloadavg(),
         "simulator": simulator_rows(),
+        "simulator_load_average_after": os.getloadavg(),
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "quantum.json").write_text(json.dumps(result, indent=2))
