@@ -282,7 +282,7 @@ def to_markdown(rows: list[dict], meta: dict) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", nargs="*", help="networks to run (printed only, results not written)")
-    parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--verify", type=int, default=1000, help="verification samples of each qdeploy compile")
     args = parser.parse_args()
     import onnxruntime

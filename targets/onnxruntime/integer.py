@@ -115,6 +115,9 @@ class _IntInput:
     zero: int
     low: int
     high: int
+    #: ``stored`` is (N, C, 1, 1) for a logical (N, C): a MatMul run as a 1x1 convolution, kept 4-D so that the
+    #: next one needs no Reshape (ORT would transpose around each for its channels-last convolutions)
+    image: bool = False
 
 
 class _Integerizer:
@@ -227,11 +230,29 @@ class _Integerizer:
         zp = self.g.const(producer.input[2])
         return None if zp is None or zp.size != 1 else int(zp.ravel()[0])
 
-    def replay_path(self, x: _IntInput, path: list[onnx.NodeProto], before: onnx.NodeProto) -> str:
+    def replay_path(self, x: _IntInput, path: list[onnx.NodeProto], before: onnx.NodeProto, image: bool = False) -> str:
+        """The pass-through ops on the uint8 tensor; ``image``: the result as (N, K, 1, 1) for a 1x1 convolution
+        (a final flattening Reshape/Flatten becomes that Reshape directly)."""
+        to4d = np.int64([0, -1, 1, 1])
+        if image and x.image and not path:
+            return x.stored
         value = x.stored
+        if x.image:
+            value = self.emit(before, "Reshape", [value, self.const(f"{before.name}_to2d", np.int64([0, -1]))])
+        if image and path and self._flattens(path[-1]):
+            path = path[:-1]
         for node in path:
             value = self.emit(before, node.op_type, [value, *node.input[1:]], **_attrs(node))
+        if image:
+            value = self.emit(before, "Reshape", [value, self.const(f"{before.name}_to4d", to4d)])
         return value
+
+    def _flattens(self, node: onnx.NodeProto) -> bool:
+        """A Reshape to (batch, -1) or Flatten(axis=1): then a Reshape to (N, -1, 1, 1) gives the same order."""
+        if node.op_type == "Flatten":
+            return int(_attrs(node).get("axis", 1)) == 1
+        shape = self.g.const(node.input[1]) if node.op_type == "Reshape" else None
+        return shape is not None and shape.size == 2 and int(shape[1]) == -1 and int(shape[0]) in (0, 1, -1)
 
     # -- weights -----------------------------------------------------------------------------------------------------
     def int_weight(self, name: str, channel_axis: int) -> tuple[np.ndarray, np.ndarray] | None:
@@ -293,6 +314,15 @@ class _Integerizer:
             return self.keep_float(node, "weights are not a 2-D matrix")
         if transposed:
             w = np.ascontiguousarray(w.T)
+        chain = self.chain_after(node, 2)
+        bias_value = None if bias is None else self._constant_value(bias)
+        if chain is not None and (bias is None or bias_value is not None):
+            if bias_value is None or bias_value.size in (1, w.shape[1]):
+                kept = dict(self.plan.kept_float)
+                as_conv = np.ascontiguousarray(w.T).reshape(w.shape[1], w.shape[0], 1, 1)
+                if self.requantized(node, x, x_scale, path, as_conv, w_scale, chain, bias_value, {}, 2):
+                    return
+                self.plan.kept_float = kept  # the integer dot below still applies
         if 2 * (x.high + x.zero) * int(np.abs(w.astype(np.int64)).max(initial=0)) > PAIR_LIMIT:
             return self.keep_float(node, "u8 x s8 products could saturate int16 pair sums (AVX2 kernels)")
         acc_bound = _acc_bounds(w.astype(np.int64), x.low, x.high, reduce_axes=(0,))
@@ -329,32 +359,46 @@ class _Integerizer:
             bias = self._constant_value(node.input[2])
             if bias is None:
                 return self.keep_float(node, "bias is computed at run time")
+        conv_attrs = {k: v for k, v in attrs.items() if k in ("auto_pad", "dilations", "kernel_shape", "pads", "strides")}
+        self.requantized(node, x, x_scale, path, w, w_scale, chain, bias, conv_attrs, w.ndim)
+
+    def requantized(self, node, x, x_scale, path, w, w_scale, chain, bias, conv_attrs, rank: int) -> bool:
+        """``node`` (a dot product with weights ``w`` as Conv weights, C_out first) and its ``chain`` into a
+        quantizer as one QLinearConv whose requantization reproduces the chain's step function (module docstring);
+        ``rank`` 2: a MatMul/Gemm, run as a 1x1 convolution between Reshapes. False when it stays in float."""
+        chain_nodes, out_int = chain
         low_acc, high_acc = _acc_bounds(w.astype(np.int64), x.low, x.high, reduce_axes=tuple(range(1, w.ndim)))
         if max(abs(int(low_acc.min())), abs(int(high_acc.max()))) >= ACC_LIMIT:
-            return self.keep_float(node, "accumulator exceeds 2^24")
+            self.keep_float(node, "accumulator exceeds 2^24")
+            return False
         step = x_scale * w_scale  # the float value of one accumulator unit, per channel (exact: powers of two)
-        thresholds = self.thresholds(chain_nodes, node.output[0], out_int, step, bias, low_acc, high_acc, w.ndim)
+        thresholds = self.thresholds(chain_nodes, node.output[0], out_int, step, bias, low_acc, high_acc, rank)
         if thresholds is None:
-            return self.keep_float(node, "its chain to the quantizer is not a monotone step function")
+            self.keep_float(node, "its chain to the quantizer is not a monotone step function")
+            return False
         levels, low_out, high_out, flip = thresholds
         if high_out - low_out > 255:
-            return self.keep_float(node, "its quantizer's levels do not fit in uint8")
+            self.keep_float(node, "its quantizer's levels do not fit in uint8")
+            return False
         w_max = int(np.abs(w.astype(np.int64)).max(initial=0))
         room = min(127, PAIR_LIMIT // (2 * (x.high + x.zero) or 1))
         if w_max > room:
-            return self.keep_float(node, "u8 x s8 products could saturate int16 pair sums (AVX2 kernels)")
+            self.keep_float(node, "u8 x s8 products could saturate int16 pair sums (AVX2 kernels)")
+            return False
         acc_max = max(abs(int(low_acc.min())), abs(int(high_acc.max())), 1)
         # weights times an integer factor: the bias then places the thresholds to 1/factor of an accumulator unit
         factor = max(1, min(room // max(w_max, 1), ACC_LIMIT // (4 * acc_max)))
         fit = _fit_requantization(levels, low_acc, high_acc, low_out, high_out, flip, factor)
         if fit is None:
-            return self.keep_float(node, "no integer bias and float32 multiplier reproduce every threshold")
+            self.keep_float(node, "no integer bias and float32 multiplier reproduce every threshold")
+            return False
         bias_int, multiplier, factors = fit
         signs = np.where(flip, -1, 1) * factors
         w_signed = w.astype(np.int16) * signs.reshape((-1,) + (1,) * (w.ndim - 1))
         if w_signed.min() < -128 or w_signed.max() > 127:
-            return self.keep_float(node, "a decreasing channel's weights hold -128")
-        value = self.replay_path(x, path, node)
+            self.keep_float(node, "a decreasing channel's weights hold -128")
+            return False
+        value = self.replay_path(x, path, node, image=rank == 2)
         one = self.const(f"{node.name}_one", np.float32(1.0))
         inputs = [
             value, one, self.const(f"{node.name}_xzp", np.uint8(x.zero)),
@@ -363,7 +407,6 @@ class _Integerizer:
             self.const(f"{node.name}_wzp", np.zeros(len(multiplier), np.int8)),
             one, self.const(f"{node.name}_yzp", np.uint8(0)), self.const(f"{node.name}_b", bias_int.astype(np.int32)),
         ]
-        conv_attrs = {k: v for k, v in attrs.items() if k in ("auto_pad", "dilations", "kernel_shape", "pads", "strides")}
         y = self.emit(node, "QLinearConv", inputs, **conv_attrs)
         top = high_out - low_out
         if top < 255:
@@ -371,9 +414,10 @@ class _Integerizer:
                 f"{node.name}_yhi", np.uint8(top))])
         self.removed.add(node.name)
         self.removed.update(n.name for n in chain_nodes)
-        self.u8[out_int] = _IntInput(y, -low_out, low_out, high_out)
+        self.u8[out_int] = _IntInput(y, -low_out, low_out, high_out, image=rank == 2)
         self._redirect_dequantizers(node, out_int)
         self.plan.requantized.append(self.origin.get(node.name, node.name))
+        return True
 
     def _redirect_dequantizers(self, node, out_int: str) -> None:
         """DequantizeLinear readers of the removed integer tensor read the uint8 form with its zero point: the
@@ -382,7 +426,10 @@ class _Integerizer:
         for dq in self.g.consumers.get(out_int, []):
             if dq.op_type != "DequantizeLinear" or dq.name in self.removed:
                 continue
-            self.emit(dq, "DequantizeLinear", [x.stored, dq.input[1], self.const(f"{dq.name}_u8zp", np.uint8(
+            stored = x.stored
+            if x.image:
+                stored = self.emit(dq, "Reshape", [stored, self.const(f"{dq.name}_to2d", np.int64([0, -1]))])
+            self.emit(dq, "DequantizeLinear", [stored, dq.input[1], self.const(f"{dq.name}_u8zp", np.uint8(
                 x.zero))], dq.output[0])
             self.removed.add(dq.name)
 
@@ -471,6 +518,8 @@ class _Integerizer:
             as32 = values.astype(np.float32)
             if not np.array_equal(as32.astype(np.float64), values):
                 raise _NotExact
+            if rank == 2:  # a MatMul's (points, C)
+                return session.run(None, {conv_out: np.ascontiguousarray(as32.T)})[0].T.astype(np.int64)
             feed = as32.reshape((1, *as32.shape) + (1,) * (rank - 3))  # N, C, points, 1...: one value per element
             return session.run(None, {conv_out: feed})[0].reshape(as32.shape).astype(np.int64)
 

@@ -130,11 +130,15 @@ def test_conv_net_runs_requantized_integer_convolutions_bit_exact(tmp_path):
 
 
 def test_mlp_runs_integer_matmuls_bit_exact(tmp_path):
+    """The hidden layer (MatMul -> Relu -> Quant) runs as a requantized 1x1 QLinearConv, the output layer (no
+    quantizer after it) as MatMulInteger."""
     _, report, plan = _compile(mlp(), tmp_path / "ort", (16,))
     assert report["bit_exact"] is True and report["outputs_equal"] == report["outputs_compared"]
-    assert plan.startswith("integer layers (2 MatMulInteger)"), plan
+    assert plan.startswith("integer layers (1 requantized QLinearConv, 1 MatMulInteger)"), plan
     assert report["plan"] == plan  # report.json says it too
-    assert report["ort_kernels"].get("MatMulInteger") == 2, report["ort_kernels"]
+    kernels = report["ort_kernels"]
+    assert kernels.get("MatMulInteger") == 1 and "MatMul" not in kernels, kernels
+    assert sum(n for op, n in kernels.items() if op.endswith("QLinearConv")) == 1, kernels
 
 
 def test_non_power_of_two_activation_scale_keeps_the_convolution_in_float(tmp_path):
