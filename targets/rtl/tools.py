@@ -41,7 +41,8 @@ def check_compilers() -> None:
 
 
 def yowasp(name: str, module: str) -> list[str]:
-    """The console script ``name`` of a YoWASP package (beside this interpreter, else on PATH)."""
+    """The command running the console script ``name`` of a YoWASP package (beside this interpreter, else on PATH)
+    with a larger WebAssembly stack (see qdeploy.targets.rtl.yowasp_launch)."""
     require(module, EXTRA, f"the RTL target ({name})")
     beside = Path(sys.executable).parent / name
     path = str(beside) if beside.exists() else shutil.which(name)
@@ -49,7 +50,11 @@ def yowasp(name: str, module: str) -> list[str]:
         raise MissingDependencyError(
             f"{name} not found although {module} is installed; run: pip install --force-reinstall 'qdeploy[{EXTRA}]'"
         )
-    return [path]
+    with open(path, "rb") as script:
+        python_script = b"python" in script.readline()
+    if not python_script:  # a native launcher (Windows .exe): run as it is, with wasmtime's default stack
+        return [path]
+    return [sys.executable, "-m", "qdeploy.targets.rtl.yowasp_launch", path]
 
 
 def run(

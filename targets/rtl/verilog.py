@@ -51,6 +51,17 @@ def fit(name: str, width: int, shift: int, target: int) -> str:
     return f"{{{body}{zeros}}}" if zeros else body
 
 
+def balanced(terms: list[str], op: str) -> str:
+    """``terms`` joined by the associative ``op`` as a balanced tree of parentheses: a flat chain parses as one
+    left-deep expression whose depth is the term count, which yosys's frontend walks recursively."""
+    if len(terms) == 1:
+        return terms[0]
+    middle = len(terms) // 2
+    halves = [balanced(part, op) for part in (terms[:middle], terms[middle:])]
+    left, right = (f"({half})" if " " in half else half for half in halves)
+    return f"{left} {op} {right}"
+
+
 def element_slices(vector: Vector) -> list[tuple[int, int]]:
     """(offset, width) of each element in a flat port."""
     widths = vector.widths
@@ -223,7 +234,7 @@ def _threshold_lines(j: int, acc: dict, out: dict, thresholds: np.ndarray) -> li
     bits = []
     for b in range(out["width"]):
         taps = [f"c{j}[{k}]" for k in range((1 << b) - 1, count, 1 << b)]
-        bits.append(" ^ ".join(taps) if taps else "1'b0")
+        bits.append(balanced(taps, "^") if taps else "1'b0")
     lines.append(f"wire [{out['width'] - 1}:0] {out['name']} = {{{', '.join(reversed(bits))}}};")
     return lines
 
