@@ -125,29 +125,39 @@ class AdderGraph:
 
 
 class _Builder:
+    """Builds the graph. Every node is a linear form of the inputs, kept as its coefficients, so its range is exact
+    (the sum over inputs of each term's extreme): interval arithmetic on the two operands would overestimate
+    whenever an input reaches a node along two paths (``(x << 3) - x``, shared pairs of pairs) and widen every
+    adder above it."""
+
     def __init__(self, input_ranges: list[tuple[int, int]]):
         self.graph = AdderGraph()
         self.input_ranges = input_ranges
         self.leaves: dict[int, int] = {}
+        self.forms: list[dict[int, int]] = []  # per node: input -> coefficient
 
     def leaf(self, source: int) -> int:
         if source not in self.leaves:
             low, high = self.input_ranges[source]
-            self.leaves[source] = self._append(Node(len(self.graph.nodes), "input", low, high, source=source))
+            self.leaves[source] = self._append(Node(len(self.graph.nodes), "input", low, high, source=source), {source: 1})
         return self.leaves[source]
 
-    def _append(self, node: Node) -> int:
+    def _append(self, node: Node, form: dict[int, int]) -> int:
         self.graph.nodes.append(node)
+        self.forms.append(form)
         return node.index
 
     def add(self, left: int, left_shift: int, right: int, right_shift: int, subtract: bool) -> int:
         a, b = self.graph.nodes[left], self.graph.nodes[right]
-        a_low, a_high = a.low << left_shift, a.high << left_shift
-        b_low, b_high = b.low << right_shift, b.high << right_shift
-        if subtract:
-            low, high = a_low - b_high, a_high - b_low
-        else:
-            low, high = a_low + b_low, a_high + b_high
+        form = {i: c << left_shift for i, c in self.forms[left].items()}
+        for i, c in self.forms[right].items():
+            form[i] = form.get(i, 0) + (-(c << right_shift) if subtract else c << right_shift)
+        form = {i: c for i, c in form.items() if c}
+        low = high = 0
+        for i, c in form.items():
+            lo, hi = self.input_ranges[i]
+            low += min(c * lo, c * hi)
+            high += max(c * lo, c * hi)
         node = Node(
             len(self.graph.nodes),
             "add",
@@ -161,7 +171,7 @@ class _Builder:
             right_shift,
             subtract,
         )
-        return self._append(node)
+        return self._append(node, form)
 
     def combine(self, first: Term, second: Term) -> Term:
         """One adder for ``first + second``; returns the term standing for the sum."""
@@ -274,17 +284,41 @@ def constant_matrix_product(
     share: bool = True,
 ) -> AdderGraph:
     """Adder graph computing ``y = matrix @ x + constants`` for integer ``matrix`` [outputs, inputs] and inputs in
-    ``input_ranges``; ``share`` extracts common sub-expressions across rows (off: plain CSD per row)."""
+    ``input_ranges``; ``share`` extracts common sub-expressions across rows (off: plain CSD per row), and tries a
+    shared common row (see ``_common_row``), keeping whichever graph has fewer adder bits."""
     matrix = np.asarray(matrix, dtype=np.int64)
     n_out, n_in = matrix.shape
     constants = np.zeros(n_out, dtype=np.int64) if constants is None else np.asarray(constants, dtype=np.int64)
+    none = (np.zeros(n_in, np.int64), np.zeros(n_out, bool))
+    graph = _product(matrix, input_ranges, constants, share, *none)
+    common, uses = _common_row(matrix) if share else none
+    if uses.any():
+        # a digit count does not foresee what sub-expression sharing makes of either form: build both
+        alternative = _product(matrix, input_ranges, constants, share, common, uses)
+        if alternative.adder_bits() < graph.adder_bits():
+            return alternative
+    return graph
+
+
+def _product(
+    matrix: np.ndarray,
+    input_ranges: list[tuple[int, int]],
+    constants: np.ndarray,
+    share: bool,
+    common: np.ndarray,
+    uses_common: np.ndarray,
+) -> AdderGraph:
     builder = _Builder(input_ranges)
+    # rows that use the common row compute (row - common) . x and add the shared common . x at the end
+    expressed = matrix - np.where(uses_common[:, None], common[None, :], 0)
+    if uses_common.any():
+        expressed = np.vstack([expressed, common[None, :]])
     rows: list[dict[tuple[int, int], int]] = []
-    for j in range(n_out):
+    for j in range(len(expressed)):
         row: dict[tuple[int, int], int] = {}
-        for i in np.flatnonzero(matrix[j]):
+        for i in np.flatnonzero(expressed[j]):
             leaf = builder.leaf(int(i))
-            for shift, sign in csd_digits(int(matrix[j, i])):
+            for shift, sign in csd_digits(int(expressed[j, i])):
                 row[(leaf, shift)] = sign
         rows.append(row)
     if share:
@@ -303,7 +337,44 @@ def constant_matrix_product(
                     state.remove(r, Term(a, s, sign))
                     state.remove(r, Term(b, s + distance, sign * relative))
                     state.insert(r, Term(shared, s, sign))
+    shared_sum = None
+    if uses_common.any():
+        shared_sum = builder.sum_tree([Term(n, s, sign) for (n, s), sign in sorted(rows.pop().items())])
     for j, row in enumerate(rows):
         terms = [Term(n, s, sign) for (n, s), sign in sorted(row.items())]
+        if uses_common[j] and shared_sum is not None:
+            terms.append(shared_sum)
         builder.output(builder.sum_tree(terms), int(constants[j]))
     return builder.graph
+
+
+def _digits(values: np.ndarray) -> int:
+    return sum(len(csd_digits(int(v))) for v in values)
+
+
+def _common_row(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A row ``common`` whose product ``common . x``, computed once and added to the rows that use it, saves
+    digits: per column the value that minimizes the digits of the column minus it (for a +-1 matrix on bits, the
+    column's majority sign: every row then holds only the other half of its inputs, at twice the weight, plus the
+    one shared sum). A row uses it when that saves more digits than the one adder it costs. Returns (common,
+    uses) with ``uses`` per row; a common row of zeros when nothing is saved."""
+    n_out, n_in = matrix.shape
+    nothing = (np.zeros(n_in, np.int64), np.zeros(n_out, bool))
+    if n_out < 3:
+        return nothing
+    common = np.zeros(n_in, np.int64)
+    for i in range(n_in):
+        column = matrix[:, i]
+        candidates = sorted(set(column.tolist()), key=abs)
+        costs = [(_digits(column - c), abs(c), c) for c in candidates if c != 0]
+        best = min(costs, default=None)
+        if best is not None and best[0] < _digits(column):
+            common[i] = best[2]
+    if not common.any():
+        return nothing
+    uses = np.array([_digits(row - common) + 1 < _digits(row) for row in matrix])
+    # the shared product costs its own digits once: worth it only if the rows together save more
+    saved = sum(_digits(row) - _digits(row - common) - 1 for row in matrix[uses])
+    if uses.sum() < 2 or saved <= _digits(common):
+        return nothing
+    return common, uses
