@@ -5,9 +5,9 @@ simulated with Verilator on the same inputs against the golden executor.
 Models: a jet-tagging-shaped MLP (16-64-32-32-5, synthetic 5-class Gaussian data: the jet data set is not
 reachable offline) quantized by qdeploy at 2, 4, 6 and 8 bits (power-of-two scales, weights and activations,
 QONNX ``ROUND`` = half to even); the same MLP at 2 and 4 bits with every activation quantizer set to ``FLOOR``
-(truncation, the cheapest mode in both tools); a binarized TFC-shaped MLP (digits 64-64-64-64-10:
-qdeploy.binarize, first/last layer 8-bit); a thresholded FINN-style MLP (the jet MLP at 4 bits with float scales,
-lowered to MultiThreshold).
+(truncation, the cheapest mode in both tools); FINN's binarized TFC-1W1A (``brevitas_examples.bnn_pynq``, random
+weights and BatchNorm statistics, on an 8x8 input: see ``finn_tfc``); a thresholded FINN-style MLP (the jet MLP at
+4 bits with float scales, lowered to MultiThreshold).
 
 alkaid has no QONNX front end, so ``alkaid_network`` writes the prepared QONNX graph (the same preparation steps
 qdeploy's RTL target runs: weight quantizers folded to their exact values, float scales lowered to thresholds)
@@ -23,6 +23,7 @@ route, so there is no Fmax column (the iCE40/ECP5 flow reports Fmax; see tests/t
 
     .venv/bin/python benchmarks/rtl.py                # writes benchmarks/results/rtl.{json,md}
     .venv/bin/python benchmarks/rtl.py --only W2A2 binarized   # reruns matching rows, keeps the others
+    .venv/bin/python benchmarks/rtl.py --only W4A4 --side alkaid --no-pipelined   # one column, no second build
 """
 
 from __future__ import annotations
