@@ -378,7 +378,8 @@ def render(rows: list[dict]) -> str:
         "`RND_CONV`, FLOOR -> `TRN`); see benchmarks/rtl.py. Pipelined: qdeploy one register stage per layer, "
         "alkaid `n_stages` = the number of layers. Seconds: qdeploy's whole `qdeploy compile` (steps, Verilog, "
         f"Verilator build, {SAMPLES}-input verification, yosys); alkaid's trace + Verilator build/run + yosys. "
-        "Not placed (the generic mapping has no place and route): no Fmax here.",
+        "Not placed (the generic mapping has no place and route): no Fmax here. —: not measured in this run (rows "
+        "whose pipelined columns are empty were built once per tool: `--no-pipelined`).",
         "",
         "| model | qdeploy LUTs | alkaid LUTs | qdeploy / alkaid | CARRY4 q / a | exact q / a | "
         "pipelined cycles q / a | pipelined LUTs q / a | pipelined FFs q / a | seconds q / a |",
