@@ -80,6 +80,42 @@ def test_csd_digits_and_adder_graph_are_exact():
     assert len(bipolar.adders) < 0.5 * 32 * 31
 
 
+_RECURSION = """
+import sys, threading
+import wasmtime
+if sys.argv[1] == "large":
+    from qdeploy.targets.rtl.yowasp_launch import use_large_stack
+    use_large_stack()
+WAT = \"\"\"(module (func $f (export "f") (param i32) (result i32)
+  (if (result i32) (i32.eqz (local.get 0)) (then (i32.const 0))
+    (else (i32.add (i32.const 1) (call $f (i32.sub (local.get 0) (i32.const 1))))))))\"\"\"
+engine = wasmtime.Engine(wasmtime.Config())
+store = wasmtime.Store(engine)
+instance = wasmtime.Instance(store, wasmtime.Module(engine, WAT), [])
+result = []
+def run():  # yowasp runs its tool in a thread too
+    try:
+        result.append(str(instance.exports(store)["f"](store, 200_000)))
+    except Exception as exc:
+        result.append(str(exc))
+thread = threading.Thread(target=run)
+thread.start()
+thread.join()
+print(result[0])
+"""
+
+
+@pytest.mark.parametrize("stack, answer", [("default", "call stack exhausted"), ("large", "200000")])
+def test_yowasp_tools_get_a_stack_for_deep_recursion(stack, answer):
+    """200,000 nested WebAssembly calls (ABC's recursive traversals of a large network, in miniature) exhaust
+    wasmtime's default stack, and fit the one qdeploy's YoWASP launcher gives yosys and nextpnr."""
+    import subprocess
+    import sys
+
+    run = subprocess.run([sys.executable, "-c", _RECURSION, stack], capture_output=True, text=True, timeout=120)
+    assert answer in run.stdout, run.stdout + run.stderr
+
+
 def test_quantized_mlp_to_ice40_bitstream(tiny_mlp, tmp_path):
     out = tmp_path / "rtl"
     art = qdeploy.compile(tiny_mlp, target="rtl", out=out, device="ice40-up5k")
