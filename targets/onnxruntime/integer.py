@@ -466,7 +466,7 @@ class _Integerizer:
                     nodes.append(clip)
                     out = clip.output[0]
                 users = self.g.consumers.get(out, [])
-                if out in self.g.outputs or any(u.op_type != "DequantizeLinear" for u in users):
+                if out in self.g.outputs or not all(self._plain_dequantizer(u, out) for u in users):
                     return None
                 return nodes, out
             if nxt.op_type == "GreaterOrEqual":  # the bipolar quantizer: x >= c -> Where(+s, -s) -> Quantize
@@ -486,6 +486,17 @@ class _Integerizer:
                 return None
             nodes.append(nxt)
             name = nxt.output[0]
+
+    def _plain_dequantizer(self, node: onnx.NodeProto, tensor: str) -> bool:
+        """A per-tensor DequantizeLinear of ``tensor`` with its quantizer's zero point: (stored - zp) * s is q * s,
+        so it can read the uint8 form instead."""
+        if node.op_type != "DequantizeLinear" or node.input[0] != tensor:
+            return False
+        scale = self.g.const(node.input[1])
+        zp = self.g.const(node.input[2]) if len(node.input) > 2 and node.input[2] else np.zeros((), np.int8)
+        if scale is None or scale.size != 1 or zp is None or zp.size != 1:
+            return False
+        return int(zp.ravel()[0]) == self._quantizer_zero(tensor)
 
     def _per_channel(self, constant: np.ndarray, rank: int) -> bool:
         """Broadcast against a rank-``rank`` NC... tensor, the constant varies at most along axis 1."""
