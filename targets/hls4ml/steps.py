@@ -137,6 +137,39 @@ def _first_runtime_combiner(model: ModelWrapper, tensor: str):
     return None
 
 
+#: widest fixed-point form of a weight tensor with no Quant on it taken as it is: a folded quantizer needs a few
+#: bits, plain float32 weights 22 or more (a 24-bit mantissa)
+MAX_RAW_WEIGHT_BITS = 20
+
+
+def check_weights_are_quantized(model: ModelWrapper, options: Hls4mlOptions) -> ModelWrapper:
+    """Refuse, naming the layer, constant weights with no short fixed-point form (float32 weights of a float
+    Keras/PyTorch layer, FP8 weights folded to constants): exact, they are tens of bits wide and the accumulators
+    grow past anything hls4ml builds. Integer or short fixed-point constants (a folded quantizer) pass."""
+    from qdeploy.errors import QDeployError
+    from qdeploy.precision import grid_of_constant
+
+    for node in model.graph.node:
+        if node.op_type not in ("MatMul", "Gemm", "Conv") or len(node.input) < 2:
+            continue
+        weights = model.get_initializer(node.input[1])
+        if weights is None:
+            continue  # produced by a Quant (or computed): the quantizer defines its grid
+        try:
+            grid = grid_of_constant(weights, node.input[1])
+            width = max(abs(int(grid.kmin)), abs(int(grid.kmax))).bit_length() + 1
+        except QDeployError:
+            width = None
+        if width is None or width > MAX_RAW_WEIGHT_BITS:
+            needed = "more than 62" if width is None else str(width)
+            raise UnsupportedModelError(
+                f"node {node.name}: its constant weights need {needed} bits as fixed point (float values, not a short "
+                f"fixed-point grid; at most {MAX_RAW_WEIGHT_BITS} taken as they are); quantize them to a fixed-point "
+                "grid in the model (a Quant node: QKeras quantized_bits, brevitas weight_quant) or compile for onnxruntime"
+            )
+    return model
+
+
 def check_input_is_quantized(model: ModelWrapper, options: Hls4mlOptions) -> ModelWrapper:
     """Refuse, before any lowering, a graph whose float input reaches an op other than a quantizer, a layout op or
     the element-wise float arithmetic a threshold absorbs (FINN's ``2x - 1``): fixed-point firmware has no exact
@@ -310,6 +343,7 @@ def check_layouts_hls4ml_parses(model: ModelWrapper, options: Hls4mlOptions) -> 
 
 STEPS = [
     check_input_is_quantized,
+    check_weights_are_quantized,
     remove_pass_through,
     complete_conv_attributes,
     ungroup_conv,
