@@ -3,9 +3,9 @@ nodes), so an error names the node as the user's file names it.
 
 Checked for every Quant/IntQuant, BipolarQuant, Trunc and FloatQuant: the number of inputs; the inputs the spec
 needs as constants (bit widths, FloatQuant's format) are constants; scales are finite and > 0, bit widths integers
->= 1 (Trunc's and FloatQuant's own widths too), zero points and exponent biases finite; required attributes present,
-of the right type and value; rounding modes known; string attributes valid UTF-8. A violation raises
-``ModelLoadError`` with one line: the node, what is wrong, and what to do.
+from 1 to 64 (Trunc's too; FloatQuant's at most float64's), zero points and exponent biases finite; required
+attributes present, of the right type and value; rounding modes known; string attributes valid UTF-8. A violation
+raises ``ModelLoadError`` with one line: the node, what is wrong, and what to do.
 """
 
 from __future__ import annotations
@@ -25,6 +25,12 @@ VALIDATED_OPS = QONNX_QUANTIZER_OPS
 #: rounding modes qonnx's executor knows (``resolve_rounding_mode``), compared upper-case
 ROUNDING_MODES = ("ROUND", "HALF_EVEN", "CEIL", "FLOOR", "UP", "DOWN", "HALF_UP", "HALF_DOWN")
 
+
+#: widest integer quantizer: int64 holds its integers, and every target computes in at most 64 bits (a wider width,
+#: e.g. a damaged 1e30, would make the integer range 2**width itself unbounded work)
+MAX_BIT_WIDTH = 64
+#: FloatQuant's widest format: float64's 11 exponent and 52 mantissa bits
+MAX_EXPONENT_BITS, MAX_MANTISSA_BITS = 11, 52
 
 #: the only node domains a model may name: qonnx executes a custom node by importing its domain as a Python module,
 #: so a domain from a file must never choose what gets imported
@@ -139,7 +145,7 @@ class _NodeCheck:
         if value is not None and not np.all(np.isfinite(value.astype(np.float64))):
             self.fail(f"{what} is NaN or infinite", f"export a finite {what}")
 
-    def bit_width(self, index: int, what: str = "bit width", minimum: int = 1) -> float:
+    def bit_width(self, index: int, what: str = "bit width", minimum: int = 1, maximum: int = MAX_BIT_WIDTH) -> float:
         value = self.value(index, what, required=True)
         flat = value.astype(np.float64).ravel()
         if flat.size != 1:
@@ -147,6 +153,11 @@ class _NodeCheck:
         width = float(flat[0])
         if not np.isfinite(width) or width != int(width) or width < minimum:
             self.fail(f"{what} must be an integer >= {minimum}, got {width:g}", f"export a {what} >= {minimum}")
+        if width > maximum:
+            self.fail(
+                f"{what} is {width:g}, wider than any number format qdeploy computes in (at most {maximum})",
+                f"export a {what} <= {maximum}",
+            )
         return width
 
     # -- attributes -------------------------------------------------------------------------------------------------
@@ -245,8 +256,8 @@ def _check_float_quant(check: _NodeCheck) -> None:
     check.strings_are_utf8()
     check.inputs(("X", "scale", "exponent_bitwidth", "mantissa_bitwidth", "exponent_bias", "max_val"))
     check.positive_scale(1)
-    check.bit_width(2, "exponent bit width")
-    check.bit_width(3, "mantissa bit width", minimum=0)
+    check.bit_width(2, "exponent bit width", maximum=MAX_EXPONENT_BITS)
+    check.bit_width(3, "mantissa bit width", minimum=0, maximum=MAX_MANTISSA_BITS)
     check.finite(4, "exponent bias", required=True)
     check.positive_scale(5, "max_val")
     for name in ("has_inf", "has_nan", "has_subnormal", "saturation"):

@@ -213,6 +213,8 @@ MODEL_EDITS: dict[str, Edit] = {
     "bit_width_0": bit_width(0.0),
     "bit_width_fraction": bit_width(2.5),
     "bit_width_nan": bit_width(np.nan),
+    "bit_width_65": bit_width(65.0),
+    "bit_width_1e30": bit_width(1e30),  # once an endless 2**width
     "non_constant_scale": non_constant_scale,
     "non_constant_bit_width": non_constant_bit_width,
     "second_output": second_output,
