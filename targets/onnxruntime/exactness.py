@@ -386,12 +386,18 @@ def plan_model(
 
     analysis = _Analysis(proto, integer_input)
     exact = {name for name, value in analysis.values.items() if value.exact}
+    def runtime_float_dots(model: onnx.ModelProto) -> list[onnx.NodeProto]:
+        constants = {init.name for init in model.graph.initializer}
+        dots = [n for n in model.graph.node if n.op_type in FLOAT_PREPACKED]
+        return [n for n in dots if any(i not in constants for i in n.input if i)]
+
     integer, plan = integerize(proto, dict(origin), exact, reference_config())
+    if plan.changed and runtime_float_dots(integer):
+        # a float dot product keeps prepacking off: MatMuls then run as MatMulInteger (a 1x1 QLinearConv would
+        # repack its weights on every run)
+        integer, plan = integerize(proto, dict(origin), exact, reference_config(), matmul_as_conv=False)
     if plan.changed:
-        constants = {init.name for init in integer.graph.initializer}
-        float_dots = [
-            n for n in integer.graph.node if n.op_type in FLOAT_PREPACKED and any(i not in constants for i in n.input if i)
-        ]
+        float_dots = runtime_float_dots(integer)
         refusal = None
         if not analysis.inexact_nodes:
             # the integer layers compute the same numbers as the nodes they replace, so the float rest is exact as

@@ -130,6 +130,7 @@ class _Integerizer:
         self.removed: set[str] = set()
         self.initializers: list[onnx.TensorProto] = []
         self.plan = IntegerPlan()
+        self.matmul_as_conv = True
         self.u8: dict[str, _IntInput] = {}  # int tensor (QuantizeLinear/Clip output) -> its uint8 form
         self._taken = {n.name for n in proto.graph.node} | set(self.g.constants)
         self._taken |= {t for n in proto.graph.node for t in (*n.input, *n.output)}
@@ -314,7 +315,7 @@ class _Integerizer:
             return self.keep_float(node, "weights are not a 2-D matrix")
         if transposed:
             w = np.ascontiguousarray(w.T)
-        chain = self.chain_after(node, 2)
+        chain = self.chain_after(node, 2) if self.matmul_as_conv else None
         bias_value = None if bias is None else self._constant_value(bias)
         if chain is not None and (bias is None or bias_value is not None):
             if bias_value is None or bias_value.size in (1, w.shape[1]):
@@ -750,11 +751,18 @@ def _matches(bias: int, multiplier, row: list, lo: int, hi: int, top: int, scale
 
 
 def integerize(
-    proto: onnx.ModelProto, origin: dict[str, str], exact: set[str], ref_config: dict[str, str]
+    proto: onnx.ModelProto,
+    origin: dict[str, str],
+    exact: set[str],
+    ref_config: dict[str, str],
+    matmul_as_conv: bool = True,
 ) -> tuple[onnx.ModelProto, IntegerPlan]:
     """Integer layers for every Conv/MatMul of ``proto`` where they are shown exact (module docstring); ``exact``
-    holds the tensors the exactness analysis shows exact; returns the new model and what was done."""
+    holds the tensors the exactness analysis shows exact; ``matmul_as_conv``: a MatMul with a quantizer chain may
+    become a requantized 1x1 QLinearConv (else MatMulInteger; a convolution repacks its weights on every run when
+    prepacking is off); returns the new model and what was done."""
     pass_ = _Integerizer(proto, origin, exact, ref_config)
+    pass_.matmul_as_conv = matmul_as_conv
     pass_.run()
     if not pass_.plan.changed:
         return proto, pass_.plan
