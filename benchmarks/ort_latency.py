@@ -262,6 +262,13 @@ def to_markdown(rows: list[dict], meta: dict) -> str:
         f"{meta['rounds']} rounds); speedup = other / qdeploy (> 1: qdeploy faster). Every qdeploy model is the "
         "verified output of `qdeploy compile` (exact = outputs equal to the golden executor's).",
         "",
+        "`quantize_static` quantizes the float model with its own calibration: its outputs are not the QONNX graph's "
+        "numbers. Where qdeploy's plan makes the convolutions integer, both run the same MLAS u8 x s8 QLinearConv "
+        "kernels channels-last (qdeploy's with BatchNorm and the activation quantizer folded into the requantization, "
+        "plus a uint8 Clip per layer); where the graph's scales are not powers of two (brevitas's 4- and 8-bit "
+        "`CommonQuant`: 1/7, 1/127; the FC network's 8-bit input quantizer) the float32 sums are not exact, the "
+        "plan keeps those layers on ORT's reference float kernels, and qdeploy is slower than float there.",
+        "",
         "| network | threads | batch | float | ORT QDQ | ORT QOperator | qdeploy | vs float | vs best quantize_static "
         "| exact |",
         "|---|---|---|---|---|---|---|---|---|---|",
@@ -284,7 +291,12 @@ def main() -> None:
     parser.add_argument("--only", nargs="*", help="networks to run (printed only, results not written)")
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--verify", type=int, default=1000, help="verification samples of each qdeploy compile")
+    parser.add_argument("--markdown", action="store_true", help="only rewrite the Markdown from the saved JSON")
     args = parser.parse_args()
+    if args.markdown:
+        saved = json.loads((RESULTS / "ort_latency.json").read_text())
+        (RESULTS / "ort_latency.md").write_text(to_markdown(saved["rows"], saved["meta"]))
+        return
     import onnxruntime
 
     names = args.only or NETWORKS
