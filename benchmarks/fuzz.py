@@ -512,6 +512,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rerun-findings", type=Path, default=None, metavar="CASES_FILE",
                         help="rerun the findings of a finished run's --cases-file (after a fix) and write the table "
                         "with their new outcomes")  # fmt: skip
+    parser.add_argument("--run-seconds", type=float, default=None, help="with --rerun-findings: the run's duration")
     args = parser.parse_args(argv)
     if args.rerun_findings is not None:
         return rerun_findings(args)
@@ -541,6 +542,7 @@ def rerun_findings(args: argparse.Namespace) -> int:
     cases = [json.loads(line) for line in args.rerun_findings.read_text().splitlines() if line.strip()]
     previous = args.out / "fuzz.json"
     seconds = json.loads(previous.read_text())["seconds"] if previous.exists() else 0.0
+    seconds = args.run_seconds if args.run_seconds is not None else seconds  # a stopped run's last table is older
     sources = {**zoo_fixtures(), "digits_mlp_w4a8": digits_mlp_w4a8()}
     _init_worker(sources)
     reruns = []
