@@ -466,6 +466,7 @@ def write_markdown(summary: dict, path: Path) -> None:
         f"({summary['seconds']:.0f} s).",
         "Clean outcomes: `exact` (bit-exact, or inspect succeeded), `bounded` (verified within the derived bound), "
         '`refused` (one `qdeploy: error:` line, no "unexpected", nothing written). Anything else is a finding.',
+        *([summary["note"]] if summary.get("note") else []),
         "",
         "## Outcomes",
         "",
@@ -513,6 +514,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="rerun the findings of a finished run's --cases-file (after a fix) and write the table "
                         "with their new outcomes")  # fmt: skip
     parser.add_argument("--run-seconds", type=float, default=None, help="with --rerun-findings: the run's duration")
+    parser.add_argument("--note", default="", help="with --rerun-findings: a line for the table (how the run went)")
     args = parser.parse_args(argv)
     if args.rerun_findings is not None:
         return rerun_findings(args)
@@ -557,13 +559,15 @@ def rerun_findings(args: argparse.Namespace) -> int:
                               | {"command": before["command"], "before": before["outcome"], "after": after["outcome"],
                                  "stderr_before": before["stderr"], "stderr_after": after["stderr"]})  # fmt: skip
         cases[index] = again
-    _write(cases, seconds, args, reruns)
+    _write(cases, seconds, args, reruns, args.note)
     print(f"{len(reruns)} findings rerun: {Counter(r['after'] for r in reruns)}")
     return 0
 
 
-def _write(cases: list[dict], seconds: float, args: argparse.Namespace, reruns: list[dict] | None = None) -> None:
-    summary = summarize(cases, seconds, args.workers, reruns)
+def _write(
+    cases: list[dict], seconds: float, args: argparse.Namespace, reruns: list[dict] | None = None, note: str = ""
+) -> None:
+    summary = summarize(cases, seconds, args.workers, reruns) | {"note": note}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "fuzz.json").write_text(json.dumps(summary, indent=2))
     write_markdown(summary, args.out / "fuzz.md")
