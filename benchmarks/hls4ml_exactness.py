@@ -176,7 +176,7 @@ def network_files(folder: Path) -> dict[str, Path]:
 #: test list (``qonnx/util/test.py``: TFC-1W1A, RadioML VGG10): two files ship in ../shared/fixtures/qonnx, the
 #: others are architectural equivalents (same layers and quantizers, random weights and BatchNorm statistics); input
 #: precision declared for the one whose float input goes straight into a layer (a QKeras conversion)
-ZOO_SAMPLES = {"CNV-2W2A": 40, "RadioML VGG10 w8a8": 60}
+ZOO_SAMPLES = {"CNV-2W2A": 40, "RadioML VGG10 w8a8": 60, "RadioML VGG10 w8a8, power-of-two scales": 60}
 ZOO_INPUT_QUANT = {"jet tagger (QKeras)": "fixed<16,6>"}
 
 
@@ -188,6 +188,7 @@ ZOO_ORDER = (
     "KWS MLP w3a3",
     "jet tagger (QKeras)",
     "RadioML VGG10 w8a8",
+    "RadioML VGG10 w8a8, power-of-two scales",
 )
 
 
@@ -221,6 +222,12 @@ def zoo_files(folder: Path) -> dict[str, tuple[Path, str]]:
         "RadioML VGG10 w8a8": (
             models.export_random(randomized(models.radioml_vgg10()), (2, 1024), folder / "radioml_vgg10.onnx"),
             "equivalent: 2x1024 input, 7 x (Conv1d 64 k3 + BatchNorm + 8-bit ReLU + MaxPool1d 2), 128-128-24 linear",
+        ),
+        "RadioML VGG10 w8a8, power-of-two scales": (
+            models.export_random(
+                randomized(models.radioml_vgg10(scale="po2")), (2, 1024), folder / "radioml_vgg10_po2.onnx"
+            ),
+            "the same with power-of-two (fixed-point) scales",
         ),
     }
     return files

@@ -213,18 +213,18 @@ def jet_tagger_mlp(bits: int = 6):
     return nn.Sequential(*layers)
 
 
-def radioml_vgg10(bits: int = 8, channels: int = 64, length: int = 1024, convs: int = 7, hidden: int = 128):
+def radioml_vgg10(
+    bits: int = 8, channels: int = 64, length: int = 1024, convs: int = 7, hidden: int = 128, scale: str = "float"
+):
     """The QONNX zoo's RadioML VGG10 (FINN's radio-modulation classifier, ``pretrained_VGG10_w8a8``) as we know its
     structure: an 8-bit input quantizer on I/Q samples (2 x ``length``), ``convs`` x (bias-less QuantConv1d k=3 +
     BatchNorm + ``bits``-bit QuantReLU + MaxPool1d 2), then QuantLinear + BatchNorm + QuantReLU twice and a
-    QuantLinear to 24 classes; float scales."""
+    QuantLinear to 24 classes; brevitas's float scales, or power-of-two ones (``scale="po2"``)."""
     import brevitas.nn as qnn
-    import brevitas.quant as quant
     from torch import nn
 
-    weight = quant.Int8WeightPerTensorFloat.let(bit_width=bits)
-    relu = quant.Uint8ActPerTensorFloat.let(bit_width=bits)
-    layers, width = [qnn.QuantIdentity(act_quant=quant.Int8ActPerTensorFloat.let(bit_width=bits))], 2
+    weight, signed, relu = _quantizers(bits, scale)
+    layers, width = [qnn.QuantIdentity(act_quant=signed)], 2
     for _ in range(convs):
         layers += [qnn.QuantConv1d(width, channels, 3, padding=1, bias=False, weight_quant=weight)]
         layers += [nn.BatchNorm1d(channels), qnn.QuantReLU(act_quant=relu), nn.MaxPool1d(2)]
