@@ -1,9 +1,11 @@
 """The networks people bring to hls4ml, compiled with a plain ``qdeploy compile --target hls4ml``: FINN's BNN-PYNQ
 networks (random weights, randomized BatchNorm statistics; a CNV with the real structure at a small width), a
-residual block, depthwise and grouped convolutions, and Concat + nearest Resize. Each is bit-exact or refused by
-name before anything is written.
+residual block, depthwise and grouped convolutions, and Concat + nearest Resize; architectural equivalents of the
+QONNX zoo's KWS MLP, QKeras jet tagger (float input) and RadioML VGG10 (Conv1d). Each is bit-exact, within the bound
+of its float tail, or refused by name before anything is written.
 
-The builders are shared with ``benchmarks/hls4ml_exactness.py``, which runs the full-size CNV.
+The builders are shared with ``benchmarks/hls4ml_exactness.py``, which runs the full-size networks (``--networks``,
+``--zoo``).
 """
 
 from __future__ import annotations
