@@ -15,6 +15,7 @@ import numpy as np
 from qonnx.core.modelwrapper import ModelWrapper
 
 from qdeploy.data import check_array
+from qdeploy.errors import UnsupportedModelError
 from qdeploy.ir import input_name, output_name, sample_shape
 
 DEFAULT_CHUNK = 2048
@@ -120,6 +121,30 @@ def _qonnx_sessions_at_session_threads() -> Iterator[None]:
             module.rt = ort
 
 
+def _refuse_nan(graph: ModelWrapper, context: dict[str, Any], start: int, samples: int) -> None:
+    """Refuse a graph that computes NaN from finite inputs, naming the first node that does (nodes are in
+    topological order, so its inputs held none). NaN is no number a target can match: qonnx's quantizers keep it
+    (its clamp is ``np.where``), ONNX Clip and QuantizeLinear turn it into a bound, and a BipolarQuant downstream
+    maps it to -1; whether an artefact equals the graph there is a property of the lowering, not of the graph."""
+    for index, node in enumerate(graph.graph.node):
+        for name in node.output:
+            value = np.asarray(context.get(name, 0.0))
+            if not np.issubdtype(value.dtype, np.floating) or not np.isnan(value).any():
+                continue
+            batched = value.ndim > 0 and value.shape[0] == samples
+            where = (
+                f"verification sample {start + int(np.argmax(np.isnan(value.reshape(samples, -1)).any(axis=1)))}"
+                if batched
+                else "every sample"
+            )
+            label = node.name or f"#{index} ({node.op_type}, unnamed)"
+            raise UnsupportedModelError(
+                f"node {label} ({node.op_type}) computes NaN on {where} from a finite input (a negative variance, "
+                "0/0, inf-inf, the square root or log of a negative); no target reproduces NaN: fix the model, or "
+                "verify on inputs from its domain (--data)"
+            )
+
+
 def run_golden_context(
     model: ModelWrapper, x: np.ndarray, chunk: int = DEFAULT_CHUNK, keep: Iterable[str] | None = None
 ) -> dict[str, np.ndarray]:
@@ -143,7 +168,9 @@ def run_golden_context(
             resized[len(part)] = _with_batch(model, len(part))
         graph = resized[len(part)]
         with _qonnx_sessions_at_session_threads():
-            result = execute_onnx(graph, {input_name(graph): part}, return_full_exec_context=wanted != {output_name(model)})
+            # the whole context (qonnx holds it either way): a NaN inside is looked for, then only ``wanted`` kept
+            result = execute_onnx(graph, {input_name(graph): part}, return_full_exec_context=True)
+        _refuse_nan(graph, result, start, len(part))
         if output_name(graph) != output_name(model):
             result[output_name(model)] = result[output_name(graph)]
         for name, value in result.items():

@@ -173,3 +173,46 @@ def test_a_float_gemm_on_unquantized_data_verifies_at_one_thread(tmp_path):
     finally:
         runtime.set_session_threads(previous)
     assert artifact.bit_exact, artifact.report["max_abs_error"]
+
+
+def test_a_graph_computing_nan_from_finite_inputs_is_refused_naming_the_node(tmp_path):
+    """A BatchNormalization with a negative variance (a mutated running_var) computes NaN; qonnx's quantizer keeps
+    it, ONNX's Clip turns it into a bound, a BipolarQuant after maps it to -1: NOT EXACT. The golden executor refuses
+    the graph, naming the node, and nothing is written."""
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper
+    from qonnx.core.modelwrapper import ModelWrapper
+
+    import qdeploy
+    from qdeploy.errors import QDeployError
+    from tests.targets.helpers import assert_no_output
+
+    initializers = {"gamma": np.ones(4, np.float32), "beta": np.zeros(4, np.float32),
+                    "mean": np.zeros(4, np.float32), "var": np.array([1, 2, -1, 4], np.float32),
+                    "s": np.float32(0.25), "z": np.float32(0), "b": np.float32(4)}  # fmt: skip
+    nodes = [
+        helper.make_node("BatchNormalization", ["x", "gamma", "beta", "mean", "var"], ["h"], name="BN_0"),
+        helper.make_node(
+            "Quant",
+            ["h", "s", "z", "b"],
+            ["q"],
+            name="Quant_0",
+            domain="qonnx.custom_op.general",
+            signed=1,
+            narrow=0,
+            rounding_mode="ROUND",
+        ),  # fmt: skip
+        helper.make_node("BipolarQuant", ["q", "s"], ["y"], name="Bipolar_0", domain="qonnx.custom_op.general"),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "nan",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])],
+        [numpy_helper.from_array(np.asarray(v), k) for k, v in initializers.items()],
+    )
+    opsets = [helper.make_opsetid("", 13), helper.make_opsetid("qonnx.custom_op.general", 1)]
+    with pytest.raises(QDeployError, match=r"node BN_0 \(BatchNormalization\) computes NaN on verification sample 0"):
+        qdeploy.compile(ModelWrapper(helper.make_model(graph, opset_imports=opsets)), target="onnxruntime",
+                        out=tmp_path / "o", verify_samples=20)  # fmt: skip
+    assert_no_output(tmp_path / "o")
