@@ -140,7 +140,7 @@ def _refuse_nan(graph: ModelWrapper, context: dict[str, Any], start: int, sample
             label = node.name or f"#{index} ({node.op_type}, unnamed)"
             raise UnsupportedModelError(
                 f"node {label} ({node.op_type}) computes NaN on {where} from a finite input (a negative variance, "
-                "0/0, inf-inf, the square root or log of a negative); no target reproduces NaN: fix the model, or "
+                "0/0, 0 x inf, inf-inf, the square root or log of a negative); no target reproduces NaN: fix the model, or "
                 "verify on inputs from its domain (--data)"
             )
 

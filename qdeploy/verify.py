@@ -99,9 +99,7 @@ def check_output_shape(model: ModelWrapper, y_golden: np.ndarray, samples: int) 
         )
 
 
-def verify_against_golden(
-    reference: ModelWrapper, run: Callable[[np.ndarray], np.ndarray], x: np.ndarray
-) -> dict[str, Any]:
+def verify_against_golden(reference: ModelWrapper, run: Callable[[np.ndarray], np.ndarray], x: np.ndarray) -> dict[str, Any]:
     """Run the target and the golden executor on ``x`` (batched, and the first samples one at a time) and compare:
     bit for bit, or within the bound derived from the graph's float tail (``qdeploy.bounds``)."""
     context = run_golden_context(reference, x, keep=tail_tensors(reference))
@@ -175,5 +173,8 @@ def random_inputs(model: ModelWrapper, shape: tuple[int, ...], count: int, seed:
     margin = 0.25 * (high - low)
     n_uniform = count - count // 2
     uniform = rng.uniform(low - margin, high + margin, (n_uniform, *shape))
-    ties = (rng.integers(k_low, k_high, (count // 2, *shape)) + 0.5) * step
+    if -(2**62) <= k_low and k_high <= 2**62:
+        ties = (rng.integers(k_low, k_high, (count // 2, *shape)) + 0.5) * step
+    else:  # a 64-bit quantizer's integers overflow numpy's int64 draws: float64 integers across the range instead
+        ties = (np.floor(rng.uniform(k_low, k_high, (count // 2, *shape))) + 0.5) * step
     return np.concatenate([uniform, ties]).astype(np.float32)

@@ -216,3 +216,28 @@ def test_a_graph_computing_nan_from_finite_inputs_is_refused_naming_the_node(tmp
         qdeploy.compile(ModelWrapper(helper.make_model(graph, opset_imports=opsets)), target="onnxruntime",
                         out=tmp_path / "o", verify_samples=20)  # fmt: skip
     assert_no_output(tmp_path / "o")
+
+
+@pytest.mark.parametrize("signed", [0, 1])
+def test_verification_inputs_for_a_64_bit_input_quantizer(signed):
+    """A 64-bit input quantizer's integer range overflows numpy's int64 draws (fuzz seed 4891: "unexpected
+    ValueError: high is out of bounds for int64"): the rounding ties are drawn in float64 instead."""
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper
+    from qonnx.core.modelwrapper import ModelWrapper
+
+    from qdeploy.verify import random_inputs
+
+    initializers = {"s": np.float32(0.5), "z": np.float32(0), "b": np.float32(64)}
+    node = helper.make_node("Quant", ["x", "s", "z", "b"], ["y"], name="Quant_0", domain="qonnx.custom_op.general",
+                            signed=signed, narrow=0, rounding_mode="ROUND")  # fmt: skip
+    graph = helper.make_graph(
+        [node],
+        "wide",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 16])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 16])],
+        [numpy_helper.from_array(np.asarray(v), k) for k, v in initializers.items()],
+    )
+    opsets = [helper.make_opsetid("", 13), helper.make_opsetid("qonnx.custom_op.general", 1)]
+    x = random_inputs(ModelWrapper(helper.make_model(graph, opset_imports=opsets)), (16,), 20, seed=0)
+    assert x.shape == (20, 16) and np.all(np.isfinite(x))
