@@ -355,12 +355,12 @@ def signature_of(line: str) -> str:
     return text[:160]
 
 
-def run_case(model_path: Path, work: Path, time_limit: float) -> list[dict]:
-    """Compile (onnxruntime, 50 samples) and inspect one mutant; one record per command."""
+def run_case(model_path: Path, work: Path, time_limit: float, target: str = "onnxruntime") -> list[dict]:
+    """Compile (``target``, 50 samples) and inspect one mutant; one record per command."""
     output = work / "out"
     records = []
     for command, argv, out_dir in (
-        ("compile", ["compile", str(model_path), "--target", "onnxruntime", "--samples", "50", "-o", str(output), "-q"],
+        ("compile", ["compile", str(model_path), "--target", target, "--samples", "50", "-o", str(output), "-q"],
          output),
         ("inspect", ["inspect", str(model_path), "-q"], None),
     ):  # fmt: skip
@@ -415,17 +415,20 @@ def _init_worker(sources: dict[str, bytes]) -> None:
     logging.getLogger().setLevel(logging.ERROR)
 
 
-def _worker(args: tuple[str, int, float]) -> dict:
-    source, case_seed, time_limit = args
+def _worker(args: tuple) -> dict:
+    source, case_seed, time_limit, *rest = args
+    target = rest[0] if rest else "onnxruntime"
     kind, description, data = mutant(_SOURCES[source], case_seed)
     with tempfile.TemporaryDirectory(prefix="qdeploy-fuzz-") as tmp:
         path = Path(tmp) / f"{source}.onnx"
         path.write_bytes(data)
-        records = run_case(path, Path(tmp), time_limit)
+        records = run_case(path, Path(tmp), time_limit, target)
     return {"source": source, "seed": case_seed, "kind": kind, "mutation": description, "results": records}
 
 
-def summarize(cases: list[dict], seconds: float, workers: int, reruns: list[dict] | None = None) -> dict:
+def summarize(
+    cases: list[dict], seconds: float, workers: int, reruns: list[dict] | None = None, target: str = "onnxruntime"
+) -> dict:
     outcomes = {command: Counter() for command in ("compile", "inspect")}
     by_kind: dict[str, Counter] = {}
     signatures: dict[tuple[str, str, str], int] = Counter()
@@ -440,6 +443,7 @@ def summarize(cases: list[dict], seconds: float, workers: int, reruns: list[dict
                 findings.append({k: case[k] for k in ("source", "seed", "kind", "mutation")} | record)
     return {
         "cases": len(cases),
+        "target": target,
         "workers": workers,
         "seconds": round(seconds, 1),
         "sources": sorted({case["source"] for case in cases}),
@@ -458,11 +462,12 @@ def summarize(cases: list[dict], seconds: float, workers: int, reruns: list[dict
 
 def write_markdown(summary: dict, path: Path) -> None:
     lines = [
-        "# Fuzzing the loader and the onnxruntime target",
+        f"# Fuzzing the loader and the {summary.get('target', 'onnxruntime')} target",
         "",
-        f"`python -m benchmarks.fuzz --cases {summary['cases']} --workers {summary['workers']}`: "
+        f"`python -m benchmarks.fuzz --cases {summary['cases']} --workers {summary['workers']}"
+        f"{'' if summary.get('target', 'onnxruntime') == 'onnxruntime' else ' --target ' + summary['target']}`: "
         f"{summary['cases']} seeded protobuf mutants of {', '.join(summary['sources'])}, each through "
-        f"`qdeploy compile --target onnxruntime --samples 50` and `qdeploy inspect` in-process "
+        f"`qdeploy compile --target {summary.get('target', 'onnxruntime')} --samples 50` and `qdeploy inspect` in-process "
         f"({summary['seconds']:.0f} s).",
         "Clean outcomes: `exact` (bit-exact, or inspect succeeded), `bounded` (verified within the derived bound), "
         '`refused` (one `qdeploy: error:` line, no "unexpected", nothing written). Anything else is a finding.',
@@ -504,6 +509,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--time-limit", type=float, default=60.0, help="seconds per command before a case is a hang")
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--target", default="onnxruntime", help="the target each mutant is compiled for")
+    parser.add_argument("--name", default="fuzz", help="file names of the table: NAME.json and NAME.md")
     parser.add_argument(
         "--cases-file",
         type=Path,
@@ -521,7 +528,7 @@ def main(argv: list[str] | None = None) -> int:
     import multiprocessing
 
     sources = {**zoo_fixtures(), "digits_mlp_w4a8": digits_mlp_w4a8()}
-    work = [(source, seed, args.time_limit) for source, seed in case_seeds(sources, args.cases, args.seed)]
+    work = [(source, seed, args.time_limit, args.target) for source, seed in case_seeds(sources, args.cases, args.seed)]
     start = time.perf_counter()
     cases = []
     context = multiprocessing.get_context("spawn")  # fresh interpreters: no torch threads inherited mid-state
@@ -542,7 +549,7 @@ def rerun_findings(args: argparse.Namespace) -> int:
     """Rerun, in this process, every case of ``args.rerun_findings`` that was a finding; write the table with the
     new outcomes (and the old ones listed). The run's duration is the one its fuzz.json recorded."""
     cases = [json.loads(line) for line in args.rerun_findings.read_text().splitlines() if line.strip()]
-    previous = args.out / "fuzz.json"
+    previous = args.out / f"{args.name}.json"
     seconds = json.loads(previous.read_text())["seconds"] if previous.exists() else 0.0
     seconds = args.run_seconds if args.run_seconds is not None else seconds  # a stopped run's last table is older
     sources = {**zoo_fixtures(), "digits_mlp_w4a8": digits_mlp_w4a8()}
@@ -551,7 +558,7 @@ def rerun_findings(args: argparse.Namespace) -> int:
     for index, case in enumerate(cases):
         if all(record["outcome"] in CLEAN_OUTCOMES for record in case["results"]):
             continue
-        again = _worker((case["source"], case["seed"], args.time_limit))
+        again = _worker((case["source"], case["seed"], args.time_limit, args.target))
         assert again["mutation"] == case["mutation"], f"seed {case['seed']} no longer gives the same mutant"
         for before, after in zip(case["results"], again["results"], strict=True):
             if before["outcome"] not in CLEAN_OUTCOMES:
@@ -567,10 +574,10 @@ def rerun_findings(args: argparse.Namespace) -> int:
 def _write(
     cases: list[dict], seconds: float, args: argparse.Namespace, reruns: list[dict] | None = None, note: str = ""
 ) -> None:
-    summary = summarize(cases, seconds, args.workers, reruns) | {"note": note}
+    summary = summarize(cases, seconds, args.workers, reruns, args.target) | {"note": note}
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "fuzz.json").write_text(json.dumps(summary, indent=2))
-    write_markdown(summary, args.out / "fuzz.md")
+    (args.out / f"{args.name}.json").write_text(json.dumps(summary, indent=2))
+    write_markdown(summary, args.out / f"{args.name}.md")
 
 
 if __name__ == "__main__":
