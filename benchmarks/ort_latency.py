@@ -52,7 +52,11 @@ def _fc(weight_bits: int, act_bits: int):
     from brevitas_examples.bnn_pynq.models.FC import FC
 
     return FC(
-        num_classes=10, weight_bit_width=weight_bits, act_bit_width=act_bits, in_bit_width=8, in_channels=1,
+        num_classes=10,
+        weight_bit_width=weight_bits,
+        act_bit_width=act_bits,
+        in_bit_width=8,
+        in_channels=1,
         out_features=[1024, 1024],
     )
 
@@ -103,7 +107,11 @@ def float_twin(model):
     def swap(module):
         if isinstance(module, QuantConv2d):
             layer = torch.nn.Conv2d(
-                module.in_channels, module.out_channels, module.kernel_size, module.stride, module.padding,
+                module.in_channels,
+                module.out_channels,
+                module.kernel_size,
+                module.stride,
+                module.padding,
                 bias=module.bias is not None,
             )
         elif isinstance(module, QuantLinear):
@@ -128,8 +136,13 @@ def export_float(model, shape: tuple[int, ...], path: Path) -> None:
     import torch
 
     torch.onnx.export(
-        model, torch.zeros(1, *shape), str(path), input_names=["x"], output_names=["y"],
-        dynamic_axes={"x": {0: "batch"}, "y": {0: "batch"}}, dynamo=False,
+        model,
+        torch.zeros(1, *shape),
+        str(path),
+        input_names=["x"],
+        output_names=["y"],
+        dynamic_axes={"x": {0: "batch"}, "y": {0: "batch"}},
+        dynamo=False,
     )
 
 
@@ -182,9 +195,13 @@ def quantize_static(float_path: Path, out: Path, calibration: np.ndarray, operat
             return next(self.batches, None)
 
     ort_quantize_static(
-        str(float_path), str(out), Reader(),
+        str(float_path),
+        str(out),
+        Reader(),
         quant_format=QuantFormat.QOperator if operator_format else QuantFormat.QDQ,
-        per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+        per_channel=True,
+        activation_type=QuantType.QUInt8,
+        weight_type=QuantType.QInt8,
     )
 
 
@@ -302,8 +319,14 @@ def main() -> None:
     names = args.only or NETWORKS
     meta = {
         "machine": platform.platform(),
-        "cpu": next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                     if line.startswith("model name")), platform.processor()),
+        "cpu": next(
+            (
+                line.split(":", 1)[1].strip()
+                for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")
+            ),
+            platform.processor(),
+        ),
         "onnxruntime": onnxruntime.__version__,
         "rounds": args.rounds,
         "load_start": " ".join(f"{v:.2f}" for v in os.getloadavg()),

@@ -87,9 +87,10 @@ def compile(  # noqa: A001 - the public verb users expect: qdeploy.compile
     check_datatype(reference, user_x, "verification data")
     timing = Timing()
     steps = target_impl.steps(target_options)
-    with staged_folder(Path(out), REPORT_FILE) as folder, closing(
-        StepBar([*(step_name(step) for step in steps), "emit", "verify"], f"compile {config.target}")
-    ) as step_bar:
+    with (
+        staged_folder(Path(out), REPORT_FILE) as folder,
+        closing(StepBar([*(step_name(step) for step in steps), "emit", "verify"], f"compile {config.target}")) as step_bar,
+    ):
         ctx = RunContext(instruments=[timing, DumpModels(folder / IR_DIR), step_bar], source=reference)
         reference.save(str(folder / GOLDEN_FILE))
         prepared = run_steps(graph, target_options, steps, ctx)

@@ -89,8 +89,7 @@ def with_input_quant(model: ModelWrapper, quant: InputQuant) -> ModelWrapper:
     graph_input = model.graph.input[0].name
     if model.get_tensor_datatype(graph_input).is_integer():
         raise QDeployError(
-            f"input {graph_input} is already declared as {model.get_tensor_datatype(graph_input).name}; "
-            "drop input_quant"
+            f"input {graph_input} is already declared as {model.get_tensor_datatype(graph_input).name}; drop input_quant"
         )
     copy = ModelWrapper(onnx.ModelProto.FromString(model.model.SerializeToString()))
     quantized = f"{graph_input}_{NODE_NAME}"

@@ -21,7 +21,6 @@ from qdeploy.quantum.layer import QuantumLayer
 log = logging.getLogger(__name__)
 
 
-
 def has_quantum_layers(model: nn.Module) -> bool:
     return any(isinstance(m, QuantumLayer) for m in model.modules())
 

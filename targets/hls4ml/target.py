@@ -190,9 +190,7 @@ class Hls4mlTarget(Target):
             "files": [FIRMWARE_DIR, "testbench", "README.md"] + ([EPILOGUE_FILE] if epilogue is not None else []),
         }
 
-    def runner(
-        self, out_dir: Path, run_options: Hls4mlRunOptions | None = None
-    ) -> Callable[[np.ndarray], np.ndarray]:
+    def runner(self, out_dir: Path, run_options: Hls4mlRunOptions | None = None) -> Callable[[np.ndarray], np.ndarray]:
         hls4ml = require("hls4ml", self.extra, "the hls4ml target")
         from qdeploy.targets.hls4ml import multithreshold
 

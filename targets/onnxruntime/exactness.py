@@ -386,6 +386,7 @@ def plan_model(
 
     analysis = _Analysis(proto, integer_input)
     exact = {name for name, value in analysis.values.items() if value.exact}
+
     def runtime_float_dots(model: onnx.ModelProto) -> list[onnx.NodeProto]:
         constants = {init.name for init in model.graph.initializer}
         dots = [n for n in model.graph.node if n.op_type in FLOAT_PREPACKED]

@@ -187,11 +187,16 @@ class _Integerizer:
             stored, zero = tensor, int(zp)
         else:  # the same QuantizeLinear into uint8 with zero point + 128: saturation and rounding shift alike
             zero = int(zp) + 128
-            q = self.emit(producer, "QuantizeLinear", [producer.input[0], producer.input[1], self.const(
-                f"{producer.name}_u8zp", np.uint8(zero))])
+            q = self.emit(
+                producer,
+                "QuantizeLinear",
+                [producer.input[0], producer.input[1], self.const(f"{producer.name}_u8zp", np.uint8(zero))],
+            )
             if clip is not None:
-                bounds = [self.const(f"{producer.name}_u8lo", np.uint8(low + zero)),
-                          self.const(f"{producer.name}_u8hi", np.uint8(high + zero))]
+                bounds = [
+                    self.const(f"{producer.name}_u8lo", np.uint8(low + zero)),
+                    self.const(f"{producer.name}_u8hi", np.uint8(high + zero)),
+                ]
                 q = self.emit(producer, "Clip", [q, *bounds])
             stored = q
         found = _IntInput(stored, zero, low, high)
@@ -330,8 +335,11 @@ class _Integerizer:
         if max(abs(acc_bound[0].min()), abs(acc_bound[1].max())) >= ACC_LIMIT:
             return self.keep_float(node, "accumulator exceeds 2^24")
         value = self.replay_path(x, path, node)
-        acc = self.emit(node, "MatMulInteger", [value, self.const(f"{node.name}_w8", w), self.const(
-            f"{node.name}_xzp", np.uint8(x.zero))])
+        acc = self.emit(
+            node,
+            "MatMulInteger",
+            [value, self.const(f"{node.name}_w8", w), self.const(f"{node.name}_xzp", np.uint8(x.zero))],
+        )
         as_float = self.emit(node, "Cast", [acc], to=onnx.TensorProto.FLOAT)
         scale = (x_scale * w_scale).astype(np.float32)
         scale_name = self.const(f"{node.name}_accscale", scale if len(set(scale.tolist())) > 1 else scale[:1])
@@ -402,17 +410,22 @@ class _Integerizer:
         value = self.replay_path(x, path, node, image=rank == 2)
         one = self.const(f"{node.name}_one", np.float32(1.0))
         inputs = [
-            value, one, self.const(f"{node.name}_xzp", np.uint8(x.zero)),
+            value,
+            one,
+            self.const(f"{node.name}_xzp", np.uint8(x.zero)),
             self.const(f"{node.name}_w8", w_signed.astype(np.int8)),
             self.const(f"{node.name}_m", multiplier.astype(np.float32)),
             self.const(f"{node.name}_wzp", np.zeros(len(multiplier), np.int8)),
-            one, self.const(f"{node.name}_yzp", np.uint8(0)), self.const(f"{node.name}_b", bias_int.astype(np.int32)),
+            one,
+            self.const(f"{node.name}_yzp", np.uint8(0)),
+            self.const(f"{node.name}_b", bias_int.astype(np.int32)),
         ]
         y = self.emit(node, "QLinearConv", inputs, **conv_attrs)
         top = high_out - low_out
         if top < 255:
-            y = self.emit(node, "Clip", [y, self.const(f"{node.name}_ylo", np.uint8(0)), self.const(
-                f"{node.name}_yhi", np.uint8(top))])
+            y = self.emit(
+                node, "Clip", [y, self.const(f"{node.name}_ylo", np.uint8(0)), self.const(f"{node.name}_yhi", np.uint8(top))]
+            )
         self.removed.add(node.name)
         self.removed.update(n.name for n in chain_nodes)
         self.u8[out_int] = _IntInput(y, -low_out, low_out, high_out, image=rank == 2)
@@ -430,8 +443,9 @@ class _Integerizer:
             stored = x.stored
             if x.image:
                 stored = self.emit(dq, "Reshape", [stored, self.const(f"{dq.name}_to2d", np.int64([0, -1]))])
-            self.emit(dq, "DequantizeLinear", [stored, dq.input[1], self.const(f"{dq.name}_u8zp", np.uint8(
-                x.zero))], dq.output[0])
+            self.emit(
+                dq, "DequantizeLinear", [stored, dq.input[1], self.const(f"{dq.name}_u8zp", np.uint8(x.zero))], dq.output[0]
+            )
             self.removed.add(dq.name)
 
     def _constant_value(self, name: str) -> np.ndarray | None:
@@ -514,7 +528,8 @@ class _Integerizer:
 
         channels = len(step)
         graph = helper.make_graph(
-            [onnx.NodeProto.FromString(n.SerializeToString()) for n in chain], "chain",
+            [onnx.NodeProto.FromString(n.SerializeToString()) for n in chain],
+            "chain",
             [helper.make_tensor_value_info(conv_out, onnx.TensorProto.FLOAT, None)],
             [helper.make_tensor_value_info(out_int, self._int_type(out_int), None)],
             [numpy_helper.from_array(self.g.constants[i], i) for n in chain for i in n.input if i in self.g.constants],

@@ -17,9 +17,7 @@ def needs_thresholds(model: ModelWrapper) -> bool:
     """True when fixed-point types cannot hold the graph's arithmetic: the ops above, or a Quant with a
     non-power-of-two scale, or per-channel activation scales. (Every QONNX rounding mode has an exact shift form
     in the RTL, so rounding alone never needs thresholds.)"""
-    return any(
-        node.op_type in _THRESHOLD_OPS or scale_has_no_fixed_point_form(model, node) for node in model.graph.node
-    )
+    return any(node.op_type in _THRESHOLD_OPS or scale_has_no_fixed_point_form(model, node) for node in model.graph.node)
 
 
 def thresholds_where_no_fixed_point(model: ModelWrapper, options) -> ModelWrapper:

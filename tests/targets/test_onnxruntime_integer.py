@@ -56,12 +56,18 @@ def conv_net(act_scale: float = 0.25):
 
     n1, n2 = norm(8, 27), norm(8, 72)
     constants = {
-        "zero": np.float32(0), "b8": np.float32(8), "b2": np.float32(2), "b4": np.float32(4),
-        "s_in": np.float32(2.0**-4), "s_act": np.float32(act_scale), "one": np.float32(1.0),
+        "zero": np.float32(0),
+        "b8": np.float32(8),
+        "b2": np.float32(2),
+        "b4": np.float32(4),
+        "s_in": np.float32(2.0**-4),
+        "s_act": np.float32(act_scale),
+        "one": np.float32(1.0),
         "w1": rng.integers(-1, 2, (8, 3, 3, 3)).astype(np.float32),
         "w2": rng.integers(-1, 2, (8, 8, 3, 3)).astype(np.float32),
         "w3": rng.integers(-1, 2, (8 * 2 * 2, 10)).astype(np.float32),
-        **{f"{k}1": v for k, v in n1.items()}, **{f"{k}2": v for k, v in n2.items()},
+        **{f"{k}1": v for k, v in n1.items()},
+        **{f"{k}2": v for k, v in n2.items()},
     }
     nodes = [
         _quant("x", "xq", "s_in", "b8", "Quant_in"),
@@ -87,8 +93,12 @@ def mlp():
 
     rng = np.random.default_rng(1)
     constants = {
-        "zero": np.float32(0), "b8": np.float32(8), "b4": np.float32(4), "s_in": np.float32(2.0**-3),
-        "s_w": np.float32(2.0**-2), "s_act": np.float32(0.5),
+        "zero": np.float32(0),
+        "b8": np.float32(8),
+        "b4": np.float32(4),
+        "s_in": np.float32(2.0**-3),
+        "s_w": np.float32(2.0**-2),
+        "s_act": np.float32(0.5),
         "w1": rng.integers(-7, 8, (16, 32)).astype(np.float32) * 0.25,
         "w2": rng.integers(-7, 8, (32, 4)).astype(np.float32) * 0.25,
         "bias": (rng.integers(-20, 20, 4) * 2.0**-5).astype(np.float32),
@@ -179,12 +189,19 @@ def test_requantization_model_matches_onnxruntimes_qlinearconv_at_ties():
     multipliers = np.array([0.5, 0.25, 1 / 3, 0.0625], dtype=np.float32)
     bias = np.array([3, 200, -5, 1000], dtype=np.int32)
     inits = {
-        "one": np.float32(1), "xzp": np.uint8(100), "w": weights, "m": multipliers,
-        "wzp": np.zeros(4, np.int8), "yzp": np.uint8(0), "b": bias,
+        "one": np.float32(1),
+        "xzp": np.uint8(100),
+        "w": weights,
+        "m": multipliers,
+        "wzp": np.zeros(4, np.int8),
+        "yzp": np.uint8(0),
+        "b": bias,
     }
     node = helper.make_node("QLinearConv", ["x", "one", "xzp", "w", "m", "wzp", "one", "yzp", "b"], ["y"])
     graph = helper.make_graph(
-        [node], "probe", [helper.make_tensor_value_info("x", TensorProto.UINT8, [1, 1, 16, 16])],
+        [node],
+        "probe",
+        [helper.make_tensor_value_info("x", TensorProto.UINT8, [1, 1, 16, 16])],
         [helper.make_tensor_value_info("y", TensorProto.UINT8, None)],
         [numpy_helper.from_array(np.asarray(v), k) for k, v in inits.items()],
     )

@@ -209,8 +209,24 @@ def test_cli_compile_with_device_flag(tiny_mlp, tmp_path, capsys):
     model = tmp_path / "tiny.onnx"
     onnx.save(tiny_mlp.model, str(model))
     out = tmp_path / "cli"
-    code = main(["compile", str(model), "--target", "rtl", "--device", "ecp5-85k", "--implement", "none",
-                 "--stages-per-layer", "3", "--samples", "300", "-o", str(out)])
+    code = main(
+        [
+            "compile",
+            str(model),
+            "--target",
+            "rtl",
+            "--device",
+            "ecp5-85k",
+            "--implement",
+            "none",
+            "--stages-per-layer",
+            "3",
+            "--samples",
+            "300",
+            "-o",
+            str(out),
+        ]
+    )
     # one assertion per fact, each naming what the CLI said: a failure must show its cause, not a truncated report
     assert code == 0, capsys.readouterr().err
     report = json.loads((out / "report.json").read_text())
