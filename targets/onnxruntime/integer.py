@@ -33,6 +33,8 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
+from qdeploy.targets.onnxruntime.emitter import FreshNames
+
 log = logging.getLogger(__name__)
 
 #: ops between a DequantizeLinear and the dot that commute with (q - zp) * s for s > 0 (they move or pick values)
@@ -120,7 +122,7 @@ class _IntInput:
     image: bool = False
 
 
-class _Integerizer:
+class _Integerizer(FreshNames):
     def __init__(self, proto: onnx.ModelProto, origin: dict[str, str], exact: set[str], ref_config: dict) -> None:
         self.g = _Graph(proto)
         self.origin = origin
@@ -136,19 +138,6 @@ class _Integerizer:
         self._taken |= {t for n in proto.graph.node for t in (*n.input, *n.output)}
 
     # -- emission helpers --------------------------------------------------------------------------------------------
-    def fresh(self, base: str) -> str:
-        name, index = base, 0
-        while name in self._taken:
-            index += 1
-            name = f"{base}_{index}"
-        self._taken.add(name)
-        return name
-
-    def const(self, base: str, value: np.ndarray) -> str:
-        name = self.fresh(base)
-        self.initializers.append(numpy_helper.from_array(np.asarray(value), name))
-        return name
-
     def emit(self, before: onnx.NodeProto, op: str, inputs: list[str], output: str | None = None, **attrs) -> str:
         out = output or self.fresh(f"{before.name}_{op.lower()}")
         name = self.fresh(f"{before.name}_{op}")

@@ -32,6 +32,7 @@ from qonnx.core.modelwrapper import ModelWrapper
 from qdeploy.errors import UnsupportedModelError
 from qdeploy.ir import const_input, node_attr
 from qdeploy.precision import quant_int_range
+from qdeploy.targets.onnxruntime.emitter import FreshNames
 
 MIN_OPSET = 13  # per-axis QuantizeLinear/DequantizeLinear, ReduceSum with an axes input
 #: metadata key of the lowered model holding the ORT session config entries it must run with (``exactness``)
@@ -140,7 +141,7 @@ def _is_power_of_two(values: np.ndarray) -> bool:
     return bool(values.size and np.all(values > 0) and np.all(mantissa == 0.5))
 
 
-class _Lowering:
+class _Lowering(FreshNames):
     """Builds the lowered graph node by node; ``origin`` maps every new node to the source node it came from."""
 
     def __init__(self, model: ModelWrapper) -> None:
@@ -153,19 +154,6 @@ class _Lowering:
         self._taken |= {t for n in model.graph.node for t in (*n.input, *n.output)}
 
     # -- building blocks --------------------------------------------------------------------------------------------
-    def fresh(self, base: str) -> str:
-        name, index = base, 0
-        while name in self._taken:
-            index += 1
-            name = f"{base}_{index}"
-        self._taken.add(name)
-        return name
-
-    def const(self, base: str, value: np.ndarray) -> str:
-        name = self.fresh(base)
-        self.initializers.append(numpy_helper.from_array(np.asarray(value), name))
-        return name
-
     def op(self, op_type: str, inputs: list[str], output: str | None = None, **attrs) -> str:
         """Append ``op_type`` and return its output (``output`` or a fresh name)."""
         name = self.fresh(f"{self._source}_{op_type}")

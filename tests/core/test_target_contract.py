@@ -67,6 +67,13 @@ TOY_TARGET = textwrap.dedent(
 )
 
 
+def _cli(env: dict[str, str], *args: object) -> subprocess.CompletedProcess:
+    """``qdeploy ARGS`` in a new interpreter with ``env`` (a plugin's site folder on PYTHONPATH)."""
+    return subprocess.run(
+        [sys.executable, "-m", "qdeploy.cli", *map(str, args)], env=env, capture_output=True, text=True, timeout=300
+    )
+
+
 @pytest.fixture
 def toy_plugin(tmp_path, monkeypatch) -> Path:
     """An installed-looking plugin: its module and a dist-info folder with the entry point, on sys.path."""
@@ -101,9 +108,7 @@ def test_toy_target_flag_list_and_config_table_on_the_command_line(toy_plugin, m
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(toy_plugin), os.environ.get("PYTHONPATH", "")])}
 
     def cli(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run(
-            [sys.executable, "-m", "qdeploy.cli", *map(str, args)], env=env, capture_output=True, text=True, timeout=300
-        )
+        return _cli(env, *args)
 
     listed = cli("list")
     assert listed.returncode == 0 and "toy" in listed.stdout and "golden-executor copies" in listed.stdout
@@ -137,9 +142,7 @@ def test_a_broken_plugin_fails_only_the_commands_that_select_it(tmp_path, mlp_w4
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")])}
 
     def cli(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run(
-            [sys.executable, "-m", "qdeploy.cli", *map(str, args)], env=env, capture_output=True, text=True, timeout=300
-        )
+        return _cli(env, *args)
 
     done = cli("compile", model, "--target", "onnxruntime", "--samples", "20", "-o", tmp_path / "ort", "-q")
     assert done.returncode == 0, done.stderr
