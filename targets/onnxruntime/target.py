@@ -17,7 +17,7 @@ from qdeploy.deps import require
 from qdeploy.inspection import layer_table
 from qdeploy.ir import is_power_of_two
 from qdeploy.pipeline import RunContext
-from qdeploy.runtime import OPTIMIZATION_LEVEL, ort_session
+from qdeploy.runtime import OPTIMIZATION_LEVEL, ort_session, session_threads
 from qdeploy.target import NoOptions, Target
 
 MODEL_FILE = "model.onnx"
@@ -132,6 +132,9 @@ class OnnxRuntimeTarget(Target):
             # how to run model.onnx elsewhere with the same numbers (model.optimized.onnx is this machine's
             # optimized form, for reading: re-optimizing it under other settings may fuse QDQ groups again)
             "session_config": {"graph_optimization_level": OPTIMIZATION_LEVEL, **config},
+            # ORT's float GEMM partitions its sums by thread count: a plan that keeps float dot products on
+            # unquantized data reproduces the verified numbers at this intra-op thread count (None: ORT's default)
+            "intra_op_num_threads": session_threads(),
             "files": [MODEL_FILE, OPTIMIZED_FILE],
         }
 

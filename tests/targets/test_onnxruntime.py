@@ -282,8 +282,15 @@ def test_float_bias_is_not_re_rounded_by_ort(tmp_path):
         ),
     ]
     graph = _graph(nodes, constants, out_shape=(1, 8))
-    artifact = qdeploy.compile(graph, target="onnxruntime", out=tmp_path / "ort", verify_samples=1000)
-    assert artifact.bit_exact
+    from qdeploy.runtime import session_threads, set_session_threads
+
+    before = session_threads()
+    set_session_threads(1)  # as `qdeploy compile --threads 1`: the report says at which count it was verified
+    try:
+        artifact = qdeploy.compile(graph, target="onnxruntime", out=tmp_path / "ort", verify_samples=1000)
+    finally:
+        set_session_threads(before)
+    assert artifact.bit_exact and artifact.report["intra_op_num_threads"] == 1
     config = artifact.report["session_config"]
     assert "session.disable_quant_qdq" not in config  # exact arithmetic: integer kernels stay allowed
     assert config["optimization.disable_specified_optimizers"] == "WeightBiasQuantization"
