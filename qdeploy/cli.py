@@ -496,25 +496,12 @@ def target_flags(kind: str) -> dict[Flag, list[str]]:
     return merged
 
 
-_UNLOADABLE_TARGETS_WARNED: set[str] = set()
-
-
 def _loadable_targets() -> dict[str, type]:
-    """Every registered target class that imports. A plugin that fails to import must not take down commands that
-    do not use it (``qdeploy quantize`` with a broken third-party target installed): its flags are left out with a
-    warning here, and selecting it (``--target NAME``, ``qdeploy list``) raises its import error in full."""
-    from qdeploy.registry import TARGETS_GROUP, load_registered
-    from qdeploy.target import available_targets
+    """Every registered target class that imports: a broken plugin's flags are left out with a warning (see
+    ``qdeploy.registry.loadable``); selecting it (``--target NAME``, ``qdeploy list``) raises its import error."""
+    from qdeploy.registry import TARGETS_GROUP, loadable
 
-    classes: dict[str, type] = {}
-    for name in sorted(available_targets()):
-        try:
-            classes[name] = load_registered(TARGETS_GROUP, name, "target")
-        except Exception as error:  # noqa: BLE001 - any import failure of a plugin; re-raised when it is selected
-            if name not in _UNLOADABLE_TARGETS_WARNED:
-                _UNLOADABLE_TARGETS_WARNED.add(name)
-                log.warning("%s (its flags are unavailable)", error)
-    return classes
+    return loadable(TARGETS_GROUP, "target")  # type: ignore[return-value]
 
 
 def target_flag_values(args: argparse.Namespace, kind: str, target: str) -> dict[str, Any]:

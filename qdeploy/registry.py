@@ -6,9 +6,12 @@ the CLI leaves a broken plugin's flags out so commands that do not select it sti
 
 from __future__ import annotations
 
+import logging
 from importlib.metadata import EntryPoint, entry_points
 
 from qdeploy.errors import QDeployError
+
+log = logging.getLogger(__name__)
 
 TARGETS_GROUP = "qdeploy.targets"
 PASSES_GROUP = "qdeploy.passes"
@@ -32,6 +35,25 @@ def load_registered(group: str, name: str, kind: str) -> object:
             f"{kind} {name!r} (entry point {known[name].value}) failed to import: {type(error).__name__}: {error}; "
             f"fix or reinstall the package that provides it"
         ) from error
+
+
+_UNLOADABLE_WARNED: set[tuple[str, str]] = set()
+
+
+def loadable(group: str, kind: str) -> dict[str, object]:
+    """Every entry point of ``group`` that imports, by name. A plugin that fails to import must not take down
+    commands that do not use it (``qdeploy quantize``, a sweep over other targets, with a broken third-party target
+    installed): it is left out with one warning per process, and selecting it (``load_registered``) raises its
+    import error in full."""
+    loaded: dict[str, object] = {}
+    for name in sorted(registered(group)):
+        try:
+            loaded[name] = load_registered(group, name, kind)
+        except QDeployError as error:
+            if (group, name) not in _UNLOADABLE_WARNED:
+                _UNLOADABLE_WARNED.add((group, name))
+                log.warning("%s (left out until it imports)", error)
+    return loaded
 
 
 def get_pass(name: str) -> type:

@@ -115,16 +115,16 @@ class OptionNames:
 
 def option_names() -> OptionNames:
     """The sweepable option names: QuantizeConfig fields, ``mixed``'s budget options, CompileConfig's
-    target-neutral keys, and the Options fields of every registered target."""
+    target-neutral keys, and the Options fields of every registered target that imports (a broken plugin is left
+    out with a warning; a sweep that selects it fails with its import error when it compiles)."""
     from qdeploy.config import CompileConfig, QuantizeConfig
     from qdeploy.options import field_names
-    from qdeploy.registry import TARGETS_GROUP, load_registered
-    from qdeploy.target import available_targets
+    from qdeploy.registry import TARGETS_GROUP, loadable
 
     quantize = field_names(QuantizeConfig)
     targets = {
-        name: frozenset(field_names(load_registered(TARGETS_GROUP, name, "target").Options))
-        for name in sorted(available_targets())
+        name: frozenset(field_names(target_class.Options))  # type: ignore[attr-defined]
+        for name, target_class in loadable(TARGETS_GROUP, "target").items()
     }
     return OptionNames(
         quantize=frozenset(quantize),

@@ -158,3 +158,14 @@ def test_a_broken_plugin_fails_only_the_commands_that_select_it(tmp_path, mlp_w4
     listed = cli("list")
     assert listed.returncode == 0 and "onnxruntime" in listed.stdout
     assert "unavailable: target 'broken' (entry point qdeploy_broken_target:BrokenTarget) failed" in listed.stdout
+    # a sweep's option vocabulary leaves the broken plugin out too (a sweep over other targets still validates)
+    swept = subprocess.run(
+        [sys.executable, "-c", "from qdeploy.sweeps import option_names; print(sorted(option_names().targets))"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert swept.returncode == 0, swept.stderr
+    assert "onnxruntime" in swept.stdout and "broken" not in swept.stdout
+    assert "target 'broken' (entry point qdeploy_broken_target:BrokenTarget) failed to import" in swept.stderr
