@@ -12,6 +12,7 @@ from qdeploy.deps import require
 from qdeploy.ops import LAYOUT_OPS
 from qdeploy.precision import FixedType, LayerPrecision, infer_precisions
 from qdeploy.targets.hls4ml.implementation import LayerImplementation
+from qdeploy.targets.hls4ml.multithreshold import thresholds_as_attributes
 from qdeploy.targets.hls4ml.options import Hls4mlOptions
 from qdeploy.targets.hls4ml.types import hls_type, layer_types
 
@@ -60,7 +61,7 @@ def build_hls_config(
             model.set_initializer(node.input[1], layer.threshold_values)
     with contextlib.redirect_stdout(io.StringIO()):
         config = hls4ml.utils.config.config_from_onnx_model(
-            model,
+            thresholds_as_attributes(model),  # the graph hls4ml converts (its parsers read it so)
             granularity="name",
             backend=options.backend.value,
             default_precision="fixed<16,6>",

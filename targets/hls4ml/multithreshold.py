@@ -56,13 +56,16 @@ def _layer_class():
 
 
 def thresholds_as_attributes(model):
-    """A copy of the model whose MultiThresholds carry their thresholds as a node attribute instead of an input:
-    hls4ml turns every initializer into a ``Constant`` layer, and one that feeds no hls4ml layer breaks its passes."""
+    """The graph hls4ml converts: a copy of the model whose MultiThresholds carry their thresholds, and Resizes their
+    scales, as node attributes instead of inputs: hls4ml turns every initializer into a ``Constant`` layer, and one
+    that feeds no hls4ml layer breaks its passes."""
     from onnx import helper, numpy_helper
     from qonnx.core.modelwrapper import ModelWrapper
 
     copy = ModelWrapper(model.model, make_deepcopy=True)
     for node in copy.graph.node:
+        if node.op_type in ("Resize", "Upsample"):
+            _resize_scales_as_attribute(copy, node)
         if node.op_type == CLASS_NAME and len(node.input) > 1:
             values = copy.get_initializer(node.input[1])
             node.attribute.append(helper.make_attribute("thresholds", numpy_helper.from_array(values, "thresholds")))
@@ -71,6 +74,29 @@ def thresholds_as_attributes(model):
             if not copy.find_consumers(threshold_name):
                 copy.del_initializer(threshold_name)
     return copy
+
+
+def _resize_scales_as_attribute(model, node) -> None:
+    """A Resize/Upsample's per-axis scales (from ``scales``, or ``sizes`` over the input shape) as its ``scales``
+    attribute, and no constant inputs: hls4ml looks every input up as a tensor (an empty ``roi`` stops it) and makes
+    every initializer a layer."""
+    from onnx import helper
+
+    shape = model.get_tensor_shape(node.input[0])
+    constants = {index: model.get_initializer(name) for index, name in enumerate(node.input) if index and name}
+    sizes = constants.get(3)
+    scales = constants.get(2 if node.op_type == "Resize" else 1)
+    if (scales is None or np.size(scales) == 0) and sizes is not None:
+        scales = np.asarray(sizes, dtype=np.float64) / np.asarray(shape, dtype=np.float64)
+    for attribute in list(node.attribute):
+        if attribute.name == "scales":
+            node.attribute.remove(attribute)
+    node.attribute.append(helper.make_attribute("scales", [float(s) for s in np.asarray(scales).ravel()]))
+    names = [name for name in node.input[1:] if name]
+    del node.input[1:]
+    for name in names:
+        if not model.find_consumers(name):
+            model.del_initializer(name)
 
 
 def _parse_onnx(node, input_names, input_shapes, graph):

@@ -1,8 +1,14 @@
 """Corrections to hls4ml's ONNX layer parsers, installed once per process before a conversion.
 
-hls4ml 1.3's ``MaxPool``/``AveragePool`` parser reads a 1-D (``N, W, C`` after qonnx's channels-last conversion)
-input as ``N, C, W``: filters and width swapped, and no ``pad_left``/``pad_right``, so a Conv1d network (FINN's
-RadioML VGG10) fails to convert. 2-D pooling keeps hls4ml's own parser.
+- hls4ml 1.3's ``MaxPool``/``AveragePool`` parser reads a 1-D (``N, W, C`` after qonnx's channels-last conversion)
+  input as ``N, C, W``: filters and width swapped, and no ``pad_left``/``pad_right``, so a Conv1d network (FINN's
+  RadioML VGG10) fails to convert. 2-D pooling keeps hls4ml's own parser.
+- Its ``GlobalAveragePool``/``GlobalMaxPool`` parser reads the shape as ``N, C, H, W`` while computing channels-last;
+  qdeploy hands it channels-last ops (``ImageOpsChannelsLast``), read here as ``N, H, W, C``.
+- Its ``Resize`` parser takes height from axis 2 and width from axis 1 and scales width by ``scales[1]``: right only
+  for square images and equal scales; ONNX's empty ``roi`` input also stops hls4ml's shape lookup ("Could not find
+  the shape for input"). qdeploy hands hls4ml a Resize whose scales are an attribute (``hls4ml_graph``), read here.
+- ``DepthToSpace`` has no hls4ml layer: qdeploy's own (``depth_to_space.py``) parses it.
 """
 
 from __future__ import annotations
@@ -33,6 +39,55 @@ def _pooling_1d_fixed(original):
     return parse
 
 
+CHANNELS_LAST_DOMAIN = "qonnx.custom_op.channels_last"
+
+
+def _global_pooling_channels_last(original):
+    def parse(node, input_names, input_shapes, graph):
+        layer = original(node, input_names, input_shapes, graph)
+        if node.domain != CHANNELS_LAST_DOMAIN:
+            return layer
+        shape = [int(d) for d in input_shapes[0]]
+        if len(shape) == 4:  # N, H, W, C
+            layer.update(in_height=shape[1], in_width=shape[2], n_filt=shape[3])
+        elif len(shape) == 3:  # N, W, C
+            layer.update(n_in=shape[1], n_filt=shape[2])
+        return layer
+
+    return parse
+
+
+def _attribute(node, name: str):
+    from onnx import helper
+
+    for attribute in node.attribute:
+        if attribute.name == name:
+            return helper.get_attribute_value(attribute)
+    return None
+
+
+def _resize_channels_last(node, input_names, input_shapes, graph):
+    """A channels-last nearest Resize whose per-axis integer scales are the ``scales`` attribute (``hls4ml_graph``)."""
+    scales = [float(s) for s in (_attribute(node, "scales") or [])]
+    shape = [int(d) for d in input_shapes[0]]
+    if len(shape) != 4 or len(scales) != 4:
+        raise ValueError(f"node {node.name}: hls4ml resizes N, H, W, C images with constant scales")
+    height, width, channels = shape[1:]
+    return {
+        "name": node.name,
+        "class_name": "Resize",
+        "inputs": input_names[:1],  # the scales are attributes here, not a layer
+        "outputs": list(node.output),
+        "in_height": height,
+        "in_width": width,
+        "out_height": int(round(height * scales[1])),
+        "out_width": int(round(width * scales[2])),
+        "n_chan": channels,
+        "algorithm": "nearest",
+        "data_format": "channels_last",
+    }
+
+
 def install() -> None:
     """Replace the parsers above in hls4ml's ONNX handler table (idempotent)."""
     if "pooling" in _installed:
@@ -43,4 +98,7 @@ def install() -> None:
 
     for op in ("MaxPool", "AveragePool"):
         onnx_to_hls.layer_handlers[op] = _pooling_1d_fixed(onnx_to_hls.layer_handlers[op])
+    for op in ("GlobalAveragePool", "GlobalMaxPool"):
+        onnx_to_hls.layer_handlers[op] = _global_pooling_channels_last(onnx_to_hls.layer_handlers[op])
+    onnx_to_hls.layer_handlers["Resize"] = _resize_channels_last
     _installed.add("pooling")

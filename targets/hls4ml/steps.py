@@ -289,6 +289,35 @@ def thresholds_channels_last(model: ModelWrapper, options: Hls4mlOptions) -> Mod
     return cleanup(until_fixed_point(one_round, model))
 
 
+def image_ops_channels_last(model: ModelWrapper, options: Hls4mlOptions) -> ModelWrapper:
+    """Concat, Resize/Upsample, global and average pooling and DepthToSpace channels-last (``ImageOpsChannelsLast``),
+    with the transposes qonnx left around them cancelled as qonnx cancels its own."""
+    image_ops = ("Concat", "Resize", "Upsample", "GlobalAveragePool", "GlobalMaxPool", "AveragePool", "DepthToSpace")
+    if not any(node.op_type in image_ops for node in model.graph.node):
+        return model
+    from qonnx.transformation.channels_last import (
+        AbsorbChanFirstIntoMatMul,
+        MoveChanFirstDownstream,
+        RemoveConsecutiveChanFirstAndChanLastTrafos,
+    )
+
+    from qdeploy.passes.graph.image_ops_channels_last import ImageOpsChannelsLast
+    from qdeploy.pipeline import until_fixed_point
+
+    def one_round(current: ModelWrapper) -> tuple[ModelWrapper, bool]:
+        before = current.model.SerializeToString()
+        current = until_fixed_point(ImageOpsChannelsLast().apply, current)
+        for transformation in (
+            RemoveConsecutiveChanFirstAndChanLastTrafos(),
+            MoveChanFirstDownstream(),
+            AbsorbChanFirstIntoMatMul(),
+        ):
+            current = current.transform(transformation)
+        return current, current.model.SerializeToString() != before
+
+    return cleanup(until_fixed_point(one_round, model))
+
+
 def scale_after_output_layout(model: ModelWrapper, options: Hls4mlOptions) -> ModelWrapper:
     """A scalar scale before the output's layout op moves after it, so the float tail is last (the host epilogue)."""
     from qdeploy.passes.graph.move_scale_after_output_layout import MoveScaleAfterOutputLayout
@@ -318,21 +347,104 @@ def gemm_to_matmul(model: ModelWrapper, options: Hls4mlOptions) -> ModelWrapper:
 CHANNELS_LAST_DOMAIN = "qonnx.custom_op.channels_last"
 
 
+#: ops that act on each pixel alone: their output has their first input's layout
+_PER_PIXEL_OPS = {
+    "Quant", "MultiThreshold", "Relu", "Add", "Sub", "Mul", "Div", "Identity", "Clip", "Max", "Min", "Pad",
+    "Concat", "Resize", "Upsample",
+}  # fmt: skip
+_IMAGE_OPS = ("Concat", "Resize", "Upsample", "GlobalAveragePool", "GlobalMaxPool", "AveragePool", "DepthToSpace")
+
+
+def _channels_last_tensors(model: ModelWrapper, options: Hls4mlOptions) -> set[str]:
+    """Tensors the graph holds channels-last: outputs of qonnx's channels-last ops and to-channels-last transposes,
+    the input when the firmware takes it so, and what per-pixel ops compute from them."""
+    from qonnx.custom_op.channels_last.base_wrapped_op import to_channels_last_args
+
+    last = {model.graph.input[0].name} if input_is_channels_last(model, options) else set()
+    for node in model.graph.node:  # topological order
+        shape = model.get_tensor_shape(node.input[0]) if node.input else None
+        to_last = shape is not None and tuple(node_attr(node, "perm", ())) == tuple(to_channels_last_args(len(shape)))
+        if (
+            node.domain == CHANNELS_LAST_DOMAIN
+            or (node.op_type == "Transpose" and to_last)
+            or (node.op_type in _PER_PIXEL_OPS and node.input and node.input[0] in last)
+        ):
+            last.update(node.output)
+    return last
+
+
+def _resize_problem(model: ModelWrapper, node) -> str | None:
+    """Why hls4ml's nearest Resize (each output pixel repeats input pixel ``floor(i / scale)``, integer scales)
+    cannot compute this channels-last ``node``, or None. The mapping is checked by running the node itself on a
+    ramp of pixel indices, so every ONNX coordinate mode and rounding that gives it passes."""
+    import onnx
+    import onnxruntime
+    from onnx import TensorProto, helper
+
+    shape = model.get_tensor_shape(node.input[0])
+    out = model.get_tensor_shape(node.output[0])
+    mode = node_attr(node, "mode", "nearest")
+    mode = mode.decode() if isinstance(mode, bytes) else mode
+    if mode != "nearest":
+        return f"{mode} interpolation (hls4ml's Resize computes nearest-neighbour exactly; use mode='nearest')"
+    if shape is None or out is None or len(shape) != 4 or shape[0] != out[0] or shape[3] != out[3]:
+        return "hls4ml resizes the height and width of N, H, W, C images only"
+    if any(o % i for o, i in zip(out[1:3], shape[1:3], strict=True)):
+        return f"scales {out[1] / shape[1]:g} x {out[2] / shape[2]:g} are not integers (hls4ml repeats pixels)"
+    height, width = shape[1:3]
+    ramp = np.arange(height * width, dtype=np.float32).reshape(1, height, width, 1)
+    single = onnx.NodeProto()
+    single.CopyFrom(node)
+    single.input[0], single.output[0] = "x", "y"
+    initializers = [onnx.numpy_helper.from_array(model.get_initializer(name), name) for name in node.input[1:] if name]
+    # the ramp is one channel: scale axis 0 and 3 stay 1, as in the node
+    graph = helper.make_graph(
+        [single],
+        "resize",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, height, width, 1])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        initializers,
+    )
+    sizes_input = len(node.input) > 3 and node.input[3]
+    if sizes_input:
+        sizes = np.array([1, out[1], out[2], 1], dtype=np.int64)
+        graph.initializer.remove(next(t for t in graph.initializer if t.name == node.input[3]))
+        graph.initializer.append(onnx.numpy_helper.from_array(sizes, node.input[3]))
+    opset = next((o.version for o in model.model.opset_import if o.domain in ("", "ai.onnx")), 13)
+    session = onnxruntime.InferenceSession(
+        helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)]).SerializeToString()
+    )
+    (got,) = session.run(None, {"x": ramp})
+    rows = np.arange(out[1]) // (out[1] // height)
+    cols = np.arange(out[2]) // (out[2] // width)
+    if got.shape != (1, out[1], out[2], 1) or not np.array_equal(got[0, :, :, 0], ramp[0, rows][:, cols, 0]):
+        return "its coordinate mode picks other source pixels than repeating each pixel (hls4ml's nearest Resize)"
+    return None
+
+
 def check_layouts_hls4ml_parses(model: ModelWrapper, options: Hls4mlOptions) -> ModelWrapper:
-    """Refuse, naming the node, the image ops hls4ml's ONNX parser reads with the wrong layout: pooling qonnx left
-    channels-first (its channels-last conversion covers Conv, MaxPool and BatchNormalization only), global pooling
-    and Resize on image tensors (hls4ml's parsers read a channels-first shape as channels-last) and Concat of tensors
-    above rank 3 (hls4ml's limit)."""
+    """Refuse, naming the node, the image ops hls4ml cannot compute as the graph does: pooling qonnx left
+    channels-first (its channels-last conversion covers Conv, MaxPool and BatchNormalization; ``image_ops_channels_last``
+    moves Concat, Resize, global/average pooling and DepthToSpace), image ops on a channels-first tensor, Resize other
+    than nearest with integer scales, AveragePool with padding, Concat of more than two tensors."""
+    last = _channels_last_tensors(model, options)
     for node in model.graph.node:
         shape = model.get_tensor_shape(node.input[0]) if node.input else None
         rank = len(shape) if shape is not None else 0
-        if node.op_type in ("MaxPool", "AveragePool") and node.domain != CHANNELS_LAST_DOMAIN:
+        image = rank >= 3 and node.op_type in _IMAGE_OPS
+        if node.op_type == "MaxPool" and node.domain != CHANNELS_LAST_DOMAIN:
             reason = "qonnx's channels-last conversion leaves it channels-first, which hls4ml cannot pool"
-        elif node.op_type in ("GlobalAveragePool", "GlobalMaxPool", "Resize", "Upsample") and rank >= 4:
-            reason = "hls4ml's ONNX parser reads this image tensor's channels-first shape as channels-last"
-        elif node.op_type == "Concat" and any(len(model.get_tensor_shape(name) or []) > 3 for name in node.input):
-            reason = "hls4ml concatenates tensors of rank 3 or less"
+        elif image and any(name and name not in last and model.get_initializer(name) is None for name in node.input):
+            reason = "it computes on a channels-first image (qdeploy moves it channels-last only after a Conv/MaxPool)"
+        elif node.op_type == "Concat" and len(node.input) > 2:
+            reason = f"hls4ml concatenates two tensors at a time, not {len(node.input)}"
+        elif node.op_type in ("Resize", "Upsample") and rank >= 3:
+            reason = _resize_problem(model, node)
+        elif node.op_type == "AveragePool" and any(int(p) for p in node_attr(node, "pads", [])):
+            reason = "padded average pooling divides edge windows differently in hls4ml; pad explicitly (a Pad node)"
         else:
+            continue
+        if reason is None:
             continue
         raise UnsupportedModelError(
             f"node {node.name}: {node.op_type} is not supported by the hls4ml target yet: {reason}; compile this model "
@@ -354,6 +466,7 @@ STEPS = [
     move_quant_before_layout,
     to_channels_last,
     thresholds_channels_last,
+    image_ops_channels_last,
     scale_after_output_layout,
     give_constant_thresholds_one_step,
     gemm_to_matmul,
