@@ -141,6 +141,11 @@ def cleanup(model: ModelWrapper) -> ModelWrapper:
     for node in model.graph.node:
         if node.op_type in QONNX_QUANTIZER_OPS:
             node.domain = "qonnx.custom_op.general"  # as qonnx's cleanup_model: older exports use other domains
+        for attribute in node.attribute:
+            if attribute.name == "rounding_mode" and attribute.s != attribute.s.upper():
+                # qonnx reads the mode case-insensitively, hls4ml's converter only upper-case (brevitas exports
+                # a quantizer configured with float_to_int_impl_type="floor" as "floor")
+                attribute.s = attribute.s.upper()
     # before RemoveUnusedTensors: an unused initializer that older exporters also list as a graph input would
     # otherwise lose its value and stay behind as a second runtime input
     _remove_static_inputs(model)
