@@ -125,7 +125,9 @@ def constant_ints(values: np.ndarray, grid: Grid) -> np.ndarray:
 
 def scale_has_no_fixed_point_form(model: ModelWrapper, node) -> bool:
     """True for a Quant whose scale a fixed-point type cannot hold: not a power of two (weights or activations), or
-    per channel on a runtime tensor (a type is per tensor). Hardware targets lower such graphs to thresholds."""
+    per channel on a runtime tensor (a type is per tensor), or a runtime tensor's quantizer with a non-zero zero
+    point (brevitas's ShiftedUint8 activations: no plain fixed-point type, but levels shifted by an integer).
+    Hardware targets lower such graphs to thresholds."""
     if node.op_type not in SCALED_QUANT_OPS:
         return False
     scale = const_input(model, node, 1)
@@ -134,6 +136,9 @@ def scale_has_no_fixed_point_form(model: ModelWrapper, node) -> bool:
     if not is_power_of_two(np.asarray(scale, dtype=np.float64)):
         return True
     on_datapath = model.get_initializer(node.input[0]) is None
+    zeropt = const_input(model, node, 2)
+    if on_datapath and zeropt is not None and np.any(np.asarray(zeropt) != 0):
+        return True
     return on_datapath and np.unique(scale).size > 1
 
 
@@ -403,7 +408,7 @@ def infer_precisions(model: ModelWrapper) -> tuple[FixedType, dict[str, LayerPre
             layers[node.name] = LayerPrecision(node.name, op, x.collapse())
         elif op == "Relu":
             layers[node.name] = LayerPrecision(node.name, op, Grid(np.maximum(x.kmin, 0), np.maximum(x.kmax, 0), x.lsb))
-        elif op in ("MaxPool", "GlobalMaxPool", "Resize", "Upsample"):
+        elif op in ("MaxPool", "GlobalMaxPool", "Resize", "Upsample", "DepthToSpace"):
             # they select or repeat values (nearest-neighbour resizing; other modes are the target's check)
             layers[node.name] = LayerPrecision(node.name, op, x.collapse())
         elif op in ("AveragePool", "GlobalAveragePool"):
