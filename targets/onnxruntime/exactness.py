@@ -5,8 +5,8 @@ kernel on exactly the node's inputs. ORT's graph optimizer, on a whole model, fu
 Conv, MatMul+Add into Gemm, a scalar Div into MatMul's alpha, BatchNorm into weights, NCHWc convolutions, a float
 bias quantized to int32 by ``WeightBiasQuantization``, QDQ groups into integer kernels with a rounded requantization
 multiplier), and each of these can change float rounding. First, ``plan_model`` replaces every dot product it can
-show exact by an integer layer (``integer``: requantized QLinearConv, MatMulInteger; the plan's name lists them and
-why the others stay in float); the float rest then runs under one of two plans:
+show exact by an integer layer (``integer``: requantized QLinearConv/QGemm, QGemm to float; the plan's name lists
+them and why the others stay in float); the float rest then runs under one of two plans:
 
 - **integer kernels** (``plan = "exact arithmetic"``): every float op of the graph provably computes an exact
   result — its operands lie on a power-of-two grid and every sum stays within float32's 24-bit significand (taken
@@ -393,10 +393,6 @@ def plan_model(
         return [n for n in dots if any(i not in constants for i in n.input if i)]
 
     integer, plan = integerize(proto, dict(origin), exact, reference_config())
-    if plan.changed and runtime_float_dots(integer):
-        # a float dot product keeps prepacking off: MatMuls then run as MatMulInteger (a 1x1 QLinearConv would
-        # repack its weights on every run)
-        integer, plan = integerize(proto, dict(origin), exact, reference_config(), matmul_as_conv=False)
     if plan.changed:
         float_dots = runtime_float_dots(integer)
         refusal = None

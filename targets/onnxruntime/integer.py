@@ -16,8 +16,9 @@ bias)`` for the integer accumulator ``acc``, whatever the summation order, and:
   ``rne(clamp(float(acc + b_c) * M_c, 0, 255))`` has exactly those steps over the whole accumulator range (checked
   on both sides of every threshold, in float32 as MLAS computes it). Channels where no such pair is found keep the
   layer in float (say why in the plan).
-- **integer dot** (``MatMulInteger``): a MatMul becomes ``MatMulInteger -> Cast -> Mul(s_x * s_w)``, the same float
-  number, and the nodes after it stay as they are.
+  A MatMul/Gemm runs as ORT's ``QGemm`` (com.microsoft) with the same requantization: one GEMM over the batch.
+- **integer dot**: a MatMul without such a chain becomes a ``QGemm`` with float output ``float32(acc) * s_x * s_w``,
+  the same float number, and the nodes after it stay as they are.
 
 Activations move between integer layers as uint8 with a zero point (ORT's fast u8 x s8 kernels): an int8
 ``QuantizeLinear`` becomes the uint8 one with zero point +128 (same rounding and saturation, shifted).
@@ -48,6 +49,8 @@ ACC_LIMIT = 2**24 - 256
 PAIR_LIMIT = 32767
 #: accumulator values per layer evaluated at once when the whole range is enumerated
 ENUMERATE_LIMIT = 1 << 22
+#: the domain of ORT's contrib kernels (QGemm)
+MS_DOMAIN = "com.microsoft"
 #: ops ORT may prepack (a float weight then takes another kernel path than the reference's)
 FLOAT_PREPACKED = {"Conv", "ConvTranspose", "MatMul", "Gemm", "LSTM", "GRU", "RNN", "Attention", "FusedConv"}
 
@@ -58,6 +61,8 @@ class IntegerPlan:
 
     requantized: list[str] = field(default_factory=list)
     integer_dot: list[str] = field(default_factory=list)
+    #: how many of ``requantized`` are convolutions (the rest are matrix products)
+    requantized_convs: int = 0
     kept_float: dict[str, str] = field(default_factory=dict)
     #: names of the nodes the pass emitted (integer arithmetic: exempt from the reference-kernel check)
     nodes: set[str] = field(default_factory=set)
@@ -69,9 +74,10 @@ class IntegerPlan:
     def summary(self) -> str:
         parts = []
         if self.requantized:
-            parts.append(f"{len(self.requantized)} requantized QLinearConv")
+            kinds = [("QLinearConv", self.requantized_convs), ("QGemm", len(self.requantized) - self.requantized_convs)]
+            parts.append("requantized " + " + ".join(f"{n} {op}" for op, n in kinds if n))
         if self.integer_dot:
-            parts.append(f"{len(self.integer_dot)} MatMulInteger")
+            parts.append(f"{len(self.integer_dot)} integer QGemm to float")
         if self.kept_float:
             parts.append(f"{len(self.kept_float)} dot products kept in float")
         return ", ".join(parts) or "no integer layers"
@@ -117,9 +123,6 @@ class _IntInput:
     zero: int
     low: int
     high: int
-    #: ``stored`` is (N, C, 1, 1) for a logical (N, C): a MatMul run as a 1x1 convolution, kept 4-D so that the
-    #: next one needs no Reshape (ORT would transpose around each for its channels-last convolutions)
-    image: bool = False
 
 
 class _Integerizer(FreshNames):
@@ -132,7 +135,6 @@ class _Integerizer(FreshNames):
         self.removed: set[str] = set()
         self.initializers: list[onnx.TensorProto] = []
         self.plan = IntegerPlan()
-        self.matmul_as_conv = True
         self.u8: dict[str, _IntInput] = {}  # int tensor (QuantizeLinear/Clip output) -> its uint8 form
         self._taken = {n.name for n in proto.graph.node} | set(self.g.constants)
         self._taken |= {t for n in proto.graph.node for t in (*n.input, *n.output)}
@@ -225,29 +227,12 @@ class _Integerizer(FreshNames):
         zp = self.g.const(producer.input[2])
         return None if zp is None or zp.size != 1 else int(zp.ravel()[0])
 
-    def replay_path(self, x: _IntInput, path: list[onnx.NodeProto], before: onnx.NodeProto, image: bool = False) -> str:
-        """The pass-through ops on the uint8 tensor; ``image``: the result as (N, K, 1, 1) for a 1x1 convolution
-        (a final flattening Reshape/Flatten becomes that Reshape directly)."""
-        to4d = np.int64([0, -1, 1, 1])
-        if image and x.image and not path:
-            return x.stored
+    def replay_path(self, x: _IntInput, path: list[onnx.NodeProto], before: onnx.NodeProto) -> str:
+        """The pass-through ops on the uint8 tensor."""
         value = x.stored
-        if x.image:
-            value = self.emit(before, "Reshape", [value, self.const(f"{before.name}_to2d", np.int64([0, -1]))])
-        if image and path and self._flattens(path[-1]):
-            path = path[:-1]
         for node in path:
             value = self.emit(before, node.op_type, [value, *node.input[1:]], **_attrs(node))
-        if image:
-            value = self.emit(before, "Reshape", [value, self.const(f"{before.name}_to4d", to4d)])
         return value
-
-    def _flattens(self, node: onnx.NodeProto) -> bool:
-        """A Reshape to (batch, -1) or Flatten(axis=1): then a Reshape to (N, -1, 1, 1) gives the same order."""
-        if node.op_type == "Flatten":
-            return int(_attrs(node).get("axis", 1)) == 1
-        shape = self.g.const(node.input[1]) if node.op_type == "Reshape" else None
-        return shape is not None and shape.size == 2 and int(shape[1]) == -1 and int(shape[0]) in (0, 1, -1)
 
     # -- weights -----------------------------------------------------------------------------------------------------
     def int_weight(self, name: str, channel_axis: int) -> tuple[np.ndarray, np.ndarray] | None:
@@ -309,7 +294,7 @@ class _Integerizer(FreshNames):
             return self.keep_float(node, "weights are not a 2-D matrix")
         if transposed:
             w = np.ascontiguousarray(w.T)
-        chain = self.chain_after(node, 2) if self.matmul_as_conv else None
+        chain = self.chain_after(node, 2)
         bias_value = None if bias is None else self._constant_value(bias)
         if chain is not None and (bias is None or bias_value is not None):
             if bias_value is None or bias_value.size in (1, w.shape[1]):
@@ -324,18 +309,22 @@ class _Integerizer(FreshNames):
         if max(abs(acc_bound[0].min()), abs(acc_bound[1].max())) >= ACC_LIMIT:
             return self.keep_float(node, "accumulator exceeds 2^24")
         value = self.replay_path(x, path, node)
-        acc = self.emit(
-            node,
-            "MatMulInteger",
-            [value, self.const(f"{node.name}_w8", w), self.const(f"{node.name}_xzp", np.uint8(x.zero))],
-        )
-        as_float = self.emit(node, "Cast", [acc], to=onnx.TensorProto.FLOAT)
         scale = (x_scale * w_scale).astype(np.float32)
-        scale_name = self.const(f"{node.name}_accscale", scale if len(set(scale.tolist())) > 1 else scale[:1])
+        scale = scale if len(set(scale.tolist())) > 1 else scale[:1]
+        # QGemm without an output quantizer: float32(acc) * (1 * s_x * s_w), the exact float number (acc < 2^24,
+        # a power-of-two scale), in one kernel instead of MatMulInteger -> Cast -> Mul
+        inputs = [
+            value,
+            self.const(f"{node.name}_one", np.float32(1.0)),
+            self.const(f"{node.name}_xzp", np.uint8(x.zero)),
+            self.const(f"{node.name}_w8", w),
+            self.const(f"{node.name}_accscale", scale),
+            self.const(f"{node.name}_wzp", np.zeros(scale.shape, np.int8)),
+        ]
         if bias is None:
-            self.emit(node, "Mul", [as_float, scale_name], node.output[0])
+            self.emit(node, "QGemm", inputs, node.output[0], domain=MS_DOMAIN)
         else:  # the analysis showed acc * s + bias exact: the same number in two steps
-            self.emit(node, "Add", [self.emit(node, "Mul", [as_float, scale_name]), bias], node.output[0])
+            self.emit(node, "Add", [self.emit(node, "QGemm", inputs, domain=MS_DOMAIN), bias], node.output[0])
         self.removed.add(node.name)
         self.plan.integer_dot.append(self.origin.get(node.name, node.name))
 
@@ -363,7 +352,7 @@ class _Integerizer(FreshNames):
     def requantized(self, node, x, x_scale, path, w, w_scale, chain, bias, conv_attrs, rank: int) -> bool:
         """``node`` (a dot product with weights ``w`` as Conv weights, C_out first) and its ``chain`` into a
         quantizer as one QLinearConv whose requantization reproduces the chain's step function (module docstring);
-        ``rank`` 2: a MatMul/Gemm, run as a 1x1 convolution between Reshapes. False when it stays in float."""
+        ``rank`` 2: a MatMul/Gemm (weights (C_out, K, 1, 1)), run as a QGemm. False when it stays in float."""
         chain_nodes, out_int = chain
         low_acc, high_acc = _acc_bounds(w.astype(np.int64), x.low, x.high, reduce_axes=tuple(range(1, w.ndim)))
         if max(abs(int(low_acc.min())), abs(int(high_acc.max()))) >= ACC_LIMIT:
@@ -396,30 +385,39 @@ class _Integerizer(FreshNames):
         if w_signed.min() < -128 or w_signed.max() > 127:
             self.keep_float(node, "a decreasing channel's weights hold -128")
             return False
-        value = self.replay_path(x, path, node, image=rank == 2)
-        one = self.const(f"{node.name}_one", np.float32(1.0))
-        inputs = [
-            value,
-            one,
-            self.const(f"{node.name}_xzp", np.uint8(x.zero)),
-            self.const(f"{node.name}_w8", w_signed.astype(np.int8)),
-            self.const(f"{node.name}_m", multiplier.astype(np.float32)),
-            self.const(f"{node.name}_wzp", np.zeros(len(multiplier), np.int8)),
-            one,
-            self.const(f"{node.name}_yzp", np.uint8(0)),
-            self.const(f"{node.name}_b", bias_int.astype(np.int32)),
-        ]
-        y = self.emit(node, "QLinearConv", inputs, **conv_attrs)
+        value = self.replay_path(x, path, node)
         top = high_out - low_out
+        params = {
+            "one": self.const(f"{node.name}_one", np.float32(1.0)),
+            "xzp": self.const(f"{node.name}_xzp", np.uint8(x.zero)),
+            "m": self.const(f"{node.name}_m", multiplier.astype(np.float32)),
+            "wzp": self.const(f"{node.name}_wzp", np.zeros(len(multiplier), np.int8)),
+            "yzp": self.const(f"{node.name}_yzp", np.uint8(0)),
+            "b": self.const(f"{node.name}_b", bias_int.astype(np.int32)),
+        }
+        if rank == 2:
+            # ORT's QGemm: one u8 x s8 GEMM over the batch, the int32 bias added to the accumulator and the same
+            # MLAS requantization (float32 product by a_scale * b_scale / y_scale = the multiplier, clamp, round
+            # half to even) as QLinearConv's; a 1x1 QLinearConv would run one matrix-vector product per image and
+            # sit between layout transposes
+            w_gemm = np.ascontiguousarray(w_signed.reshape(len(multiplier), -1).T.astype(np.int8))
+            inputs = [value, params["one"], params["xzp"], self.const(f"{node.name}_w8", w_gemm), params["m"]]
+            inputs += [params["wzp"], params["b"], params["one"], params["yzp"]]
+            y = self.emit(node, "QGemm", inputs, domain=MS_DOMAIN)
+        else:
+            inputs = [value, params["one"], params["xzp"], self.const(f"{node.name}_w8", w_signed.astype(np.int8))]
+            inputs += [params["m"], params["wzp"], params["one"], params["yzp"], params["b"]]
+            y = self.emit(node, "QLinearConv", inputs, **conv_attrs)
         if top < 255:
             y = self.emit(
                 node, "Clip", [y, self.const(f"{node.name}_ylo", np.uint8(0)), self.const(f"{node.name}_yhi", np.uint8(top))]
             )
         self.removed.add(node.name)
         self.removed.update(n.name for n in chain_nodes)
-        self.u8[out_int] = _IntInput(y, -low_out, low_out, high_out, image=rank == 2)
+        self.u8[out_int] = _IntInput(y, -low_out, low_out, high_out)
         self._redirect_dequantizers(node, out_int)
         self.plan.requantized.append(self.origin.get(node.name, node.name))
+        self.plan.requantized_convs += rank != 2
         return True
 
     def _redirect_dequantizers(self, node, out_int: str) -> None:
@@ -429,12 +427,8 @@ class _Integerizer(FreshNames):
         for dq in self.g.consumers.get(out_int, []):
             if dq.op_type != "DequantizeLinear" or dq.name in self.removed:
                 continue
-            stored = x.stored
-            if x.image:
-                stored = self.emit(dq, "Reshape", [stored, self.const(f"{dq.name}_to2d", np.int64([0, -1]))])
-            self.emit(
-                dq, "DequantizeLinear", [stored, dq.input[1], self.const(f"{dq.name}_u8zp", np.uint8(x.zero))], dq.output[0]
-            )
+            zero = self.const(f"{dq.name}_u8zp", np.uint8(x.zero))
+            self.emit(dq, "DequantizeLinear", [x.stored, dq.input[1], zero], dq.output[0])
             self.removed.add(dq.name)
 
     def _constant_value(self, name: str) -> np.ndarray | None:
@@ -618,6 +612,8 @@ class _Integerizer(FreshNames):
         inits = [i for i in list(proto.graph.initializer) + self.initializers if i.name in used]
         del proto.graph.initializer[:]
         proto.graph.initializer.extend(inits)
+        if any(n.domain == MS_DOMAIN for n in proto.graph.node) and MS_DOMAIN not in {o.domain for o in proto.opset_import}:
+            proto.opset_import.append(helper.make_opsetid(MS_DOMAIN, 1))
         return proto
 
 
@@ -759,14 +755,10 @@ def integerize(
     origin: dict[str, str],
     exact: set[str],
     ref_config: dict[str, str],
-    matmul_as_conv: bool = True,
 ) -> tuple[onnx.ModelProto, IntegerPlan]:
     """Integer layers for every Conv/MatMul of ``proto`` where they are shown exact (module docstring); ``exact``
-    holds the tensors the exactness analysis shows exact; ``matmul_as_conv``: a MatMul with a quantizer chain may
-    become a requantized 1x1 QLinearConv (else MatMulInteger; a convolution repacks its weights on every run when
-    prepacking is off); returns the new model and what was done."""
+    holds the tensors the exactness analysis shows exact; returns the new model and what was done."""
     pass_ = _Integerizer(proto, origin, exact, ref_config)
-    pass_.matmul_as_conv = matmul_as_conv
     pass_.run()
     if not pass_.plan.changed:
         return proto, pass_.plan

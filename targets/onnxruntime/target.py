@@ -100,7 +100,7 @@ class OnnxRuntimeTarget(Target):
 
     def describe(self) -> list[str]:
         return [
-            "integer model for ONNX Runtime's CPU kernels: requantized QLinearConv / MatMulInteger where exact, QDQ "
+            "integer model for ONNX Runtime's CPU kernels: requantized QLinearConv / QGemm where exact, QDQ "
             f"elsewhere (graph optimization {OPTIMIZATION_LEVEL})"
         ]
 

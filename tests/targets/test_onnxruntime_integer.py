@@ -131,24 +131,26 @@ def _compile(graph, folder, shape):
 def test_conv_net_runs_requantized_integer_convolutions_bit_exact(tmp_path):
     artifact, report, plan = _compile(conv_net(), tmp_path / "ort", (3, 8, 8))
     assert report["bit_exact"] is True and report["outputs_equal"] == report["outputs_compared"] == 800
-    assert plan.startswith("integer layers (2 requantized QLinearConv, 1 MatMulInteger)"), plan
+    assert plan.startswith("integer layers (requantized 2 QLinearConv, 1 integer QGemm to float)"), plan
     kernels = report["ort_kernels"]
     assert sum(n for op, n in kernels.items() if op.endswith("QLinearConv")) == 2, kernels
+    assert kernels.get("QGemm") == 1 and "MatMul" not in kernels and "Cast" not in kernels, kernels
     assert "Conv" not in kernels and "BatchNormalization" not in kernels, kernels  # folded into the requantization
     x = np.random.default_rng(3).normal(0, 3, (64, 3, 8, 8)).astype(np.float32)
     assert np.array_equal(artifact.predict(x), qdeploy.run_golden(conv_net(), x))
 
 
 def test_mlp_runs_integer_matmuls_bit_exact(tmp_path):
-    """The hidden layer (MatMul -> Relu -> Quant) runs as a requantized 1x1 QLinearConv, the output layer (no
-    quantizer after it) as MatMulInteger."""
+    """The hidden layer (MatMul -> Relu -> Quant) runs as a requantized QGemm, the output layer (no quantizer after
+    it) as a QGemm to float: no reshape, transpose, cast or float op between them, only the uint8 Clip to the 4-bit
+    quantizer's 16 levels."""
     _, report, plan = _compile(mlp(), tmp_path / "ort", (16,))
     assert report["bit_exact"] is True and report["outputs_equal"] == report["outputs_compared"]
-    assert plan.startswith("integer layers (1 requantized QLinearConv, 1 MatMulInteger)"), plan
+    assert plan.startswith("integer layers (requantized 1 QGemm, 1 integer QGemm to float)"), plan
     assert report["plan"] == plan  # report.json says it too
     kernels = report["ort_kernels"]
-    assert kernels.get("MatMulInteger") == 1 and "MatMul" not in kernels, kernels
-    assert sum(n for op, n in kernels.items() if op.endswith("QLinearConv")) == 1, kernels
+    assert kernels.get("QGemm") == 2 and "MatMul" not in kernels and "QLinearConv" not in kernels, kernels
+    assert not {"Reshape", "Transpose", "Cast", "Relu"} & set(kernels) and kernels.get("Clip") == 1, kernels
 
 
 def test_non_power_of_two_activation_scale_keeps_the_convolution_in_float(tmp_path):
@@ -157,7 +159,7 @@ def test_non_power_of_two_activation_scale_keeps_the_convolution_in_float(tmp_pa
     _, report, plan = _compile(conv_net(act_scale=1 / 3), tmp_path / "ort", (3, 8, 8))
     assert report["bit_exact"] is True
     assert "Conv_b: its float32 sum is not shown exact" in plan, plan
-    assert "1 requantized QLinearConv" in plan, plan  # the first one still qualifies: its input scale is 2^-4
+    assert "requantized 1 QLinearConv" in plan, plan  # the first one still qualifies: its input scale is 2^-4
     assert report["ort_kernels"].get("Conv") == 1, report["ort_kernels"]
 
 
@@ -210,3 +212,46 @@ def test_requantization_model_matches_onnxruntimes_qlinearconv_at_ties():
     acc = (x.astype(np.int64).reshape(1, -1) - 100) * weights.reshape(4, 1).astype(np.int64)
     expected = _requantize(acc, bias.reshape(4, 1).astype(np.int64), multipliers.reshape(4, 1))
     assert np.array_equal(got.reshape(4, -1), expected)
+
+
+def test_requantization_model_matches_onnxruntimes_qgemm_at_ties():
+    """The same model of the requantization against ORT's QGemm (the requantized matrix products): int32 bias added
+    to the accumulator, per-column multipliers with exact ties, a batch of rows; and QGemm's float output is
+    float32(acc) * scale."""
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    from qdeploy.targets.onnxruntime.integer import MS_DOMAIN, _requantize
+
+    x = np.arange(256, dtype=np.uint8).reshape(64, 4)
+    weights = np.array([[1, -1, 3, -7], [2, 0, -1, 5], [-3, 1, 1, 1], [0, 2, -2, 4]], dtype=np.int8)  # (K, N)
+    multipliers = np.array([0.5, 0.25, 1 / 3, 0.0625], dtype=np.float32)
+    bias = np.array([3, 200, -5, 1000], dtype=np.int32)
+    inits = {
+        "one": np.float32(1),
+        "xzp": np.uint8(100),
+        "w": weights,
+        "m": multipliers,
+        "wzp": np.zeros(4, np.int8),
+        "yzp": np.uint8(0),
+        "b": bias,
+        "s": np.float32([2.0**-3, 2.0**-5, 1.0, 2.0**4]),
+    }
+    nodes = [
+        helper.make_node("QGemm", ["x", "one", "xzp", "w", "m", "wzp", "b", "one", "yzp"], ["y"], domain=MS_DOMAIN),
+        helper.make_node("QGemm", ["x", "one", "xzp", "w", "s", "wzp"], ["f"], domain=MS_DOMAIN),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "probe",
+        [helper.make_tensor_value_info("x", TensorProto.UINT8, [64, 4])],
+        [helper.make_tensor_value_info(n, t, None) for n, t in (("y", TensorProto.UINT8), ("f", TensorProto.FLOAT))],
+        [numpy_helper.from_array(np.asarray(v), k) for k, v in inits.items()],
+    )
+    opsets = [helper.make_opsetid("", 13), helper.make_opsetid(MS_DOMAIN, 1)]
+    model = helper.make_model(graph, opset_imports=opsets)
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    got, as_float = session.run(None, {"x": x})
+    acc = (x.astype(np.int64) - 100) @ weights.astype(np.int64)
+    assert np.array_equal(got, _requantize(acc, bias.astype(np.int64), multipliers))
+    assert np.array_equal(as_float, acc.astype(np.float32) * inits["s"])
