@@ -123,6 +123,10 @@ class _IntInput:
     zero: int
     low: int
     high: int
+    #: ``stored`` is this requantized tensor clipped to [0, top]: a MaxPool reading it can run first (clamping
+    #: commutes with max and with moves), so the Clip runs on the pooled, smaller tensor
+    unclipped: str | None = None
+    top: int = 255
 
 
 class _Integerizer(FreshNames):
@@ -228,10 +232,14 @@ class _Integerizer(FreshNames):
         return None if zp is None or zp.size != 1 else int(zp.ravel()[0])
 
     def replay_path(self, x: _IntInput, path: list[onnx.NodeProto], before: onnx.NodeProto) -> str:
-        """The pass-through ops on the uint8 tensor."""
-        value = x.stored
+        """The pass-through ops on the uint8 tensor (a pending Clip after them when they pool)."""
+        late_clip = x.unclipped is not None and any(node.op_type == "MaxPool" for node in path)
+        value = x.unclipped if late_clip else x.stored
         for node in path:
             value = self.emit(before, node.op_type, [value, *node.input[1:]], **_attrs(node))
+        if late_clip:
+            bounds = [self.const(f"{before.name}_in_lo", np.uint8(0)), self.const(f"{before.name}_in_hi", np.uint8(x.top))]
+            value = self.emit(before, "Clip", [value, *bounds])
         return value
 
     # -- weights -----------------------------------------------------------------------------------------------------
@@ -408,13 +416,15 @@ class _Integerizer(FreshNames):
             inputs = [value, params["one"], params["xzp"], self.const(f"{node.name}_w8", w_signed.astype(np.int8))]
             inputs += [params["m"], params["wzp"], params["one"], params["yzp"], params["b"]]
             y = self.emit(node, "QLinearConv", inputs, **conv_attrs)
-        if top < 255:
+        unclipped = None
+        if top < 255:  # the requantization saturates to [0, 255] only (unused when every reader pools first)
+            unclipped = y
             y = self.emit(
                 node, "Clip", [y, self.const(f"{node.name}_ylo", np.uint8(0)), self.const(f"{node.name}_yhi", np.uint8(top))]
             )
         self.removed.add(node.name)
         self.removed.update(n.name for n in chain_nodes)
-        self.u8[out_int] = _IntInput(y, -low_out, low_out, high_out)
+        self.u8[out_int] = _IntInput(y, -low_out, low_out, high_out, unclipped, top)
         self._redirect_dequantizers(node, out_int)
         self.plan.requantized.append(self.origin.get(node.name, node.name))
         self.plan.requantized_convs += rank != 2

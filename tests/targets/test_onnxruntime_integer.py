@@ -136,6 +136,15 @@ def test_conv_net_runs_requantized_integer_convolutions_bit_exact(tmp_path):
     assert sum(n for op, n in kernels.items() if op.endswith("QLinearConv")) == 2, kernels
     assert kernels.get("QGemm") == 1 and "MatMul" not in kernels and "Cast" not in kernels, kernels
     assert "Conv" not in kernels and "BatchNormalization" not in kernels, kernels  # folded into the requantization
+    import onnx
+
+    # the 2-bit quantizer's Clip runs after the MaxPool (a quarter of the values): QLinearConv -> MaxPool -> Clip
+    nodes = onnx.load(str(tmp_path / "ort" / "model.onnx")).graph.node
+    producer = {out: n.op_type for n in nodes for out in n.output}
+    pools = [n for n in nodes if n.op_type == "MaxPool"]
+    assert len(pools) == 1 and producer[pools[0].input[0]] == "QLinearConv", [n.op_type for n in nodes]
+    reader = [n.op_type for n in nodes if pools[0].output[0] in n.input]
+    assert reader == ["Clip"] and sum(n.op_type == "Clip" for n in nodes) == 2, [n.op_type for n in nodes]
     x = np.random.default_rng(3).normal(0, 3, (64, 3, 8, 8)).astype(np.float32)
     assert np.array_equal(artifact.predict(x), qdeploy.run_golden(conv_net(), x))
 
