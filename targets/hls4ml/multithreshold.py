@@ -136,12 +136,13 @@ def _parse_onnx(node, input_names, input_shapes, graph):
 
 def register(backend_name: str) -> None:
     """Make hls4ml parse, configure and emit MultiThreshold for ``backend_name`` (idempotent); with it, the corrected
-    parsers of ``parsers.py``."""
+    parsers of ``parsers.py`` and qdeploy's DepthToSpace layer."""
     import hls4ml
 
-    from qdeploy.targets.hls4ml import parsers
+    from qdeploy.targets.hls4ml import depth_to_space, parsers
 
     parsers.install()
+    depth_to_space.register(backend_name)
     from hls4ml.backends.template import FunctionCallTemplate, LayerConfigTemplate
 
     if not _registered:

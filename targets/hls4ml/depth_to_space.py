@@ -1,0 +1,121 @@
+"""ONNX ``DepthToSpace`` (pixel shuffle: ESPCN super-resolution) as an hls4ml layer, through hls4ml's extension API.
+
+hls4ml has no DepthToSpace layer. qdeploy hands it channels-last (``ImageOpsChannelsLast``); the layer only moves
+values (its output type is its input type), in ``templates/nnet_depth_to_space*.h`` for io_parallel and io_stream.
+"""
+
+from __future__ import annotations
+
+from importlib.resources import as_file, files
+
+from qdeploy.errors import UnsupportedModelError
+from qdeploy.targets.hls4ml.options import Backend
+
+CLASS_NAME = "DepthToSpace"
+CHANNELS_LAST_DOMAIN = "qonnx.custom_op.channels_last"
+STREAM_BACKENDS = (Backend.VIVADO, Backend.VITIS)  # the streaming variant uses Xilinx's hls::stream
+
+_CONFIG_TEMPLATE = """struct config{index} : nnet::depth_to_space_config {{
+    static const unsigned in_height = {in_height};
+    static const unsigned in_width = {in_width};
+    static const unsigned n_chan = {n_chan};
+    static const unsigned block = {block};
+    static const bool crd = {crd};
+}};\n"""
+_FUNCTION_TEMPLATE = "nnet::depth_to_space<{input_t}, {output_t}, {config}>({input}, {output});"
+_HEADERS = ["nnet_utils/nnet_depth_to_space.h"]
+_STREAM_HEADERS = ["nnet_utils/nnet_depth_to_space.h", "nnet_utils/nnet_depth_to_space_stream.h"]
+
+_registered: set[str] = set()
+
+
+def _layer_class():
+    from hls4ml.model.attributes import Attribute
+    from hls4ml.model.layers import Layer
+
+    class DepthToSpace(Layer):
+        _expected_attributes = [
+            Attribute("in_height"),
+            Attribute("in_width"),
+            Attribute("n_chan"),
+            Attribute("block"),
+            Attribute("crd", value_type=bool, default=False),
+        ]
+
+        def initialize(self):
+            block = self.get_attr("block")
+            shape = [self.get_attr("in_height") * block, self.get_attr("in_width") * block, self.get_attr("n_chan")]
+            self.add_output_variable(shape, precision=self.get_input_variable().type.precision)
+
+    return DepthToSpace
+
+
+def _parse_onnx(node, input_names, input_shapes, graph):
+    from onnx import helper
+
+    attributes = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+    shape = [int(d) for d in input_shapes[0]]
+    block = int(attributes.get("blocksize", 0))
+    mode = attributes.get("mode", b"DCR")
+    mode = mode.decode() if isinstance(mode, bytes) else str(mode)
+    if node.domain != CHANNELS_LAST_DOMAIN or len(shape) != 4 or block < 1 or shape[3] % (block * block):
+        raise UnsupportedModelError(
+            f"node {node.name}: DepthToSpace on hls4ml needs a channels-last N, H, W, C image (got {node.domain or 'NCHW'}"
+            f" {shape}, blocksize {block})"
+        )
+    return {
+        "class_name": CLASS_NAME,
+        "name": node.name,
+        "inputs": input_names[:1],
+        "outputs": list(node.output),
+        "in_height": shape[1],
+        "in_width": shape[2],
+        "n_chan": shape[3] // (block * block),
+        "block": block,
+        "crd": mode.upper() == "CRD",
+    }
+
+
+def register(backend_name: str) -> None:
+    """Make hls4ml parse, configure and emit DepthToSpace for ``backend_name`` (idempotent)."""
+    import hls4ml
+    from hls4ml.backends.template import FunctionCallTemplate, LayerConfigTemplate
+
+    if not _registered:
+        hls4ml.model.layers.register_layer(CLASS_NAME, _layer_class())
+        if CLASS_NAME not in hls4ml.converters.get_supported_onnx_layers():
+            hls4ml.converters.register_onnx_layer_handler(CLASS_NAME, _parse_onnx)
+        _registered.add("layer")
+    if backend_name in _registered:
+        return
+    layer_class = hls4ml.model.layers.layer_map[CLASS_NAME]
+    headers = _STREAM_HEADERS if backend_name in STREAM_BACKENDS else _HEADERS
+
+    class ConfigTemplate(LayerConfigTemplate):
+        def __init__(self):
+            super().__init__(layer_class)
+            self.template = _CONFIG_TEMPLATE
+
+        def format(self, node):
+            params = self._default_config_params(node)
+            params["crd"] = "true" if node.get_attr("crd") else "false"
+            return self.template.format(**params)
+
+    class FunctionTemplate(FunctionCallTemplate):
+        def __init__(self):
+            super().__init__(layer_class, include_header=headers)
+            self.template = _FUNCTION_TEMPLATE
+
+        def format(self, node):
+            return self.template.format(**self._default_function_params(node))
+
+    backend = hls4ml.backends.get_backend(backend_name)
+    backend.register_template(ConfigTemplate)
+    backend.register_template(FunctionTemplate)
+    templates = files("qdeploy.targets.hls4ml") / "templates"
+    for header in ("nnet_depth_to_space.h", "nnet_depth_to_space_stream.h"):
+        if header == "nnet_depth_to_space_stream.h" and backend_name not in STREAM_BACKENDS:
+            continue
+        with as_file(templates / header) as path:
+            backend.register_source(path.resolve())
+    _registered.add(backend_name)
