@@ -280,13 +280,15 @@ class _Lowering:
             return None, np.asarray(1.0)
         values = _const(model, quant.input[0])
         scale, zeropt, bits = (_const(model, name) for name in quant.input[1:4])
-        if values is None or scale is None or zeropt is None or bits is None or np.any(zeropt != 0):
+        if values is None or scale is None or zeropt is None or bits is None:
             return None, np.asarray(1.0)
         from qonnx.custom_op.general.quant import quant as qonnx_quant
 
         signed, narrow = bool(node_attr(quant, "signed", 1)), bool(node_attr(quant, "narrow", 0))
         rounding = str(node_attr(quant, "rounding_mode", "ROUND")).upper()
         dequantized = qonnx_quant(values, scale, zeropt, bits, signed, narrow, rounding)
+        # with an integer zero point z (brevitas's ShiftedUint8 weights) the weights are (q - z) * scale: still
+        # integers k times the scale
         ints = np.round(np.asarray(dequantized, dtype=np.float64) / scale)
         if not np.allclose(ints * np.asarray(scale, dtype=np.float64), dequantized, rtol=1e-6, atol=0):
             return None, np.asarray(1.0)  # the quantized weights are not k * scale
@@ -525,13 +527,19 @@ def _quantizer_levels(model: ModelWrapper, quant) -> tuple[int, int, int, float]
             return None
         return -1, 1, 2, float(scale.ravel()[0])
     scale, zeropt, bits = (_const(model, name) for name in quant.input[1:4])
-    if scale is None or zeropt is None or bits is None or scale.size != 1 or np.any(zeropt != 0) or bits.size != 1:
+    if scale is None or zeropt is None or bits is None or scale.size != 1 or zeropt.size != 1 or bits.size != 1:
         return None
+    # qonnx computes (clamp(round(x / scale + z)) - z) * scale: with an integer zero point z (brevitas's
+    # ShiftedUint8 activations) the levels are the quantizer's integer range shifted by -z
+    shift = float(zeropt.ravel()[0])
+    if shift != int(shift):
+        return None
+    shift = int(shift)
     signed, narrow = bool(node_attr(quant, "signed", 1)), bool(node_attr(quant, "narrow", 0))
     low, high = quant_int_range(int(bits.ravel()[0]), signed, narrow)
     if signed and int(bits.ravel()[0]) == 1:
-        return -1, 1, 2, float(scale.ravel()[0])  # qonnx executes a signed 1-bit Quant as bipolar: -1 or +1
-    return low, high - low, 1, float(scale.ravel()[0])
+        return -1 - shift, 1, 2, float(scale.ravel()[0])  # qonnx executes a signed 1-bit Quant as bipolar: -1 or +1
+    return low - shift, high - low, 1, float(scale.ravel()[0])
 
 
 def _level_datatype(first: int, last: int, step: int) -> DataType:
