@@ -26,12 +26,13 @@ from qdeploy.errors import QDeployError
 from qdeploy.input_quant import parse_input_quant, with_input_quant
 from qdeploy.ir import check_datatype, load_model, reference_of, sample_shape
 from qdeploy.options import field_names, from_mapping, to_jsonable
+from qdeploy.order_dependence import check_order_independent
 from qdeploy.pipeline import DumpModels, RunContext, Timing, run_steps, step_name
 from qdeploy.progress import StepBar
 from qdeploy.report_html import write_report_html
 from qdeploy.staging import staged_folder
 from qdeploy.target import Target, get_target
-from qdeploy.verify import random_inputs, verify_against_golden
+from qdeploy.verify import BATCH_ONE_SAMPLES, random_inputs, verify_against_golden
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +86,12 @@ def compile(  # noqa: A001 - the public verb users expect: qdeploy.compile
     shape = sample_shape(reference)
     user_x = check_array(data, shape, "verification data") if data is not None else np.zeros((0, *shape), np.float32)
     check_datatype(reference, user_x, "verification data")
+    x = np.concatenate([user_x, random_inputs(reference, shape, config.verify_samples, config.seed)])
+    if len(x) == 0:
+        raise QDeployError("nothing to verify: give --data or verify_samples > 0")
+    if target_impl.exact_sums:
+        # before anything is written: a graph whose own levels depend on float32 summation order has no exact form
+        check_order_independent(reference, x, batch_one=BATCH_ONE_SAMPLES)
     timing = Timing()
     steps = target_impl.steps(target_options)
     with (
@@ -95,9 +102,6 @@ def compile(  # noqa: A001 - the public verb users expect: qdeploy.compile
         reference.save(str(folder / GOLDEN_FILE))
         prepared = run_steps(graph, target_options, steps, ctx)
         facts = ctx.timed("emit", lambda: target_impl.emit(prepared, target_options, folder, ctx))
-        x = np.concatenate([user_x, random_inputs(reference, shape, config.verify_samples, config.seed)])
-        if len(x) == 0:
-            raise QDeployError("nothing to verify: give --data or verify_samples > 0")
         np.save(folder / INPUTS_FILE, x)
         result = ctx.timed("verify", lambda: verify_against_golden(reference, target_impl.runner(folder), x))
         report = {

@@ -145,21 +145,18 @@ def _refuse_nan(graph: ModelWrapper, context: dict[str, Any], start: int, sample
             )
 
 
-def run_golden_context(
-    model: ModelWrapper, x: np.ndarray, chunk: int = DEFAULT_CHUNK, keep: Iterable[str] | None = None
-) -> dict[str, np.ndarray]:
-    """Like ``run_golden``, but also returns the tensors named in ``keep`` (all of them when None), batch first
-    (constants as they are): error-bound derivation needs magnitudes inside the graph (``qdeploy.bounds``)."""
+def golden_graph_contexts(
+    model: ModelWrapper, x: np.ndarray, chunk: int = DEFAULT_CHUNK
+) -> Iterator[tuple[int, ModelWrapper, dict[str, np.ndarray]]]:
+    """The golden executor's whole execution context per chunk of ``x``: (first sample's index, the graph at the
+    chunk's batch size, every tensor). Anything run on such a graph while iterating sees qonnx's sessions at the
+    verification thread count, as the golden executor did (``qdeploy.order_dependence`` re-runs single nodes)."""
     import onnxruntime
     from qonnx.core.onnx_exec import execute_onnx
 
     # qonnx runs its channels-last ops through one-node models stamped opset 1; ORT warns on each (noise, not errors)
     onnxruntime.set_default_logger_severity(3)
     x = check_array(x, sample_shape(model), "golden executor input")
-    wanted = None if keep is None else {*keep, output_name(model)}
-    constants = {init.name for init in model.graph.initializer}
-    parts: dict[str, list[np.ndarray]] = {}
-    fixed: dict[str, np.ndarray] = {}
     resized: dict[int, ModelWrapper] = {}
     chunk = chunk_size(model, chunk)
     for start in range(0, len(x), chunk):
@@ -168,16 +165,30 @@ def run_golden_context(
             resized[len(part)] = _with_batch(model, len(part))
         graph = resized[len(part)]
         with _qonnx_sessions_at_session_threads():
-            # the whole context (qonnx holds it either way): a NaN inside is looked for, then only ``wanted`` kept
             result = execute_onnx(graph, {input_name(graph): part}, return_full_exec_context=True)
-        _refuse_nan(graph, result, start, len(part))
-        if output_name(graph) != output_name(model):
-            result[output_name(model)] = result[output_name(graph)]
+            _refuse_nan(graph, result, start, len(part))
+            if output_name(graph) != output_name(model):
+                result[output_name(model)] = result[output_name(graph)]
+            yield start, graph, result
+
+
+def run_golden_context(
+    model: ModelWrapper, x: np.ndarray, chunk: int = DEFAULT_CHUNK, keep: Iterable[str] | None = None
+) -> dict[str, np.ndarray]:
+    """Like ``run_golden``, but also returns the tensors named in ``keep`` (all of them when None), batch first
+    (constants as they are): error-bound derivation needs magnitudes inside the graph (``qdeploy.bounds``)."""
+    wanted = None if keep is None else {*keep, output_name(model)}
+    constants = {init.name for init in model.graph.initializer}
+    parts: dict[str, list[np.ndarray]] = {}
+    fixed: dict[str, np.ndarray] = {}
+    for _start, _graph, result in golden_graph_contexts(model, x, chunk):
+        # the whole context (qonnx holds it either way): a NaN inside was looked for, then only ``wanted`` kept
+        samples = len(result[input_name(model)]) if input_name(model) in result else None
         for name, value in result.items():
             if wanted is not None and name not in wanted:
                 continue
             value = np.asarray(value)
-            if name in constants or value.ndim == 0 or value.shape[0] != len(part):
+            if name in constants or value.ndim == 0 or value.shape[0] != samples:
                 fixed.setdefault(name, value)  # not batched: constants, shapes
             else:
                 parts.setdefault(name, []).append(value)

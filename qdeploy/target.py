@@ -12,6 +12,10 @@ A target declares:
 - ``emit(model, options, out_dir, ctx)``: write the artefact from the prepared model; returns facts for the report.
 - ``runner(out_dir, run_options)``: a callable running the artefact; the compiler checks it against the golden
   executor on every compile (see ``qdeploy.compiler``).
+- ``exact_sums`` (class attribute, default False): the artefact computes every dot product as an exact integer
+  accumulator (fixed point), never the graph's float32 sums. The compiler then refuses, before anything is written,
+  a graph whose quantizer levels depend on the float32 summation order (``qdeploy.order_dependence``): no exact
+  accumulator reproduces them. Targets running the graph's own float kernels keep the default.
 """
 
 from __future__ import annotations
@@ -43,6 +47,8 @@ class Target(abc.ABC):
     extra: ClassVar[str] = ""
     Options: ClassVar[type] = NoOptions
     RunOptions: ClassVar[type] = NoOptions
+    #: every sum is an exact integer accumulator (see the module docstring): order-dependent graphs are refused
+    exact_sums: ClassVar[bool] = False
 
     def options(self, mapping: Mapping[str, Any] | None = None) -> Any:
         """This target's validated options from a mapping (a config table, keyword arguments)."""

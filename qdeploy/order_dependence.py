@@ -1,0 +1,388 @@
+"""Quantizers whose level in the user's graph depends on the float32 rounding of a sum.
+
+A layer with float (non-power-of-two) scales computes its dot product as a float32 sum of rounded products; where
+that sum lands next to an activation quantizer's rounding boundary, the order of summation decides the level, and
+the golden executor's order is that of whichever ONNX Runtime kernel ran (it even changes with the batch size). A
+target computing the exact integer accumulator (hls4ml, rtl) cannot reproduce that choice, so such a graph is
+refused before anything is written rather than ending NOT EXACT.
+
+Two stages, so graphs that cannot be affected pay nothing:
+
+- ``inexact_sums`` (static): the summing nodes (Conv, MatMul, Gemm, averages, reductions) whose float32 result is
+  not shown exact. A value is exact when it lies on a grid ``k * 2**lsb`` that float32 holds (the analysis follows
+  every quantizer's actual float32 levels, so a float scale puts its levels on a fine grid and a sum of them past
+  2^24 steps); a sum of exact values is exact when its largest possible magnitude stays within 2^24 steps. Power-of-
+  two-scale graphs have none.
+- ``order_dependent_quantizers`` (dynamic, only when the first stage found a sum feeding a quantizer): on the
+  verification inputs, each such sum is recomputed in float64 from exactly the golden executor's inputs and rounded
+  once to float32 (the order-free result), the elementwise ops up to the next quantizer are re-run as the golden
+  executor runs them, and each quantizer's levels are compared with the golden executor's. Every quantizer is
+  checked locally (downstream of it the golden values are used again), so one difference does not cascade. A
+  differing level proves the graph's output depends on summation order there: two valid float32 evaluations of
+  the same graph give different levels.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper
+from qonnx.core.modelwrapper import ModelWrapper
+
+from qdeploy.errors import UnsupportedModelError
+from qdeploy.ir import input_name, node_attr
+from qdeploy.ops import QUANT_OPS, SCALED_QUANT_OPS, VALUE_SET_PRESERVING_OPS
+
+log = logging.getLogger(__name__)
+
+#: ops whose result is a sum of three or more float terms (their float32 result depends on the summation order)
+SUM_OPS = (
+    "Conv",
+    "ConvTranspose",
+    "MatMul",
+    "Gemm",
+    "AveragePool",
+    "GlobalAveragePool",
+    "ReduceSum",
+    "ReduceMean",
+    "Sum",
+)
+#: float32 holds every integer up to 2^24: a sum staying within that many grid steps is exact in any order
+EXACT_STEPS = 2.0**24
+#: a quantizer with at most this many levels per channel has its float32 levels enumerated by the static analysis
+MAX_ENUMERATED_LEVELS = 1 << 16
+#: ops that keep values on their input's grid (select, reorder, clamp at zero)
+_GRID_PRESERVING = (*VALUE_SET_PRESERVING_OPS, "Squeeze", "Unsqueeze", "Dropout", "Concat", "Slice", "Gather", "Split")
+
+
+@dataclass(frozen=True)
+class _Grid:
+    """Values ``k * 2**lsb`` with ``|value| <= bound`` (float32 holds each exactly)."""
+
+    lsb: int
+    bound: float
+
+    @property
+    def steps(self) -> float:
+        return self.bound / 2.0**self.lsb
+
+
+def _grid_of_values(values: np.ndarray) -> _Grid | None:
+    """The coarsest power-of-two grid holding every (finite, float32) value, or None (not finite)."""
+    values = np.asarray(values, dtype=np.float64).ravel()
+    if values.size == 0:
+        return _Grid(0, 0.0)
+    if not np.all(np.isfinite(values)):
+        return None
+    nonzero = values[values != 0]
+    if nonzero.size == 0:
+        return _Grid(0, 0.0)
+    mantissa, exponent = np.frexp(nonzero)  # value = mantissa * 2**exponent, 0.5 <= |mantissa| < 1 (53 bits)
+    # trailing zero bits of each significand: the value's own lsb
+    ints = np.ldexp(mantissa, 53).astype(np.int64)
+    trailing = np.zeros(ints.shape, dtype=np.int64)
+    remaining = ints.copy()
+    for shift in (32, 16, 8, 4, 2, 1):
+        mask = (remaining & ((1 << shift) - 1)) == 0
+        trailing += np.where(mask, shift, 0)
+        remaining = np.where(mask, remaining >> shift, remaining)
+    lsb = int(np.min(exponent - 53 + trailing))
+    return _Grid(lsb, float(np.max(np.abs(nonzero))))
+
+
+def _quant_levels(model: ModelWrapper, node: onnx.NodeProto) -> _Grid | None:
+    """The grid of a scaled quantizer's float32 outputs, from its actual levels: qonnx computes ``(q - z) * s`` in
+    float32, so a float scale puts them on a fine grid, a power-of-two one on ``s``."""
+    from qdeploy.precision import quant_int_range
+
+    scale, zero, bits = (model.get_initializer(node.input[i]) for i in (1, 2, 3))
+    if scale is None or zero is None or bits is None or np.asarray(bits).size != 1:
+        return None
+    signed, narrow = bool(node_attr(node, "signed", 1)), bool(node_attr(node, "narrow", 0))
+    bits_value = float(np.asarray(bits).ravel()[0])
+    if bits_value != int(bits_value) or not 1 <= bits_value <= 16:
+        return None
+    low, high = quant_int_range(int(bits_value), signed, narrow)
+    if high - low + 1 > MAX_ENUMERATED_LEVELS:
+        return None
+    scale, zero = np.asarray(scale, dtype=np.float32), np.asarray(zero, dtype=np.float32)
+    # qonnx maps a signed 1-bit quantizer to -1/+1 (bipolar) whatever its integer range says
+    ints = [-1, 1] if (bits_value == 1 and signed) else range(low, high + 1)
+    levels = np.asarray(list(ints), dtype=np.float32).reshape(-1, *([1] * max(scale.ndim, zero.ndim)))
+    return _grid_of_values((levels - zero[None]) * scale[None])
+
+
+class _Analysis:
+    """Forward grid propagation over the graph (see the module docstring); ``inexact`` lists the sums not shown
+    exact, in graph order."""
+
+    def __init__(self, model: ModelWrapper) -> None:
+        self.model = model
+        self.grids: dict[str, _Grid | None] = {}
+        self.inexact: list[onnx.NodeProto] = []
+        for init in model.graph.initializer:
+            self.grids[init.name] = _grid_of_values(model.get_initializer(init.name))
+        for tensor in model.graph.input:
+            if tensor.name in self.grids:
+                continue
+            datatype = model.get_tensor_datatype(tensor.name)
+            self.grids[tensor.name] = (
+                _Grid(0, float(max(abs(datatype.min()), abs(datatype.max())))) if datatype.is_integer() else None
+            )
+        for node in model.graph.node:
+            grid = self._transfer(node)
+            for name in node.output:
+                self.grids[name] = grid
+
+    def _grid(self, name: str) -> _Grid | None:
+        return self.grids.get(name) if name else None
+
+    def _transfer(self, node: onnx.NodeProto) -> _Grid | None:  # noqa: C901 - one case per op family
+        op = node.op_type
+        inputs = [self._grid(name) for name in node.input]
+        if op in SCALED_QUANT_OPS:
+            return _quant_levels(self.model, node)
+        if op == "BipolarQuant":
+            return _Grid(0, 1.0)
+        if op in QUANT_OPS:  # Trunc: levels from its own attributes are not enumerated here
+            return None
+        if op in _GRID_PRESERVING:
+            data = [g for g, name in zip(inputs, node.input, strict=True) if name]
+            if op in ("Reshape", "Slice", "Gather", "Squeeze", "Unsqueeze", "Split"):
+                data = data[:1]  # shapes and indices are integers, not values
+            if not data or any(g is None for g in data):
+                return None
+            return _Grid(min(g.lsb for g in data), max(g.bound for g in data))
+        if op in ("Mul", "Add", "Sub") and len(inputs) == 2:
+            a, b = inputs
+            if a is None or b is None:
+                return None
+            grid = (
+                _Grid(a.lsb + b.lsb, a.bound * b.bound)
+                if op == "Mul"
+                else _Grid(min(a.lsb, b.lsb), a.bound + b.bound)
+            )
+            return grid if grid.steps < EXACT_STEPS else None
+        if op in SUM_OPS:
+            grid = self._sum(node, inputs)
+            if grid is None or grid.steps >= EXACT_STEPS:
+                self.inexact.append(node)
+                return None
+            return grid
+        return None
+
+    def _sum(self, node: onnx.NodeProto, inputs: list[_Grid | None]) -> _Grid | None:
+        """An exact sum's grid; None when it is not shown exact."""
+        op = node.op_type
+        if op in ("Conv", "ConvTranspose", "MatMul", "Gemm"):
+            if len(inputs) < 2 or inputs[0] is None or inputs[1] is None:
+                return None
+            if op == "Gemm" and (node_attr(node, "alpha", 1.0) != 1.0 or node_attr(node, "beta", 1.0) != 1.0):
+                return None
+            x, w = inputs[0], inputs[1]
+            weights = self.model.get_initializer(node.input[1])
+            if weights is None:
+                terms = self._reduction_size(node)
+                if terms is None:
+                    return None
+                bound = terms * x.bound * w.bound
+            else:
+                bound = x.bound * self._max_abs_row_sum(node, np.abs(np.asarray(weights, dtype=np.float64)))
+            grid = _Grid(x.lsb + w.lsb, bound)
+            if len(inputs) > 2 and node.input[2]:
+                bias = inputs[2]
+                if bias is None:
+                    return None
+                grid = _Grid(min(grid.lsb, bias.lsb), grid.bound + bias.bound)
+            return grid
+        if op == "Sum":
+            if any(g is None for g in inputs):
+                return None
+            return _Grid(min(g.lsb for g in inputs), sum(g.bound for g in inputs))
+        return None  # averages and reductions: a division or an unbounded count, not shown exact here
+
+    def _max_abs_row_sum(self, node: onnx.NodeProto, weights: np.ndarray) -> float:
+        """The largest sum of |weights| feeding one output (per output channel / column)."""
+        op = node.op_type
+        if op == "Conv":
+            return float(weights.reshape(weights.shape[0], -1).sum(axis=1).max(initial=0.0))
+        if op == "ConvTranspose":
+            return float(weights.sum(axis=0).sum() if weights.ndim else 0.0)  # every weight may meet one output
+        if op == "Gemm" and node_attr(node, "transB", 0):
+            return float(weights.sum(axis=-1).max(initial=0.0))
+        if weights.ndim == 1:
+            return float(weights.sum())
+        return float(weights.sum(axis=-2).max(initial=0.0))
+
+    def _reduction_size(self, node: onnx.NodeProto) -> int | None:
+        shape = self.model.get_tensor_shape(node.input[0])
+        if not shape or not all(isinstance(d, int) and d > 0 for d in shape):
+            return None
+        if node.op_type in ("MatMul", "Gemm"):
+            transposed = node.op_type == "Gemm" and node_attr(node, "transA", 0)
+            return int(shape[0] if transposed else shape[-1])
+        return None
+
+
+def inexact_sums(model: ModelWrapper) -> list[onnx.NodeProto]:
+    """The summing nodes whose float32 result is not shown exact (graph order); none in a power-of-two graph."""
+    return _Analysis(model).inexact
+
+
+def _quantizers_after(model: ModelWrapper, sums: list[onnx.NodeProto]) -> list[onnx.NodeProto]:
+    """Quantizers reached from ``sums`` without passing another quantizer (the levels a sum's rounding can move)."""
+    found: dict[str, onnx.NodeProto] = {}
+    stack = [name for node in sums for name in node.output]
+    seen: set[str] = set()
+    while stack:
+        tensor = stack.pop()
+        if tensor in seen:
+            continue
+        seen.add(tensor)
+        for consumer in model.find_consumers(tensor) or []:
+            if consumer.op_type in QUANT_OPS:
+                found[consumer.name or consumer.output[0]] = consumer
+            else:
+                stack.extend(consumer.output)
+    return list(found.values())
+
+
+def needs_check(model: ModelWrapper) -> bool:
+    """Whether some quantizer of ``model`` takes a sum not shown exact (the dynamic check's pre-condition)."""
+    return bool(_quantizers_after(model, inexact_sums(model)))
+
+
+@dataclass
+class Finding:
+    """A quantizer whose golden levels differ from those of the order-free sum, and the samples where they do."""
+
+    node: str
+    op_type: str
+    label: str
+    samples: list[int] = field(default_factory=list)
+    elements: int = 0
+
+
+def _float64_node(node: onnx.NodeProto, inputs: list[np.ndarray | None], opset: int) -> list[np.ndarray]:
+    """Run one standard node in float64 (onnx's reference evaluator: ONNX Runtime has no float64 Conv); float
+    results come back rounded once to float32."""
+    from onnx.reference import ReferenceEvaluator
+
+    feeds, infos = {}, []
+    for name, value in zip(node.input, inputs, strict=True):
+        if not name:
+            continue
+        value = np.asarray(value)
+        if np.issubdtype(value.dtype, np.floating):
+            value = value.astype(np.float64)
+        feeds[name] = value
+        infos.append(helper.make_tensor_value_info(name, helper.np_dtype_to_tensor_dtype(value.dtype), None))
+    outputs = [helper.make_tensor_value_info(name, TensorProto.UNDEFINED, None) for name in node.output if name]
+    graph = helper.make_graph([node], "float64_node", infos, outputs)
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    results = ReferenceEvaluator(proto).run(None, feeds)
+    return [np.asarray(r).astype(np.float32) if np.issubdtype(np.asarray(r).dtype, np.floating) else r for r in results]
+
+
+def _opset(model: ModelWrapper, domain: str = "") -> int:
+    imports = model.get_opset_imports()
+    return int(imports.get(domain, imports.get("ai.onnx", 11)))
+
+
+def _batch_rows(value: np.ndarray, samples: int) -> np.ndarray:
+    """Per sample: whether any element differs (``value`` is a boolean mask, batch first)."""
+    value = np.asarray(value)
+    if value.ndim == 0 or value.shape[0] != samples:
+        return np.full(samples, bool(np.any(value)))
+    return value.reshape(samples, -1).any(axis=1)
+
+
+def _local_differences(
+    graph: ModelWrapper, golden: dict[str, np.ndarray], sums: set[str], samples: int
+) -> Iterator[tuple[onnx.NodeProto, np.ndarray, int]]:
+    """For each quantizer after an inexact sum: (node, per-sample mask of differing levels, differing elements)."""
+    from qonnx.core.onnx_exec import execute_node
+    from qonnx.util.basic import get_preferred_qonnx_opset
+
+    opsets = graph.get_opset_imports()
+    alternative: dict[str, np.ndarray] = {}
+    for node in graph.graph.node:
+        key = node.name or node.output[0]
+        if key in sums:
+            values = [golden.get(name) if name else None for name in node.input]
+            for name, value in zip(node.output, _float64_node(node, values, _opset(graph)), strict=False):
+                if not np.array_equal(value, golden[name]):
+                    alternative[name] = value
+            continue
+        if not any(name in alternative for name in node.input):
+            continue
+        context = {name: alternative.get(name, golden.get(name)) for name in node.input if name}
+        context.update({name: np.array(golden[name]) for name in node.output if name in golden})
+        opset = opsets[node.domain] if node.domain in opsets else get_preferred_qonnx_opset()  # as execute_onnx
+        execute_node(node, context, graph.graph, opset)
+        if node.op_type in QUANT_OPS:
+            # the level this quantizer takes with the order-free sum; downstream the golden levels are used again
+            differs = np.asarray(context[node.output[0]]) != np.asarray(golden[node.output[0]])
+            if np.any(differs):
+                yield node, _batch_rows(differs, samples), int(np.sum(differs))
+            continue
+        for name in node.output:
+            if name and not np.array_equal(np.asarray(context[name]), golden.get(name)):
+                alternative[name] = np.asarray(context[name])
+
+
+def order_dependent_quantizers(model: ModelWrapper, x: np.ndarray, chunk: int | None = None) -> list[Finding]:
+    """The quantizers (graph order) whose golden level on some sample of ``x`` differs from the level the same graph
+    takes with each inexact sum computed order-free (see the module docstring); empty when none, or when the static
+    analysis shows every sum feeding a quantizer exact (no execution then). ``chunk``: samples per golden run
+    (default: the golden executor's own chunking; 1 reproduces its batch-1 runs)."""
+    from qdeploy.golden import DEFAULT_CHUNK, chunk_size, golden_graph_contexts
+
+    sums = inexact_sums(model)
+    if not _quantizers_after(model, sums):
+        return []
+    keys = {node.name or node.output[0] for node in sums}
+    findings: dict[str, Finding] = {}
+    order = {node.name or node.output[0]: index for index, node in enumerate(model.graph.node)}
+    chunk = chunk_size(model, DEFAULT_CHUNK if chunk is None else chunk)
+    for start, graph, context in golden_graph_contexts(model, x, chunk):
+        samples = int(np.asarray(context[input_name(graph)]).shape[0])
+        for node, rows, elements in _local_differences(graph, context, keys, samples):
+            key = node.name or node.output[0]
+            label = node.name or f"#{order[key]} ({node.op_type} computing {node.output[0]}, unnamed)"
+            finding = findings.setdefault(key, Finding(key, node.op_type, label))
+            finding.samples.extend(int(start + i) for i in np.flatnonzero(rows))
+            finding.elements += elements
+    return sorted(findings.values(), key=lambda f: order.get(f.node, math.inf))
+
+
+def refusal(finding: Finding, total: int, one_at_a_time: bool = False) -> str:
+    """The one-line refusal naming the quantizer as the user's file names it (the reference keeps the file's names)."""
+    count = len(set(finding.samples))
+    how = " run one at a time" if one_at_a_time else ""
+    return (
+        f"node {finding.label} ({finding.op_type}): its input is a float32 sum with non-power-of-two scales that "
+        f"lands on a rounding boundary for {count} of {total} verification inputs{how}, so the graph's own output "
+        "depends on summation order there and no fixed-point implementation reproduces it; re-export with "
+        "power-of-two scales (brevitas restrict_scaling_type=POWER_OF_TWO) or use --target onnxruntime"
+    )
+
+
+def check_order_independent(model: ModelWrapper, x: np.ndarray, batch_one: int = 0) -> None:
+    """Refuse (UnsupportedModelError naming the first quantizer) a graph whose quantizer levels on ``x`` depend on
+    float32 summation order: batched and, for the first ``batch_one`` samples, one at a time, as verification runs
+    them (the golden executor's kernels may sum in another order at batch 1)."""
+    findings = order_dependent_quantizers(model, x)
+    if findings:
+        log.info("order-dependent quantizers: %s", [(f.label, len(set(f.samples))) for f in findings])
+        raise UnsupportedModelError(refusal(findings[0], len(x)))
+    if batch_one and len(x):
+        ones = order_dependent_quantizers(model, x[:batch_one], chunk=1)
+        if ones:
+            log.info("order-dependent quantizers at batch 1: %s", [(f.label, len(set(f.samples))) for f in ones])
+            raise UnsupportedModelError(refusal(ones[0], min(batch_one, len(x)), one_at_a_time=True))
