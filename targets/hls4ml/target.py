@@ -61,6 +61,7 @@ class Hls4mlTarget(Target):
     extra = "hls4ml"
     Options = Hls4mlOptions
     RunOptions = Hls4mlRunOptions
+    exact_sums = True  # integer accumulators: a graph whose levels hang on float32 summation order is refused first
 
     def options(self, mapping: Any = None) -> Hls4mlOptions:
         """hls4ml's own sections (``Model``, ``LayerName``, ...) may sit in the ``[hls4ml]`` table beside qdeploy's

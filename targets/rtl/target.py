@@ -144,6 +144,7 @@ class RtlTarget(Target):
     name = "rtl"
     extra = EXTRA
     Options = RtlOptions
+    exact_sums = True  # integer accumulators: a graph whose levels hang on float32 summation order is refused first
 
     def check_available(self) -> None:
         require("jinja2", self.extra, "the RTL target's Verilog templates")
