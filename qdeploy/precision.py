@@ -22,6 +22,8 @@ from qdeploy.ir import const_input, input_name, is_power_of_two, node_attr
 from qdeploy.ops import PASS_THROUGH_OPS, SCALED_QUANT_OPS
 
 MAX_FRACTION_BITS = 64  # a constant needing more fractional bits than this is not a fixed-point value
+#: the name LowerToThresholds gives the MultiThreshold that replaces the user's quantizer (its name + this)
+THRESHOLDS_SUFFIX = "_thresholds"
 # the exact interval arithmetic here is done in int64
 _INT64_SAFE = 2**62
 
@@ -331,7 +333,19 @@ def _float_input_thresholds(model: ModelWrapper, node) -> tuple[FixedType, Layer
     become the type's minimum (or its maximum plus one step)."""
     thresholds, levels = _threshold_levels(model, node)
     meaningful = np.isfinite(thresholds) & (np.abs(thresholds) < 2.0**30)
-    grid = grid_of_constant(thresholds[meaningful], node.input[1]) if np.any(meaningful) else Grid.scalar(0, 0, 0)
+    try:
+        grid = grid_of_constant(thresholds[meaningful], node.input[1]) if np.any(meaningful) else Grid.scalar(0, 0, 0)
+    except UnsupportedModelError:
+        # e.g. a CEIL (or FLOOR of a negative range) quantizer on the float input: its level changes between 0 and
+        # the smallest float32 above it, which no fixed-point input type tells apart
+        finest = thresholds[meaningful][np.argmin(np.abs(thresholds[meaningful]))]
+        user_node = node.name.removesuffix(THRESHOLDS_SUFFIX)
+        raise UnsupportedModelError(
+            f"node {user_node}: on the float model input its level changes at {float(finest):.9g}, finer than any "
+            f"fixed-point input type resolves ({MAX_FRACTION_BITS} fractional bits); declare the input's precision "
+            "(--input-quant 'fixed<16,6>', config key input_quant) or quantize the input in the model with ROUND "
+            "rounding"
+        ) from None
     fraction = max(-grid.lsb, 0)
     magnitude = float(np.max(np.abs(thresholds[meaningful]), initial=1.0))
     integer = int(np.ceil(np.log2(magnitude + 2.0**-fraction))) + 2  # sign + a margin above the largest threshold

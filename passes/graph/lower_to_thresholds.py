@@ -38,12 +38,14 @@ from qonnx.transformation.general import SortGraph
 from qdeploy.errors import UnsupportedModelError
 from qdeploy.ir import extract_chain, node_attr
 from qdeploy.ops import AFFINE_OPS, LAYER_OPS, RESHAPE_OPS, SCALED_QUANT_OPS
-from qdeploy.precision import grid_of_constant, quant_int_range
+from qdeploy.precision import THRESHOLDS_SUFFIX, grid_of_constant, quant_int_range
 
 log = logging.getLogger(__name__)
 
 ELEMENTWISE = (*AFFINE_OPS, "Relu")
 LAYOUT = RESHAPE_OPS
+#: ops that only move or select values: a positive scalar scale commutes with them (nearest resizing, pixel shuffle)
+MOVES_VALUES = ("MaxPool", "Resize", "Upsample", "DepthToSpace")
 LAYERS = LAYER_OPS
 QUANTIZERS = (*SCALED_QUANT_OPS, "BipolarQuant")  # Trunc has no threshold form here
 FLOAT32_EXACT_INT = 2**24  # integers above this are not all representable in float32 (MultiThreshold compares float32)
@@ -107,11 +109,11 @@ class _Lowering:
             node = self._node(name)
             if node is None:
                 continue  # removed while lowering an earlier node
-            if node.op_type in LAYOUT + ("MaxPool",) and node.input[0] in self.scaled:
+            if node.op_type in LAYOUT + MOVES_VALUES and node.input[0] in self.scaled:
                 self._swap_with_scale(node)
             if node.op_type in LAYOUT and node.input[0] in self.float_derived:
                 self.float_derived.add(node.output[0])
-            elif node.op_type in LAYOUT + ("MaxPool",) and node.input[0] in self.integers:
+            elif node.op_type in LAYOUT + MOVES_VALUES and node.input[0] in self.integers:
                 source = self.integers[node.input[0]]
                 self.integers[node.output[0]] = IntegerTensor(np.min(source.low), np.max(source.high))
             elif node.op_type in LAYERS:
@@ -492,7 +494,7 @@ class _Lowering:
             [source, threshold_name],
             [levels],
             domain="qonnx.custom_op.general",
-            name=f"{anchor.name}_thresholds",
+            name=f"{anchor.name}{THRESHOLDS_SUFFIX}",
             out_dtype=out_dtype.name,
             out_scale=float(step),
             out_bias=float(first_level),
