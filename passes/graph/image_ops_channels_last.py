@@ -40,6 +40,8 @@ CHANNELS_LAST_DOMAIN = "qonnx.custom_op.channels_last"
 WRAPPED_OPS = ("GlobalAveragePool", "GlobalMaxPool", "AveragePool", "DepthToSpace")
 #: ops that stay standard ONNX with their layout attributes/inputs permuted
 PERMUTED_OPS = ("Concat", "Resize", "Upsample")
+#: the ONNX opset the wrapped ops execute at (every attribute they may carry exists there)
+STANDARD_OPSET = 13
 
 
 class _ChannelsLastImageOp(ChannelsLastWrappedOp):
@@ -73,6 +75,12 @@ class _ChannelsLastImageOp(ChannelsLastWrappedOp):
     def verify_node(self) -> list[str]:
         return ChannelsLastWrappedOp.verify_node(self)
 
+    def execute_node(self, context, graph) -> None:
+        # qonnx stamps the one-node model it runs with the custom domain's opset (1), which predates DepthToSpace's
+        # mode attribute and AveragePool's ceil_mode: run the standard op at a version that has them
+        self.onnx_opset_version = max(int(self.onnx_opset_version or 1), STANDARD_OPSET)
+        super().execute_node(context, graph)
+
 
 def channels_last_output_shape(node, shape: list[int], opset: int | None = None) -> list[int]:
     """The channels-last output shape of the channels-last form of ``node`` on a channels-last input ``shape``
@@ -92,7 +100,7 @@ def channels_last_output_shape(node, shape: list[int], opset: int | None = None)
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
     )
     inferred = onnx.shape_inference.infer_shapes(
-        helper.make_model(graph, opset_imports=[helper.make_opsetid("", max(int(opset or 13), 11))]), strict_mode=True
+        helper.make_model(graph, opset_imports=[helper.make_opsetid("", max(int(opset or 1), STANDARD_OPSET))]), strict_mode=True
     )
     dims = [d.dim_value for d in inferred.graph.output[0].type.tensor_type.shape.dim]
     return [dims[i] for i in to_channels_last_args(len(dims))]
