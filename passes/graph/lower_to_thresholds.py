@@ -38,7 +38,7 @@ from qonnx.transformation.general import SortGraph
 from qdeploy.errors import UnsupportedModelError
 from qdeploy.ir import extract_chain, node_attr
 from qdeploy.ops import AFFINE_OPS, LAYER_OPS, RESHAPE_OPS, SCALED_QUANT_OPS
-from qdeploy.precision import grid_of_constant, quant_int_range
+from qdeploy.precision import THRESHOLDS_SUFFIX, grid_of_constant, quant_int_range
 
 log = logging.getLogger(__name__)
 
@@ -494,7 +494,7 @@ class _Lowering:
             [source, threshold_name],
             [levels],
             domain="qonnx.custom_op.general",
-            name=f"{anchor.name}_thresholds",
+            name=f"{anchor.name}{THRESHOLDS_SUFFIX}",
             out_dtype=out_dtype.name,
             out_scale=float(step),
             out_bias=float(first_level),
