@@ -121,4 +121,25 @@ def format_summary(report: dict[str, Any]) -> str:
         lines.append("result: VERIFIED WITHIN DERIVED BOUND (float arithmetic past the last quantizer)")
     else:
         lines.append("result: NOT EXACT" + ("" if bound.get("kind") != "derived" else " (outside the derived bound)"))
+        lines.extend(_mismatch_lines(report.get("mismatches") or []))
     return "\n".join(lines)
+
+
+def _mismatch_lines(mismatches: list[dict[str, Any]]) -> list[str]:
+    """Whether the listed mismatching samples are the target's bug or the golden's own summation order."""
+    if not mismatches:
+        return []
+    dependent = [m for m in mismatches if m["golden_order_dependent_at"]]
+    where = sorted({name for m in dependent for name in m["golden_order_dependent_at"]})
+    lines = []
+    if len(dependent) < len(mismatches):
+        lines.append(
+            f"{len(mismatches) - len(dependent)} of {len(mismatches)} listed mismatching samples: the golden executor "
+            "does not depend on summation order there, so the target's lowering is wrong (please report it)"
+        )
+    if dependent:
+        lines.append(
+            f"{len(dependent)} of {len(mismatches)} listed mismatching samples: the golden executor's own level depends "
+            f"on float32 summation order at {', '.join(where)}"
+        )
+    return lines

@@ -162,11 +162,7 @@ class _Analysis:
             a, b = inputs
             if a is None or b is None:
                 return None
-            grid = (
-                _Grid(a.lsb + b.lsb, a.bound * b.bound)
-                if op == "Mul"
-                else _Grid(min(a.lsb, b.lsb), a.bound + b.bound)
-            )
+            grid = _Grid(a.lsb + b.lsb, a.bound * b.bound) if op == "Mul" else _Grid(min(a.lsb, b.lsb), a.bound + b.bound)
             return grid if grid.steps < EXACT_STEPS else None
         if op in SUM_OPS:
             grid = self._sum(node, inputs)

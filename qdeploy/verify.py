@@ -17,6 +17,8 @@ from qdeploy.precision import quant_int_range
 
 #: samples also run one at a time (batch 1, as a board sees them) through the target and the golden executor
 BATCH_ONE_SAMPLES = 16
+#: mismatching samples listed in the report, each with whether the golden executor was order-dependent there
+MISMATCHES_LISTED = 20
 
 
 def compare(y_target: np.ndarray, y_golden: np.ndarray, bound: np.ndarray | None = None) -> dict[str, Any]:
@@ -128,7 +130,48 @@ def verify_against_golden(reference: ModelWrapper, run: Callable[[np.ndarray], n
     # both (float arithmetic may not) is reported, not required
     result["verified"] = result["verified"] and at_one["verified"]
     result["bit_exact"] = result["bit_exact"] and at_one["bit_exact"]
+    if not result["verified"]:
+        result["mismatches"] = diagnose_mismatches(
+            reference,
+            x,
+            failing_rows(y_target, y_golden, bound.per_element),
+            failing_rows(target_one, golden_one, one_bound),
+        )
     return result
+
+
+def failing_rows(y_target: np.ndarray, y_golden: np.ndarray, bound: np.ndarray | None = None) -> np.ndarray:
+    """Indices of the samples whose output is neither bit-exact nor (with a ``bound``) within it."""
+    y_golden = np.asarray(y_golden, dtype=np.float64)
+    y_target = np.asarray(y_target, dtype=np.float64).reshape(y_golden.shape)
+    ok = (y_target == y_golden) | (np.isnan(y_target) & np.isnan(y_golden))
+    if bound is not None:
+        ok |= np.abs(y_target - y_golden) <= bound
+    return np.flatnonzero(~ok.reshape(len(y_golden), -1).all(axis=1))
+
+
+def diagnose_mismatches(
+    reference: ModelWrapper, x: np.ndarray, batched: np.ndarray, one: np.ndarray
+) -> list[dict[str, Any]]:
+    """The first mismatching samples (batched, then one at a time), each with the quantizers where the golden
+    executor's own level depended on float32 summation order (``qdeploy.order_dependence``; empty: the golden was
+    order-independent there, so the mismatch is the target's). Tells a lowering bug from a graph no exact target
+    reproduces; the golden is re-run at the batch sizes verification used, as its summation order depends on them."""
+    from qdeploy.order_dependence import needs_check, order_dependent_quantizers
+
+    listed = [("batched", int(i)) for i in batched[:MISMATCHES_LISTED]]
+    listed += [("one", int(i)) for i in one[: MISMATCHES_LISTED - len(listed)]]
+    if not listed:
+        return []
+    at: dict[tuple[str, int], list[str]] = {}
+    if needs_check(reference):
+        runs = {"batched": lambda: order_dependent_quantizers(reference, x)}
+        runs["one"] = lambda: order_dependent_quantizers(reference, x[: min(BATCH_ONE_SAMPLES, len(x))], chunk=1)
+        for run in {kind for kind, _ in listed}:
+            for finding in runs[run]():
+                for sample in finding.samples:
+                    at.setdefault((run, sample), []).append(finding.label)
+    return [{"sample": sample, "run": run, "golden_order_dependent_at": at.get((run, sample), [])} for run, sample in listed]
 
 
 def _input_quantizer(model: ModelWrapper):
