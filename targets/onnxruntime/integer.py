@@ -127,6 +127,9 @@ class _IntInput:
     #: commutes with max and with moves), so the Clip runs on the pooled, smaller tensor
     unclipped: str | None = None
     top: int = 255
+    #: ``unclipped`` holds only 0 (for ``low``) and 255 (for ``high``): a two-level activation whose requantization
+    #: saturates at both ends, so readers that can take it need no Clip (``_fit_spread``)
+    spread: bool = False
 
 
 class _Integerizer(FreshNames):
@@ -231,10 +234,11 @@ class _Integerizer(FreshNames):
         zp = self.g.const(producer.input[2])
         return None if zp is None or zp.size != 1 else int(zp.ravel()[0])
 
-    def replay_path(self, x: _IntInput, path: list[onnx.NodeProto], before: onnx.NodeProto) -> str:
-        """The pass-through ops on the uint8 tensor (a pending Clip after them when they pool)."""
-        late_clip = x.unclipped is not None and any(node.op_type == "MaxPool" for node in path)
-        value = x.unclipped if late_clip else x.stored
+    def replay_path(self, x: _IntInput, path: list[onnx.NodeProto], before: onnx.NodeProto, spread: bool = False) -> str:
+        """The pass-through ops on the uint8 tensor (a pending Clip after them when they pool); ``spread``: on its
+        0/255 form (``_IntInput.spread``; max and moves keep it two-level)."""
+        late_clip = not spread and x.unclipped is not None and any(node.op_type == "MaxPool" for node in path)
+        value = x.unclipped if late_clip or spread else x.stored
         for node in path:
             value = self.emit(before, node.op_type, [value, *node.input[1:]], **_attrs(node))
         if late_clip:
@@ -362,11 +366,25 @@ class _Integerizer(FreshNames):
         quantizer as one QLinearConv whose requantization reproduces the chain's step function (module docstring);
         ``rank`` 2: a MatMul/Gemm (weights (C_out, K, 1, 1)), run as a QGemm. False when it stays in float."""
         chain_nodes, out_int = chain
-        low_acc, high_acc = _acc_bounds(w.astype(np.int64), x.low, x.high, reduce_axes=tuple(range(1, w.ndim)))
-        if max(abs(int(low_acc.min())), abs(int(high_acc.max()))) >= ACC_LIMIT:
+        axes = tuple(range(1, w.ndim))
+        step = x_scale * w_scale  # the float value of one accumulator unit, per channel (exact: powers of two)
+        # a two-level input read in its 0/255 form: q = low + (high - low) * b for b = stored / 255 in {0, 1}, so the
+        # layer's sum is (high - low) * k + low * sum(w) for the kernel's k = sum(w * b) (times 255: ``unit``); the
+        # constant term needs every window full (no padding) unless low is 0
+        spread_in = x.spread and (x.low == 0 or not any(conv_attrs.get("pads", [])))
+        spread_in = spread_in and conv_attrs.get("auto_pad", "NOTSET") in ("NOTSET", "VALID")
+        if spread_in:
+            low_acc, high_acc = _acc_bounds(w.astype(np.int64), 0, 1, reduce_axes=axes)
+            offset = x.low * w.astype(np.float64).sum(axis=axes) * step
+            bias = offset + (0.0 if bias is None else np.broadcast_to(bias.reshape(-1), offset.shape))
+            step = step * (x.high - x.low)
+            unit, stored_max, x_zero = 255, 255, 0
+        else:
+            low_acc, high_acc = _acc_bounds(w.astype(np.int64), x.low, x.high, reduce_axes=axes)
+            unit, stored_max, x_zero = 1, x.high + x.zero, x.zero
+        if max(abs(int(low_acc.min())), abs(int(high_acc.max()))) * unit >= ACC_LIMIT:
             self.keep_float(node, "accumulator exceeds 2^24")
             return False
-        step = x_scale * w_scale  # the float value of one accumulator unit, per channel (exact: powers of two)
         thresholds = self.thresholds(chain_nodes, node.output[0], out_int, step, bias, low_acc, high_acc, rank)
         if thresholds is None:
             self.keep_float(node, "its chain to the quantizer is not a monotone step function")
@@ -376,14 +394,18 @@ class _Integerizer(FreshNames):
             self.keep_float(node, "its quantizer's levels do not fit in uint8")
             return False
         w_max = int(np.abs(w.astype(np.int64)).max(initial=0))
-        room = min(127, PAIR_LIMIT // (2 * (x.high + x.zero) or 1))
+        room = min(127, PAIR_LIMIT // (2 * stored_max or 1))
         if w_max > room:
             self.keep_float(node, "u8 x s8 products could saturate int16 pair sums (AVX2 kernels)")
             return False
         acc_max = max(abs(int(low_acc.min())), abs(int(high_acc.max())), 1)
-        # weights times an integer factor: the bias then places the thresholds to 1/factor of an accumulator unit
-        factor = max(1, min(room // max(w_max, 1), ACC_LIMIT // (4 * acc_max)))
-        fit = _fit_requantization(levels, low_acc, high_acc, low_out, high_out, flip, factor)
+        spread_out = _fit_spread(levels, low_acc, high_acc, low_out, high_out, flip, unit)
+        if spread_out is not None:
+            fit = (*spread_out, np.ones(len(levels), np.int64))
+        else:
+            # weights times an integer factor: the bias then places the thresholds to 1/factor of an accumulator unit
+            factor = max(1, min(room // max(w_max, 1), ACC_LIMIT // (4 * acc_max * unit)))
+            fit = _fit_requantization(levels, low_acc, high_acc, low_out, high_out, flip, factor, unit)
         if fit is None:
             self.keep_float(node, "no integer bias and float32 multiplier reproduce every threshold")
             return False
@@ -393,11 +415,11 @@ class _Integerizer(FreshNames):
         if w_signed.min() < -128 or w_signed.max() > 127:
             self.keep_float(node, "a decreasing channel's weights hold -128")
             return False
-        value = self.replay_path(x, path, node)
+        value = self.replay_path(x, path, node, spread=spread_in)
         top = high_out - low_out
         params = {
             "one": self.const(f"{node.name}_one", np.float32(1.0)),
-            "xzp": self.const(f"{node.name}_xzp", np.uint8(x.zero)),
+            "xzp": self.const(f"{node.name}_xzp", np.uint8(x_zero)),
             "m": self.const(f"{node.name}_m", multiplier.astype(np.float32)),
             "wzp": self.const(f"{node.name}_wzp", np.zeros(len(multiplier), np.int8)),
             "yzp": self.const(f"{node.name}_yzp", np.uint8(0)),
@@ -417,14 +439,17 @@ class _Integerizer(FreshNames):
             inputs += [params["m"], params["wzp"], params["one"], params["yzp"], params["b"]]
             y = self.emit(node, "QLinearConv", inputs, **conv_attrs)
         unclipped = None
-        if top < 255:  # the requantization saturates to [0, 255] only (unused when every reader pools first)
+        if top < 255:  # the requantization saturates to [0, 255] only (unused when every reader pools first or
+            # reads the two-level 0/255 form)
             unclipped = y
             y = self.emit(
                 node, "Clip", [y, self.const(f"{node.name}_ylo", np.uint8(0)), self.const(f"{node.name}_yhi", np.uint8(top))]
             )
         self.removed.add(node.name)
         self.removed.update(n.name for n in chain_nodes)
-        self.u8[out_int] = _IntInput(y, -low_out, low_out, high_out, unclipped, top)
+        if spread_out is not None and unclipped is None:
+            unclipped = y  # levels 0 and 255: the 0/255 form is the stored one
+        self.u8[out_int] = _IntInput(y, -low_out, low_out, high_out, unclipped, top, spread_out is not None)
         self._redirect_dequantizers(node, out_int)
         self.plan.requantized.append(self.origin.get(node.name, node.name))
         self.plan.requantized_convs += rank != 2
@@ -656,19 +681,22 @@ def _requantize(acc: np.ndarray, bias: np.ndarray, multiplier: np.ndarray) -> np
     return np.rint(np.clip(value.astype(np.float32), np.float32(0), np.float32(255))).astype(np.int64)
 
 
-def _fit_requantization(levels, low_acc, high_acc, low_out: int, high_out: int, flip, factor: int) -> tuple | None:
+def _fit_requantization(
+    levels, low_acc, high_acc, low_out: int, high_out: int, flip, factor: int, unit: int = 1
+) -> tuple | None:
     """Per channel, an int32 bias, a float32 multiplier and a weight factor (1 or ``factor``) whose requantization of
-    ``factor * acc`` (then clipped to [0, high - low]) equals the channel's step function on its whole accumulator
-    range, or None."""
+    ``unit * factor * acc`` (then clipped to [0, high - low]) equals the channel's step function on its whole
+    accumulator range, or None (``unit``: the kernel sums ``unit`` times the accumulator, a 0/255 input)."""
     top = high_out - low_out
     biases, multipliers, factors = [], [], []
     for c, (start, row) in enumerate(levels):
         lo, hi = (-int(high_acc[c]), -int(low_acc[c])) if flip[c] else (int(low_acc[c]), int(high_acc[c]))
         found = None
-        for scale in dict.fromkeys((1, factor)):
+        for weight_factor in dict.fromkeys((1, factor)):
+            scale = unit * weight_factor
             for bias, multiplier in _candidates(start - low_out, row, lo, hi, top, scale):
                 if _matches(bias, multiplier, row, lo, hi, top, scale):
-                    found = (bias, multiplier, scale)
+                    found = (bias, multiplier, weight_factor)
                     break
             if found is not None:
                 break
@@ -678,6 +706,34 @@ def _fit_requantization(levels, low_acc, high_acc, low_out: int, high_out: int, 
         multipliers.append(found[1])
         factors.append(found[2])
     return np.array(biases, dtype=np.int64), np.array(multipliers, dtype=np.float32), np.array(factors, np.int64)
+
+
+def _fit_spread(levels, low_acc, high_acc, low_out: int, high_out: int, flip, unit: int = 1) -> tuple | None:
+    """For a two-level output (every channel's values within {low, high}): per channel an int32 bias and the
+    multiplier 256 whose requantization of ``unit * acc`` is exactly 0 below the channel's threshold T and 255 from
+    it on (``unit * (acc - T + 1)`` is <= 0 or >= 1, times 256 it saturates at either end): the 0/255 form, no Clip.
+    None when the output has more than two levels or the sums would pass 2^24."""
+    if high_out == low_out:
+        return None
+    biases = []
+    for c, (start, row) in enumerate(levels):
+        lo, hi = (-int(high_acc[c]), -int(low_acc[c])) if flip[c] else (int(low_acc[c]), int(high_acc[c]))
+        steps = {t for t in row if t is not None and t > lo}
+        reached = [k for k, t in enumerate(row, start=low_out + 1) if t is not None]
+        top_value = max(reached, default=start)
+        if start not in (low_out, high_out) or top_value not in (low_out, high_out) or len(steps) > 1:
+            return None
+        if start == high_out:
+            bias = -unit * lo + 1
+        elif not steps:
+            bias = -unit * hi - 1
+        else:
+            bias = -unit * (steps.pop() - 1)
+        if unit * max(abs(lo), abs(hi)) + abs(bias) >= ACC_LIMIT:
+            return None
+        biases.append(bias)
+    multipliers = np.full(len(biases), 256.0, dtype=np.float32)
+    return np.array(biases, dtype=np.int64), multipliers
 
 
 def _slope_and_offset(row: list, lo: int, hi: int) -> tuple[float, float] | None:

@@ -116,6 +116,57 @@ def mlp():
     return _model(nodes, constants, (1, 16), (1, 4))
 
 
+def binary_net():
+    """Quant(8 bit) -> Conv -> BatchNorm -> BipolarQuant -> MaxPool -> Conv(padded) -> BatchNorm -> BipolarQuant ->
+    Conv -> BatchNorm -> BipolarQuant -> Flatten -> MatMul -> BatchNorm -> BipolarQuant -> MatMul: a FINN 1w1a CNV in
+    small (binary weights and activations)."""
+    from onnx import helper
+
+    rng = np.random.default_rng(4)
+
+    def norm(tag: str, channels: int, fan_in: int) -> tuple[dict, list[str]]:
+        sign = np.where(rng.random(channels) < 0.25, -1.0, 1.0)
+        values = {
+            f"gamma{tag}": (sign * rng.uniform(0.5, 1.5, channels)).astype(np.float32),
+            f"beta{tag}": rng.normal(0, 0.3, channels).astype(np.float32),
+            f"mean{tag}": rng.normal(0, 0.5 * np.sqrt(fan_in), channels).astype(np.float32),
+            f"var{tag}": (fan_in * rng.uniform(0.2, 1.0, channels)).astype(np.float32),
+        }
+        return values, list(values)
+
+    constants = {"zero": np.float32(0), "b8": np.float32(8), "s_in": np.float32(2.0**-4), "one": np.float32(1.0)}
+    nodes = [_quant("x", "xq", "s_in", "b8", "Quant_in")]
+    shapes = {"w1": (8, 3, 3, 3), "w2": (8, 8, 3, 3), "w3": (8, 8, 3, 3), "w4": (8 * 2 * 2, 12), "w5": (12, 10)}
+    for name, shape in shapes.items():
+        constants[name] = np.where(rng.random(shape) < 0.5, -1.0, 1.0).astype(np.float32)
+        nodes.append(helper.make_node("BipolarQuant", [name, "one"], [f"{name}q"], name=f"Quant_{name}", domain=QONNX))
+    layers = [  # (input, weights, attributes, batchnorm channels, fan-in)
+        ("xq", "w1", {"kernel_shape": [3, 3]}, 8, 27),
+        ("p1", "w2", {"kernel_shape": [3, 3], "pads": [1, 1, 1, 1]}, 8, 72),
+        ("a2", "w3", {"kernel_shape": [3, 3]}, 8, 72),
+    ]
+    for i, (source, weights, attrs, channels, fan_in) in enumerate(layers, start=1):
+        values, names = norm(str(i), channels, fan_in)
+        constants.update(values)
+        nodes += [
+            helper.make_node("Conv", [source, f"{weights}q"], [f"c{i}"], name=f"Conv_{i}", **attrs),
+            helper.make_node("BatchNormalization", [f"c{i}", *names], [f"n{i}"], name=f"BN_{i}"),
+            helper.make_node("BipolarQuant", [f"n{i}", "one"], [f"a{i}"], name=f"Act_{i}", domain=QONNX),
+        ]
+        if i == 1:
+            nodes.append(helper.make_node("MaxPool", ["a1"], ["p1"], name="Pool_1", kernel_shape=[2, 2], strides=[2, 2]))
+    values, names = norm("4", 12, 32)
+    constants.update(values)
+    nodes += [
+        helper.make_node("Flatten", ["a3"], ["f"], name="Flatten_0"),
+        helper.make_node("MatMul", ["f", "w4q"], ["m4"], name="MatMul_4"),
+        helper.make_node("BatchNormalization", ["m4", *names], ["n4"], name="BN_4"),
+        helper.make_node("BipolarQuant", ["n4", "one"], ["a4"], name="Act_4", domain=QONNX),
+        helper.make_node("MatMul", ["a4", "w5q"], ["y"], name="MatMul_5"),
+    ]
+    return _model(nodes, constants, (1, 3, 10, 10), (1, 10))
+
+
 def _compile(graph, folder, shape):
     x = np.random.default_rng(2).normal(0, 3, (300, *shape)).astype(np.float32)
     artifact = qdeploy.compile(graph, target="onnxruntime", out=folder, data=x, verify_samples=500)
@@ -162,6 +213,29 @@ def test_mlp_runs_integer_matmuls_bit_exact(tmp_path):
     assert not {"Reshape", "Transpose", "Cast", "Relu"} & set(kernels) and kernels.get("Clip") == 1, kernels
 
 
+def test_binary_activations_run_in_their_0_255_form_without_clips(tmp_path):
+    """A two-level (bipolar) activation's requantization saturates at both ends, 0 and 255, so the layers reading it
+    need no Clip: only the padded convolution (its padding must read as 0, not -1) and the float-output matrix
+    product read the Clip's 0/2 form. Bit-exact either way."""
+    import onnx
+
+    artifact, report, plan = _compile(binary_net(), tmp_path / "ort", (3, 10, 10))
+    assert report["bit_exact"] is True and report["outputs_equal"] == report["outputs_compared"]
+    assert plan.startswith("integer layers (requantized 3 QLinearConv + 1 QGemm, 1 integer QGemm to float)"), plan
+    nodes = onnx.load(str(tmp_path / "ort" / "model.onnx")).graph.node
+    producer = {out: n for n in nodes for out in n.output}
+    clipped = {}
+    for node in nodes:
+        if node.op_type in ("QLinearConv", "QGemm"):
+            source = producer.get(node.input[0])
+            while source is not None and source.op_type in ("MaxPool", "Reshape", "Flatten"):
+                source = producer.get(source.input[0])
+            clipped[node.name.split("_Q")[0]] = source is not None and source.op_type == "Clip"
+    assert clipped == {"Conv_1": False, "Conv_2": True, "Conv_3": False, "MatMul_4": False, "MatMul_5": True}, clipped
+    x = np.random.default_rng(5).normal(0, 3, (64, 3, 10, 10)).astype(np.float32)
+    assert np.array_equal(artifact.predict(x), qdeploy.run_golden(binary_net(), x))
+
+
 def test_non_power_of_two_activation_scale_keeps_the_convolution_in_float(tmp_path):
     """With an activation scale of 1/3 the next Conv's float32 sums are not exact: no integer layer for it (the
     plan says why), and the model is still bit-exact."""
@@ -170,6 +244,20 @@ def test_non_power_of_two_activation_scale_keeps_the_convolution_in_float(tmp_pa
     assert "Conv_b: its float32 sum is not shown exact" in plan, plan
     assert "requantized 1 QLinearConv" in plan, plan  # the first one still qualifies: its input scale is 2^-4
     assert report["ort_kernels"].get("Conv") == 1, report["ort_kernels"]
+
+
+def test_two_level_fit_saturates_at_both_ends():
+    """``_fit_spread`` on thresholds 5 (increasing), a constant-high and a constant-low channel, a kernel summing 255
+    times the accumulator: exactly 0 below each threshold and 255 from it on; None for three levels."""
+    from qdeploy.targets.onnxruntime.integer import _fit_spread, _requantize
+
+    low, high = np.array([-20, -20, -20]), np.array([20, 20, 20])
+    levels = [(-1, [5, 5]), (1, [-20, -20]), (-1, [None, None])]
+    bias, multiplier = _fit_spread(levels, low, high, -1, 1, np.array([False] * 3), unit=255)
+    acc = np.arange(-20, 21)
+    got = _requantize(255 * acc[None, :], bias[:, None], multiplier[:, None])
+    assert np.array_equal(got, np.stack([np.where(acc >= 5, 255, 0), np.full(41, 255), np.zeros(41)]))
+    assert _fit_spread([(0, [3, 7])], low[:1], high[:1], 0, 2, np.array([False])) is None
 
 
 def test_a_step_function_no_requantization_reproduces_is_not_fitted():
