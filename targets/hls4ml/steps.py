@@ -100,7 +100,31 @@ def check_float_scales_are_folded(model: ModelWrapper, options: Hls4mlOptions) -
                 "scales; no hls4ml fixed-point type holds the result exactly. Use power-of-two scales on the "
                 "branches it combines (brevitas *FixedPoint quantizers), or compile for onnxruntime"
             )
+        average = _first_average(model, node.output[0])
+        if average is not None:
+            raise UnsupportedModelError(
+                f"node {average.name}: {average.op_type} of values that carry a float (non-power-of-two) scale; the "
+                "threshold lowering does not carry a scale through an average, and no hls4ml fixed-point type holds "
+                "the float mean exactly. Use power-of-two scales before it (brevitas *FixedPoint quantizers), or "
+                "compile for onnxruntime"
+            )
     return model
+
+
+def _first_average(model: ModelWrapper, tensor: str):
+    """The first average pooling downstream of ``tensor`` through ops that only move or select values."""
+    frontier, seen = [tensor], set()
+    while frontier:
+        current = frontier.pop()
+        if current in seen:
+            continue
+        seen.add(current)
+        for consumer in model.find_consumers(current) or []:
+            if consumer.op_type in ("AveragePool", "GlobalAveragePool"):
+                return consumer
+            if consumer.op_type in (*LAYOUT_OPS, "Relu", "MaxPool", "GlobalMaxPool", "Resize", "Upsample", "DepthToSpace"):
+                frontier.extend(consumer.output)
+    return None
 
 
 def _not_power_of_two(values: np.ndarray) -> bool:
