@@ -7,13 +7,16 @@ zero-point activations and weights, float/int16/int32 biases, with and without a
 and CNN) and FINN's BNN-PYNQ networks with random weights. Each compile is classified exact / bounded (bound) /
 refused (reason) / NOT EXACT / internal error / past the time limit, with its wall time.
 
-Targets: onnxruntime on the whole corpus; hls4ml (a plain ``qdeploy compile --target hls4ml``; a float-input graph,
-which that refuses by name, again with ``--input-quant 'fixed<16,6>'`` as the refusal says) on the public files
-(``--hls4ml-corpus all`` adds the generated exports: hours, each one builds a C simulation). Every hls4ml compile
-runs in a child process stopped after ``--limit`` seconds (10 minutes: the issue's bound), recorded as "past limit".
+Targets: onnxruntime on the whole corpus; hls4ml (a plain ``qdeploy compile --target hls4ml``; a graph whose
+refusal says to declare the input's precision is compiled again with ``--input-quant 'fixed<16,6>'`` as the refusal
+says) and rtl (``--implement none``: Verilog and its bit-exact simulation; MLPs only, it refuses convolutions by name)
+on the public files and on ``--generated N`` generated models sampled across every family, variant and FINN network
+(``--generated all``: every one; hours, each hls4ml compile builds a C simulation). Every hls4ml/rtl compile runs in a
+child process stopped after ``--limit`` seconds (10 minutes: the issue's bound), recorded as "past limit".
 
     .venv/bin/python benchmarks/wild.py                  # writes benchmarks/results/wild.{json,md}
     .venv/bin/python benchmarks/wild.py --only qkeras     # a subset, printed only
+    .venv/bin/python benchmarks/wild.py --generated 40 --merge   # a sample on hls4ml/rtl; other rows kept
 """
 
 from __future__ import annotations
@@ -35,10 +38,9 @@ sys.path.insert(0, str(ROOT))
 
 from tests.targets.wild_corpus import (  # noqa: E402
     FIXTURES,
-    brevitas_cases,
+    all_cases,
     compile_outcome,
     export_case,
-    finn_cases,
     fixture_files,
     verify_samples_for,
 )
@@ -47,7 +49,9 @@ RESULTS = ROOT / "benchmarks" / "results"
 OUTCOMES = ("exact", "bounded", "refused", "NOT EXACT", "internal error", "past limit")
 #: targets whose compiles build native code (minutes each): run in a child process under the time limit, and by
 #: default on the public files only
-SLOW_TARGETS = ("hls4ml",)
+SLOW_TARGETS = ("hls4ml", "rtl")
+#: options of a slow target in this benchmark: rtl stops after simulation (synthesis is benchmarks/rtl.py's)
+TARGET_OPTIONS = {"rtl": {"implement": "none"}}
 #: the same corpus before issue 13 (commit a8a2455, onnxruntime, 1000 samples; large images 20): for the record
 BEFORE = {
     "wild + zoo": {"exact": 30, "bounded": 0, "refused": 1, "NOT EXACT": 5, "internal error": 0},
@@ -55,13 +59,29 @@ BEFORE = {
 }
 
 
+def source_of(name: str) -> str:
+    """The generated model's group: FINN's networks, hand-written FINN-style graphs, brevitas exports."""
+    return "finn" if name.startswith(("finn_", "finnstyle_")) else "brevitas"
+
+
 def corpus(folder: Path, only: list[str]) -> list[tuple[str, Path]]:
     """(source, path) of every model: the fixture files as they are, the generated ones exported into ``folder``."""
     models = [(path.parent.name, path) for path in fixture_files()]
-    for case in brevitas_cases() + finn_cases():
+    for case in all_cases():
         if not only or any(word in case.name for word in only):
-            models.append(("finn" if case.name.startswith("finn") else "brevitas", export_case(case, folder)))
+            models.append((source_of(case.name), export_case(case, folder)))
     return [(source, path) for source, path in models if not only or any(word in path.name for word in only)]
+
+
+def generated_sample(names: list[str], count: str) -> set[str]:
+    """``count`` generated model names spread evenly over the corpus order (every family, variant and network in
+    turn), or all of them (``all``), or none (``0``)."""
+    if count == "all":
+        return set(names)
+    wanted = min(int(count), len(names))
+    if wanted <= 0:
+        return set()
+    return {names[int(i * len(names) / wanted)] for i in range(wanted)}
 
 
 #: the input precision the benchmark declares, as a user would after the refusal of a float-input graph
@@ -70,16 +90,17 @@ DECLARED_INPUT = "fixed<16,6>"
 
 def _outcome_in_child(queue, path: Path, out: Path, samples: int, target: str) -> None:
     os.setpgrp()  # its own process group: past the limit, the g++ it started stops with it
-    row = compile_outcome(path, out, samples, target)
-    if row["outcome"] == "refused" and "[check_input_is_quantized]" in row.get("reason", ""):
+    options = TARGET_OPTIONS.get(target, {})
+    row = compile_outcome(path, out, samples, target, **options)
+    if row["outcome"] == "refused" and "--input-quant" in row.get("reason", ""):
         # what the refusal tells the user to do: declare the input's precision (the reference gains that Quant)
-        row = {**compile_outcome(path, out, samples, target, DECLARED_INPUT), "plain_compile": row["reason"]}
+        row = {**compile_outcome(path, out, samples, target, DECLARED_INPUT, **options), "plain_compile": row["reason"]}
     queue.put(row)
 
 
 def outcome_within(limit: float, path: Path, out: Path, samples: int, target: str) -> dict:
-    """``compile_outcome`` in a forked child stopped after ``limit`` seconds ("past limit"); a float-input graph
-    refused by the plain compile is compiled again with ``--input-quant DECLARED_INPUT``."""
+    """``compile_outcome`` in a forked child stopped after ``limit`` seconds ("past limit"); a graph whose refusal
+    says to declare the input's precision is compiled again with ``--input-quant DECLARED_INPUT``."""
     context = multiprocessing.get_context("fork")
     queue = context.Queue()
     start = time.perf_counter()
@@ -114,34 +135,50 @@ def outcome_within(limit: float, path: Path, out: Path, samples: int, target: st
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--targets", nargs="+", default=["onnxruntime", "hls4ml"])
+    parser.add_argument("--targets", nargs="+", default=["onnxruntime", "hls4ml", "rtl"])
     parser.add_argument("--samples", type=int, default=1000, help="verification samples (fewer for large inputs)")
     parser.add_argument("--only", nargs="*", default=[], help="model name substrings (a subset; results not written)")
-    parser.add_argument("--hls4ml-corpus", choices=("public", "all"), default="public")
+    parser.add_argument(
+        "--generated", default="0", help="generated models the slow targets (hls4ml, rtl) also compile: N or all"
+    )
+    parser.add_argument("--slow-samples", type=int, default=300, help="verification samples on hls4ml/rtl")
     parser.add_argument("--limit", type=float, default=600.0, help="seconds per compile of a slow target")
+    parser.add_argument(
+        "--merge", action="store_true", help="keep the rows of benchmarks/results/wild.json this run does not redo"
+    )
+    parser.add_argument("--skip-done", action="store_true", help="with --merge: skip (model, target) rows kept")
     args = parser.parse_args()
     from importlib.metadata import version
 
+    previous = json.loads((RESULTS / "wild.json").read_text())["rows"] if args.merge else []
+    done = {(row["model"], row["target"]) for row in previous} if args.skip_done else set()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        for source, path in corpus(folder, args.only):
-            samples = verify_samples_for(path, args.samples)
+        models = corpus(folder, args.only)
+        sample = generated_sample([p.name for s, p in models if s not in ("wild", "qonnx")], args.generated)
+        for source, path in models:
             for target in args.targets:
+                if (path.name, target) in done:
+                    continue
                 out = folder / f"{path.stem}_{target}"
                 if target not in SLOW_TARGETS:
-                    row = compile_outcome(path, out, samples, target)
-                elif args.hls4ml_corpus == "all" or source in ("wild", "qonnx"):
+                    row = compile_outcome(path, out, verify_samples_for(path, args.samples), target)
+                elif source in ("wild", "qonnx") or path.name in sample:
+                    samples = verify_samples_for(path, args.samples if source in ("wild", "qonnx") else args.slow_samples)
                     row = outcome_within(args.limit, path, out, samples, target)
                 else:
                     continue
                 rows.append({"source": source, **row})
                 print(f"{row['model']:55s} {target:12s} {row['outcome']:15s} {row['seconds']:6.1f}s", flush=True)
+    redone = {(row["model"], row["target"]) for row in rows}
+    rows = [row for row in previous if (row["model"], row["target"]) not in redone] + rows
     meta = {
         "machine": platform.platform(),
         "fixtures": str(FIXTURES),
         **{package: version(package) for package in ("onnxruntime", "qonnx", "brevitas", "torch", "hls4ml")},
         "samples": args.samples,
+        "slow_target_samples_generated": args.slow_samples,
         "slow_target_limit_seconds": args.limit,
         "load_average_at_end": [round(value, 1) for value in os.getloadavg()],
     }
@@ -157,7 +194,7 @@ def summary(rows: list[dict]) -> dict[str, dict[str, int]]:
     """Outcome counts per (group, target); groups: the public files, the generated exports."""
     groups: dict[str, Counter] = {}
     for row in rows:
-        group = "wild + zoo" if row["source"] in ("wild", "qonnx") else "brevitas + FINN"
+        group = "wild + zoo" if row["source"] in ("wild", "qonnx") else "generated (brevitas + FINN)"
         groups.setdefault(f"{group} | {row['target']}", Counter())[row["outcome"]] += 1
     return {key: {outcome: counts.get(outcome, 0) for outcome in OUTCOMES} for key, counts in groups.items()}
 
@@ -177,11 +214,15 @@ def to_markdown(rows: list[dict], meta: dict) -> str:
         "",
         "Outcomes (exact: bit-exact with the user's file on every verification input, batched and one at a time; "
         "bounded: within the bound derived from the graph's float tail; refused: before anything was written; past limit: "
-        "stopped after the time limit). hls4ml: a plain compile (no flags) of the public files, each in a child "
-        f"process; a float-input graph, which the plain compile refuses by name, is compiled again with "
+        "stopped after the time limit). hls4ml and rtl: a plain compile (no flags; rtl with `--implement none`: "
+        "Verilog and its simulation) of the public files and of a sample of the generated models, each in a child "
+        f"process; a graph whose refusal says to declare the input's precision is compiled again with "
         f"`--input-quant '{DECLARED_INPUT}'` as that refusal says (column input_quant: the reference then has that "
-        "input quantizer); its plan column is the I/O type and each layer's implementation (L = Latency, R = Resource "
-        "with the reuse factor).",
+        "input quantizer); the hls4ml plan column is the I/O type and each layer's implementation (L = Latency, "
+        "R = Resource with the reuse factor). Generated models: brevitas exports of every quantizer family, "
+        "variants (bit widths, narrow ranges, FLOOR/CEIL, BatchNorm placements, bias quantizers, Conv1d, binary and "
+        "ternary), crafted graphs (every QONNX rounding mode, 1-bit signed Quant, FINN-style MultiThreshold graphs) "
+        "and FINN's BNN-PYNQ networks (`tests/targets/wild_corpus.py`).",
         "",
         "| corpus | target | " + " | ".join(OUTCOMES) + " | exact or bounded |",
         "|---|---|" + "---|" * (len(OUTCOMES) + 1),

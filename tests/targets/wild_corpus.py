@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import onnx
 
 REPO = Path(__file__).resolve().parents[2]
 FIXTURES = REPO.parent / "shared" / "fixtures"
@@ -27,11 +28,14 @@ def fixture_files() -> list[Path]:
 
 @dataclass(frozen=True)
 class BrevitasCase:
-    """A brevitas model to export raw: ``build()`` returns the module, ``input_shape`` its input without the batch."""
+    """A brevitas model to export raw: ``build()`` returns the module, ``input_shape`` its input without the batch.
+    ``build()`` may instead return an ``onnx.ModelProto`` (a graph written by hand, FINN-style), saved as it is;
+    ``edit`` changes the exported graph the way other tools write it (a rounding mode, a 1-bit quantizer)."""
 
     name: str
     build: Callable[[], object]
     input_shape: tuple[int, ...]
+    edit: Callable[[object], object] | None = None
 
 
 def _quantizers(weight: str, act: str, bias: str | None, bits: int):
@@ -158,15 +162,23 @@ def export_case(case: BrevitasCase, folder: Path, seed: int = 0) -> Path:
     from brevitas.graph.calibrate import calibration_mode
 
     model = case.build()
+    path = Path(folder) / f"{case.name}.onnx"
+    if isinstance(model, onnx.ModelProto):
+        onnx.save(model, str(path))
+        return path
     generator = torch.Generator().manual_seed(seed)
     calibration = torch.randn((64, *case.input_shape), generator=generator)
     model.eval()
     with torch.no_grad(), calibration_mode(model):
         model(calibration)
     model.eval()
-    path = Path(folder) / f"{case.name}.onnx"
     with torch.no_grad():
         export_qonnx(model, calibration[:1], export_path=str(path), dynamo=False)
+    if case.edit is not None:
+        from qdeploy.ir import load_model
+
+        edited = case.edit(load_model(path))
+        onnx.save(edited.model, str(path))
     return path
 
 
@@ -189,12 +201,13 @@ def verify_samples_for(path: Path, most: int) -> int:
 
 
 def compile_outcome(
-    path: Path, out: Path, samples: int, target: str = "onnxruntime", input_quant: str | None = None
+    path: Path, out: Path, samples: int, target: str = "onnxruntime", input_quant: str | None = None, **options
 ) -> dict:
     """Compile ``path`` and classify the outcome as the contract names them: ``exact``, ``bounded`` (verified within
     the derived bound), ``refused`` (a QDeployError before anything was written), ``NOT EXACT`` (compiled, outputs
     outside the bound) or ``internal error`` (any other exception, or a refusal that left files behind).
-    ``input_quant``: a declared input precision (``--input-quant``), recorded in the row."""
+    ``input_quant``: a declared input precision (``--input-quant``), recorded in the row; ``options``: the target's
+    options (``implement="none"`` for rtl)."""
     import time
 
     import qdeploy
@@ -204,7 +217,7 @@ def compile_outcome(
     row: dict = {"model": path.name, "target": target, "verify_samples": samples, "input_quant": input_quant}
     declared = {"input_quant": input_quant} if input_quant else {}
     try:
-        artifact = qdeploy.compile(path, target=target, out=out, verify_samples=samples, **declared)
+        artifact = qdeploy.compile(path, target=target, out=out, verify_samples=samples, **declared, **options)
     except QDeployError as exc:
         left_behind = out.exists() or any(out.parent.glob(f".{out.name}.*"))
         row["outcome"] = "internal error" if left_behind else "refused"
@@ -233,3 +246,355 @@ def _plan(report: dict, target: str) -> str:
         return f"{report.get('io_type', '')} {chosen}".strip()
     config = report.get("session_config", {})
     return "reference kernels" if config.get("session.disable_quant_qdq") == "1" else "integer kernels"
+
+
+# Variants beyond brevitas's defaults, as people set them: other bit widths, per-channel fixed point, narrow and
+# unsigned ranges, FLOOR/CEIL rounding, BatchNorm before or after the activation, 8/24-bit bias quantizers, Conv1d,
+# 1-bit signed activations and binary/ternary weights. Each is (name, weight quantizer, activation quantizer, bias
+# quantizer, width, architecture, extra settings).
+def _quant(name: str, width: int | None, **settings):
+    import brevitas.quant as bq
+
+    quant = getattr(bq, name)
+    if width is not None:
+        settings = {"bit_width": width, **settings}
+    return quant.let(**settings) if settings else quant
+
+
+def brevitas_variant(
+    arch: str,
+    weight,
+    act,
+    relu,
+    bias,
+    output_quant: bool = True,
+    batchnorm: str | None = None,
+    seed: int = 0,
+):
+    """``arch``: ``mlp`` (16 -> 24 -> 10), ``cnn`` (1x8x8, Conv2d 3x3 -> MaxPool -> Linear), ``conv1d`` (2x16,
+    Conv1d k3 -> MaxPool1d -> Linear). ``batchnorm``: ``before_act`` (layer -> BatchNorm -> activation quantizer, as
+    FINN's networks), ``after_act`` (activation quantizer -> BatchNorm -> a second quantizer). BatchNorm statistics
+    are randomized so it is not the identity."""
+    import brevitas.nn as qnn
+    import torch
+    from torch import nn
+
+    torch.manual_seed(seed)
+    if arch == "mlp":
+        first = qnn.QuantLinear(16, 24, bias=True, weight_quant=weight, bias_quant=bias)
+        norm, pool, features = nn.BatchNorm1d(24), [], 24
+    elif arch == "cnn":
+        first = qnn.QuantConv2d(1, 6, 3, bias=True, weight_quant=weight, bias_quant=bias)
+        norm, pool, features = nn.BatchNorm2d(6), [nn.MaxPool2d(2), nn.Flatten()], 6 * 3 * 3
+    else:
+        first = qnn.QuantConv1d(2, 6, 3, bias=True, weight_quant=weight, bias_quant=bias)
+        norm, pool, features = nn.BatchNorm1d(6), [nn.MaxPool1d(2), nn.Flatten()], 6 * 7
+    with torch.no_grad():
+        norm.running_mean.uniform_(-0.5, 0.5)
+        norm.running_var.uniform_(0.5, 2.0)
+        norm.weight.uniform_(0.5, 1.5)
+        norm.bias.uniform_(-0.5, 0.5)
+    layers = [qnn.QuantIdentity(act_quant=act, return_quant_tensor=True), first]
+    if batchnorm == "before_act":
+        layers.append(norm)
+    layers.append(qnn.QuantReLU(act_quant=relu, return_quant_tensor=batchnorm != "after_act"))
+    if batchnorm == "after_act":
+        layers += [norm, qnn.QuantIdentity(act_quant=act, return_quant_tensor=True)]
+    layers += pool
+    layers.append(qnn.QuantLinear(features, 10, bias=True, weight_quant=weight, bias_quant=bias))
+    if output_quant:
+        layers.append(qnn.QuantIdentity(act_quant=act, return_quant_tensor=False))
+    return nn.Sequential(*layers)
+
+
+_SHAPES = {"mlp": (16,), "cnn": (1, 8, 8), "conv1d": (2, 16)}
+
+
+def _variant(name: str, arch: str, weight: tuple, act: tuple, relu: tuple, bias: str | None, **kw) -> BrevitasCase:
+    def build():
+        return brevitas_variant(
+            arch,
+            _quant(*weight[:2], **weight[2]),
+            _quant(*act[:2], **act[2]),
+            _quant(*relu[:2], **relu[2]),
+            _quant(bias, None) if bias else None,
+            **kw,
+        )
+
+    return BrevitasCase(f"variant_{arch}_{name}", build, _SHAPES[arch])
+
+
+def variant_cases() -> list[BrevitasCase]:
+    """The variants, each on the architectures where it matters (rtl compiles MLPs only, so most have an MLP)."""
+    float_w, fixed_w = "Int8WeightPerTensorFloat", "Int8WeightPerTensorFixedPoint"
+    float_a, fixed_a = "Int8ActPerTensorFloat", "Int8ActPerTensorFixedPoint"
+    float_u, fixed_u = "Uint8ActPerTensorFloat", "Uint8ActPerTensorFixedPoint"
+    none: dict = {}
+    cases = []
+    for arch in ("mlp", "cnn"):
+        for width in (3, 5, 6):
+            cases.append(
+                _variant(
+                    f"fixed_{width}b",
+                    arch,
+                    (fixed_w, width, none),
+                    (fixed_a, width, none),
+                    (fixed_u, width, none),
+                    "Int16Bias",
+                )
+            )
+            cases.append(
+                _variant(
+                    f"float_{width}b", arch, (float_w, width, none), (float_a, width, none), (float_u, width, none), None
+                )
+            )
+        cases += [
+            _variant(
+                "fixed_channel_4b",
+                arch,
+                (fixed_w, 4, {"scaling_per_output_channel": True}),
+                (fixed_a, 4, none),
+                (fixed_u, 4, none),
+                "Int32Bias",
+            ),
+            _variant(
+                "narrow_act_4b", arch, (float_w, 4, none), (float_a, 4, {"narrow_range": True}), (float_u, 4, none), None
+            ),
+            _variant(
+                "wide_weight_4b",
+                arch,
+                (fixed_w, 4, {"narrow_range": False}),
+                (fixed_a, 4, none),
+                (fixed_u, 4, none),
+                "Int8Bias",
+            ),
+            _variant(
+                "floor_fixed_4b",
+                arch,
+                (fixed_w, 4, none),
+                (fixed_a, 4, {"float_to_int_impl_type": "floor"}),
+                (fixed_u, 4, {"float_to_int_impl_type": "floor"}),
+                "Int24Bias",
+            ),
+            _variant(
+                "ceil_float_4b",
+                arch,
+                (float_w, 4, none),
+                (float_a, 4, {"float_to_int_impl_type": "ceil"}),
+                (float_u, 4, {"float_to_int_impl_type": "ceil"}),
+                None,
+            ),
+            _variant(
+                "bn_before_fixed_4b",
+                arch,
+                (fixed_w, 4, none),
+                (fixed_a, 4, none),
+                (fixed_u, 4, none),
+                "Int32Bias",
+                batchnorm="before_act",
+            ),
+            _variant(
+                "bn_after_float_4b",
+                arch,
+                (float_w, 4, none),
+                (float_a, 4, none),
+                (float_u, 4, none),
+                None,
+                batchnorm="after_act",
+            ),
+            _variant(
+                "bn_before_float_noout_4b",
+                arch,
+                (float_w, 4, none),
+                (float_a, 4, none),
+                (float_u, 4, none),
+                None,
+                batchnorm="before_act",
+                output_quant=False,
+            ),
+            _variant(
+                "signed1b_act",
+                arch,
+                ("SignedBinaryWeightPerTensorConst", None, none),
+                (float_a, 1, none),
+                ("SignedBinaryActPerTensorConst", None, none),
+                None,
+            ),
+            _variant(
+                "ternary_fixed",
+                arch,
+                ("SignedTernaryWeightPerTensorConst", None, none),
+                (fixed_a, 4, none),
+                (fixed_u, 2, none),
+                None,
+            ),
+        ]
+    cases += [
+        _variant("fixed_4b", "conv1d", (fixed_w, 4, none), (fixed_a, 4, none), (fixed_u, 4, none), "Int16Bias"),
+        _variant("float_4b", "conv1d", (float_w, 4, none), (float_a, 4, none), (float_u, 4, none), None),
+        _variant(
+            "bn_before_float_4b",
+            "conv1d",
+            (float_w, 4, none),
+            (float_a, 4, none),
+            (float_u, 4, none),
+            None,
+            batchnorm="before_act",
+        ),
+    ]
+    return cases
+
+
+def all_cases() -> list[BrevitasCase]:
+    """Every generated case: brevitas's families, the variants, the crafted graphs, FINN's networks."""
+    return brevitas_cases() + variant_cases() + crafted_cases() + finn_cases()
+
+
+# -- graphs other tools write: QONNX rounding modes brevitas does not export, a 1-bit signed Quant (qonnx executes
+# it as bipolar), FINN-style streamlined graphs (MultiThreshold on float inputs and integer accumulators) ----------
+
+
+def _datapath_quants(model) -> list:
+    return [n for n in model.graph.node if n.op_type == "Quant" and model.get_initializer(n.input[0]) is None]
+
+
+def _set_rounding(mode: str):
+    def edit(model):
+        for node in _datapath_quants(model):
+            for attribute in node.attribute:
+                if attribute.name == "rounding_mode":
+                    attribute.s = mode.encode()
+        return model
+
+    return edit
+
+
+def _one_bit(index: int):
+    """The ``index``-th datapath Quant becomes 1 bit wide (signed: qonnx makes it -1/+1)."""
+
+    def edit(model):
+        node = _datapath_quants(model)[index]
+        name = model.make_new_valueinfo_name()
+        model.set_initializer(name, np.asarray(1.0, dtype=np.float32))
+        node.input[3] = name
+        return model
+
+    return edit
+
+
+def finn_style_graph(conv: bool, bipolar: bool, seed: int = 0) -> onnx.ModelProto:
+    """A FINN-streamlined graph written by hand: MultiThreshold on the float input (8 levels, out_bias -4), integer
+    weights, per-channel float thresholds on the accumulator (or a bipolar MultiThreshold: out_scale 2, out_bias -1),
+    a second integer layer, then a float scale and bias. ``conv``: a 1x8x8 image through a 3x3 Conv (NCHW
+    thresholds), MaxPool and Flatten before the dense layer."""
+    from onnx import TensorProto, helper
+
+    rng = np.random.default_rng(seed)
+    domain = "qonnx.custom_op.general"
+    initializers, nodes = [], []
+
+    def constant(name: str, value: np.ndarray) -> str:
+        initializers.append(helper.make_tensor(name, TensorProto.FLOAT, value.shape, value.astype(np.float32).ravel()))
+        return name
+
+    def multithreshold(name, source, output, thresholds, layout, **attrs):
+        nodes.append(
+            helper.make_node(
+                "MultiThreshold",
+                [source, constant(f"{name}_t", thresholds)],
+                [output],
+                name=name,
+                domain=domain,
+                data_layout=layout,
+                **attrs,
+            )
+        )
+
+    in_shape = [1, 1, 8, 8] if conv else [1, 16]
+    multithreshold(
+        "mt_in",
+        "x",
+        "l0",
+        np.sort(rng.normal(0, 1, (1, 7)), axis=1),
+        "NCHW" if conv else "NC",
+        out_dtype="INT4",
+        out_bias=-4.0,
+    )
+    channels = 6 if conv else 24
+    if conv:
+        weights = rng.integers(-3, 4, (channels, 1, 3, 3)).astype(np.float32)
+        nodes.append(
+            helper.make_node(
+                "Conv",
+                ["l0", constant("w1", weights)],
+                ["a1"],
+                name="conv1",
+                kernel_shape=[3, 3],
+                pads=[0, 0, 0, 0],
+                strides=[1, 1],
+            )
+        )
+    else:
+        nodes.append(helper.make_node("MatMul", ["l0", constant("w1", rng.integers(-3, 4, (16, 24)))], ["a1"], name="fc1"))
+    steps = 1 if bipolar else 3
+    span = 40.0 if conv else 30.0
+    thresholds = np.sort(rng.uniform(-span, span, (channels, steps)), axis=1)
+    attrs = {"out_dtype": "BIPOLAR", "out_scale": 2.0, "out_bias": -1.0} if bipolar else {"out_dtype": "UINT2"}
+    multithreshold("mt1", "a1", "l1", thresholds, "NCHW" if conv else "NC", **attrs)
+    features, source = channels, "l1"
+    if conv:
+        nodes.append(helper.make_node("MaxPool", ["l1"], ["p1"], name="pool", kernel_shape=[2, 2], strides=[2, 2]))
+        nodes.append(helper.make_node("Flatten", ["p1"], ["f1"], name="flatten", axis=1))
+        features, source = channels * 3 * 3, "f1"
+    nodes.append(
+        helper.make_node("MatMul", [source, constant("w2", rng.integers(-3, 4, (features, 10)))], ["a2"], name="fc2")
+    )
+    nodes.append(helper.make_node("Mul", ["a2", constant("scale", np.asarray(0.0371))], ["s2"], name="scale"))
+    nodes.append(helper.make_node("Add", ["s2", constant("bias", rng.normal(0, 1, (10,)))], ["y"], name="bias"))
+    graph = helper.make_graph(
+        nodes,
+        "finn_style",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, in_shape)],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 10])],
+        initializers,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13), helper.make_opsetid(domain, 1)])
+    from qonnx.core.datatype import DataType
+    from qonnx.core.modelwrapper import ModelWrapper
+    from qonnx.transformation.infer_shapes import InferShapes
+
+    wrapper = ModelWrapper(model).transform(InferShapes())
+    for name in ("w1", "w2"):
+        wrapper.set_tensor_datatype(name, DataType["INT3"])
+    return wrapper.model
+
+
+def crafted_cases() -> list[BrevitasCase]:
+    """Rounding modes (UP, DOWN, HALF_UP, HALF_DOWN, FLOOR, CEIL) on fixed- and float-scale exports, a signed 1-bit
+    output Quant, FINN-style MultiThreshold graphs (dense and conv, multi-level and bipolar)."""
+    fixed_w, fixed_a, fixed_u = "Int8WeightPerTensorFixedPoint", "Int8ActPerTensorFixedPoint", "Uint8ActPerTensorFixedPoint"
+    float_w, float_a, float_u = "Int8WeightPerTensorFloat", "Int8ActPerTensorFloat", "Uint8ActPerTensorFloat"
+    cases = []
+    for arch in ("mlp", "cnn"):
+        fixed = lambda arch=arch: brevitas_variant(  # noqa: E731
+            arch, _quant(fixed_w, 4), _quant(fixed_a, 4), _quant(fixed_u, 4), _quant("Int16Bias", None)
+        )
+        floating = lambda arch=arch: brevitas_variant(  # noqa: E731
+            arch, _quant(float_w, 4), _quant(float_a, 4), _quant(float_u, 4), None
+        )
+        for mode in ("UP", "DOWN", "HALF_UP", "HALF_DOWN", "CEIL"):
+            cases.append(BrevitasCase(f"crafted_{arch}_fixed_{mode.lower()}", fixed, _SHAPES[arch], _set_rounding(mode)))
+        cases.append(BrevitasCase(f"crafted_{arch}_float_half_up", floating, _SHAPES[arch], _set_rounding("HALF_UP")))
+        cases.append(BrevitasCase(f"crafted_{arch}_fixed_1b_output", fixed, _SHAPES[arch], _one_bit(-1)))
+        cases.append(BrevitasCase(f"crafted_{arch}_float_1b_output", floating, _SHAPES[arch], _one_bit(-1)))
+    for conv in (False, True):
+        for bipolar in (False, True):
+            arch = "cnn" if conv else "mlp"
+            cases.append(
+                BrevitasCase(
+                    f"finnstyle_{arch}_{'bipolar' if bipolar else 'levels'}",
+                    lambda conv=conv, bipolar=bipolar: finn_style_graph(conv, bipolar),
+                    (1, 8, 8) if conv else (16,),
+                )
+            )
+    return cases

@@ -1,0 +1,79 @@
+"""Classes of failure found by compiling models nobody here wrote (``tests/targets/wild_corpus.py``) through the
+hardware targets, each kept fixed on a small instance: a lower-case rounding mode (brevitas writes what the user
+configured), quantizers with an integer zero point (brevitas's ShiftedUint8), CEIL rounding of the float input
+(refused by name, not with an internal constant's name), FINN-style MultiThreshold graphs written by hand."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import qdeploy
+from qdeploy.errors import QDeployError
+from qdeploy.ir import load_model, node_attr, sample_shape
+from qdeploy.passes.graph.lower_to_thresholds import LowerToThresholds
+from qdeploy.verify import random_inputs
+from tests.targets.wild_corpus import crafted_cases, export_case, variant_cases
+
+
+@pytest.fixture(scope="module")
+def cases():
+    pytest.importorskip("brevitas")
+    return {case.name: case for case in variant_cases() + crafted_cases()}
+
+
+def _lowered_equals_golden(path, count: int = 500) -> object:
+    model = load_model(path)
+    lowered = model.transform(LowerToThresholds())
+    x = random_inputs(model, sample_shape(model), count, 0)
+    assert np.array_equal(qdeploy.run_golden(lowered, x), qdeploy.run_golden(model, x))
+    return lowered
+
+
+def test_lower_case_rounding_mode_is_read_as_qonnx_reads_it(cases, tmp_path):
+    """brevitas exports ``float_to_int_impl_type="floor"`` as ``rounding_mode="floor"``; qonnx upper-cases it, and
+    hls4ml's converter refused it: the cleaned graph every target sees carries ``FLOOR``."""
+    path = export_case(cases["variant_mlp_floor_fixed_4b"], tmp_path)
+    modes = {str(node_attr(n, "rounding_mode", "")) for n in load_model(path).graph.node if n.op_type == "Quant"}
+    assert modes == {"FLOOR", "ROUND"}, modes
+
+
+@pytest.mark.parametrize("name", ["brevitas_shifted_uint", "brevitas_shifted_weight"])
+def test_zero_point_quantizers_lower_to_shifted_integer_levels(name, tmp_path):
+    """ShiftedUint8 activations ((q - z) * s) become a MultiThreshold with levels shifted by -z; ShiftedUint8 weights
+    are integers q - z: every layer multiplies integers, outputs bit-exact with the golden executor."""
+    pytest.importorskip("brevitas")
+    from tests.targets.wild_corpus import FAMILIES, brevitas_mlp
+
+    family = {"brevitas_shifted_uint": "shifted_uint", "brevitas_shifted_weight": "shifted_weight"}[name]
+    weight, act = FAMILIES[family]
+    from tests.targets.wild_corpus import BrevitasCase
+
+    case = BrevitasCase(name, lambda: brevitas_mlp(weight, act, None, 4, True), (16,))
+    lowered = _lowered_equals_golden(export_case(case, tmp_path))
+    ops = [n.op_type for n in lowered.graph.node]
+    assert "Quant" not in ops and ops.count("MatMul") == 2, ops
+    for node in lowered.graph.node:
+        if node.op_type == "MatMul":
+            weights = lowered.get_initializer(node.input[1])
+            assert np.array_equal(weights, np.round(weights)), node.name
+
+
+@pytest.mark.parametrize("name", ["finnstyle_mlp_levels", "finnstyle_mlp_bipolar", "finnstyle_cnn_levels"])
+def test_finn_style_multithreshold_graphs_lower_unchanged(name, cases, tmp_path):
+    """A hand-written FINN-style graph (MultiThreshold on the float input and on integer accumulators) passes
+    through the lowering with identical golden outputs."""
+    _lowered_equals_golden(export_case(cases[name], tmp_path))
+
+
+def test_ceil_rounding_of_the_float_input_is_refused_naming_the_users_quantizer(cases, tmp_path):
+    """CEIL on the float input changes level between 0 and the smallest float32 above it: no fixed-point input type
+    resolves that, so the refusal names the user's Quant (not the lowering's threshold constant) and says to
+    declare the input's precision; with it declared the compile is exact."""
+    path = export_case(cases["variant_mlp_ceil_float_4b"], tmp_path)
+    out = tmp_path / "rtl"
+    with pytest.raises(QDeployError) as refusal:
+        qdeploy.compile(path, target="rtl", out=out, verify_samples=20, implement="none")
+    message = str(refusal.value)
+    assert "node Quant_0:" in message and "--input-quant" in message and "_param" not in message, message
+    assert not out.exists()
