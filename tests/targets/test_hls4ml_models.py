@@ -145,8 +145,9 @@ def separable_convolutions(bits: int = 4, scale: str = "po2", groups: int = 2):
     return Separable()
 
 
-def concat_resize(bits: int = 4, scale: str = "po2"):
-    """Two branches at two resolutions (max pooling, nearest 2x upsampling) concatenated on channels."""
+def concat_resize(bits: int = 4, scale: str = "po2", mode: str = "nearest"):
+    """Two branches at two resolutions (max pooling, 2x upsampling, nearest unless ``mode`` says otherwise)
+    concatenated on channels."""
     import brevitas.nn as qnn
     import torch
     from torch import nn
@@ -168,10 +169,65 @@ def concat_resize(bits: int = 4, scale: str = "po2"):
         def forward(self, x):
             full = self.relu1(self.conv1(self.input_quant(x)))
             half = self.relu2(self.conv2(nn.functional.max_pool2d(full, 2)))
-            both = torch.cat([full, nn.functional.interpolate(half, scale_factor=2, mode="nearest")], dim=1)
+            both = torch.cat([full, nn.functional.interpolate(half, scale_factor=2, mode=mode)], dim=1)
             return self.fc(torch.flatten(self.relu3(self.merge(both)), 1))
 
     return ConcatResize()
+
+
+def average_pooling(bits: int = 4, scale: str = "po2"):
+    """Conv -> ReLU -> 2x2 average pooling -> quantizer -> linear."""
+    import brevitas.nn as qnn
+    from torch import nn
+
+    weight, signed, unsigned = _quantizers(bits, scale)
+    return nn.Sequential(
+        qnn.QuantIdentity(act_quant=signed),
+        qnn.QuantConv2d(1, 4, 3, padding=1, weight_quant=weight),
+        qnn.QuantReLU(act_quant=unsigned),
+        nn.AvgPool2d(2),
+        qnn.QuantIdentity(act_quant=unsigned),
+        nn.Flatten(),
+        qnn.QuantLinear(4 * 4 * 4, 10, weight_quant=weight),
+    )
+
+
+def image_ops(bits: int = 4, scale: str = "po2"):
+    """The image ops of U-Net / FPN / super-resolution graphs in one small network on a non-square image: a skip
+    branch concatenated with a max-pooled, convolved and nearest-upsampled one, a 2x2 average pooling, a pixel
+    shuffle (DepthToSpace) and a global average pooling head."""
+    import brevitas.nn as qnn
+    import torch
+    from torch import nn
+
+    weight, signed, unsigned = _quantizers(bits, scale)
+
+    class ImageOps(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.input_quant = qnn.QuantIdentity(act_quant=signed)
+            self.conv1 = qnn.QuantConv2d(1, 4, 3, padding=1, weight_quant=weight)
+            self.relu1 = qnn.QuantReLU(act_quant=unsigned)
+            self.conv2 = qnn.QuantConv2d(4, 4, 3, padding=1, weight_quant=weight)
+            self.relu2 = qnn.QuantReLU(act_quant=unsigned)
+            self.merge = qnn.QuantConv2d(8, 4, 1, weight_quant=weight)
+            self.relu3 = qnn.QuantReLU(act_quant=unsigned)
+            self.pool_quant = qnn.QuantIdentity(act_quant=unsigned)
+            self.expand = qnn.QuantConv2d(4, 16, 3, padding=1, weight_quant=weight)
+            self.expand_quant = qnn.QuantIdentity(act_quant=signed)
+            self.relu4 = qnn.QuantReLU(act_quant=unsigned)
+            self.head_quant = qnn.QuantIdentity(act_quant=unsigned)
+            self.fc = qnn.QuantLinear(4, 10, weight_quant=weight)
+
+        def forward(self, x):
+            full = self.relu1(self.conv1(self.input_quant(x)))
+            half = self.relu2(self.conv2(nn.functional.max_pool2d(full, 2)))
+            both = torch.cat([full, nn.functional.interpolate(half, scale_factor=2, mode="nearest")], dim=1)
+            y = self.pool_quant(nn.functional.avg_pool2d(self.relu3(self.merge(both)), 2))
+            y = self.relu4(nn.functional.pixel_shuffle(self.expand_quant(self.expand(y)), 2))
+            return self.fc(torch.flatten(self.head_quant(nn.functional.adaptive_avg_pool2d(y, 1)), 1))
+
+    return ImageOps()
 
 
 def kws_mlp(bits: int = 3, features: int = 490, hidden: int = 64, classes: int = 12):
@@ -359,11 +415,37 @@ def test_depthwise_and_grouped_convolutions_are_exact(scale, tmp_path):
     assert len(convolutions) == 4 and not any("Depthwise" in op for op in convolutions)
 
 
-def test_resize_that_hls4ml_misparses_is_refused_by_name(tmp_path):
-    path = export_random(concat_resize(), (1, 8, 8), tmp_path / "concat_resize.onnx")
-    with pytest.raises(UnsupportedModelError, match=r"node \S*Resize\S*: Resize is not supported by the hls4ml target"):
-        qdeploy.compile(path, target="hls4ml", out=tmp_path / "fw")
-    assert_no_output(tmp_path / "fw")
+@pytest.mark.parametrize("io_type", ["io_stream", "io_parallel"])
+def test_concat_resize_pooling_and_pixel_shuffle_are_exact(io_type, tmp_path):
+    """Concat of two branches, nearest 2x upsampling, 2x2 average pooling, DepthToSpace and a global average pooling
+    head, on an 8x4 image: plain hls4ml cannot parse Resize ("Could not find the shape for input"), reads global
+    pooling's and Resize's shapes as channels-first and has no DepthToSpace; qdeploy hands hls4ml each channels-last,
+    with a DepthToSpace layer of its own, and the averages divide by powers of two exactly."""
+    path = export_random(image_ops(), (1, 8, 4), tmp_path / "image_ops.onnx")
+    artifact = qdeploy.compile(path, target="hls4ml", out=tmp_path / "fw", verify_samples=200, io_type=io_type)
+    assert artifact.bit_exact and artifact.report["io_type"] == io_type
+    ops = _ops(artifact)
+    assert {"Resize", "Concatenate", "DepthToSpace", "GlobalPooling2D"} <= set(ops) and "Transpose" not in ops
+    assert ops.count("Pooling2D") == 2  # the max and the average pooling
+
+
+def test_image_ops_hls4ml_cannot_compute_exactly_are_refused_by_name(tmp_path):
+    """Preparation only (no C simulation): bilinear upsampling, and an average pooling of float-scaled values (the
+    threshold lowering carries no scale through an average), each refused naming the user's node."""
+    import onnx
+
+    from qdeploy.errors import UnsupportedModelError
+
+    path = export_random(concat_resize(mode="bilinear"), (1, 8, 8), tmp_path / "bilinear.onnx")
+    (resize,) = [node.name for node in onnx.load(str(path)).graph.node if node.op_type == "Resize"]
+    with pytest.raises(UnsupportedModelError, match=rf"node {resize}: Resize is not supported .* linear interpolation"):
+        qdeploy.compile(path, target="hls4ml", out=tmp_path / "bilinear")
+    assert_no_output(tmp_path / "bilinear")
+    path = export_random(average_pooling(scale="float"), (1, 8, 8), tmp_path / "float.onnx")
+    (pool,) = [node.name for node in onnx.load(str(path)).graph.node if node.op_type == "AveragePool"]
+    with pytest.raises(UnsupportedModelError, match=rf"node {pool}: AveragePool of values that carry a float"):
+        qdeploy.compile(path, target="hls4ml", out=tmp_path / "float")
+    assert_no_output(tmp_path / "float")
 
 
 @pytest.mark.parametrize(
