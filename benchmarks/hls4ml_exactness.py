@@ -9,13 +9,16 @@ inputs), and convert+compile time. qdeploy either compiles bit-exactly or refuse
 
 ``--networks``: the networks people bring instead, each with a plain ``qdeploy compile --target hls4ml`` (no
 flags) beside plain hls4ml: FINN's TFC/SFC/LFC/CNV from ``brevitas_examples.bnn_pynq`` (random weights, randomized
-BatchNorm statistics), a residual block, depthwise + grouped convolutions, Concat + Resize (power-of-two and float
-scales), and the QONNX model-zoo fixtures. Each tool runs in a child process with a 10-minute limit. The rows record
+BatchNorm statistics), a residual block, depthwise + grouped convolutions, Concat + Resize, the image ops of
+U-Net / FPN / super-resolution graphs in one network (Concat, nearest Resize, average and global average pooling,
+DepthToSpace), an average-pooling network (each with power-of-two and float scales), and the QONNX model-zoo
+fixtures. Each tool runs in a child process with a 10-minute limit. The rows record
 where qdeploy's time goes (preparation, hls4ml conversion, C-simulation build, verification) and, for CNV, the
 C simulation's time per sample, which is what bounds the verification set of a CNV-size network.
 
     .venv/bin/python benchmarks/hls4ml_exactness.py              # -> benchmarks/results/hls4ml_exactness.{json,md}
     .venv/bin/python benchmarks/hls4ml_exactness.py --networks   # -> benchmarks/results/hls4ml_networks.{json,md}
+    .venv/bin/python benchmarks/hls4ml_exactness.py --networks concat_resize_po2   # rerun rows, keep the others
     .venv/bin/python benchmarks/hls4ml_exactness.py --zoo        # the zoo networks, into the same files
     .venv/bin/python benchmarks/hls4ml_exactness.py --zoo "KWS MLP w3a3"   # rerun one row, keep the others
 
@@ -149,26 +152,36 @@ def qdeploy_network(path: Path, folder: Path, samples: int, input_quant: str | N
     }
 
 
-def network_files(folder: Path) -> dict[str, Path]:
-    """Export every network of the --networks table into ``folder``."""
+def network_files(folder: Path, only: list[str] | None = None) -> dict[str, Path]:
+    """Export every network of the --networks table (those named in ``only``, if given) into ``folder``."""
     from tests.targets import test_hls4ml_models as models
+
+    def wanted(label: str) -> bool:
+        return not only or label in only
 
     files = {}
     for name, shape in (("tfc_2w2a", (1, 28, 28)), ("sfc_1w1a", (1, 28, 28)), ("lfc_1w2a", (1, 28, 28))):
-        files[f"finn_{name}"] = models.export_finn(models.finn_network(name), shape, folder / f"finn_{name}.onnx")
-    files["finn_cnv_2w2a"] = models.export_finn(
-        models.finn_network("cnv_2w2a", models.CNV_FULL), (3, 32, 32), folder / "finn_cnv_2w2a.onnx"
-    )
+        if wanted(f"finn_{name}"):
+            files[f"finn_{name}"] = models.export_finn(models.finn_network(name), shape, folder / f"finn_{name}.onnx")
+    if wanted("finn_cnv_2w2a"):
+        files["finn_cnv_2w2a"] = models.export_finn(
+            models.finn_network("cnv_2w2a", models.CNV_FULL), (3, 32, 32), folder / "finn_cnv_2w2a.onnx"
+        )
     for scale in ("po2", "float"):
-        for name, build in (
-            ("residual", models.residual_block),
-            ("depthwise_grouped", models.separable_convolutions),
-            ("concat_resize", models.concat_resize),
+        for name, build, shape in (
+            ("residual", models.residual_block, (1, 8, 8)),
+            ("depthwise_grouped", models.separable_convolutions, (1, 8, 8)),
+            ("concat_resize", models.concat_resize, (1, 8, 8)),
+            # Concat + Resize, average and global pooling, DepthToSpace on a non-square image
+            ("image_ops", models.image_ops, (1, 8, 4)),
+            ("average_pooling", models.average_pooling, (1, 8, 8)),
         ):
             label = f"{name}_{scale}"
-            files[label] = models.export_random(build(scale=scale), (1, 8, 8), folder / f"{label}.onnx")
+            if wanted(label):
+                files[label] = models.export_random(build(scale=scale), shape, folder / f"{label}.onnx")
     for path in sorted(FIXTURES.glob("*.onnx")):
-        files[f"zoo {path.name}"] = path
+        if wanted(f"zoo {path.name}"):
+            files[f"zoo {path.name}"] = path
     return files
 
 
@@ -298,11 +311,15 @@ def zoo_markdown(rows: list[dict]) -> list[str]:
 
 
 def networks() -> None:
+    """The networks table; model names after ``--networks`` rerun those rows only and keep the others."""
     warnings.filterwarnings("ignore")
+    only = [arg for arg in sys.argv[1:] if not arg.startswith("--")]
+    stored_path = RESULTS / "hls4ml_networks.json"
+    previous = json.loads(stored_path.read_text()).get("rows", []) if only and stored_path.exists() else []
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        for name, path in network_files(tmp).items():
+        for name, path in network_files(tmp, only or None).items():
             graph = qdeploy.load(path)
             shape = tuple(graph.get_tensor_shape(graph.graph.input[0].name)[1:])
             samples = NETWORK_SAMPLES.get(name, DEFAULT_NETWORK_SAMPLES)
@@ -315,6 +332,16 @@ def networks() -> None:
             }
             rows.append(row)
             print(name, row["plain"]["result"], "|", row["qdeploy"]["result"], flush=True)
+    if only:  # the rerun rows replace their old selves in place; new ones go after the row they follow in the table
+        rerun = {row["model"]: row for row in rows}
+        merged = [rerun.pop(row["model"], row) for row in previous]
+        for row in rows:
+            if row["model"] in rerun:
+                stem = row["model"].rsplit("_", 1)[0]
+                first_zoo = next((i for i, r in enumerate(merged) if r["model"].startswith("zoo ")), len(merged))
+                after = max((i + 1 for i, r in enumerate(merged) if r["model"].startswith(stem)), default=first_zoo)
+                merged.insert(after, row)
+        rows = merged
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / "hls4ml_networks.json"
     stored = json.loads(path.read_text()) if path.exists() else {}
