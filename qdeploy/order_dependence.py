@@ -298,6 +298,41 @@ def _batch_rows(value: np.ndarray, samples: int) -> np.ndarray:
     return value.reshape(samples, -1).any(axis=1)
 
 
+#: ops that keep a quantizer's levels as levels (select, reorder, clamp at zero) on the way into a sum
+_LEVEL_PRESERVING = ("MaxPool", "Relu", "Identity", "Dropout", "Reshape", "Flatten", "Transpose", "Squeeze", "Unsqueeze")
+#: of those, the ones keeping every element's channel (a per-channel scale still broadcasts onto the result)
+_SAME_CHANNELS = ("MaxPool", "Relu", "Identity", "Dropout")
+
+
+def _exact_value(graph: ModelWrapper, golden: dict[str, np.ndarray], tensor: str) -> np.ndarray:
+    """``tensor``'s golden value in float64 as the quantized values it stands for: a quantizer's level ``q`` (read
+    back from its float32 output) times its scale, exactly, ``(q - z) * s``, through ops that keep levels (MaxPool,
+    Relu, layout); any other value as the float32 number it is."""
+    value = golden.get(tensor)
+    if value is None:
+        value = graph.get_initializer(tensor)
+    value = np.asarray(value, dtype=np.float64)
+    source, moved = tensor, False
+    while (producer := graph.find_producer(source)) is not None:
+        if producer.op_type in _LEVEL_PRESERVING:
+            moved |= producer.op_type not in _SAME_CHANNELS
+            source = producer.input[0]
+            continue
+        if producer.op_type not in SCALED_QUANT_OPS:
+            break
+        scale, zero = graph.get_initializer(producer.input[1]), graph.get_initializer(producer.input[2])
+        if scale is None or zero is None or (moved and (np.size(scale) > 1 or np.size(zero) > 1)):
+            break
+        scale, zero = np.asarray(scale, dtype=np.float64), np.asarray(zero, dtype=np.float64)
+        try:
+            # the float32 output is (q - z) * s rounded: within 2^-24 relative of it, so rounding recovers q
+            levels = np.round(value / scale + zero)
+            return (levels - zero) * scale
+        except ValueError:  # a scale that does not broadcast onto the value here: keep the float32 number
+            break
+    return value
+
+
 def _local_differences(
     graph: ModelWrapper, golden: dict[str, np.ndarray], sums: set[str], samples: int
 ) -> Iterator[tuple[onnx.NodeProto, np.ndarray, int]]:
@@ -310,7 +345,8 @@ def _local_differences(
     for node in graph.graph.node:
         key = node.name or node.output[0]
         if key in sums:
-            values = [golden.get(name) if name else None for name in node.input]
+            # the sum of the exact quantized values, rounded once: what an exact integer accumulator stands for
+            values = [_exact_value(graph, golden, name) if name else None for name in node.input]
             for name, value in zip(node.output, _float64_node(node, values, _opset(graph)), strict=False):
                 if not np.array_equal(value, golden[name]):
                     alternative[name] = value

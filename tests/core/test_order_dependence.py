@@ -51,12 +51,12 @@ def dense(weight_scale: float, act_scale: float, weights: tuple[float, ...] = (1
 
 
 def order_free(model: ModelWrapper, x: np.ndarray) -> np.ndarray:
-    """The dense graph with its dot product summed exactly (float64) and rounded once to float32, the rest as qonnx
-    computes it: what an exact integer accumulator implements."""
+    """The dense graph with its dot product of the exact quantized values (integers times scales, in float64) rounded
+    once to float32, the rest as qonnx computes it: what an exact integer accumulator stands for."""
     xq = np.clip(np.round(x), -128, 127).astype(np.float64)
     s_w = model.get_initializer("s_w")
-    wq = (np.clip(np.round(model.get_initializer("w") / s_w), -128, 127) * s_w).astype(np.float32)
-    acc = (xq @ wq.astype(np.float64)).astype(np.float32)
+    wq = np.clip(np.round(model.get_initializer("w") / s_w), -128, 127) * np.float64(s_w)
+    acc = (xq @ wq).astype(np.float32)
     s_a = model.get_initializer("s_a")
     return (np.clip(np.round(acc / s_a), 0, 255) * s_a).astype(np.float32)
 
