@@ -93,6 +93,22 @@ class _Graph:
             for name in n.input:
                 self.consumers.setdefault(name, []).append(n)
         self.outputs = {o.name for o in proto.graph.output}
+        self._shapes: dict[str, list] | None = None
+
+    def shape(self, name: str) -> list | None:
+        """The tensor's inferred dimensions (ints; a symbol or None where unknown), or None."""
+        if self._shapes is None:
+            try:
+                inferred = onnx.shape_inference.infer_shapes(self.proto).graph
+            except Exception:  # noqa: BLE001 - shape inference is an optimization hint here, never required
+                inferred = None
+            values = [] if inferred is None else [*inferred.value_info, *inferred.input, *inferred.output]
+            self._shapes = {
+                v.name: [d.dim_value if d.HasField("dim_value") else None for d in v.type.tensor_type.shape.dim]
+                for v in values
+                if v.type.HasField("tensor_type") and v.type.tensor_type.HasField("shape")
+            }
+        return self._shapes.get(name)
 
     def const(self, name: str) -> np.ndarray | None:
         return self.constants.get(name) if name else None
@@ -143,6 +159,7 @@ class _Integerizer(FreshNames):
         self.initializers: list[onnx.TensorProto] = []
         self.plan = IntegerPlan()
         self.u8: dict[str, _IntInput] = {}  # int tensor (QuantizeLinear/Clip output) -> its uint8 form
+        self.flat_forms: dict[str, str] = {}  # an emitted (N, C, 1, 1) tensor -> the (N, C) tensor it reshapes
         self._taken = {n.name for n in proto.graph.node} | set(self.g.constants)
         self._taken |= {t for n in proto.graph.node for t in (*n.input, *n.output)}
 
@@ -239,12 +256,21 @@ class _Integerizer(FreshNames):
         0/255 form (``_IntInput.spread``; max and moves keep it two-level)."""
         late_clip = not spread and x.unclipped is not None and any(node.op_type == "MaxPool" for node in path)
         value = x.unclipped if late_clip or spread else x.stored
+        if path and value in self.flat_forms and self._flattens(path[0]):
+            value, path = self.flat_forms[value], path[1:]  # the (N, C) form it was reshaped from
         for node in path:
             value = self.emit(before, node.op_type, [value, *node.input[1:]], **_attrs(node))
         if late_clip:
             bounds = [self.const(f"{before.name}_in_lo", np.uint8(0)), self.const(f"{before.name}_in_hi", np.uint8(x.top))]
             value = self.emit(before, "Clip", [value, *bounds])
         return value
+
+    def _flattens(self, node: onnx.NodeProto) -> bool:
+        """A Reshape to (batch, -1) or Flatten(axis=1)."""
+        if node.op_type == "Flatten":
+            return int(_attrs(node).get("axis", 1)) == 1
+        shape = self.g.const(node.input[1]) if node.op_type == "Reshape" else None
+        return shape is not None and shape.size == 2 and int(shape[1]) == -1 and int(shape[0]) in (0, 1, -1)
 
     # -- weights -----------------------------------------------------------------------------------------------------
     def int_weight(self, name: str, channel_axis: int) -> tuple[np.ndarray, np.ndarray] | None:
@@ -359,12 +385,25 @@ class _Integerizer(FreshNames):
             if bias is None:
                 return self.keep_float(node, "bias is computed at run time")
         conv_attrs = {k: v for k, v in attrs.items() if k in ("auto_pad", "dilations", "kernel_shape", "pads", "strides")}
-        self.requantized(node, x, x_scale, path, w, w_scale, chain, bias, conv_attrs, w.ndim)
+        self.requantized(node, x, x_scale, path, w, w_scale, chain, bias, conv_attrs, w.ndim, self._whole_window(node, w))
 
-    def requantized(self, node, x, x_scale, path, w, w_scale, chain, bias, conv_attrs, rank: int) -> bool:
+    def _whole_window(self, node: onnx.NodeProto, w: np.ndarray) -> bool:
+        """The kernel covers the whole (unpadded, undilated) input image: one output pixel, a matrix product."""
+        attrs = _attrs(node)
+        if any(attrs.get("pads", [])) or any(d != 1 for d in attrs.get("dilations", [])):
+            return False
+        if attrs.get("auto_pad", "NOTSET") not in ("NOTSET", "VALID"):
+            return False
+        shape = self.g.shape(node.input[0])
+        return shape is not None and len(shape) == w.ndim and list(shape[2:]) == list(w.shape[2:])
+
+    def requantized(
+        self, node, x, x_scale, path, w, w_scale, chain, bias, conv_attrs, rank: int, whole_window: bool = False
+    ) -> bool:
         """``node`` (a dot product with weights ``w`` as Conv weights, C_out first) and its ``chain`` into a
         quantizer as one QLinearConv whose requantization reproduces the chain's step function (module docstring);
-        ``rank`` 2: a MatMul/Gemm (weights (C_out, K, 1, 1)), run as a QGemm. False when it stays in float."""
+        ``rank`` 2: a MatMul/Gemm (weights (C_out, K, 1, 1)), run as a QGemm; ``whole_window``: a convolution with
+        one output pixel, run as a QGemm on the flattened image. False when it stays in float."""
         chain_nodes, out_int = chain
         axes = tuple(range(1, w.ndim))
         step = x_scale * w_scale  # the float value of one accumulator unit, per channel (exact: powers of two)
@@ -425,7 +464,17 @@ class _Integerizer(FreshNames):
             "yzp": self.const(f"{node.name}_yzp", np.uint8(0)),
             "b": self.const(f"{node.name}_b", bias_int.astype(np.int32)),
         }
-        if rank == 2:
+        if whole_window:
+            # a QGemm over the batch instead of one single-pixel convolution per image: the image flattened
+            # channels-last (ORT's layout for the convolutions before it, so its own transpose back cancels this
+            # one) against the weights in (kh, kw, C_in) order; the same sums, the same requantization
+            value = self.emit(node, "Transpose", [value], perm=[0, *range(2, w.ndim), 1])
+            value = self.emit(node, "Reshape", [value, self.const(f"{node.name}_flat", np.int64([0, -1]))])
+            w_gemm = w_signed.transpose(0, *range(2, w.ndim), 1).reshape(len(multiplier), -1).T
+            inputs = [value, params["one"], params["xzp"], self.const(f"{node.name}_w8", w_gemm.astype(np.int8))]
+            inputs += [params["m"], params["wzp"], params["b"], params["one"], params["yzp"]]
+            y = self.emit(node, "QGemm", inputs, domain=MS_DOMAIN)
+        elif rank == 2:
             # ORT's QGemm: one u8 x s8 GEMM over the batch, the int32 bias added to the accumulator and the same
             # MLAS requantization (float32 product by a_scale * b_scale / y_scale = the multiplier, clamp, round
             # half to even) as QLinearConv's; a 1x1 QLinearConv would run one matrix-vector product per image and
@@ -449,10 +498,17 @@ class _Integerizer(FreshNames):
         self.removed.update(n.name for n in chain_nodes)
         if spread_out is not None and unclipped is None:
             unclipped = y  # levels 0 and 255: the 0/255 form is the stored one
+        if whole_window:  # the Conv's (N, C, 1, 1), remembering the (N, C) forms for a flattening reader
+            image = self.const(f"{node.name}_image", np.int64([0, -1] + [1] * (w.ndim - 2)))
+            flat = {y: None, unclipped: None}
+            for tensor in (t for t in flat if t is not None):
+                flat[tensor] = self.emit(node, "Reshape", [tensor, image])
+                self.flat_forms[flat[tensor]] = tensor
+            y, unclipped = flat[y], flat.get(unclipped) if unclipped is not None else None
         self.u8[out_int] = _IntInput(y, -low_out, low_out, high_out, unclipped, top, spread_out is not None)
         self._redirect_dequantizers(node, out_int)
         self.plan.requantized.append(self.origin.get(node.name, node.name))
-        self.plan.requantized_convs += rank != 2
+        self.plan.requantized_convs += rank != 2 and not whole_window
         return True
 
     def _redirect_dequantizers(self, node, out_int: str) -> None:

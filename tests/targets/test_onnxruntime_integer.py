@@ -167,6 +167,44 @@ def binary_net():
     return _model(nodes, constants, (1, 3, 10, 10), (1, 10))
 
 
+def whole_window_net():
+    """Quant(8 bit) -> Conv(5x5 -> 3x3) -> BatchNorm -> Quant(2 bit) -> Conv(3x3 kernel on the 3x3 image) -> BatchNorm
+    -> Quant(2 bit) -> Flatten -> MatMul: CNV's last convolution, one output pixel per image."""
+    from onnx import helper
+
+    rng = np.random.default_rng(6)
+    constants = {
+        "zero": np.float32(0),
+        "b8": np.float32(8),
+        "b2": np.float32(2),
+        "s_in": np.float32(2.0**-4),
+        "s_act": np.float32(0.5),
+        "one": np.float32(1.0),
+        "w1": rng.integers(-1, 2, (6, 3, 3, 3)).astype(np.float32),
+        "w2": rng.integers(-1, 2, (8, 6, 3, 3)).astype(np.float32),
+        "w3": rng.integers(-1, 2, (8, 4)).astype(np.float32),
+    }
+    nodes = [_quant("x", "xq", "s_in", "b8", "Quant_in")]
+    for name in ("w1", "w2", "w3"):
+        nodes.append(_quant(name, f"{name}q", "one", "b2", f"Quant_{name}", narrow=1))
+    for i, (source, channels, fan_in) in enumerate((("xq", 6, 27), ("a1", 8, 54)), start=1):
+        sign = np.where(rng.random(channels) < 0.25, -1.0, 1.0)
+        constants[f"g{i}"] = (sign * rng.uniform(0.5, 1.5, channels)).astype(np.float32)
+        constants[f"be{i}"] = rng.normal(0, 0.3, channels).astype(np.float32)
+        constants[f"mu{i}"] = rng.normal(0, 0.3 * np.sqrt(fan_in), channels).astype(np.float32)
+        constants[f"v{i}"] = (fan_in * rng.uniform(0.2, 1.0, channels)).astype(np.float32)
+        nodes += [
+            helper.make_node("Conv", [source, f"w{i}q"], [f"c{i}"], name=f"Conv_{i}", kernel_shape=[3, 3]),
+            helper.make_node("BatchNormalization", [f"c{i}", f"g{i}", f"be{i}", f"mu{i}", f"v{i}"], [f"n{i}"]),
+            _quant(f"n{i}", f"a{i}", "s_act", "b2", f"Act_{i}", narrow=1),
+        ]
+    nodes += [
+        helper.make_node("Flatten", ["a2"], ["f"], name="Flatten_0"),
+        helper.make_node("MatMul", ["f", "w3q"], ["y"], name="MatMul_3"),
+    ]
+    return _model(nodes, constants, (1, 3, 5, 5), (1, 4))
+
+
 def _compile(graph, folder, shape):
     x = np.random.default_rng(2).normal(0, 3, (300, *shape)).astype(np.float32)
     artifact = qdeploy.compile(graph, target="onnxruntime", out=folder, data=x, verify_samples=500)
@@ -234,6 +272,18 @@ def test_binary_activations_run_in_their_0_255_form_without_clips(tmp_path):
     assert clipped == {"Conv_1": False, "Conv_2": True, "Conv_3": False, "MatMul_4": False, "MatMul_5": True}, clipped
     x = np.random.default_rng(5).normal(0, 3, (64, 3, 10, 10)).astype(np.float32)
     assert np.array_equal(artifact.predict(x), qdeploy.run_golden(binary_net(), x))
+
+
+def test_a_convolution_with_one_output_pixel_runs_as_a_qgemm(tmp_path):
+    """The kernel covers the whole image: one QGemm over the batch on the image flattened channels-last (ORT's own
+    transpose back from its channels-last convolution cancels it), its (N, C) output read by the MatMul directly."""
+    artifact, report, plan = _compile(whole_window_net(), tmp_path / "ort", (3, 5, 5))
+    assert report["bit_exact"] is True and report["outputs_equal"] == report["outputs_compared"]
+    assert plan.startswith("integer layers (requantized 1 QLinearConv + 1 QGemm, 1 integer QGemm to float)"), plan
+    kernels = report["ort_kernels"]
+    assert kernels.get("QGemm") == 2 and kernels.get("Transpose") == 1 and kernels.get("Reshape") == 1, kernels
+    x = np.random.default_rng(7).normal(0, 3, (64, 3, 5, 5)).astype(np.float32)
+    assert np.array_equal(artifact.predict(x), qdeploy.run_golden(whole_window_net(), x))
 
 
 def test_non_power_of_two_activation_scale_keeps_the_convolution_in_float(tmp_path):
