@@ -14,12 +14,14 @@ Two stages, so graphs that cannot be affected pay nothing:
   2^24 steps); a sum of exact values is exact when its largest possible magnitude stays within 2^24 steps. Power-of-
   two-scale graphs have none.
 - ``order_dependent_quantizers`` (dynamic, only when the first stage found a sum feeding a quantizer): on the
-  verification inputs, each such sum is recomputed in float64 from exactly the golden executor's inputs and rounded
-  once to float32 (the order-free result), the elementwise ops up to the next quantizer are re-run as the golden
+  verification inputs, each such sum is recomputed from the exact quantized values it adds up (each quantizer's
+  level, read back from the golden executor's output, times its scale, in float64: what an integer accumulator
+  stands for) and rounded once to float32; the elementwise ops up to the next quantizer are re-run as the golden
   executor runs them, and each quantizer's levels are compared with the golden executor's. Every quantizer is
   checked locally (downstream of it the golden values are used again), so one difference does not cascade. A
-  differing level proves the graph's output depends on summation order there: two valid float32 evaluations of
-  the same graph give different levels.
+  differing level means the float32 rounding inside the sum (its order, which changes with the kernel and the batch
+  size, and its rounded products), not the quantized values, decides the graph's output there: no exact accumulator
+  gives the golden's level.
 """
 
 from __future__ import annotations
