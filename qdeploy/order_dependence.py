@@ -54,6 +54,8 @@ SUM_OPS = (
     "ReduceMean",
     "Sum",
 )
+#: nodes whose output is a level: qonnx's quantizers and FINN's MultiThreshold (a count of thresholds crossed)
+LEVEL_OPS = (*QUANT_OPS, "MultiThreshold")
 #: float32 holds every integer up to 2^24: a sum staying within that many grid steps is exact in any order
 EXACT_STEPS = 2.0**24
 #: a quantizer with at most this many levels per channel has its float32 levels enumerated by the static analysis
@@ -151,6 +153,13 @@ class _Analysis:
             return _quant_levels(self.model, node)
         if op == "BipolarQuant":
             return _Grid(0, 1.0)
+        if op == "MultiThreshold":
+            thresholds = self.model.get_initializer(node.input[1]) if len(node.input) > 1 else None
+            if thresholds is None:
+                return None
+            counts = np.arange(np.asarray(thresholds).shape[-1] + 1, dtype=np.float32)
+            scale, bias = np.float32(node_attr(node, "out_scale", 1.0)), np.float32(node_attr(node, "out_bias", 0.0))
+            return _grid_of_values((counts + bias) * scale)  # qonnx's MultiThreshold: out_scale * (count + out_bias)
         if op in QUANT_OPS:  # Trunc: levels from its own attributes are not enumerated here
             return None
         if op in _GRID_PRESERVING:
@@ -243,7 +252,7 @@ def _quantizers_after(model: ModelWrapper, sums: list[onnx.NodeProto]) -> list[o
             continue
         seen.add(tensor)
         for consumer in model.find_consumers(tensor) or []:
-            if consumer.op_type in QUANT_OPS:
+            if consumer.op_type in LEVEL_OPS:
                 found[consumer.name or consumer.output[0]] = consumer
             else:
                 stack.extend(consumer.output)
@@ -359,7 +368,7 @@ def _local_differences(
         context.update({name: np.array(golden[name]) for name in node.output if name in golden})
         opset = opsets[node.domain] if node.domain in opsets else get_preferred_qonnx_opset()  # as execute_onnx
         execute_node(node, context, graph.graph, opset)
-        if node.op_type in QUANT_OPS:
+        if node.op_type in LEVEL_OPS:
             # the level this quantizer takes with the order-free sum; downstream the golden levels are used again
             differs = np.asarray(context[node.output[0]]) != np.asarray(golden[node.output[0]])
             if np.any(differs):

@@ -22,8 +22,15 @@ QONNX = "qonnx.custom_op.general"
 BOUNDARY = np.array([[127.0, 1.0, -127.0]], dtype=np.float32)
 
 
-def dense(weight_scale: float, act_scale: float, weights: tuple[float, ...] = (10.0, 0.1, 10.0), bits: int = 8):
-    """x -> Quant (integers) -> MatMul with quantized weights -> unsigned activation Quant: a 3-input dot product."""
+def dense(
+    weight_scale: float,
+    act_scale: float,
+    weights: tuple[float, ...] = (10.0, 0.1, 10.0),
+    bits: int = 8,
+    activation: str = "Quant",
+):
+    """x -> Quant (integers) -> MatMul with quantized weights -> unsigned activation Quant (or FINN's MultiThreshold
+    with one threshold at its first rounding boundary): a 3-input dot product."""
     inits = {
         "one": np.float32(1.0),
         "zero": np.float32(0.0),
@@ -31,13 +38,16 @@ def dense(weight_scale: float, act_scale: float, weights: tuple[float, ...] = (1
         "w": np.asarray(weights, dtype=np.float32).reshape(-1, 1),
         "s_w": np.float32(weight_scale),
         "s_a": np.float32(act_scale),
+        "t": np.full((1, 1), np.float32(act_scale) / 2, dtype=np.float32),
     }
     quant = {"domain": QONNX, "narrow": 0, "rounding_mode": "ROUND"}
     nodes = [
         helper.make_node("Quant", ["x", "one", "zero", "bits"], ["xq"], name="Quant_x", signed=1, **quant),
         helper.make_node("Quant", ["w", "s_w", "zero", "bits"], ["wq"], name="Quant_w", signed=1, **quant),
         helper.make_node("MatMul", ["xq", "wq"], ["acc"], name="MatMul_0"),
-        helper.make_node("Quant", ["acc", "s_a", "zero", "bits"], ["y"], name="Quant_act", signed=0, **quant),
+        helper.make_node("Quant", ["acc", "s_a", "zero", "bits"], ["y"], name="Quant_act", signed=0, **quant)
+        if activation == "Quant"
+        else helper.make_node("MultiThreshold", ["acc", "t"], ["y"], name="Threshold_act", domain=QONNX, out_dtype="UINT8"),
     ]
     graph = helper.make_graph(
         nodes,
@@ -92,6 +102,14 @@ def test_sum_on_a_rounding_boundary_is_found():
     off = np.array([[127.0, 1.0, -126.0], [3.0, 5.0, 7.0], [-128.0, 127.0, 0.0]], dtype=np.float32)
     assert order_dependence.order_dependent_quantizers(model, off) == []
     assert order_dependence.order_dependent_quantizers(model, off, chunk=1) == []
+
+
+def test_multithreshold_on_an_inexact_sum_is_found():
+    """FINN's MultiThreshold compares the float32 sum as a quantizer rounds it: the same boundary, the same finding."""
+    model = dense(0.1, 0.19998, activation="MultiThreshold")
+    assert run_golden(model, BOUNDARY, chunk=1)[0, 0] == 0.0, "premise: ONNX Runtime's 3-term MatMul sums left to right"
+    (finding,) = order_dependence.order_dependent_quantizers(model, BOUNDARY, chunk=1)
+    assert (finding.label, finding.op_type, finding.samples) == ("Threshold_act", "MultiThreshold", [0])
 
 
 def test_exact_sum_target_refuses_by_name_before_writing(tmp_path):
