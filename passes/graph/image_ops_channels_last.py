@@ -99,9 +99,8 @@ def channels_last_output_shape(node, shape: list[int], opset: int | None = None)
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, first)],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
     )
-    inferred = onnx.shape_inference.infer_shapes(
-        helper.make_model(graph, opset_imports=[helper.make_opsetid("", max(int(opset or 1), STANDARD_OPSET))]), strict_mode=True
-    )
+    opsets = [helper.make_opsetid("", max(int(opset or 1), STANDARD_OPSET))]
+    inferred = onnx.shape_inference.infer_shapes(helper.make_model(graph, opset_imports=opsets), strict_mode=True)
     dims = [d.dim_value for d in inferred.graph.output[0].type.tensor_type.shape.dim]
     return [dims[i] for i in to_channels_last_args(len(dims))]
 
@@ -142,6 +141,24 @@ def _permuted_constant(model: ModelWrapper, name: str, perm: tuple[int, ...]) ->
     return new_name
 
 
+def _to_last(model: ModelWrapper, name: str, to_last: tuple[int, ...]) -> str:
+    """``name`` channels-last: an initializer transposed, or the output of a (shared) to-channels-last Transpose."""
+    values = model.get_initializer(name)
+    if values is not None:
+        new_name = model.make_new_valueinfo_name()
+        model.set_initializer(new_name, np.ascontiguousarray(np.transpose(values, to_last)))
+        return new_name
+    for consumer in model.find_consumers(name) or []:
+        if consumer.op_type == "Transpose" and tuple(int(p) for p in node_attr(consumer, "perm", ())) == to_last:
+            return consumer.output[0]  # one transpose per tensor: qonnx moves a transpose upstream of a non-fork only
+    output = model.make_new_valueinfo_name()
+    shape = model.get_tensor_shape(name)
+    model.set_tensor_shape(output, [shape[i] for i in to_last])
+    transpose = helper.make_node("Transpose", [name], [output], perm=list(to_last), name=f"{name}_to_channels_last")
+    model.graph.node.append(transpose)
+    return output
+
+
 def _can_move(model: ModelWrapper, node) -> bool:
     if node.op_type in WRAPPED_OPS:
         return node.domain == "" and len(node.output) == 1
@@ -153,7 +170,7 @@ def _can_move(model: ModelWrapper, node) -> bool:
 
 class ImageOpsChannelsLast(Transformation):
     """``op(Transpose_to_channels_first(x), ...)`` -> ``Transpose_to_channels_first(op_channels_last(x, ...))`` for
-    the ops above (every data input of a Concat must come through such a transpose)."""
+    the ops above (a Concat's other inputs get a to-channels-last transpose)."""
 
     def apply(self, model: ModelWrapper) -> tuple[ModelWrapper, bool]:
         for node in model.graph.node:
@@ -161,12 +178,18 @@ class ImageOpsChannelsLast(Transformation):
                 continue
             data = list(node.input) if node.op_type == "Concat" else [node.input[0]]
             transposes = [_to_first_input(model, name) for name in data]
-            if not data or any(t is None for t in transposes):
+            found = [t for t in transposes if t is not None]
+            if not found:
                 continue
-            ndim = len(model.get_tensor_shape(transposes[0].input[0]))
+            ndim = len(model.get_tensor_shape(found[0].input[0]))
             to_first, to_last = tuple(to_channels_first_args(ndim)), tuple(to_channels_last_args(ndim))
-            for index, transpose in enumerate(transposes):
-                node.input[index] = transpose.input[0]
+            if any(len(model.get_tensor_shape(name) or []) != ndim for name in data):
+                continue
+            for index, (name, transpose) in enumerate(zip(data, transposes, strict=True)):
+                # a channels-first input that no transpose produced (a Concat's branch qonnx left channels-first):
+                # a constant is transposed, a runtime tensor gets a to-channels-last transpose, which qonnx's
+                # transpose moves cancel against the to-channels-first one upstream where they can
+                node.input[index] = transpose.input[0] if transpose is not None else _to_last(model, name, to_last)
             if node.op_type == "Concat":
                 axis = int(node_attr(node, "axis", 1)) % ndim
                 for attribute in node.attribute:
@@ -186,7 +209,7 @@ class ImageOpsChannelsLast(Transformation):
             model.graph.node.append(
                 helper.make_node("Transpose", [moved], [output], perm=list(to_first), name=f"{node.name}_to_channels_first")
             )
-            for transpose in {t.name: t for t in transposes}.values():
+            for transpose in {t.name: t for t in found}.values():
                 if not model.find_consumers(transpose.output[0]) and transpose.output[0] not in {
                     o.name for o in model.graph.output
                 }:

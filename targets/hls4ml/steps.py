@@ -315,23 +315,29 @@ def thresholds_channels_last(model: ModelWrapper, options: Hls4mlOptions) -> Mod
 
 def image_ops_channels_last(model: ModelWrapper, options: Hls4mlOptions) -> ModelWrapper:
     """Concat, Resize/Upsample, global and average pooling and DepthToSpace channels-last (``ImageOpsChannelsLast``),
-    with the transposes qonnx left around them cancelled as qonnx cancels its own."""
+    with the transposes qonnx left around them cancelled as qonnx cancels its own; Concats of more than two tensors
+    first become chains of two-input ones (``BinaryConcat``)."""
     image_ops = ("Concat", "Resize", "Upsample", "GlobalAveragePool", "GlobalMaxPool", "AveragePool", "DepthToSpace")
     if not any(node.op_type in image_ops for node in model.graph.node):
         return model
     from qonnx.transformation.channels_last import (
         AbsorbChanFirstIntoMatMul,
         MoveChanFirstDownstream,
+        MoveChanLastUpstream,
         RemoveConsecutiveChanFirstAndChanLastTrafos,
     )
 
+    from qdeploy.passes.graph.binary_concat import BinaryConcat
     from qdeploy.passes.graph.image_ops_channels_last import ImageOpsChannelsLast
     from qdeploy.pipeline import until_fixed_point
+
+    model = until_fixed_point(BinaryConcat().apply, model)  # hls4ml concatenates two tensors at a time
 
     def one_round(current: ModelWrapper) -> tuple[ModelWrapper, bool]:
         before = current.model.SerializeToString()
         current = until_fixed_point(ImageOpsChannelsLast().apply, current)
         for transformation in (
+            MoveChanLastUpstream(),
             RemoveConsecutiveChanFirstAndChanLastTrafos(),
             MoveChanFirstDownstream(),
             AbsorbChanFirstIntoMatMul(),

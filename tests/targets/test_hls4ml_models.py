@@ -194,8 +194,8 @@ def average_pooling(bits: int = 4, scale: str = "po2"):
 
 def image_ops(bits: int = 4, scale: str = "po2"):
     """The image ops of U-Net / FPN / super-resolution graphs in one small network on a non-square image: a skip
-    branch concatenated with a max-pooled, convolved and nearest-upsampled one, a 2x2 average pooling, a pixel
-    shuffle (DepthToSpace) and a global average pooling head."""
+    branch concatenated with a max-pooled, convolved and nearest-upsampled one and with the quantized input (a
+    Concat of three), a 2x2 average pooling, a pixel shuffle (DepthToSpace) and a global average pooling head."""
     import brevitas.nn as qnn
     import torch
     from torch import nn
@@ -210,7 +210,7 @@ def image_ops(bits: int = 4, scale: str = "po2"):
             self.relu1 = qnn.QuantReLU(act_quant=unsigned)
             self.conv2 = qnn.QuantConv2d(4, 4, 3, padding=1, weight_quant=weight)
             self.relu2 = qnn.QuantReLU(act_quant=unsigned)
-            self.merge = qnn.QuantConv2d(8, 4, 1, weight_quant=weight)
+            self.merge = qnn.QuantConv2d(9, 4, 1, weight_quant=weight)
             self.relu3 = qnn.QuantReLU(act_quant=unsigned)
             self.pool_quant = qnn.QuantIdentity(act_quant=unsigned)
             self.expand = qnn.QuantConv2d(4, 16, 3, padding=1, weight_quant=weight)
@@ -220,9 +220,11 @@ def image_ops(bits: int = 4, scale: str = "po2"):
             self.fc = qnn.QuantLinear(4, 10, weight_quant=weight)
 
         def forward(self, x):
-            full = self.relu1(self.conv1(self.input_quant(x)))
+            image = self.input_quant(x)
+            full = self.relu1(self.conv1(image))
             half = self.relu2(self.conv2(nn.functional.max_pool2d(full, 2)))
-            both = torch.cat([full, nn.functional.interpolate(half, scale_factor=2, mode="nearest")], dim=1)
+            up = nn.functional.interpolate(half, scale_factor=2, mode="nearest")
+            both = torch.cat([full, up, image], dim=1)  # three tensors: hls4ml concatenates two at a time
             y = self.pool_quant(nn.functional.avg_pool2d(self.relu3(self.merge(both)), 2))
             y = self.relu4(nn.functional.pixel_shuffle(self.expand_quant(self.expand(y)), 2))
             return self.fc(torch.flatten(self.head_quant(nn.functional.adaptive_avg_pool2d(y, 1)), 1))
@@ -426,7 +428,7 @@ def test_concat_resize_pooling_and_pixel_shuffle_are_exact(io_type, tmp_path):
     assert artifact.bit_exact and artifact.report["io_type"] == io_type
     ops = _ops(artifact)
     assert {"Resize", "Concatenate", "DepthToSpace", "GlobalPooling2D"} <= set(ops) and "Transpose" not in ops
-    assert ops.count("Pooling2D") == 2  # the max and the average pooling
+    assert ops.count("Pooling2D") == 2 and ops.count("Concatenate") == 2  # max and average pooling; 3 = 2 + 1
 
 
 def test_image_ops_hls4ml_cannot_compute_exactly_are_refused_by_name(tmp_path):
