@@ -192,7 +192,7 @@ class _Analysis:
             if op == "Gemm" and (node_attr(node, "alpha", 1.0) != 1.0 or node_attr(node, "beta", 1.0) != 1.0):
                 return None
             x, w = inputs[0], inputs[1]
-            weights = self.model.get_initializer(node.input[1])
+            weights = self._constant(node.input[1])
             if weights is None:
                 terms = self._reduction_size(node)
                 if terms is None:
@@ -212,6 +212,24 @@ class _Analysis:
                 return None
             return _Grid(min(g.lsb for g in inputs), sum(g.bound for g in inputs))
         return None  # averages and reductions: a division or an unbounded count, not shown exact here
+
+    def _constant(self, name: str) -> np.ndarray | None:
+        """A constant tensor's values: an initializer, or a scaled quantizer of one (quantized weights)."""
+        value = self.model.get_initializer(name)
+        if value is not None:
+            return np.asarray(value)
+        producer = self.model.find_producer(name)
+        if producer is None or producer.op_type not in SCALED_QUANT_OPS:
+            return None
+        params = [self.model.get_initializer(i) for i in producer.input[:4]]
+        if any(p is None for p in params):
+            return None
+        from qonnx.custom_op.general.quant import quant as qonnx_quant
+
+        signed, narrow = int(node_attr(producer, "signed", 1)), int(node_attr(producer, "narrow", 0))
+        rounding = node_attr(producer, "rounding_mode", "ROUND")
+        rounding = rounding.decode() if isinstance(rounding, bytes) else rounding
+        return np.asarray(qonnx_quant(*params, signed, narrow, rounding))
 
     def _max_abs_row_sum(self, node: onnx.NodeProto, weights: np.ndarray) -> float:
         """The largest sum of |weights| feeding one output (per output channel / column)."""

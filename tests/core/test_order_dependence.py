@@ -80,6 +80,42 @@ def test_static_analysis_finds_only_inexact_sums():
     assert [n.name for n in order_dependence.inexact_sums(wide)] == ["MatMul_0"]
 
 
+def conv(weight_scale: float):
+    """x [1, 2, 8] -> Quant -> Conv1d (4 channels, k=3, quantized weights) -> Quant: a sum of 6 products per output."""
+    rng = np.random.default_rng(0)
+    inits = {
+        "s_x": np.float32(0.0625),
+        "zero": np.float32(0.0),
+        "bits": np.float32(8.0),
+        "w": rng.normal(0.0, 0.5, (4, 2, 3)).astype(np.float32),
+        "s_w": np.float32(weight_scale),
+        "s_a": np.float32(0.25),
+    }
+    quant = {"domain": QONNX, "narrow": 0, "rounding_mode": "ROUND"}
+    nodes = [
+        helper.make_node("Quant", ["x", "s_x", "zero", "bits"], ["xq"], name="Quant_x", signed=1, **quant),
+        helper.make_node("Quant", ["w", "s_w", "zero", "bits"], ["wq"], name="Quant_w", signed=1, **quant),
+        helper.make_node("Conv", ["xq", "wq"], ["acc"], name="Conv_0", kernel_shape=[3], pads=[1, 1]),
+        helper.make_node("Quant", ["acc", "s_a", "zero", "bits"], ["y"], name="Quant_act", signed=1, **quant),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "conv",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 8])],
+        [numpy_helper.from_array(np.asarray(v), k) for k, v in inits.items()],
+    )
+    opsets = [helper.make_opsetid("", 13), helper.make_opsetid(QONNX, 1)]
+    return reference_of(ModelWrapper(helper.make_model(graph, opset_imports=opsets)))
+
+
+def test_power_of_two_conv_with_quantized_weights_is_exact():
+    """The weights' quantizer is evaluated for the bound of the sum: a power-of-two Conv is exact, a float one not."""
+    assert order_dependence.inexact_sums(conv(0.015625)) == []
+    assert not order_dependence.needs_check(conv(0.015625))
+    assert order_dependence.needs_check(conv(0.0123))
+
+
 def test_power_of_two_graph_runs_nothing(monkeypatch):
     """The static pre-check alone clears a power-of-two graph: the golden executor is never run for it."""
 
