@@ -286,6 +286,48 @@ def test_a_convolution_with_one_output_pixel_runs_as_a_qgemm(tmp_path):
     assert np.array_equal(artifact.predict(x), qdeploy.run_golden(whole_window_net(), x))
 
 
+def test_three_input_channels_are_padded_to_four_for_the_fast_convolution(tmp_path):
+    """A 3-channel (RGB) first layer with 16 filters: a fourth input channel with zero weights (MLAS's indirect
+    convolution needs a multiple of 4), next to the spatial padding; bit-exact."""
+    import onnx
+    from onnx import helper, numpy_helper
+
+    rng = np.random.default_rng(8)
+    constants = {
+        "zero": np.float32(0),
+        "b8": np.float32(8),
+        "b2": np.float32(2),
+        "s_in": np.float32(2.0**-4),
+        "s_act": np.float32(0.5),
+        "one": np.float32(1.0),
+        "w1": rng.integers(-1, 2, (16, 3, 3, 3)).astype(np.float32),
+        "w2": rng.integers(-1, 2, (16 * 4 * 4, 5)).astype(np.float32),
+        "bias1": rng.normal(0, 1, 16).astype(np.float32),
+    }
+    nodes = [
+        _quant("x", "xq", "s_in", "b8", "Quant_in"),
+        _quant("w1", "w1q", "one", "b2", "Quant_w1", narrow=1),
+        _quant("w2", "w2q", "one", "b2", "Quant_w2", narrow=1),
+        helper.make_node("Conv", ["xq", "w1q"], ["c1"], name="Conv_1", kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
+        helper.make_node("Add", ["c1", "bias_c"], ["n1"], name="Bias_1"),
+        _quant("n1", "a1", "s_act", "b2", "Act_1", narrow=1),
+        helper.make_node("Flatten", ["a1"], ["f"], name="Flatten_0"),
+        helper.make_node("MatMul", ["f", "w2q"], ["y"], name="MatMul_2"),
+    ]
+    constants["bias_c"] = (np.round(constants.pop("bias1") * 16) / 16).reshape(1, 16, 1, 1).astype(np.float32)
+    graph = _model(nodes, constants, (1, 3, 4, 4), (1, 5))
+    artifact, report, plan = _compile(graph, tmp_path / "ort", (3, 4, 4))
+    assert report["bit_exact"] is True and report["outputs_equal"] == report["outputs_compared"]
+    assert plan.startswith("integer layers (requantized 1 QLinearConv"), plan
+    model = onnx.load(str(tmp_path / "ort" / "model.onnx"))
+    weights = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    (conv,) = [n for n in model.graph.node if n.op_type == "QLinearConv"]
+    assert weights[conv.input[3]].shape == (16, 4, 3, 3) and not weights[conv.input[3]][:, 3].any()
+    assert report["ort_kernels"].get("Pad") == 1, report["ort_kernels"]
+    x = np.random.default_rng(9).normal(0, 3, (64, 3, 4, 4)).astype(np.float32)
+    assert np.array_equal(artifact.predict(x), qdeploy.run_golden(graph, x))
+
+
 def test_non_power_of_two_activation_scale_keeps_the_convolution_in_float(tmp_path):
     """With an activation scale of 1/3 the next Conv's float32 sums are not exact: no integer layer for it (the
     plan says why), and the model is still bit-exact."""
