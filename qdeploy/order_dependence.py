@@ -375,7 +375,11 @@ def _local_differences(
         key = node.name or node.output[0]
         if key in sums:
             # the sum of the exact quantized values, rounded once: what an exact integer accumulator stands for
-            values = [_exact_value(graph, golden, name) if name else None for name in node.input]
+            # (a sum fed by another inexact sum without a quantizer between: that one's order-free result)
+            values = [
+                None if not name else alternative[name] if name in alternative else _exact_value(graph, golden, name)
+                for name in node.input
+            ]
             for name, value in zip(node.output, _float64_node(node, values, _opset(graph)), strict=False):
                 if not np.array_equal(value, golden[name]):
                     alternative[name] = value
