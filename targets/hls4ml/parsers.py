@@ -8,6 +8,7 @@
 - Its ``Resize`` parser takes height from axis 2 and width from axis 1 and scales width by ``scales[1]``: right only
   for square images and equal scales; ONNX's empty ``roi`` input also stops hls4ml's shape lookup ("Could not find
   the shape for input"). qdeploy hands hls4ml a Resize whose scales are an attribute (``hls4ml_graph``), read here.
+- A ``Transpose`` that only moves axes of size 1 becomes hls4ml's identity transpose (which hls4ml removes).
 - ``DepthToSpace`` has no hls4ml layer: qdeploy's own (``depth_to_space.py``) parses it.
 """
 
@@ -88,6 +89,22 @@ def _resize_channels_last(node, input_names, input_shapes, graph):
     }
 
 
+def _transpose_moving_only_unit_axes(original):
+    """A Transpose that only moves axes of size 1 (``N, 1, 1, C -> N, C, 1, 1`` after a global pooling) leaves the
+    data in place: hls4ml gets ``perm = [0]``, the identity it removes, instead of a permutation of axes its own
+    (flattened) tensor does not have."""
+
+    def parse(node, input_names, input_shapes, graph):
+        layer = original(node, input_names, input_shapes, graph)
+        shape = [int(d) for d in input_shapes[0]] if input_shapes else []
+        perm = [int(p) for p in (_attribute(node, "perm") or [])]
+        if len(perm) == len(shape) and [a for a in perm if shape[a] != 1] == [a for a in range(len(shape)) if shape[a] != 1]:
+            layer["perm"] = [0]
+        return layer
+
+    return parse
+
+
 def install() -> None:
     """Replace the parsers above in hls4ml's ONNX handler table (idempotent)."""
     if "pooling" in _installed:
@@ -101,4 +118,5 @@ def install() -> None:
     for op in ("GlobalAveragePool", "GlobalMaxPool"):
         onnx_to_hls.layer_handlers[op] = _global_pooling_channels_last(onnx_to_hls.layer_handlers[op])
     onnx_to_hls.layer_handlers["Resize"] = _resize_channels_last
+    onnx_to_hls.layer_handlers["Transpose"] = _transpose_moving_only_unit_axes(onnx_to_hls.layer_handlers["Transpose"])
     _installed.add("pooling")
