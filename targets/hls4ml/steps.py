@@ -382,7 +382,8 @@ _PER_PIXEL_OPS = {
     "Quant", "MultiThreshold", "Relu", "Add", "Sub", "Mul", "Div", "Identity", "Clip", "Max", "Min", "Pad",
     "Concat", "Resize", "Upsample",
 }  # fmt: skip
-_IMAGE_OPS = ("Concat", "Resize", "Upsample", "GlobalAveragePool", "GlobalMaxPool", "AveragePool", "DepthToSpace")
+#: image ops qdeploy hands hls4ml as qonnx channels-last ops (``ImageOpsChannelsLast``)
+_WRAPPED_IMAGE_OPS = ("GlobalAveragePool", "GlobalMaxPool", "AveragePool", "DepthToSpace")
 
 
 def _channels_last_tensors(model: ModelWrapper, options: Hls4mlOptions) -> set[str]:
@@ -461,15 +462,16 @@ def check_layouts_hls4ml_parses(model: ModelWrapper, options: Hls4mlOptions) -> 
     for node in model.graph.node:
         shape = model.get_tensor_shape(node.input[0]) if node.input else None
         rank = len(shape) if shape is not None else 0
-        image = rank >= 3 and node.op_type in _IMAGE_OPS
+        channels_first = "it computes on a channels-first image (qdeploy moves it channels-last only after a Conv/MaxPool)"
         if node.op_type == "MaxPool" and node.domain != CHANNELS_LAST_DOMAIN:
             reason = "qonnx's channels-last conversion leaves it channels-first, which hls4ml cannot pool"
-        elif image and any(name and name not in last and model.get_initializer(name) is None for name in node.input):
-            reason = "it computes on a channels-first image (qdeploy moves it channels-last only after a Conv/MaxPool)"
-        elif node.op_type == "Concat" and len(node.input) > 2:
-            reason = f"hls4ml concatenates two tensors at a time, not {len(node.input)}"
+        elif node.op_type in _WRAPPED_IMAGE_OPS and rank >= 3 and node.domain != CHANNELS_LAST_DOMAIN:
+            reason = channels_first  # hls4ml's parsers read every image as channels-last
         elif node.op_type in ("Resize", "Upsample") and rank >= 3:
-            reason = _resize_problem(model, node)
+            reason = channels_first if node.input[0] not in last else _resize_problem(model, node)
+        elif node.op_type == "Concat" and (len(node.input) > 2 or rank > 4):
+            # hls4ml concatenates the tensors as the graph shapes them (its own layout follows the graph's)
+            reason = f"hls4ml concatenates two tensors of at most 3 dimensions, not {len(node.input)} of {rank - 1}"
         elif node.op_type == "AveragePool" and any(int(p) for p in node_attr(node, "pads", [])):
             reason = "padded average pooling divides edge windows differently in hls4ml; pad explicitly (a Pad node)"
         else:
