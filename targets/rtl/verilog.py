@@ -144,20 +144,28 @@ def layer_view(layer: Layer, module: str, stages: int) -> dict[str, Any]:
         )
 
     accumulators = []
+    act = layer.activation
     for j, out in enumerate(graph.outputs):
-        width = out.width
+        # a requantizer's rounding offset joins the output's constant: one constant adder for both (see _rounding)
+        bias = 0
+        if isinstance(act, Requantize):
+            rounding = _rounding(act, int(act.shift[j]))
+            bias = rounding[0] if rounding is not None else 0
+        value = out.constant + bias
+        low, high = out.low + bias, out.high + bias
+        width = signed_width(low, high)
         if out.node < 0:
-            expr = constant(out.constant, width)
+            expr = constant(value, width)
         else:
             node = graph.nodes[out.node]
             term = fit(reference(out.node, staging.activation), node.width, out.shift, width)
-            if out.constant == 0:
+            if value == 0:
                 expr = term if out.sign > 0 else f"-{term}"
             elif out.sign > 0:
-                expr = f"{term} + {constant(out.constant, width)}"
+                expr = f"{term} + {constant(value, width)}"
             else:
-                expr = f"{constant(out.constant, width)} - {term}"
-        accumulators.append({"name": f"acc{j}", "width": width, "expr": expr})
+                expr = f"{constant(value, width)} - {term}"
+        accumulators.append({"name": f"acc{j}", "width": width, "expr": expr, "low": low, "high": high})
 
     registers = []
     for index, last in sorted(needed.items()):
@@ -206,6 +214,33 @@ _ROUNDING_INCREMENT = {
     "DOWN": "{neg} & {any}",  # toward zero
 }
 
+#: modes whose result on v >= 0 is floor((v + offset) / 2**s) with offset = 2**s - 1 (ceil), 2**(s-1) (half up),
+#: 2**(s-1) - 1 (half down), 0 (floor)
+_NON_NEGATIVE_AS = {"UP": "CEIL", "DOWN": "FLOOR", "HALF_UP": "HALF_UP", "HALF_DOWN": "HALF_DOWN"}
+
+
+def _rounding(act: Requantize, shift: int) -> tuple[int, bool] | None:
+    """How round(v / 2**shift) is computed without an adder of its own: ``(offset, even)`` with
+    round(v / 2**s) = floor((v + offset) / 2**s), the offset folded into the accumulator's constant (its adder
+    exists anyway, or costs the bits from the offset's lowest one up, fewer than an incrementer after the shift);
+    with ``even`` (half to even) the floor's lowest bit is cleared when the bits below the shift are all zero (an
+    exact tie of v: floor((v + half) / 2**s) is then the upper neighbour, one too many exactly when it is odd, and
+    clearing the bit of an odd number subtracts one without a carry). ReLU commutes with any monotone rounding
+    that keeps 0 (round(max(v, 0)) = max(round(v), 0)), so it becomes the output's low clamp and, behind it,
+    modes that round by the sign (UP, DOWN, HALF_UP, HALF_DOWN) act on v >= 0 only, where they are offsets:
+    their result for v < 0 is <= 0 either way. ``None``: the mode needs the sign of v (no ReLU), or the shift
+    multiplies, or a ReLU meets a negative upper bound (clamp order matters there): the incrementer."""
+    mode = act.rounding
+    if shift <= 0 or (act.relu and act.high < 0):
+        return None
+    half = 1 << (shift - 1)
+    if mode in ("ROUND", "HALF_EVEN"):
+        return half, True
+    if act.relu:
+        mode = _NON_NEGATIVE_AS.get(mode, mode)
+    offsets = {"FLOOR": 0, "CEIL": (1 << shift) - 1, "HALF_UP": half, "HALF_DOWN": half - 1}
+    return (offsets[mode], False) if mode in offsets else None
+
 
 def _activation(layer: Layer, accumulators: list[dict], outputs: list[dict]) -> tuple[str, list[str]]:
     act = layer.activation
@@ -241,7 +276,45 @@ def _threshold_lines(j: int, acc: dict, out: dict, thresholds: np.ndarray) -> li
 
 def _requantize_lines(j: int, acc: dict, out: dict, act: Requantize, shift: int, layer: Layer) -> list[str]:
     name, width = acc["name"], acc["width"]
-    lo, hi = int(layer.accumulator.low[j]), int(layer.accumulator.high[j])
+    lo, hi = int(acc["low"]), int(acc["high"])
+    rounding = _rounding(act, shift)
+    if rounding is None:
+        return _requantize_lines_increment(j, acc, out, act, shift)
+    offset, even = rounding
+    low = max(act.low, 0) if act.relu else act.low  # ReLU as the low clamp (see _rounding)
+    # v = acc + offset in [lo, hi]: floor(v / 2^s) is in [lo >> s, hi >> s] (and the result, at most one lower on a
+    # tie, too), so the floor's low bits are all the result needs
+    n_low, n_high = lo >> shift, hi >> shift
+    n_width = signed_width(n_low, n_high)
+    wide = max(width, shift + n_width)
+    lines = [f"wire signed [{wide - 1}:0] v{j} = {fit(name, width, 0, wide)};  // accumulator + {offset}"]
+    top = shift + n_width - 1
+    if even:
+        lines.append(f"wire tie{j} = ~|v{j}[{shift - 1}:0];  // halfway: floor(v / 2^{shift}) is one too many if odd")
+        upper = f"v{j}[{top}:{shift + 1}], " if n_width > 1 else ""
+        lines.append(f"wire signed [{n_width - 1}:0] n{j} = {{{upper}v{j}[{shift}] & ~tie{j}}};  // rounded")
+    else:
+        lines.append(f"wire signed [{n_width - 1}:0] n{j} = v{j}[{top}:{shift}];  // rounded")
+    return lines + _saturate_lines(j, out, act, f"n{j}", n_width, n_low, n_high, low)
+
+
+def _saturate_lines(j: int, out: dict, act: Requantize, n_name: str, n_width: int, n_low: int, n_high: int, low: int):
+    ow = out["width"]
+    result = fit(n_name, n_width, 0, ow)
+    if n_high > act.high:
+        result = f"({n_name} > {constant(act.high, n_width)}) ? {ow}'d{act.high & ((1 << ow) - 1)} : {result}"
+    if n_low < low:
+        low_bits = low & ((1 << ow) - 1)
+        test = f"{n_name}[{n_width - 1}]" if low == 0 else f"({n_name} < {constant(low, n_width)})"
+        result = f"{test} ? {ow}'d{low_bits} : {result}"
+    return [f"wire [{ow - 1}:0] {out['name']} = {result};"]
+
+
+def _requantize_lines_increment(j: int, acc: dict, out: dict, act: Requantize, shift: int) -> list[str]:
+    """Requantization by an incrementer behind the shift: modes that round by the sign of v, without ReLU, and
+    shifts <= 0 (a multiplication)."""
+    name, width = acc["name"], acc["width"]
+    lo, hi = int(acc["low"]), int(acc["high"])
     if act.relu:
         lo, hi = max(lo, 0), max(hi, 0)
     lines = []
@@ -279,15 +352,7 @@ def _requantize_lines(j: int, acc: dict, out: dict, act: Requantize, shift: int,
         n_width = wide - shift
         lines.append(f"wire signed [{n_width - 1}:0] n{j} = {fit(f'v{j}', wide, -shift, n_width)};")
         n_name, n_low, n_high = f"n{j}", lo << -shift, hi << -shift
-    ow = out["width"]
-    result = fit(n_name, n_width, 0, ow) if ow <= n_width else fit(n_name, n_width, 0, ow)
-    if n_high > act.high:
-        result = f"({n_name} > {constant(act.high, n_width)}) ? {ow}'d{act.high & ((1 << ow) - 1)} : {result}"
-    if n_low < act.low:
-        low_bits = act.low & ((1 << ow) - 1)
-        result = f"({n_name} < {constant(act.low, n_width)}) ? {ow}'d{low_bits} : {result}"
-    lines.append(f"wire [{ow - 1}:0] {out['name']} = {result};")
-    return lines
+    return lines + _saturate_lines(j, out, act, n_name, n_width, n_low, n_high, act.low)
 
 
 def render_design(design: Design, top: str, stages: int, source: str) -> dict[str, str]:
