@@ -24,6 +24,7 @@ route, so there is no Fmax column (the iCE40/ECP5 flow reports Fmax; see tests/t
     .venv/bin/python benchmarks/rtl.py                # writes benchmarks/results/rtl.{json,md}
     .venv/bin/python benchmarks/rtl.py --only W2A2 binarized   # reruns matching rows, keeps the others
     .venv/bin/python benchmarks/rtl.py --only W4A4 --side alkaid --no-pipelined   # one column, no second build
+    .venv/bin/python benchmarks/rtl.py --render       # rtl.md again from rtl.json (after parallel runs)
 """
 
 from __future__ import annotations
@@ -381,9 +382,10 @@ def render(rows: list[dict]) -> str:
         "Not placed (the generic mapping has no place and route): no Fmax here. —: not measured in this run (rows "
         "whose pipelined columns are empty were built once per tool: `--no-pipelined`).",
         "",
-        "| model | qdeploy LUTs | alkaid LUTs | qdeploy / alkaid | CARRY4 q / a | exact q / a | "
-        "pipelined cycles q / a | pipelined LUTs q / a | pipelined FFs q / a | seconds q / a |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| model | qdeploy LUTs | alkaid LUTs | qdeploy / alkaid | goal: at or below alkaid, equally exact | "
+        "CARRY4 q / a | exact q / a | pipelined cycles q / a | pipelined LUTs q / a | pipelined FFs q / a | "
+        "seconds q / a |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     notes = []
     for row in rows:
@@ -400,13 +402,27 @@ def render(rows: list[dict]) -> str:
         ratio = f"{q['luts'] / a['luts']:.2f}" if "luts" in q and "luts" in a else "—"
         alkaid_seconds = round(a["trace_s"] + a["verilator_s"] + a["yosys_s"], 1) if "yosys_s" in a else "—"
         lines.append(
-            f"| {row['model']} | {q.get('luts', '—')} | {a.get('luts', '—')} | {ratio} | {pair(q, a, 'carry4')} | "
+            f"| {row['model']} | {q.get('luts', '—')} | {a.get('luts', '—')} | {ratio} | {goal(q, a)} | "
+            f"{pair(q, a, 'carry4')} | "
             f"{pair(q, a, 'exact')} | {pair(qp, ap, 'latency_cycles')} | {pair(qp, ap, 'luts')} | "
             f"{pair(qp, ap, 'ffs')} | {q.get('compile_s', '—')} / {alkaid_seconds} |"
         )
     if notes:
         lines += ["", "Not measured:", *[f"- {note}" for note in notes]]
     return "\n".join(lines) + "\n"
+
+
+def goal(q: dict, a: dict) -> str:
+    """The issue's goal for one row, stated as measured: LUTs at or below alkaid's with both designs exact."""
+    if "luts" not in q or "luts" not in a:
+        return "not measured"
+    exact = q.get("exact") == f"{SAMPLES}/{SAMPLES}" and a.get("exact") == f"{SAMPLES}/{SAMPLES}"
+    if not exact:
+        return f"not comparable (exact {q.get('exact')} / {a.get('exact')})"
+    difference = q["luts"] - a["luts"]
+    if difference <= 0:
+        return f"met ({-difference} fewer)"
+    return f"missed ({difference} more, +{100 * difference / a['luts']:.1f}%)"
 
 
 def main() -> None:
@@ -423,7 +439,11 @@ def main() -> None:
     parser.add_argument(
         "--no-pipelined", action="store_true", help="skip the pipelined builds (a second yosys run per tool)"
     )
+    parser.add_argument("--render", action="store_true", help="only write rtl.md again from rtl.json")
     args = parser.parse_args()
+    if args.render:
+        (RESULTS / "rtl.md").write_text(render(json.loads((RESULTS / "rtl.json").read_text())))
+        return
     sides = ("qdeploy", "alkaid") if args.side == "both" else (args.side,)
     done: dict[str, dict] = {}
     for name, graph in models():
