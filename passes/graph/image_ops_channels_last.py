@@ -132,6 +132,8 @@ def _permuted_constant(model: ModelWrapper, name: str, perm: tuple[int, ...]) ->
     """A new initializer holding ``name``'s per-axis values (scales, sizes; roi's starts and ends) in ``perm`` order
     (channels-last axis j is channels-first axis perm[j])."""
     values = np.asarray(model.get_initializer(name))
+    if values.size == 0:
+        return name  # an empty placeholder (scales when sizes are given)
     if values.size == 2 * len(perm):  # roi: starts then ends
         reordered = np.concatenate([values[: len(perm)][list(perm)], values[len(perm) :][list(perm)]])
     else:
