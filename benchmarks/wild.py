@@ -31,6 +31,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -64,24 +65,36 @@ def source_of(name: str) -> str:
     return "finn" if name.startswith(("finn_", "finnstyle_")) else "brevitas"
 
 
-def corpus(folder: Path, only: list[str]) -> list[tuple[str, Path]]:
-    """(source, path) of every model: the fixture files as they are, the generated ones exported into ``folder``."""
-    models = [(path.parent.name, path) for path in fixture_files()]
+def corpus(folder: Path, only: list[str]) -> list[tuple[str, str, Callable[[], Path]]]:
+    """(source, file name, path maker) of every model: the fixture files as they are, the generated ones exported
+    into ``folder`` when first needed (exporting all of them takes minutes)."""
+    models = [(path.parent.name, path.name, lambda path=path: path) for path in fixture_files()]
     for case in all_cases():
-        if not only or any(word in case.name for word in only):
-            models.append((source_of(case.name), export_case(case, folder)))
-    return [(source, path) for source, path in models if not only or any(word in path.name for word in only)]
+        models.append((source_of(case.name), f"{case.name}.onnx", lambda case=case: export_case(case, folder)))
+    return [model for model in models if not only or any(word in model[1] for word in only)]
 
 
 def generated_sample(names: list[str], count: str) -> set[str]:
-    """``count`` generated model names spread evenly over the corpus order (every family, variant and network in
-    turn), or all of them (``all``), or none (``0``)."""
+    """``count`` generated model names (``all``: every one), taken in turn from each group (brevitas's families,
+    the variants, the crafted graphs, FINN-style graphs, FINN's networks: the name's first word), drawn within each
+    group by a fixed seed, so a small sample still covers every kind and every run draws the same."""
     if count == "all":
         return set(names)
+    groups: dict[str, list[str]] = {}
+    for name in names:
+        groups.setdefault(name.split("_")[0], []).append(name)
     wanted = min(int(count), len(names))
-    if wanted <= 0:
-        return set()
-    return {names[int(i * len(names) / wanted)] for i in range(wanted)}
+    taken: dict[str, int] = dict.fromkeys(groups, 0)
+    while sum(taken.values()) < wanted:
+        for group, members in groups.items():
+            if sum(taken.values()) < wanted and taken[group] < len(members):
+                taken[group] += 1
+    import numpy as np
+
+    rng = np.random.default_rng(0)  # the same sample on every run
+    return {
+        members[int(i)] for group, members in groups.items() for i in rng.choice(len(members), taken[group], replace=False)
+    }
 
 
 #: the input precision the benchmark declares, as a user would after the refusal of a float-input graph
@@ -137,7 +150,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--targets", nargs="+", default=["onnxruntime", "hls4ml", "rtl"])
     parser.add_argument("--samples", type=int, default=1000, help="verification samples (fewer for large inputs)")
-    parser.add_argument("--only", nargs="*", default=[], help="model name substrings (a subset; results not written)")
+    parser.add_argument(
+        "--only", nargs="*", default=[], help="model name substrings (a subset; results written only with --merge)"
+    )
     parser.add_argument(
         "--generated", default="0", help="generated models the slow targets (hls4ml, rtl) also compile: N or all"
     )
@@ -147,6 +162,12 @@ def main() -> None:
         "--merge", action="store_true", help="keep the rows of benchmarks/results/wild.json this run does not redo"
     )
     parser.add_argument("--skip-done", action="store_true", help="with --merge: skip (model, target) rows kept")
+    parser.add_argument(
+        "--slow-public",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="hls4ml/rtl also compile the public files (--no-slow-public: the generated sample only)",
+    )
     args = parser.parse_args()
     from importlib.metadata import version
 
@@ -156,19 +177,22 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         models = corpus(folder, args.only)
-        sample = generated_sample([p.name for s, p in models if s not in ("wild", "qonnx")], args.generated)
-        for source, path in models:
+        sample = generated_sample([name for source, name, _ in models if source not in ("wild", "qonnx")], args.generated)
+        for source, name, make in models:
+            path = None
             for target in args.targets:
-                if (path.name, target) in done:
+                if (name, target) in done:
                     continue
+                slow_public = source in ("wild", "qonnx") and args.slow_public
+                if target in SLOW_TARGETS and not (slow_public or name in sample):
+                    continue
+                path = path or make()
                 out = folder / f"{path.stem}_{target}"
                 if target not in SLOW_TARGETS:
                     row = compile_outcome(path, out, verify_samples_for(path, args.samples), target)
-                elif source in ("wild", "qonnx") or path.name in sample:
+                else:
                     samples = verify_samples_for(path, args.samples if source in ("wild", "qonnx") else args.slow_samples)
                     row = outcome_within(args.limit, path, out, samples, target)
-                else:
-                    continue
                 rows.append({"source": source, **row})
                 print(f"{row['model']:55s} {target:12s} {row['outcome']:15s} {row['seconds']:6.1f}s", flush=True)
     redone = {(row["model"], row["target"]) for row in rows}
@@ -184,7 +208,7 @@ def main() -> None:
     }
     markdown = to_markdown(rows, meta)
     print(markdown)
-    if not args.only:
+    if not args.only or args.merge:  # a subset is written only merged into the previous results
         RESULTS.mkdir(parents=True, exist_ok=True)
         (RESULTS / "wild.json").write_text(json.dumps({"meta": meta, "before": BEFORE, "rows": rows}, indent=2))
         (RESULTS / "wild.md").write_text(markdown)
