@@ -238,7 +238,7 @@ def run_network(name: str, folder: Path, rounds: int, verify: int) -> list[dict]
     import onnx
 
     import qdeploy
-    from qdeploy.targets.onnxruntime.exactness import PLAN_KEY
+    from qdeploy.targets.onnxruntime.exactness import PLAN_KEY, optimized_graph
 
     net = digits_network(name, folder) if name.startswith("digits_") else brevitas_network(name, folder)
     start = time.perf_counter()
@@ -251,6 +251,9 @@ def run_network(name: str, folder: Path, rounds: int, verify: int) -> list[dict]
     for label, operator_format in (("ORT QDQ", False), ("ORT QOperator", True)):
         paths[label] = folder / f"{name}_{label.split()[1].lower()}.onnx"
         quantize_static(net["float"], paths[label], net["calibration"], operator_format)
+    kernels = {"qdeploy": sum(report["ort_kernels"].values())}
+    for label in ("ORT QDQ", "ORT QOperator"):  # the nodes ORT runs for each, after its graph optimizations
+        kernels[label] = len(optimized_graph(onnx.load(str(paths[label])), {}).graph.node)
     rows = []
     rng = np.random.default_rng(0)
     for threads in THREADS:
@@ -267,6 +270,7 @@ def run_network(name: str, folder: Path, rounds: int, verify: int) -> list[dict]
         row["exact"] = f"{report['outputs_equal']}/{report['outputs_compared']}" if report["bit_exact"] else "NOT EXACT"
         row["plan"] = plan
         row["compile_s"] = round(compile_s, 1)
+        row["ort_kernels"] = kernels
     return rows
 
 
@@ -280,11 +284,15 @@ def to_markdown(rows: list[dict], meta: dict) -> str:
         "verified output of `qdeploy compile` (exact = outputs equal to the golden executor's).",
         "",
         "`quantize_static` quantizes the float model with its own calibration: its outputs are not the QONNX graph's "
-        "numbers. Where qdeploy's plan makes the convolutions integer, both run the same MLAS u8 x s8 QLinearConv "
-        "kernels channels-last (qdeploy's with BatchNorm and the activation quantizer folded into the requantization, "
-        "plus a uint8 Clip per layer); where the graph's scales are not powers of two (brevitas's 4- and 8-bit "
-        "`CommonQuant`: 1/7, 1/127; the FC network's 8-bit input quantizer) the float32 sums are not exact, the "
-        "plan keeps those layers on ORT's reference float kernels, and qdeploy is slower than float there.",
+        "numbers. Where qdeploy's plan makes the layers integer, both run MLAS's u8 x s8 kernels (QLinearConv "
+        "channels-last, QGemm); qdeploy's fold BatchNorm and the activation quantizer into each kernel's "
+        "requantization, run the matrix products and a convolution with one output pixel (CNV's last) as one QGemm "
+        "over the batch, keep two-level (1-bit) activations in a 0/255 form that the requantization saturates to at "
+        "both ends (no Clip), clip multi-level activations to their level count in uint8 (after the MaxPool when "
+        "one follows), and pad the 3-channel first layer to 4 input channels (zero weights) so that MLAS takes its "
+        "indirect convolution kernel, not im2col + GEMM. Where the graph's scales are not powers of two (brevitas's "
+        "4- and 8-bit `CommonQuant`: 1/7, 1/127; the FC network's 8-bit input quantizer) the float32 sums are not "
+        "exact, the plan keeps those layers on ORT's reference float kernels, and qdeploy is slower than float there.",
         "",
         "| network | threads | batch | float | ORT QDQ | ORT QOperator | qdeploy | vs float | vs best quantize_static "
         "| exact |",
@@ -299,7 +307,9 @@ def to_markdown(rows: list[dict], meta: dict) -> str:
     lines += ["", "## Plans (why each dot product runs where it runs)", ""]
     for network in dict.fromkeys(r["network"] for r in rows):
         row = next(r for r in rows if r["network"] == network)
-        lines.append(f"- **{network}** (compile {row['compile_s']} s): {row['plan']}")
+        counts = row.get("ort_kernels")
+        nodes = f"; ORT nodes run: {', '.join(f'{k} {v}' for k, v in counts.items())}" if counts else ""
+        lines.append(f"- **{network}** (compile {row['compile_s']} s{nodes}): {row['plan']}")
     return "\n".join(lines) + "\n"
 
 

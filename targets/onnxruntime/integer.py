@@ -499,8 +499,11 @@ class _Integerizer(FreshNames):
             inputs += [params["m"], params["wzp"], params["one"], params["yzp"], params["b"]]
             y = self.emit(node, "QLinearConv", inputs, **conv_attrs)
         unclipped = None
-        if top < 255:  # the requantization saturates to [0, 255] only (unused when every reader pools first or
-            # reads the two-level 0/255 form)
+        # the requantization saturates to [0, 255] only: a Clip unless it stays within [0, top] up to the largest
+        # accumulator (it is non-decreasing; e.g. an 8-bit quantizer whose top levels no input reaches); unused when
+        # every reader pools first or reads the two-level 0/255 form
+        highest = np.where(flip, -low_acc, high_acc) * unit * factors
+        if top < 255 and _requantize(highest, bias_int, multiplier).max(initial=0) > top:
             unclipped = y
             y = self.emit(
                 node, "Clip", [y, self.const(f"{node.name}_ylo", np.uint8(0)), self.const(f"{node.name}_yhi", np.uint8(top))]

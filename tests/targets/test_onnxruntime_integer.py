@@ -87,7 +87,7 @@ def conv_net(act_scale: float = 0.25):
     return _model(nodes, constants, (1, 3, 8, 8), (1, 10))
 
 
-def mlp():
+def mlp(act_bits: int = 4, act_scale: float = 0.5):
     """Quant(8 bit) -> MatMul -> Relu -> Quant(4 bit unsigned) -> MatMul(+ bias via Add)."""
     from onnx import helper
 
@@ -98,7 +98,8 @@ def mlp():
         "b4": np.float32(4),
         "s_in": np.float32(2.0**-3),
         "s_w": np.float32(2.0**-2),
-        "s_act": np.float32(0.5),
+        "s_act": np.float32(act_scale),
+        "b_act": np.float32(act_bits),
         "w1": rng.integers(-7, 8, (16, 32)).astype(np.float32) * 0.25,
         "w2": rng.integers(-7, 8, (32, 4)).astype(np.float32) * 0.25,
         "bias": (rng.integers(-20, 20, 4) * 2.0**-5).astype(np.float32),
@@ -109,7 +110,7 @@ def mlp():
         _quant("w2", "w2q", "s_w", "b4", "Quant_w2"),
         helper.make_node("MatMul", ["xq", "w1q"], ["m1"], name="MatMul_a"),
         helper.make_node("Relu", ["m1"], ["r1"], name="Relu_a"),
-        _quant("r1", "a1", "s_act", "b4", "Quant_a", signed=0),
+        _quant("r1", "a1", "s_act", "b_act", "Quant_a", signed=0),
         helper.make_node("MatMul", ["a1", "w2q"], ["m2"], name="MatMul_b"),
         helper.make_node("Add", ["m2", "bias"], ["y"], name="Add_b"),
     ]
@@ -326,6 +327,15 @@ def test_three_input_channels_are_padded_to_four_for_the_fast_convolution(tmp_pa
     assert report["ort_kernels"].get("Pad") == 1, report["ort_kernels"]
     x = np.random.default_rng(9).normal(0, 3, (64, 3, 4, 4)).astype(np.float32)
     assert np.array_equal(artifact.predict(x), qdeploy.run_golden(graph, x))
+
+
+def test_an_8_bit_quantizer_whose_top_levels_no_input_reaches_needs_no_clip(tmp_path):
+    """With an activation scale of 4 the hidden layer's 8-bit quantizer reaches at most level ~110: the
+    requantization never passes it (checked at the largest accumulator), so no Clip after the QGemm."""
+    _, report, plan = _compile(mlp(act_bits=8, act_scale=4.0), tmp_path / "ort", (16,))
+    assert report["bit_exact"] is True and report["outputs_equal"] == report["outputs_compared"]
+    assert plan.startswith("integer layers (requantized 1 QGemm, 1 integer QGemm to float)"), plan
+    assert "Clip" not in report["ort_kernels"], report["ort_kernels"]
 
 
 def test_non_power_of_two_activation_scale_keeps_the_convolution_in_float(tmp_path):
