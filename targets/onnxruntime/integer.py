@@ -122,6 +122,12 @@ def _attrs(node: onnx.NodeProto) -> dict:
     return {a.name: helper.get_attribute_value(a) for a in node.attribute}
 
 
+def _unpadded_auto_pad(attrs: dict) -> bool:
+    """``auto_pad`` adds no padding (NOTSET: the explicit ``pads`` decide; VALID: none)."""
+    value = attrs.get("auto_pad", "NOTSET")
+    return (value.decode() if isinstance(value, bytes) else value) in ("NOTSET", "VALID")
+
+
 def _power_of_two(values: np.ndarray) -> bool:
     values = np.asarray(values, dtype=np.float64)
     if values.size == 0 or not np.all(np.isfinite(values)) or np.any(values <= 0):
@@ -392,7 +398,7 @@ class _Integerizer(FreshNames):
         attrs = _attrs(node)
         if any(attrs.get("pads", [])) or any(d != 1 for d in attrs.get("dilations", [])):
             return False
-        if attrs.get("auto_pad", "NOTSET") not in ("NOTSET", "VALID"):
+        if not _unpadded_auto_pad(attrs):
             return False
         shape = self.g.shape(node.input[0])
         return shape is not None and len(shape) == w.ndim and list(shape[2:]) == list(w.shape[2:])
@@ -411,7 +417,7 @@ class _Integerizer(FreshNames):
         # layer's sum is (high - low) * k + low * sum(w) for the kernel's k = sum(w * b) (times 255: ``unit``); the
         # constant term needs every window full (no padding) unless low is 0
         spread_in = x.spread and (x.low == 0 or not any(conv_attrs.get("pads", [])))
-        spread_in = spread_in and conv_attrs.get("auto_pad", "NOTSET") in ("NOTSET", "VALID")
+        spread_in = spread_in and _unpadded_auto_pad(conv_attrs)
         if spread_in:
             low_acc, high_acc = _acc_bounds(w.astype(np.int64), 0, 1, reduce_axes=axes)
             offset = x.low * w.astype(np.float64).sum(axis=axes) * step
