@@ -32,8 +32,8 @@ def _layer_config(layer: LayerPrecision) -> dict[str, str]:
         return {"accum": types["accumulator"], "result": types["result"]}
     if layer.op == "MultiThreshold":
         return {"thresholds": types["thresholds"], "result": types["result"]}
-    if layer.op == "MaxPool":
-        return {"accum": types["result"], "result": types["result"]}
+    if layer.op in ("MaxPool", "GlobalMaxPool"):
+        return {"accum": types["result"], "result": types["result"]}  # hls4ml keeps the running maximum in accum_t
     return {"result": types["result"]}
 
 

@@ -94,6 +94,7 @@ def _resize_scales_as_attribute(model, node) -> None:
     node.attribute.append(helper.make_attribute("scales", [float(s) for s in np.asarray(scales).ravel()]))
     names = [name for name in node.input[1:] if name]
     del node.input[1:]
+    node.op_type = "Resize"  # hls4ml parses Resize only; ONNX's older Upsample is the same nearest resize here
     for name in names:
         if not model.find_consumers(name):
             model.del_initializer(name)
