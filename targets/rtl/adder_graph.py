@@ -17,6 +17,7 @@ from __future__ import annotations
 import heapq
 import itertools
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -230,11 +231,12 @@ class _Rows:
     """The rows of the product as sets of terms, with the count of every two-term pattern across rows, updated
     incrementally as patterns are replaced (a full recount per extraction would be quadratic in the terms)."""
 
-    def __init__(self, rows: list[dict[tuple[int, int], int]]):
+    def __init__(self, rows: list[dict[tuple[int, int], int]], width: Callable[[int], int]):
         self.rows = rows
+        self.width = width
         self.counts: dict[tuple[int, int, int, int], int] = defaultdict(int)
         self.rows_with: dict[int, set[int]] = defaultdict(set)
-        self.heap: list[tuple[int, int, tuple[int, int, int, int]]] = []
+        self.heap: list[tuple[int, int, int, tuple[int, int, int, int]]] = []
         for r, row in enumerate(rows):
             terms = [Term(n, s, sign) for (n, s), sign in row.items()]
             for term in terms:
@@ -243,8 +245,15 @@ class _Rows:
                 self.counts[_pattern(a, b)[0]] += 1
         for key, count in self.counts.items():
             if count > 1:
-                heapq.heappush(self.heap, (-count, 0, key))
+                heapq.heappush(self.heap, (-count, -self._overlap(key), 0, key))
         self.tick = itertools.count(1)
+
+    def _overlap(self, key: tuple[int, int, int, int]) -> int:
+        """Among patterns as frequent, the one whose narrower operand is widest first: a pattern's adder is paid
+        once instead of in every row, and the LUTs each row saves are the bits where both operands overlap
+        (da4ml's weighted most-common score uses the same overlap; as a tie-break it saves 0.3-1% LUTs on the jet
+        MLP at 2-8 bits; weighting the count by it, as da4ml does, was worse at 2 bits)."""
+        return min(self.width(key[0]), self.width(key[1]))
 
     def _bump(self, key: tuple[int, int, int, int], delta: int) -> None:
         count = self.counts[key] + delta
@@ -255,7 +264,7 @@ class _Rows:
         # a count that drops stays a candidate while it is above one: its old entry no longer validates, so it
         # is pushed again with the count it has now (entries are lazy: most_frequent skips stale ones)
         if count > 1:
-            heapq.heappush(self.heap, (-count, next(self.tick), key))
+            heapq.heappush(self.heap, (-count, -self._overlap(key), next(self.tick), key))
 
     def remove(self, r: int, term: Term) -> None:
         row = self.rows[r]
@@ -280,7 +289,7 @@ class _Rows:
 
     def most_frequent(self) -> tuple[int, int, int, int] | None:
         while self.heap:
-            negative_count, _, key = self.heap[0]
+            negative_count, _, _, key = self.heap[0]
             if self.counts.get(key, 0) == -negative_count and -negative_count > 1:
                 return key
             heapq.heappop(self.heap)
@@ -332,7 +341,7 @@ def _product(
                 row[(leaf, shift)] = sign
         rows.append(row)
     if share:
-        state = _Rows(rows)
+        state = _Rows(rows, lambda node: builder.graph.nodes[node].width)
         while (key := state.most_frequent()) is not None:
             a, b, distance, relative = key
             shared = builder.add(a, 0, b, distance, relative < 0)
