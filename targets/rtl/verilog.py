@@ -236,8 +236,10 @@ def _rounding(act: Requantize, shift: int) -> tuple[int, bool] | None:
     half = 1 << (shift - 1)
     if mode in ("ROUND", "HALF_EVEN"):
         return half, True
-    if act.relu:
-        mode = _NON_NEGATIVE_AS.get(mode, mode)
+    if mode in _NON_NEGATIVE_AS:  # UP, DOWN, HALF_UP, HALF_DOWN round by the sign: offsets only on v >= 0
+        if not act.relu:
+            return None
+        mode = _NON_NEGATIVE_AS[mode]
     offsets = {"FLOOR": 0, "CEIL": (1 << shift) - 1, "HALF_UP": half, "HALF_DOWN": half - 1}
     return (offsets[mode], False) if mode in offsets else None
 

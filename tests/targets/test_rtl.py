@@ -165,6 +165,36 @@ def test_generic_synthesis_counts_luts(tiny_mlp, tmp_path):
     assert "place_and_route" not in generic.report
 
 
+@pytest.mark.parametrize("mode", ["ROUND", "HALF_EVEN", "FLOOR", "CEIL", "UP", "DOWN", "HALF_UP", "HALF_DOWN"])
+@pytest.mark.parametrize("relu", [False, True])
+def test_requantization_arithmetic_is_the_graph_rounding(mode, relu):
+    """What the Verilog computes for clip(round(max(v, 0 if relu) / 2^s)) when the mode's rounding is folded into
+    the accumulator (verilog._rounding): floor((v + offset) / 2^s), the low bit cleared on a tie for half to even,
+    ReLU as the low clamp; every v in a range that crosses zero, ties included, against QONNX's rounding."""
+    from qonnx.custom_op.general.intquant import resolve_rounding_mode
+
+    from qdeploy.targets.rtl.design import Requantize
+    from qdeploy.targets.rtl.verilog import _rounding
+
+    v = np.arange(-200, 201)
+    for shift in range(1, 6):
+        act = Requantize(np.array([shift]), mode, relu, -7, 7)
+        plan = _rounding(act, shift)
+        if plan is None:  # the incrementer path (modes that round by the sign, without ReLU)
+            assert not relu and mode in ("UP", "DOWN", "HALF_UP", "HALF_DOWN")
+            continue
+        offset, even = plan
+        rounded = (v + offset) >> shift
+        if even:
+            tie = ((v + offset) & ((1 << shift) - 1)) == 0
+            rounded = np.where(tie, rounded & ~1, rounded)
+        low = max(act.low, 0) if relu else act.low
+        got = np.clip(rounded, low, act.high)
+        value = np.maximum(v, 0) if relu else v
+        expected = np.clip(resolve_rounding_mode(mode)(value / 2.0**shift), act.low, act.high)
+        assert np.array_equal(got, expected), (mode, relu, shift)
+
+
 @pytest.mark.parametrize(
     "hidden, output",
     # hidden layers have a ReLU, the output layer none: each mode meets both (the Verilog differs; see verilog._rounding)
