@@ -426,13 +426,16 @@ def order_dependent_quantizers(model: ModelWrapper, x: np.ndarray, chunk: int | 
     return sorted(findings.values(), key=lambda f: order.get(f.node, math.inf))
 
 
-def refusal(finding: Finding, total: int, one_at_a_time: bool = False) -> str:
-    """The one-line refusal naming the quantizer as the user's file names it (the reference keeps the file's names)."""
+def refusal(findings: list[Finding], total: int, one_at_a_time: bool = False) -> str:
+    """The one-line refusal naming the first quantizer as the user's file names it (the reference keeps the file's
+    names), and how many more there are."""
+    finding = findings[0]
     count = len(set(finding.samples))
     how = " run one at a time" if one_at_a_time else ""
+    more = f" (and at {len(findings) - 1} later quantizers)" if len(findings) > 1 else ""
     return (
         f"node {finding.label} ({finding.op_type}): its input is a float32 sum with non-power-of-two scales that "
-        f"lands on a rounding boundary for {count} of {total} verification inputs{how}, so the graph's own output "
+        f"lands on a rounding boundary for {count} of {total} verification inputs{how}{more}, so the graph's own output "
         "depends on summation order there and no fixed-point implementation reproduces it; re-export with "
         "power-of-two scales (brevitas restrict_scaling_type=POWER_OF_TWO) or use --target onnxruntime"
     )
@@ -444,10 +447,10 @@ def check_order_independent(model: ModelWrapper, x: np.ndarray, batch_one: int =
     them (the golden executor's kernels may sum in another order at batch 1)."""
     findings = order_dependent_quantizers(model, x)
     if findings:
-        log.info("order-dependent quantizers: %s", [(f.label, len(set(f.samples))) for f in findings])
-        raise UnsupportedModelError(refusal(findings[0], len(x)))
+        log.debug("order-dependent quantizers: %s", [(f.label, len(set(f.samples))) for f in findings])
+        raise UnsupportedModelError(refusal(findings, len(x)))
     if batch_one and len(x):
         ones = order_dependent_quantizers(model, x[:batch_one], chunk=1)
         if ones:
-            log.info("order-dependent quantizers at batch 1: %s", [(f.label, len(set(f.samples))) for f in ones])
-            raise UnsupportedModelError(refusal(ones[0], min(batch_one, len(x)), one_at_a_time=True))
+            log.debug("order-dependent quantizers at batch 1: %s", [(f.label, len(set(f.samples))) for f in ones])
+            raise UnsupportedModelError(refusal(ones, min(batch_one, len(x)), one_at_a_time=True))
