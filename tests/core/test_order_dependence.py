@@ -116,6 +116,15 @@ def test_power_of_two_conv_with_quantized_weights_is_exact():
     assert order_dependence.needs_check(conv(0.0123))
 
 
+def test_sum_on_the_raw_float_input_is_left_to_the_target():
+    """A layer on the float model input is no integer accumulator for any target: they refuse it themselves, naming
+    the fix (declare the input precision); the check does not pre-empt that with another message."""
+    model = dense(0.1, 0.19998)
+    model.graph.node[2].input[0] = "x"
+    model.graph.node.remove(model.graph.node[0])
+    assert order_dependence.inexact_sums(model) == [] and not order_dependence.needs_check(model)
+
+
 def test_power_of_two_graph_runs_nothing(monkeypatch):
     """The static pre-check alone clears a power-of-two graph: the golden executor is never run for it."""
 
