@@ -235,6 +235,14 @@ def complete_conv_attributes(model: ModelWrapper, options: Hls4mlOptions) -> Mod
     return model.transform(CompleteConvAttributes())
 
 
+def complete_pool_attributes(model: ModelWrapper, options: Hls4mlOptions) -> ModelWrapper:
+    """Explicit MaxPool/AveragePool pads and strides where the file leaves ONNX's defaults (qonnx's channels-last
+    conversion needs pads; hls4ml's pooling parser reads both without defaults)."""
+    from qdeploy.passes.graph.complete_pool_attributes import CompletePoolAttributes
+
+    return model.transform(CompletePoolAttributes())
+
+
 def fold_constant_quants(model: ModelWrapper, options: Hls4mlOptions) -> ModelWrapper:
     """Replace Quant nodes on constants (weights, biases) by their exact quantized values."""
     from qonnx.transformation.fold_constants import FoldConstants
@@ -453,6 +461,21 @@ def _resize_problem(model: ModelWrapper, node) -> str | None:
     return None
 
 
+def _ceil_mode_adds_windows(model: ModelWrapper, node) -> bool:
+    """True when ``ceil_mode=1`` gives this channels-last pooling more output pixels than whole windows (hls4ml's)."""
+    if not int(node_attr(node, "ceil_mode", 0)):
+        return False
+    shape, out = model.get_tensor_shape(node.input[0]), model.get_tensor_shape(node.output[0])
+    kernel, strides = node_attr(node, "kernel_shape", []), node_attr(node, "strides", None) or [1] * len(shape)
+    pads = node_attr(node, "pads", None) or [0] * (2 * len(kernel))
+    spatial = len(kernel)
+    whole = [
+        (int(shape[1 + i]) + int(pads[i]) + int(pads[i + spatial]) - int(kernel[i])) // int(strides[i]) + 1
+        for i in range(spatial)
+    ]
+    return [int(d) for d in out[1 : 1 + spatial]] != whole
+
+
 def check_layouts_hls4ml_parses(model: ModelWrapper, options: Hls4mlOptions) -> ModelWrapper:
     """Refuse, naming the node, the image ops hls4ml cannot compute as the graph does: pooling qonnx left
     channels-first (its channels-last conversion covers Conv, MaxPool and BatchNormalization; ``image_ops_channels_last``
@@ -474,6 +497,8 @@ def check_layouts_hls4ml_parses(model: ModelWrapper, options: Hls4mlOptions) -> 
             reason = f"hls4ml concatenates two tensors of at most 3 dimensions, not {len(node.input)} of {rank - 1}"
         elif node.op_type == "AveragePool" and any(int(p) for p in node_attr(node, "pads", [])):
             reason = "padded average pooling divides edge windows differently in hls4ml; pad explicitly (a Pad node)"
+        elif node.op_type in ("MaxPool", "AveragePool") and _ceil_mode_adds_windows(model, node):
+            reason = "ceil_mode adds partial windows at the edges; hls4ml pools whole windows only"
         else:
             continue
         if reason is None:
@@ -490,6 +515,7 @@ STEPS = [
     check_weights_are_quantized,
     remove_pass_through,
     complete_conv_attributes,
+    complete_pool_attributes,
     ungroup_conv,
     thresholds_where_no_fixed_point,
     check_float_scales_are_folded,

@@ -496,3 +496,62 @@ def test_strict_fit_refuses_a_design_larger_than_the_board(tmp_path):
     with pytest.raises(UnsupportedModelError, match=r"estimated resources exceed pynq-z2: LUT [\d,]+ of 53,200 \(most: "):
         qdeploy.compile(path, target="hls4ml", board="pynq-z2", strict_fit=True, out=tmp_path / "fw")
     assert_no_output(tmp_path / "fw")
+
+
+def _pooling_graph(path: Path, op: str, ceil_mode: int) -> Path:
+    """Quant -> Conv -> ReLU -> Quant -> ``op`` 2x2/2 (no pads attribute, ONNX's default) on a 5x5 image -> Quant."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    def constant(name, values):
+        return numpy_helper.from_array(np.asarray(values, dtype=np.float32), name)
+
+    def quant(source, output, scale, signed):
+        return helper.make_node(
+            "Quant", [source, scale, "zero", "bits"], [output], name=f"Quant_{output}",
+            domain="qonnx.custom_op.general", signed=signed, narrow=0, rounding_mode="ROUND",
+        )  # fmt: skip
+
+    weights = np.random.default_rng(0).integers(-3, 4, (4, 2, 3, 3)) * 0.25
+    nodes = [
+        quant("x", "xq", "input_scale", 1),
+        helper.make_node("Conv", ["xq", "w"], ["c"], pads=[1, 1, 1, 1], kernel_shape=[3, 3], name="Conv_0"),
+        helper.make_node("Relu", ["c"], ["r"], name="Relu_0"),
+        quant("r", "a", "act_scale", 0),
+        helper.make_node(op, ["a"], ["p"], kernel_shape=[2, 2], strides=[2, 2], ceil_mode=ceil_mode, name="Pool_0"),
+        quant("p", "y", "act_scale", 0),
+    ]
+    side = 3 if ceil_mode else 2
+    initializers = [
+        constant("input_scale", 2.0**-3), constant("act_scale", 2.0**-2), constant("zero", 0.0),
+        constant("bits", 4.0), constant("w", weights),
+    ]  # fmt: skip
+    graph = helper.make_graph(
+        nodes,
+        "pooling",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 5, 5])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, side, side])],
+        initializers,
+    )
+    opsets = [helper.make_opsetid("", 13), helper.make_opsetid("qonnx.custom_op.general", 1)]
+    onnx.save(helper.make_model(graph, opset_imports=opsets), str(path))
+    return path
+
+
+@pytest.mark.parametrize("op", ["MaxPool", "AveragePool"])
+def test_pooling_without_pads_prepares_and_ceil_mode_is_refused_by_name(op, tmp_path):
+    """Preparation only: a pooling that leaves pads to ONNX's default reaches hls4ml channels-last (qonnx's
+    conversion used to stop at "Required attribute pads unspecified"); with ceil_mode adding a partial window at the
+    edge, which hls4ml does not pool, it is refused naming the node."""
+    from qdeploy.ir import load_model
+    from qdeploy.pipeline import RunContext, run_steps
+    from qdeploy.targets.hls4ml.steps import STEPS
+    from qdeploy.targets.hls4ml.target import Hls4mlTarget
+
+    options = Hls4mlTarget().options({})
+    prepared = run_steps(load_model(_pooling_graph(tmp_path / "floor.onnx", op, 0)), options, STEPS, RunContext())
+    (pool,) = [node for node in prepared.graph.node if node.op_type == op]
+    assert pool.domain == "qonnx.custom_op.channels_last"
+    with pytest.raises(UnsupportedModelError, match=rf"node Pool_0: {op} is not supported .* ceil_mode adds partial"):
+        run_steps(load_model(_pooling_graph(tmp_path / "ceil.onnx", op, 1)), options, STEPS, RunContext())
