@@ -16,12 +16,18 @@ bias)`` for the integer accumulator ``acc``, whatever the summation order, and:
   ``rne(clamp(float(acc + b_c) * M_c, 0, 255))`` has exactly those steps over the whole accumulator range (checked
   on both sides of every threshold, in float32 as MLAS computes it). Channels where no such pair is found keep the
   layer in float (say why in the plan).
-  A MatMul/Gemm runs as ORT's ``QGemm`` (com.microsoft) with the same requantization: one GEMM over the batch.
+  A MatMul/Gemm runs as ORT's ``QGemm`` (com.microsoft) with the same requantization: one GEMM over the batch; so
+  does a convolution whose kernel covers its whole (unpadded) image, on the image flattened channels-last.
 - **integer dot**: a MatMul without such a chain becomes a ``QGemm`` with float output ``float32(acc) * s_x * s_w``,
   the same float number, and the nodes after it stay as they are.
 
 Activations move between integer layers as uint8 with a zero point (ORT's fast u8 x s8 kernels): an int8
-``QuantizeLinear`` becomes the uint8 one with zero point +128 (same rounding and saturation, shifted).
+``QuantizeLinear`` becomes the uint8 one with zero point +128 (same rounding and saturation, shifted). The
+requantization saturates to [0, 255] only, so a quantizer with fewer levels gets a uint8 ``Clip`` (after a MaxPool
+that reads it: clamping commutes with max), unless the requantization provably stays below its top level; a
+two-level (binary, bipolar) quantizer instead gets a requantization that jumps from 0 straight to 255, and layers
+without padding read that 0/255 form directly (``_fit_spread``). A convolution with fewer than 4k input channels
+gets zero-weight channels up to a multiple of 4: MLAS's indirect convolution kernel needs it.
 """
 
 from __future__ import annotations
