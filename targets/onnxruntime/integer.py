@@ -26,8 +26,8 @@ Activations move between integer layers as uint8 with a zero point (ORT's fast u
 requantization saturates to [0, 255] only, so a quantizer with fewer levels gets a uint8 ``Clip`` (after a MaxPool
 that reads it: clamping commutes with max), unless the requantization provably stays below its top level; a
 two-level (binary, bipolar) quantizer instead gets a requantization that jumps from 0 straight to 255, and layers
-without padding read that 0/255 form directly (``_fit_spread``). A convolution with fewer than 4k input channels
-gets zero-weight channels up to a multiple of 4: MLAS's indirect convolution kernel needs it.
+without padding read that 0/255 form directly (``_fit_spread``). A convolution whose input channel count is not a
+multiple of 4 gets zero-weight channels up to one: MLAS's indirect convolution kernel needs it.
 """
 
 from __future__ import annotations
