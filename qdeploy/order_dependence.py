@@ -37,7 +37,7 @@ from onnx import TensorProto, helper
 from qonnx.core.modelwrapper import ModelWrapper
 
 from qdeploy.errors import UnsupportedModelError
-from qdeploy.ir import input_name, node_attr
+from qdeploy.ir import input_name, is_power_of_two, node_attr
 from qdeploy.ops import QUANT_OPS, SCALED_QUANT_OPS, VALUE_SET_PRESERVING_OPS
 
 log = logging.getLogger(__name__)
@@ -286,6 +286,40 @@ def _quantizers_after(model: ModelWrapper, sums: list[onnx.NodeProto]) -> list[o
     return list(found.values())
 
 
+def _feeding_sums(model: ModelWrapper, node: onnx.NodeProto, sums: set[str]) -> list[onnx.NodeProto]:
+    """The inexact sums reaching ``node``'s data input without passing a level (a quantizer or threshold)."""
+    found, stack, seen = [], [node.input[0]], set()
+    while stack:
+        tensor = stack.pop()
+        producer = model.find_producer(tensor) if tensor and tensor not in seen else None
+        seen.add(tensor)
+        if producer is None or producer.op_type in LEVEL_OPS:
+            continue
+        if (producer.name or producer.output[0]) in sums:
+            found.append(producer)
+        else:
+            stack.extend(producer.input)
+    return found
+
+
+def _has_float_scale(model: ModelWrapper, tensor: str) -> bool:
+    """Whether ``tensor`` is (through ops that keep levels) a scaled quantizer's output with a scale that is not a
+    power of two."""
+    while (producer := model.find_producer(tensor)) is not None and producer.op_type in _LEVEL_PRESERVING:
+        tensor = producer.input[0]
+    if producer is None or producer.op_type not in SCALED_QUANT_OPS:
+        return False
+    scale = model.get_initializer(producer.input[1])
+    return scale is None or not is_power_of_two(scale)
+
+
+def _reason(model: ModelWrapper, node: onnx.NodeProto, sums: set[str]) -> str:
+    feeding = _feeding_sums(model, node, sums)
+    if any(_has_float_scale(model, name) for s in feeding for name in s.input if name):
+        return "non-power-of-two scales"
+    return "more terms than float32 adds exactly (2^24 steps)"
+
+
 def needs_check(model: ModelWrapper) -> bool:
     """Whether some quantizer of ``model`` takes a sum not shown exact (the dynamic check's pre-condition)."""
     return bool(_quantizers_after(model, inexact_sums(model)))
@@ -298,6 +332,7 @@ class Finding:
     node: str
     op_type: str
     label: str
+    reason: str = "non-power-of-two scales"
     samples: list[int] = field(default_factory=list)
     elements: int = 0
 
@@ -434,7 +469,9 @@ def order_dependent_quantizers(model: ModelWrapper, x: np.ndarray, chunk: int | 
         for node, rows, elements in _local_differences(graph, context, keys, samples):
             key = node.name or node.output[0]
             label = node.name or f"#{order[key]} ({node.op_type} computing {node.output[0]}, unnamed)"
-            finding = findings.setdefault(key, Finding(key, node.op_type, label))
+            if key not in findings:
+                findings[key] = Finding(key, node.op_type, label, _reason(model, node, keys))
+            finding = findings[key]
             finding.samples.extend(int(start + i) for i in np.flatnonzero(rows))
             finding.elements += elements
     return sorted(findings.values(), key=lambda f: order.get(f.node, math.inf))
@@ -447,11 +484,15 @@ def refusal(findings: list[Finding], total: int, one_at_a_time: bool = False) ->
     count = len(set(finding.samples))
     how = " run one at a time" if one_at_a_time else ""
     more = f" (and at {len(findings) - 1} later quantizers)" if len(findings) > 1 else ""
+    fix = (
+        "re-export with power-of-two scales (brevitas restrict_scaling_type=POWER_OF_TWO) or use --target onnxruntime"
+        if finding.reason.startswith("non-power-of-two")
+        else "use fewer bits (narrower inputs or weights) or --target onnxruntime"
+    )
     return (
-        f"node {finding.label} ({finding.op_type}): its input is a float32 sum with non-power-of-two scales that "
-        f"lands on a rounding boundary for {count} of {total} verification inputs{how}{more}, so the graph's own output "
-        "depends on summation order there and no fixed-point implementation reproduces it; re-export with "
-        "power-of-two scales (brevitas restrict_scaling_type=POWER_OF_TWO) or use --target onnxruntime"
+        f"node {finding.label} ({finding.op_type}): its input is a float32 sum with {finding.reason} that lands on a "
+        f"rounding boundary for {count} of {total} verification inputs{how}{more}, so the graph's own output depends "
+        f"on summation order there and no fixed-point implementation reproduces it; {fix}"
     )
 
 

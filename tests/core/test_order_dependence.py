@@ -157,6 +157,18 @@ def test_multithreshold_on_an_inexact_sum_is_found():
     assert (finding.label, finding.op_type, finding.samples) == ("Threshold_act", "MultiThreshold", [0])
 
 
+def test_power_of_two_sum_past_float32_steps_is_found_with_its_reason():
+    """16-bit power-of-two operands: 32767 * 30000 needs 30 bits, float32 keeps 24, so the sum drops the 1 that the
+    exact accumulator keeps; the refusal names that reason and its fix (fewer bits), not the scales."""
+    model = dense(1.0, 1.0, weights=(30000.0, 1.0, 30000.0), bits=16)
+    x = np.array([[32767.0, 1.0, -32767.0]], dtype=np.float32)
+    assert run_golden(model, x, chunk=1)[0, 0] == 0.0, "premise: ONNX Runtime's 3-term MatMul sums left to right"
+    (finding,) = order_dependence.order_dependent_quantizers(model, x, chunk=1)
+    assert finding.reason.startswith("more terms than float32 adds exactly")
+    message = order_dependence.refusal([finding], 1)
+    assert "power-of-two scales" not in message and "use fewer bits" in message
+
+
 def test_exact_sum_target_refuses_by_name_before_writing(tmp_path):
     """rtl computes exact integer sums: the graph is refused in one line naming the user's quantizer, nothing written."""
     path = tmp_path / "dense.onnx"
