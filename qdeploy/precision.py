@@ -128,8 +128,8 @@ def constant_ints(values: np.ndarray, grid: Grid) -> np.ndarray:
 def scale_has_no_fixed_point_form(model: ModelWrapper, node) -> bool:
     """True for a Quant whose scale a fixed-point type cannot hold: not a power of two (weights or activations), or
     per channel on a runtime tensor (a type is per tensor), or a runtime tensor's quantizer with a non-zero zero
-    point (brevitas's ShiftedUint8 activations: no plain fixed-point type, but levels shifted by an integer).
-    Hardware targets lower such graphs to thresholds."""
+    point (brevitas's ShiftedUint8 activations: no plain fixed-point type, but levels shifted by an integer), or a
+    signed 1-bit quantizer on a runtime tensor (bipolar in qonnx). Hardware targets lower such graphs to thresholds."""
     if node.op_type not in SCALED_QUANT_OPS:
         return False
     scale = const_input(model, node, 1)
@@ -141,6 +141,9 @@ def scale_has_no_fixed_point_form(model: ModelWrapper, node) -> bool:
     zeropt = const_input(model, node, 2)
     if on_datapath and zeropt is not None and np.any(np.asarray(zeropt) != 0):
         return True
+    bits = const_input(model, node, 3)
+    if on_datapath and bits is not None and bool(node_attr(node, "signed", 1)) and np.any(np.asarray(bits) == 1):
+        return True  # qonnx makes a signed 1-bit Quant bipolar (x >= 0 -> +1, else -1): a sign, not a rounding
     return on_datapath and np.unique(scale).size > 1
 
 
