@@ -341,7 +341,8 @@ def _float_input_thresholds(model: ModelWrapper, node) -> tuple[FixedType, Layer
     except UnsupportedModelError:
         # e.g. a CEIL (or FLOOR of a negative range) quantizer on the float input: its level changes between 0 and
         # the smallest float32 above it, which no fixed-point input type tells apart
-        finest = thresholds[meaningful][np.argmin(np.abs(thresholds[meaningful]))]
+        nonzero = thresholds[meaningful & (thresholds != 0)]
+        finest = nonzero[np.argmin(np.abs(nonzero))]  # the smallest magnitude needs the most fractional bits
         user_node = node.name.removesuffix(THRESHOLDS_SUFFIX)
         raise UnsupportedModelError(
             f"node {user_node}: on the float model input its level changes at {float(finest):.9g}, finer than any "
