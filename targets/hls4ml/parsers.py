@@ -8,7 +8,7 @@
 - Its ``Resize`` parser takes height from axis 2 and width from axis 1 and scales width by ``scales[1]``: right only
   for square images and equal scales; ONNX's empty ``roi`` input also stops hls4ml's shape lookup ("Could not find
   the shape for input"). qdeploy hands hls4ml a Resize whose scales are an attribute (``hls4ml_graph``), read here.
-- A ``Transpose`` that only moves axes of size 1 becomes hls4ml's identity transpose (which hls4ml removes).
+- A ``Transpose`` of a tensor with one axis longer than 1 (after a global pooling) is hls4ml's identity transpose.
 - ``DepthToSpace`` has no hls4ml layer: qdeploy's own (``depth_to_space.py``) parses it.
 """
 
@@ -89,16 +89,17 @@ def _resize_channels_last(node, input_names, input_shapes, graph):
     }
 
 
-def _transpose_moving_only_unit_axes(original):
-    """A Transpose that only moves axes of size 1 (``N, 1, 1, C -> N, C, 1, 1`` after a global pooling) leaves the
-    data in place: hls4ml gets ``perm = [0]``, the identity it removes, instead of a permutation of axes its own
-    (flattened) tensor does not have."""
+def _transpose_of_a_vector(original):
+    """The to-channels-first Transpose of an ``N, 1, 1, C`` tensor (after a global pooling, whose output hls4ml holds
+    as a vector of C) moves no data: hls4ml gets its identity transpose (``perm = [0]``,
+    which it removes), not a permutation of axes its vector does not have."""
 
     def parse(node, input_names, input_shapes, graph):
         layer = original(node, input_names, input_shapes, graph)
         shape = [int(d) for d in input_shapes[0]] if input_shapes else []
         perm = [int(p) for p in (_attribute(node, "perm") or [])]
-        if len(perm) == len(shape) and [a for a in perm if shape[a] != 1] == [a for a in range(len(shape)) if shape[a] != 1]:
+        to_channels_first = [0, len(shape) - 1, *range(1, len(shape) - 1)]
+        if len(shape) > 2 and all(d == 1 for d in shape[1:-1]) and perm == to_channels_first:
             layer["perm"] = [0]
         return layer
 
@@ -118,5 +119,5 @@ def install() -> None:
     for op in ("GlobalAveragePool", "GlobalMaxPool"):
         onnx_to_hls.layer_handlers[op] = _global_pooling_channels_last(onnx_to_hls.layer_handlers[op])
     onnx_to_hls.layer_handlers["Resize"] = _resize_channels_last
-    onnx_to_hls.layer_handlers["Transpose"] = _transpose_moving_only_unit_axes(onnx_to_hls.layer_handlers["Transpose"])
+    onnx_to_hls.layer_handlers["Transpose"] = _transpose_of_a_vector(onnx_to_hls.layer_handlers["Transpose"])
     _installed.add("pooling")
