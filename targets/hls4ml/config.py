@@ -72,7 +72,8 @@ def build_hls_config(
     config["Model"]["Strategy"] = "Latency"
     config["Model"]["ReuseFactor"] = 1
     by_name = config.setdefault("LayerName", {})
-    by_name.setdefault("global_in", {}).setdefault("Precision", {})["result"] = hls_type(input_type)
+    # the input layer is named as the graph's input (qonnx's cleanup calls it global_in, a file's own name stays)
+    by_name.setdefault(model.graph.input[0].name, {}).setdefault("Precision", {})["result"] = hls_type(input_type)
     for node in model.graph.node:
         if node.name in layers:
             precision = _layer_config(layers[node.name])

@@ -180,7 +180,7 @@ class Hls4mlTarget(Target):
             "strategy": options.strategy.value,
             "reuse_factor": options.reuse_factor,
             "strict_fit": options.strict_fit,
-            "input_precision": hls_config["LayerName"]["global_in"]["Precision"]["result"],
+            "input_precision": hls_config["LayerName"][prepared.graph.input[0].name]["Precision"]["result"],
             "per_layer": per_layer,
             "multiplications": sum(row.get("multiplications", 0) for row in per_layer),
             "thresholds": sum(row.get("thresholds", 0) for row in per_layer),
