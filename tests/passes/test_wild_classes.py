@@ -90,3 +90,14 @@ def test_signed_one_bit_output_quant_is_bipolar_on_rtl(cases, tmp_path):
     assert output_quant.op_type == "Quant" and scale_has_no_fixed_point_form(model, output_quant)
     artifact = qdeploy.compile(path, target="rtl", out=tmp_path / "rtl", verify_samples=100, implement="none")
     assert artifact.report["bit_exact"], artifact.report["outputs_equal"]
+
+
+def test_finn_style_float_input_multithreshold_is_exact_on_hls4ml(cases, tmp_path):
+    """A file whose graph input keeps its own name ("x", not qonnx's "global_in") still gets the input type derived
+    from its thresholds (it got hls4ml's default fixed<16,6>, which truncated inputs across a threshold: NOT EXACT
+    on 3 of 150 samples)."""
+    path = export_case(cases["finnstyle_mlp_levels"], tmp_path)
+    artifact = qdeploy.compile(path, target="hls4ml", out=tmp_path / "fw", verify_samples=100)
+    assert artifact.report["bit_exact"], artifact.report.get("mismatches")
+    input_layer = next(row for row in artifact.report["per_layer"] if row["op"] == "Input")
+    assert input_layer["activation"] == artifact.report["input_precision"] != "fixed<16,6,TRN,WRAP,0>", input_layer
