@@ -338,6 +338,53 @@ def test_an_8_bit_quantizer_whose_top_levels_no_input_reaches_needs_no_clip(tmp_
     assert "Clip" not in report["ort_kernels"], report["ort_kernels"]
 
 
+def test_an_unsigned_binary_activation_feeds_a_padded_convolution_in_its_0_255_form(tmp_path):
+    """Levels {0, 1}: the padding reads as 0 (the zero point), which is level 0 in the 0/255 form too, so even the
+    padded convolution needs no Clip before it."""
+    from onnx import helper
+
+    rng = np.random.default_rng(10)
+    constants = {
+        "zero": np.float32(0),
+        "b8": np.float32(8),
+        "b1": np.float32(1),
+        "b2": np.float32(2),
+        "s_in": np.float32(2.0**-4),
+        "one": np.float32(1.0),
+        "w1": rng.integers(-1, 2, (16, 4, 3, 3)).astype(np.float32),
+        "w2": rng.integers(-1, 2, (16, 16, 3, 3)).astype(np.float32),
+        "t1": rng.integers(-6, 6, (1, 16, 1, 1)).astype(np.float32),
+        "t2": rng.integers(-6, 6, (1, 16, 1, 1)).astype(np.float32),
+    }
+    nodes = [
+        _quant("x", "xq", "s_in", "b8", "Quant_in"),
+        _quant("w1", "w1q", "one", "b2", "Quant_w1", narrow=1),
+        _quant("w2", "w2q", "one", "b2", "Quant_w2", narrow=1),
+        helper.make_node("Conv", ["xq", "w1q"], ["c1"], name="Conv_1", kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
+        helper.make_node("Sub", ["c1", "t1"], ["n1"], name="Shift_1"),
+        _quant("n1", "a1", "one", "b1", "Act_1", signed=0),  # levels 0 and 1
+        helper.make_node("Conv", ["a1", "w2q"], ["c2"], name="Conv_2", kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
+        helper.make_node("Sub", ["c2", "t2"], ["n2"], name="Shift_2"),
+        _quant("n2", "a2", "one", "b2", "Act_2", signed=0),
+        helper.make_node("Flatten", ["a2"], ["f"], name="Flatten_0"),
+        helper.make_node("MatMul", ["f", "w3q"], ["y"], name="MatMul_3"),
+    ]
+    constants["w3"] = rng.integers(-1, 2, (16 * 25, 3)).astype(np.float32)
+    nodes.insert(3, _quant("w3", "w3q", "one", "b2", "Quant_w3", narrow=1))
+    graph = _model(nodes, constants, (1, 4, 5, 5), (1, 3))
+    artifact, report, plan = _compile(graph, tmp_path / "ort", (4, 5, 5))
+    assert report["bit_exact"] is True and report["outputs_equal"] == report["outputs_compared"]
+    assert plan.startswith("integer layers (requantized 2 QLinearConv, 1 integer QGemm to float)"), plan
+    import onnx
+
+    nodes = onnx.load(str(tmp_path / "ort" / "model.onnx")).graph.node
+    producer = {out: n.op_type for n in nodes for out in n.output}
+    convs = [n for n in nodes if n.op_type == "QLinearConv"]
+    assert [producer.get(n.input[0]) for n in convs] == ["QuantizeLinear", "QLinearConv"], [n.op_type for n in nodes]
+    x = np.random.default_rng(11).normal(0, 3, (64, 4, 5, 5)).astype(np.float32)
+    assert np.array_equal(artifact.predict(x), qdeploy.run_golden(graph, x))
+
+
 def test_non_power_of_two_activation_scale_keeps_the_convolution_in_float(tmp_path):
     """With an activation scale of 1/3 the next Conv's float32 sums are not exact: no integer layer for it (the
     plan says why), and the model is still bit-exact."""
