@@ -225,9 +225,13 @@ def input_type_for(spec: QuantSpec) -> FixedType:
     return FixedType(signed=True, width=integer + fraction, integer=integer, overflow=Overflow.SATURATE)
 
 
-def _matmul_grid(x: Grid, weights: np.ndarray, name: str, reduce_axes: tuple[int, ...]) -> tuple[Grid, Grid]:
-    """Output grid of ``sum_i w_i x_i`` per output channel (axis 0 of ``weights`` after moving), and weight grid."""
-    w_grid = grid_of_constant(weights, name)
+def _matmul_grid(x: Grid, weights: np.ndarray, name: str, reduce_axes: tuple[int, ...], node: str) -> tuple[Grid, Grid]:
+    """Output grid of ``sum_i w_i x_i`` per output channel (axis 0 of ``weights`` after moving), and weight grid.
+    Refusals name the layer ``node`` (the weights' tensor name is the cleaned graph's, not the user's)."""
+    try:
+        w_grid = grid_of_constant(weights, name)
+    except UnsupportedModelError as exc:
+        raise UnsupportedModelError(f"node {node}: its weights: {exc}") from None
     k_w = constant_ints(weights, w_grid)
     flat = x.collapse().with_zero()
     lo, hi = int(flat.kmin), int(flat.kmax)
@@ -236,7 +240,10 @@ def _matmul_grid(x: Grid, weights: np.ndarray, name: str, reduce_axes: tuple[int
     kmin = products_lo.sum(axis=reduce_axes)
     kmax = products_hi.sum(axis=reduce_axes)
     if max(abs(int(kmin.min())), abs(int(kmax.max()))) >= _INT64_SAFE:
-        raise UnsupportedModelError(f"accumulator of {name} exceeds 62 bits; reduce the weight precision")
+        raise UnsupportedModelError(
+            f"node {node}: its exact accumulator exceeds 62 bits (float weights with {-w_grid.lsb} fractional bits); "
+            "quantize the weights in the graph (a Quant node on them) or reduce their precision"
+        )
     return Grid(kmin, kmax, x.lsb + w_grid.lsb), w_grid
 
 
@@ -455,7 +462,7 @@ def infer_precisions(model: ModelWrapper) -> tuple[FixedType, dict[str, LayerPre
             weights = const_input(model, node, 1)
             if weights is None or weights.ndim != 2:
                 raise UnsupportedModelError(f"node {node.name}: MatMul needs a 2-D constant weight as second input")
-            acc, w_grid = _matmul_grid(x, weights, node.input[1], reduce_axes=(0,))
+            acc, w_grid = _matmul_grid(x, weights, node.input[1], (0,), node.name)
             layers[node.name] = LayerPrecision(node.name, op, acc, weight=w_grid, accumulator=acc.with_zero())
         elif op == "Conv":
             weights = const_input(model, node, 1)
@@ -463,7 +470,7 @@ def infer_precisions(model: ModelWrapper) -> tuple[FixedType, dict[str, LayerPre
                 raise UnsupportedModelError(f"node {node.name}: Conv needs constant weights")
             if int(node_attr(node, "group", 1)) != 1:
                 raise UnsupportedModelError(f"node {node.name}: grouped/depthwise Conv is not supported on this target yet")
-            acc, w_grid = _matmul_grid(x, weights, node.input[1], reduce_axes=tuple(range(1, weights.ndim)))
+            acc, w_grid = _matmul_grid(x, weights, node.input[1], tuple(range(1, weights.ndim)), node.name)
             bias = const_input(model, node, 2)
             b_grid = None
             if bias is not None:
