@@ -117,6 +117,14 @@ def layer_view(layer: Layer, module: str, stages: int) -> dict[str, Any]:
         delay = stage - stage_of[index]
         return names[index] if delay == 0 else f"{names[index]}_s{stage}"
 
+    # per output, the constant its accumulator adds: the graph's (bias) and a requantizer's rounding offset (see
+    # _rounding), added in one adder
+    act = layer.activation
+    biases = [0] * len(graph.outputs)
+    if isinstance(act, Requantize):
+        for j in range(len(graph.outputs)):
+            rounding = _rounding(act, int(act.shift[j]))
+            biases[j] = rounding[0] if rounding is not None else 0
     slices = element_slices(layer.input)
     leaves, adders = [], []
     for node in graph.nodes:
@@ -144,13 +152,8 @@ def layer_view(layer: Layer, module: str, stages: int) -> dict[str, Any]:
         )
 
     accumulators = []
-    act = layer.activation
     for j, out in enumerate(graph.outputs):
-        # a requantizer's rounding offset joins the output's constant: one constant adder for both (see _rounding)
-        bias = 0
-        if isinstance(act, Requantize):
-            rounding = _rounding(act, int(act.shift[j]))
-            bias = rounding[0] if rounding is not None else 0
+        bias = biases[j]
         value = out.constant + bias
         low, high = out.low + bias, out.high + bias
         width = signed_width(low, high)
