@@ -22,6 +22,9 @@ from qdeploy.ir import const_input, input_name, is_power_of_two, node_attr
 from qdeploy.ops import PASS_THROUGH_OPS, SCALED_QUANT_OPS
 
 MAX_FRACTION_BITS = 64  # a constant needing more fractional bits than this is not a fixed-point value
+#: element-wise functions with no fixed-point form that a following quantizer turns into thresholds (brevitas's
+#: QuantTanh / QuantSigmoid)
+NONLINEAR_MONOTONE_OPS = ("Sigmoid", "Tanh", "HardSigmoid", "Clip", "LeakyRelu")
 #: the name LowerToThresholds gives the MultiThreshold that replaces the user's quantizer (its name + this)
 THRESHOLDS_SUFFIX = "_thresholds"
 # the exact interval arithmetic here is done in int64
@@ -129,7 +132,10 @@ def scale_has_no_fixed_point_form(model: ModelWrapper, node) -> bool:
     """True for a Quant whose scale a fixed-point type cannot hold: not a power of two (weights or activations), or
     per channel on a runtime tensor (a type is per tensor), or a runtime tensor's quantizer with a non-zero zero
     point (brevitas's ShiftedUint8 activations: no plain fixed-point type, but levels shifted by an integer), or a
-    signed 1-bit quantizer on a runtime tensor (bipolar in qonnx). Hardware targets lower such graphs to thresholds."""
+    signed 1-bit quantizer on a runtime tensor (bipolar in qonnx); also Sigmoid/Tanh-like ops (no fixed-point form).
+    Hardware targets lower such graphs to thresholds."""
+    if node.op_type in NONLINEAR_MONOTONE_OPS:
+        return True  # no fixed-point form at all; before a quantizer, a threshold bank computes it exactly
     if node.op_type not in SCALED_QUANT_OPS:
         return False
     scale = const_input(model, node, 1)

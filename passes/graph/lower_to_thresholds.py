@@ -42,7 +42,10 @@ from qdeploy.precision import THRESHOLDS_SUFFIX, grid_of_constant, quant_int_ran
 
 log = logging.getLogger(__name__)
 
-ELEMENTWISE = (*AFFINE_OPS, "Relu")
+#: non-decreasing element-wise functions (brevitas's QuantTanh/QuantSigmoid put Tanh/Sigmoid before the Quant): a
+#: quantizer after them is still a step function of the integer below, its thresholds found by the golden executor
+MONOTONE_OPS = ("Relu", "Sigmoid", "Tanh", "Clip", "LeakyRelu", "HardSigmoid")
+ELEMENTWISE = (*AFFINE_OPS, *MONOTONE_OPS)
 LAYOUT = RESHAPE_OPS
 #: ops that only move or select values: a positive scalar scale commutes with them (nearest resizing, pixel shuffle)
 MOVES_VALUES = ("MaxPool", "Resize", "Upsample", "DepthToSpace")
@@ -64,6 +67,12 @@ class IntegerTensor:
 
 def _const(model: ModelWrapper, name: str) -> np.ndarray | None:
     return model.get_initializer(name) if name else None
+
+
+def _scalar_operands(model: ModelWrapper, node) -> bool:
+    """True when every constant operand of an element-wise node is a scalar (absent ones, as Clip's, aside)."""
+    constants = [_const(model, name) for name in node.input[1:] if name]
+    return all(c is not None and c.size == 1 for c in constants)
 
 
 def _is_datapath_quant(model: ModelWrapper, node) -> bool:
@@ -304,7 +313,7 @@ class _Lowering:
         tabulated over the tensor's values; evenly spaced results become a MultiThreshold to integer levels.
         """
         model = self.model
-        if any(_const(model, node.input[1]).size != 1 for node in chain):
+        if not all(_scalar_operands(model, node) for node in chain):
             return None
         if all(node.op_type in ("Mul", "Div") for node in chain):
             step = 1.0
@@ -370,10 +379,7 @@ class _Lowering:
                 self.changed = True
                 return
         else:
-            if any(
-                n.op_type == "BatchNormalization" or (len(n.input) > 1 and _const(model, n.input[1]).size != 1)
-                for n in chain
-            ):
+            if any(n.op_type == "BatchNormalization" or not _scalar_operands(model, n) for n in chain):
                 return  # per-channel float pre-processing of the raw input: not lowered
             if _chain_direction(model, chain, 1) is None or np.any(_chain_direction(model, chain, 1) < 0):
                 return
@@ -559,9 +565,11 @@ def _chain_direction(model: ModelWrapper, chain: list, channels: int) -> np.ndar
     """Per channel +1 (non-decreasing) or -1 (non-increasing): the sign of the product of the chain's slopes."""
     sign = np.ones(channels)
     for node in chain:
-        if node.op_type in ("Add", "Sub", "Relu"):
+        if node.op_type in ("Add", "Sub", *MONOTONE_OPS):
             if node.op_type == "Sub" and _const(model, node.input[0]) is not None:
                 return None
+            if node.op_type in ("LeakyRelu", "HardSigmoid") and float(node_attr(node, "alpha", 0.01)) < 0:
+                return None  # decreasing below zero: not monotone
             continue
         if node.op_type == "BatchNormalization":
             gamma, var = _const(model, node.input[1]), _const(model, node.input[4])

@@ -102,3 +102,19 @@ def test_finn_style_float_input_multithreshold_is_exact_on_hls4ml(cases, tmp_pat
     input_layer = next(row for row in artifact.report["per_layer"] if row["op"] == "Input")
     declared = artifact.report["input_precision"].rstrip(">")  # e.g. fixed<30,3,TRN,SAT
     assert input_layer["activation"].startswith(declared) and "<16,6," not in declared, input_layer
+
+
+@pytest.mark.parametrize("name", ["variant_mlp_tanh_float_4b", "variant_cnn_sigmoid_fixed_4b"])
+def test_tanh_and_sigmoid_before_a_quantizer_become_thresholds(name, cases, tmp_path):
+    """brevitas's QuantTanh / QuantSigmoid export Tanh / Sigmoid -> Quant: a non-decreasing function before a
+    quantizer is still a step function of the integer accumulator, so it lowers to thresholds found by the golden
+    executor (the rtl target refused it naming an internal Mul, hls4ml would approximate it); and a graph with one has
+    no fixed-point form, so the hardware targets lower it."""
+    from qdeploy.precision import scale_has_no_fixed_point_form
+
+    path = export_case(cases[name], tmp_path)
+    model = load_model(path)
+    assert any(scale_has_no_fixed_point_form(model, node) for node in model.graph.node)
+    lowered = _lowered_equals_golden(path)
+    ops = [n.op_type for n in lowered.graph.node]
+    assert "Tanh" not in ops and "Sigmoid" not in ops and ops.count("MultiThreshold") >= 2, ops

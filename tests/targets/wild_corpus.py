@@ -270,11 +270,13 @@ def brevitas_variant(
     output_quant: bool = True,
     batchnorm: str | None = None,
     seed: int = 0,
+    activation: str = "relu",
 ):
     """``arch``: ``mlp`` (16 -> 24 -> 10), ``cnn`` (1x8x8, Conv2d 3x3 -> MaxPool -> Linear), ``conv1d`` (2x16,
     Conv1d k3 -> MaxPool1d -> Linear). ``batchnorm``: ``before_act`` (layer -> BatchNorm -> activation quantizer, as
     FINN's networks), ``after_act`` (activation quantizer -> BatchNorm -> a second quantizer). BatchNorm statistics
-    are randomized so it is not the identity."""
+    are randomized so it is not the identity. ``activation``: ``relu``, ``tanh`` or ``sigmoid`` (brevitas's
+    QuantReLU / QuantTanh / QuantSigmoid: the function, then ``relu`` as its quantizer)."""
     import brevitas.nn as qnn
     import torch
     from torch import nn
@@ -297,7 +299,8 @@ def brevitas_variant(
     layers = [qnn.QuantIdentity(act_quant=act, return_quant_tensor=True), first]
     if batchnorm == "before_act":
         layers.append(norm)
-    layers.append(qnn.QuantReLU(act_quant=relu, return_quant_tensor=batchnorm != "after_act"))
+    nonlinearity = {"relu": qnn.QuantReLU, "tanh": qnn.QuantTanh, "sigmoid": qnn.QuantSigmoid}[activation]
+    layers.append(nonlinearity(act_quant=relu, return_quant_tensor=batchnorm != "after_act"))
     if batchnorm == "after_act":
         layers += [norm, qnn.QuantIdentity(act_quant=act, return_quant_tensor=True)]
     layers += pool
@@ -419,6 +422,24 @@ def variant_cases() -> list[BrevitasCase]:
                 (float_a, 1, none),
                 ("SignedBinaryActPerTensorConst", None, none),
                 None,
+            ),
+            _variant(
+                "tanh_float_4b",
+                arch,
+                (float_w, 4, none),
+                (float_a, 4, none),
+                (float_a, 4, none),
+                None,
+                activation="tanh",
+            ),
+            _variant(
+                "sigmoid_fixed_4b",
+                arch,
+                (fixed_w, 4, none),
+                (fixed_a, 4, none),
+                (fixed_u, 4, none),
+                "Int16Bias",
+                activation="sigmoid",
             ),
             _variant(
                 "ternary_fixed",
