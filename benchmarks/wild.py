@@ -169,8 +169,6 @@ def main() -> None:
         help="hls4ml/rtl also compile the public files (--no-slow-public: the generated sample only)",
     )
     args = parser.parse_args()
-    from importlib.metadata import version
-
     previous = json.loads((RESULTS / "wild.json").read_text())["rows"] if args.merge else []
     done = {(row["model"], row["target"]) for row in previous} if args.skip_done else set()
     rows = []
@@ -195,8 +193,18 @@ def main() -> None:
                     row = outcome_within(args.limit, path, out, samples, target)
                 rows.append({"source": source, **row})
                 print(f"{row['model']:55s} {target:12s} {row['outcome']:15s} {row['seconds']:6.1f}s", flush=True)
+                if args.merge:
+                    write_results(rows, previous, args, quiet=True)
+    write_results(rows, previous, args)
+
+
+def write_results(rows: list[dict], previous: list[dict], args: argparse.Namespace, quiet: bool = False) -> None:
+    """Merge this run's rows over ``previous`` and write wild.{json,md} (after every row: a run stopped early keeps
+    what it measured); a subset run without --merge only prints."""
+    from importlib.metadata import version
+
     redone = {(row["model"], row["target"]) for row in rows}
-    rows = [row for row in previous if (row["model"], row["target"]) not in redone] + rows
+    merged = [row for row in previous if (row["model"], row["target"]) not in redone] + rows
     meta = {
         "machine": platform.platform(),
         "fixtures": str(FIXTURES),
@@ -206,11 +214,12 @@ def main() -> None:
         "slow_target_limit_seconds": args.limit,
         "load_average_at_end": [round(value, 1) for value in os.getloadavg()],
     }
-    markdown = to_markdown(rows, meta)
-    print(markdown)
+    markdown = to_markdown(merged, meta)
+    if not quiet:
+        print(markdown)
     if not args.only or args.merge:  # a subset is written only merged into the previous results
         RESULTS.mkdir(parents=True, exist_ok=True)
-        (RESULTS / "wild.json").write_text(json.dumps({"meta": meta, "before": BEFORE, "rows": rows}, indent=2))
+        (RESULTS / "wild.json").write_text(json.dumps({"meta": meta, "before": BEFORE, "rows": merged}, indent=2))
         (RESULTS / "wild.md").write_text(markdown)
 
 
