@@ -176,7 +176,8 @@ def concat_resize(bits: int = 4, scale: str = "po2", mode: str = "nearest"):
 
 
 def average_pooling(bits: int = 4, scale: str = "po2"):
-    """Conv -> ReLU -> 2x2 average pooling -> quantizer -> linear."""
+    """Conv -> ReLU -> 2x2 average pooling -> quantizer -> global average pooling -> quantizer, the pooled channels
+    being the output (a fully convolutional head)."""
     import brevitas.nn as qnn
     from torch import nn
 
@@ -187,8 +188,8 @@ def average_pooling(bits: int = 4, scale: str = "po2"):
         qnn.QuantReLU(act_quant=unsigned),
         nn.AvgPool2d(2),
         qnn.QuantIdentity(act_quant=unsigned),
-        nn.Flatten(),
-        qnn.QuantLinear(4 * 4 * 4, 10, weight_quant=weight),
+        nn.AdaptiveAvgPool2d(1),
+        qnn.QuantIdentity(act_quant=unsigned),
     )
 
 
@@ -429,6 +430,14 @@ def test_concat_resize_pooling_and_pixel_shuffle_are_exact(io_type, tmp_path):
     ops = _ops(artifact)
     assert {"Resize", "Concatenate", "DepthToSpace", "GlobalPooling2D"} <= set(ops) and "Transpose" not in ops
     assert ops.count("Pooling2D") == 2 and ops.count("Concatenate") == 2  # max and average pooling; 3 = 2 + 1
+
+
+def test_global_average_pooling_at_the_output_is_exact(tmp_path):
+    """Average pooling, then a global average pooling whose N, C, 1, 1 output is the model's: hls4ml holds it as a
+    vector, and the transpose back to channels-first that the graph keeps there moves no data."""
+    path = export_random(average_pooling(), (1, 8, 8), tmp_path / "pooling.onnx")
+    artifact = qdeploy.compile(path, target="hls4ml", out=tmp_path / "fw", verify_samples=200)
+    assert artifact.bit_exact and {"Pooling2D", "GlobalPooling2D"} <= set(_ops(artifact))
 
 
 def test_image_ops_hls4ml_cannot_compute_exactly_are_refused_by_name(tmp_path):
