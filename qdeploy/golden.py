@@ -30,8 +30,22 @@ def _with_batch(model: ModelWrapper, batch: int) -> ModelWrapper:
     if (model.get_tensor_shape(input_name(model)) or [None])[0] == batch:
         return model
 
+    old_batch = (model.get_tensor_shape(input_name(model)) or [None])[0]
     resized = model.transform(ChangeBatchSize(batch))
+    _resize_sizes_follow_batch(resized, old_batch, batch)
     return resized.transform(InferShapes())
+
+
+def _resize_sizes_follow_batch(model: ModelWrapper, old_batch: int | None, batch: int) -> None:
+    """A Resize whose constant ``sizes`` spell out the exported batch (``[1, C, H, W]``, as torch exports a fixed-size
+    ``interpolate``) resizes each sample alike at any batch: its batch entry follows the new batch, as qonnx's
+    ChangeBatchSize does for Reshape shapes (it leaves Resize alone, and shape inference then fails)."""
+    for node in model.get_nodes_by_op_type("Resize"):
+        sizes = model.get_initializer(node.input[3]) if len(node.input) > 3 and node.input[3] else None
+        if sizes is not None and np.size(sizes) > 1 and int(np.asarray(sizes).ravel()[0]) == old_batch:
+            sizes = np.array(sizes, copy=True)
+            sizes[0] = batch
+            model.set_initializer(node.input[3], sizes)
 
 
 #: the golden executor holds every tensor of a chunk at once: chunks are sized to stay within this many bytes

@@ -64,3 +64,28 @@ def test_inspect_reports_bits_params_and_bops(mlp_w4a8):
     assert first["params"] == 64 * 32 + 32
     assert first["macs"] == 64 * 32 and first["bops"] == 64 * 32 * 4 * 8
     assert "per-channel po2" in first["weight_scale"]
+
+
+def test_a_resize_with_the_exported_batch_in_its_sizes_runs_batched():
+    """torch exports a fixed-size ``interpolate`` as a Resize whose constant sizes include the batch ([1, C, H, W]);
+    the golden executor runs such a graph on a batch with each sample resized alike, equal to one at a time."""
+    from onnx import TensorProto, helper
+
+    from qdeploy.golden import run_golden
+    from qdeploy.ir import load_model
+
+    resize = helper.make_node("Resize", ["x", "", "", "sizes"], ["y"], name="up", mode="nearest")
+    graph = helper.make_graph(
+        [resize],
+        "sizes_with_batch",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 3, 3])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2, 6, 6])],
+        [helper.make_tensor("sizes", TensorProto.INT64, [4], [1, 2, 6, 6])],
+    )
+    model = load_model(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]))
+    x = np.random.default_rng(0).standard_normal((5, 2, 3, 3)).astype(np.float32)
+    batched = run_golden(model, x)
+    one_at_a_time = np.concatenate([run_golden(model, x[i : i + 1]) for i in range(len(x))])
+    assert batched.shape == (5, 2, 6, 6)
+    np.testing.assert_array_equal(batched, one_at_a_time)
+    np.testing.assert_array_equal(batched, x.repeat(2, axis=2).repeat(2, axis=3))
