@@ -199,12 +199,23 @@ def main() -> None:
 
 
 def write_results(rows: list[dict], previous: list[dict], args: argparse.Namespace, quiet: bool = False) -> None:
-    """Merge this run's rows over ``previous`` and write wild.{json,md} (after every row: a run stopped early keeps
-    what it measured); a subset run without --merge only prints."""
-    from importlib.metadata import version
+    """Merge this run's rows over the results file's (``previous`` without --merge) and write wild.{json,md} (after
+    every row: a run stopped early keeps what it measured); a subset run without --merge only prints."""
+    import fcntl
 
     redone = {(row["model"], row["target"]) for row in rows}
-    merged = [row for row in previous if (row["model"], row["target"]) not in redone] + rows
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    with open(Path(tempfile.gettempdir()) / "qdeploy-wild-results.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # runs on other targets may merge into the same file at the same time
+        if args.merge and (RESULTS / "wild.json").exists():
+            previous = json.loads((RESULTS / "wild.json").read_text())["rows"]
+        merged = [row for row in previous if (row["model"], row["target"]) not in redone] + rows
+        _write(merged, args, quiet)
+
+
+def _write(merged: list[dict], args: argparse.Namespace, quiet: bool) -> None:
+    from importlib.metadata import version
+
     meta = {
         "machine": platform.platform(),
         "fixtures": str(FIXTURES),
@@ -218,7 +229,6 @@ def write_results(rows: list[dict], previous: list[dict], args: argparse.Namespa
     if not quiet:
         print(markdown)
     if not args.only or args.merge:  # a subset is written only merged into the previous results
-        RESULTS.mkdir(parents=True, exist_ok=True)
         (RESULTS / "wild.json").write_text(json.dumps({"meta": meta, "before": BEFORE, "rows": merged}, indent=2))
         (RESULTS / "wild.md").write_text(markdown)
 
