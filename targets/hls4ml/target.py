@@ -30,6 +30,7 @@ from qdeploy.pipeline import RunContext
 from qdeploy.target import Target
 from qdeploy.targets.hls4ml.boards import BACKEND_VENDOR, BOARDS
 from qdeploy.targets.hls4ml.config import build_hls_config
+from qdeploy.targets.hls4ml.csim_processes import predict_in_processes
 from qdeploy.targets.hls4ml.epilogue import EPILOGUE_FILE, split_float_epilogue
 from qdeploy.targets.hls4ml.implementation import choose_implementations
 from qdeploy.targets.hls4ml.options import Backend, Hls4mlOptions, Hls4mlRunOptions, split_hls4ml_sections
@@ -244,10 +245,13 @@ class Hls4mlTarget(Target):
         epilogue_file = Path(out_dir) / EPILOGUE_FILE
         epilogue = ModelWrapper(str(epilogue_file)) if epilogue_file.exists() else None
 
+        def predict(x: np.ndarray) -> np.ndarray:
+            with contextlib.redirect_stdout(io.StringIO()):
+                return np.asarray(hls_model.predict(np.ascontiguousarray(x)), dtype=np.float32)
+
         def run(x: np.ndarray) -> np.ndarray:
             x = to_firmware_layout(np.asarray(x, dtype=np.float32), channels_last)
-            with contextlib.redirect_stdout(io.StringIO()):
-                y = np.asarray(hls_model.predict(np.ascontiguousarray(x)), dtype=np.float32)
+            y = predict_in_processes(predict, x)
             if epilogue is not None:
                 shape = epilogue.get_tensor_shape(epilogue.graph.input[0].name)
                 y = run_golden(epilogue, y.reshape(len(x), *shape[1:]))
