@@ -424,6 +424,10 @@ class _Integerizer(FreshNames):
         # constant term needs every window full (no padding) unless low is 0
         spread_in = x.spread and (x.low == 0 or not any(conv_attrs.get("pads", [])))
         spread_in = spread_in and _unpadded_auto_pad(conv_attrs)
+        if spread_in:  # only where the 0/255 form keeps the int16 pair sums and 2^24 (else the clipped form)
+            reach = _acc_bounds(w.astype(np.int64), 0, 1, reduce_axes=axes)
+            fits = 4 * 255 * max(abs(int(reach[0].min())), abs(int(reach[1].max()))) < ACC_LIMIT
+            spread_in = fits and 2 * 255 * int(np.abs(w.astype(np.int64)).max(initial=0)) <= PAIR_LIMIT
         if spread_in:
             low_acc, high_acc = _acc_bounds(w.astype(np.int64), 0, 1, reduce_axes=axes)
             offset = x.low * w.astype(np.float64).sum(axis=axes) * step
