@@ -385,6 +385,55 @@ def test_an_unsigned_binary_activation_feeds_a_padded_convolution_in_its_0_255_f
     assert np.array_equal(artifact.predict(x), qdeploy.run_golden(graph, x))
 
 
+def test_wide_weights_read_a_binary_activation_in_its_clipped_form(tmp_path):
+    """8-bit weights (|w| up to 100) times 255 could saturate AVX2's int16 pair sums: the layer after a bipolar
+    activation reads its 0/2 (clipped) form instead of the 0/255 one, still on the integer kernel, bit-exact."""
+    import onnx
+    from onnx import helper
+
+    rng = np.random.default_rng(12)
+    constants = {
+        "zero": np.float32(0),
+        "b8": np.float32(8),
+        "b2": np.float32(2),
+        "s_in": np.float32(2.0**-4),
+        "one": np.float32(1.0),
+        "s_w": np.float32(2.0**-6),
+        "w1": rng.integers(-1, 2, (16, 4, 3, 3)).astype(np.float32),
+        "w2": (rng.integers(-100, 101, (16, 16, 3, 3)) * 2.0**-6).astype(np.float32),
+        "t1": rng.integers(-4, 4, (1, 16, 1, 1)).astype(np.float32),
+        "t2": rng.normal(0, 8, (1, 16, 1, 1)).round().astype(np.float32),
+        "w3": rng.integers(-1, 2, (16, 3)).astype(np.float32),
+    }
+    nodes = [
+        _quant("x", "xq", "s_in", "b8", "Quant_in"),
+        _quant("w1", "w1q", "one", "b2", "Quant_w1", narrow=1),
+        _quant("w2", "w2q", "s_w", "b8", "Quant_w2", narrow=1),
+        _quant("w3", "w3q", "one", "b2", "Quant_w3", narrow=1),
+        helper.make_node("Conv", ["xq", "w1q"], ["c1"], name="Conv_1", kernel_shape=[3, 3]),
+        helper.make_node("Sub", ["c1", "t1"], ["n1"], name="Shift_1"),
+        helper.make_node("BipolarQuant", ["n1", "one"], ["a1"], name="Act_1", domain=QONNX),
+        helper.make_node("Conv", ["a1", "w2q"], ["c2"], name="Conv_2", kernel_shape=[3, 3]),
+        helper.make_node("Sub", ["c2", "t2"], ["n2"], name="Shift_2"),
+        _quant("n2", "a2", "one", "b2", "Act_2", narrow=1),
+        helper.make_node("Flatten", ["a2"], ["f"], name="Flatten_0"),
+        helper.make_node("MatMul", ["f", "w3q"], ["y"], name="MatMul_3"),
+    ]
+    graph = _model(nodes, constants, (1, 4, 5, 5), (1, 3))
+    artifact, report, plan = _compile(graph, tmp_path / "ort", (4, 5, 5))
+    assert report["bit_exact"] is True and report["outputs_equal"] == report["outputs_compared"]
+    assert plan.startswith("integer layers (requantized 1 QLinearConv + 1 QGemm, 1 integer QGemm to float)"), plan
+    nodes = onnx.load(str(tmp_path / "ort" / "model.onnx")).graph.node
+    producer = {out: n for n in nodes for out in n.output}
+    (gemm,) = [n for n in nodes if n.name.startswith("Conv_2") and n.op_type == "QGemm"]
+    source = producer[gemm.input[0]]
+    while source.op_type in ("Reshape", "Transpose"):
+        source = producer[source.input[0]]
+    assert source.op_type == "Clip", [n.op_type for n in nodes]
+    x = np.random.default_rng(13).normal(0, 3, (64, 4, 5, 5)).astype(np.float32)
+    assert np.array_equal(artifact.predict(x), qdeploy.run_golden(graph, x))
+
+
 def test_non_power_of_two_activation_scale_keeps_the_convolution_in_float(tmp_path):
     """With an activation scale of 1/3 the next Conv's float32 sums are not exact: no integer layer for it (the
     plan says why), and the model is still bit-exact."""
