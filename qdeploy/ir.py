@@ -130,7 +130,6 @@ def cleanup(model: ModelWrapper) -> ModelWrapper:
     """
     from qonnx.transformation.fold_constants import FoldConstants
     from qonnx.transformation.general import (
-        GiveReadableTensorNames,
         GiveUniqueNodeNames,
         GiveUniqueParameterTensors,
         RemoveUnusedTensors,
@@ -175,7 +174,37 @@ def cleanup(model: ModelWrapper) -> ModelWrapper:
         )
     tensor_names = {t for node in model.graph.node for t in (*node.input, *node.output) if t}
     if not all(_IDENTIFIER.fullmatch(t) for t in tensor_names):
-        model = model.transform(GiveReadableTensorNames())
+        model = _give_readable_tensor_names(model)
+    return model
+
+
+def _rename_tensor(model: ModelWrapper, old: str, new: str) -> None:
+    """qonnx's ``rename_tensor``, and every further use of ``old`` by a node: qonnx replaces only a node's first
+    (``torch.cat([a, b, a])`` takes ``a`` twice; its second use kept the old name and lost its shape)."""
+    model.rename_tensor(old, new)
+    for node in model.graph.node:
+        for index, name in enumerate(node.input):
+            if name == old:
+                node.input[index] = new
+
+
+def _give_readable_tensor_names(model: ModelWrapper) -> ModelWrapper:
+    """qonnx's ``GiveReadableTensorNames`` (the same names: ``<node>_out<k>``, ``<node>_param<k>``, ``global_in``,
+    ``global_out``) with a rename that reaches a tensor's every use (see ``_rename_tensor``)."""
+    for index, name in enumerate(model.get_all_tensor_names()):
+        _rename_tensor(model, name, f"tensor_{index}")  # unique first, so no rename below meets an existing name
+    for node in model.graph.node:
+        for out_index, name in enumerate(list(node.output)):
+            _rename_tensor(model, name, f"{node.name}_out{out_index}")
+        params = 0
+        for name in list(node.input):
+            if model.get_initializer(name) is not None and not name.startswith(f"{node.name}_param"):
+                _rename_tensor(model, name, f"{node.name}_param{params}")
+                params += 1
+    for index, tensor in enumerate(list(model.graph.input)):
+        _rename_tensor(model, tensor.name, "global_in" if index == 0 else f"global_in_{index}")
+    for index, tensor in enumerate(list(model.graph.output)):
+        _rename_tensor(model, tensor.name, "global_out" if index == 0 else f"global_out_{index}")
     return model
 
 

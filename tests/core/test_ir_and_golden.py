@@ -89,3 +89,30 @@ def test_a_resize_with_the_exported_batch_in_its_sizes_runs_batched():
     assert batched.shape == (5, 2, 6, 6)
     np.testing.assert_array_equal(batched, one_at_a_time)
     np.testing.assert_array_equal(batched, x.repeat(2, axis=2).repeat(2, axis=3))
+
+
+def test_a_node_taking_one_tensor_twice_keeps_both_uses_through_renaming():
+    """``torch.cat([a, b, a])``: the cleanup's readable names reach both uses of ``a`` (qonnx renames only a node's
+    first use, and the second then had no producer and no shape)."""
+    from onnx import TensorProto, helper
+
+    from qdeploy.golden import run_golden
+    from qdeploy.ir import load_model
+
+    nodes = [
+        helper.make_node("Relu", ["/in"], ["/relu/out"], name="/relu/Relu"),
+        helper.make_node("Neg", ["/in"], ["/neg/out"], name="/neg/Neg"),
+        helper.make_node("Concat", ["/relu/out", "/neg/out", "/relu/out"], ["/cat/out"], name="/cat/Concat", axis=1),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "repeated_input",
+        [helper.make_tensor_value_info("/in", TensorProto.FLOAT, [1, 3])],
+        [helper.make_tensor_value_info("/cat/out", TensorProto.FLOAT, [1, 9])],
+    )
+    model = load_model(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]))
+    concat = model.get_nodes_by_op_type("Concat")[0]
+    assert concat.input[0] == concat.input[2] == model.get_nodes_by_op_type("Relu")[0].output[0]
+    assert all(model.get_tensor_shape(name) == [1, 3] for name in concat.input)
+    x = np.array([[-1.0, 0.5, 2.0]], dtype=np.float32)
+    np.testing.assert_array_equal(run_golden(model, x), np.concatenate([np.maximum(x, 0), -x, np.maximum(x, 0)], 1))
