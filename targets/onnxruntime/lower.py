@@ -539,4 +539,36 @@ def _make_batch_dynamic(proto: onnx.ModelProto) -> None:
                         if attribute.name == "allowzero":
                             attribute.i = 0
                 inits[node.input[1]].CopyFrom(numpy_helper.from_array(shape.astype(np.int64), node.input[1]))
+    _resize_sizes_follow_batch(proto, inits)
     del proto.graph.value_info[:]
+
+
+def _resize_sizes_follow_batch(proto: onnx.ModelProto, inits: dict[str, onnx.TensorProto]) -> None:
+    """A Resize whose constant ``sizes`` spell out batch 1 (torch's export of a fixed-size ``interpolate``) takes its
+    batch from its input instead: ``sizes = Concat(Shape(x)[0:1], sizes[1:])``, each sample resized alike."""
+    position = 0
+    while position < len(proto.graph.node):
+        node = proto.graph.node[position]
+        position += 1
+        if node.op_type != "Resize" or len(node.input) < 4 or node.input[3] not in inits:
+            continue
+        sizes = numpy_helper.to_array(inits[node.input[3]])
+        if sizes.size < 2 or int(sizes[0]) != 1:
+            continue
+        prefix = f"{node.name or node.output[0]}_batch_sizes"
+        names = [f"{prefix}_{part}" for part in ("shape", "index", "batch", "rest", "sizes")]
+        proto.graph.initializer.extend(
+            [
+                numpy_helper.from_array(np.array([0], dtype=np.int64), names[1]),
+                numpy_helper.from_array(sizes[1:].astype(np.int64), names[3]),
+            ]
+        )
+        computed = [
+            helper.make_node("Shape", [node.input[0]], [names[0]], name=names[0]),
+            helper.make_node("Gather", [names[0], names[1]], [names[2]], name=names[2], axis=0),
+            helper.make_node("Concat", [names[2], names[3]], [names[4]], name=names[4], axis=0),
+        ]
+        for offset, new_node in enumerate(computed):
+            proto.graph.node.insert(position - 1 + offset, new_node)
+        position += len(computed)
+        node.input[3] = names[4]

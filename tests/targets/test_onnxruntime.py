@@ -170,6 +170,24 @@ def test_signed_one_bit_quant_runs_as_qonnx_executes_it(tmp_path):
     assert set(np.unique(artifact.predict(x))) == {-0.5, 0.5}
 
 
+def test_a_resize_whose_sizes_spell_out_batch_one_runs_on_any_batch(tmp_path):
+    """torch exports a fixed-size ``interpolate`` with constant sizes [1, C, H, W]: the folder takes any batch (its
+    Resize reads the batch from its input) and is exact batched and one sample at a time."""
+    from onnx import helper
+
+    resize = helper.make_node("Resize", ["q", "", "", "sizes"], ["y"], name="up", mode="nearest")
+    graph = _graph(
+        [_quant("x", "q"), resize],
+        {"s": np.float32(0.25), "z": np.float32(0), "b": np.float32(4), "sizes": np.array([1, 2, 6, 6], np.int64)},
+        shape=(1, 2, 3, 3),
+        out_shape=(1, 2, 6, 6),
+    )
+    x = _inputs(0.25, count=64, shape=(2, 3, 3))
+    artifact = qdeploy.compile(graph, target="onnxruntime", out=tmp_path / "ort", data=x, verify_samples=100)
+    assert artifact.bit_exact and artifact.report["outputs_compared"] == len(x) + 100
+    assert artifact.predict(x).reshape(len(x), 2, 6, 6).shape == (64, 2, 6, 6)
+
+
 @pytest.mark.parametrize(
     "scale, zero_point, bits, signed",
     [
