@@ -105,7 +105,8 @@ def _outcome_in_child(queue, path: Path, out: Path, samples: int, target: str) -
     os.setpgrp()  # its own process group: past the limit, the g++ it started stops with it
     options = TARGET_OPTIONS.get(target, {})
     row = compile_outcome(path, out, samples, target, **options)
-    if row["outcome"] == "refused" and "--input-quant" in row.get("reason", ""):
+    reason = row.get("reason", "")
+    if row["outcome"] == "refused" and ("--input-quant" in reason or "on the float model input" in reason):
         # what the refusal tells the user to do: declare the input's precision (the reference gains that Quant)
         row = {**compile_outcome(path, out, samples, target, DECLARED_INPUT, **options), "plain_compile": row["reason"]}
     queue.put(row)

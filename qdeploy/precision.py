@@ -430,8 +430,9 @@ def infer_precisions(model: ModelWrapper) -> tuple[FixedType, dict[str, LayerPre
                 grids[node.output[0]] = None
                 continue
             raise UnsupportedModelError(
-                f"node {node.name} ({op}) computes on the float model input before any Quant; "
-                "quantize the input first (brevitas QuantIdentity / qdeploy quantize does)"
+                f"node {node.name} ({op}) computes on the float model input before any Quant; declare the input's "
+                "precision (--input-quant 'fixed<16,6>', config key input_quant) or quantize the input in the model "
+                "(brevitas QuantIdentity / qdeploy quantize does)"
             )
         elif op == "MultiThreshold":
             layers[node.name] = _grid_thresholds(model, node, x)
