@@ -380,7 +380,12 @@ def render(rows: list[dict]) -> str:
         "alkaid `n_stages` = the number of layers. Seconds: qdeploy's whole `qdeploy compile` (steps, Verilog, "
         f"Verilator build, {SAMPLES}-input verification, yosys); alkaid's trace + Verilator build/run + yosys. "
         "Not placed (the generic mapping has no place and route): no Fmax here. —: not measured in this run (rows "
-        "whose pipelined columns are empty were built once per tool: `--no-pipelined`).",
+        "whose pipelined columns are empty were built once per tool: `--no-pipelined`). qdeploy's Verilog marks "
+        "every adder `(* keep *)`, so yosys maps each to its own carry chain (a LUT per bit where both operands have "
+        "bits) instead of merging adders read once into multi-operand sums (alumacc/maccmap compressor trees): fewer "
+        "LUTs for more CARRY4. A 7-series slice holds 4 LUT6 and 1 CARRY4, so slices >= max(LUTs / 4, CARRY4): where "
+        "qdeploy's CARRY4 count is the larger, its design is not smaller in slices even where it has fewer LUTs (the "
+        "goal column says so). Ratios are of LUT counts only.",
         "",
         "| model | qdeploy LUTs | alkaid LUTs | qdeploy / alkaid | goal: at or below alkaid, equally exact | "
         "CARRY4 q / a | exact q / a | pipelined cycles q / a | pipelined LUTs q / a | pipelined FFs q / a | "
@@ -390,6 +395,8 @@ def render(rows: list[dict]) -> str:
     notes = []
     for row in rows:
         q, a = row.get("qdeploy", {}), row.get("alkaid", {})
+        if "note" in row:
+            notes.append(f"{row['model']}: {row['note']}")
         for tool, side in (("qdeploy", q), ("alkaid", a)):
             for key, meaning in (("skipped", "not run"), ("failed", "failed")):
                 if key in side:
@@ -408,7 +415,7 @@ def render(rows: list[dict]) -> str:
             f"{pair(qp, ap, 'ffs')} | {q.get('compile_s', '—')} / {alkaid_seconds} |"
         )
     if notes:
-        lines += ["", "Not measured:", *[f"- {note}" for note in notes]]
+        lines += ["", "Notes:", *[f"- {note}" for note in notes]]
     return "\n".join(lines) + "\n"
 
 
@@ -421,8 +428,12 @@ def goal(q: dict, a: dict) -> str:
         return f"not comparable (exact {q.get('exact')} / {a.get('exact')})"
     difference = q["luts"] - a["luts"]
     if difference <= 0:
-        return f"met ({-difference} fewer)"
-    return f"missed ({difference} more, +{100 * difference / a['luts']:.1f}%)"
+        verdict = f"met ({-difference} fewer)"
+    else:
+        verdict = f"missed ({difference} more, +{100 * difference / a['luts']:.1f}%)"
+    if q.get("carry4", 0) > a.get("carry4", 0):  # a CARRY4 takes a slice (4 LUT6 sites) of its own
+        verdict += f"; CARRY4 {q['carry4'] / a['carry4']:.2f}x alkaid's"
+    return verdict
 
 
 def main() -> None:
