@@ -100,6 +100,10 @@ class _Lowering:
         self.integers: dict[str, IntegerTensor] = {}
         # real tensor -> the Mul(integers, scalar scale) node producing it, for moving layout ops onto the integers
         self.scaled: set[str] = set()
+        # accumulator -> its layer's real scale and in-layer bias per channel, in float64: the graph computes the
+        # layer's output as one float32 rounding of (sum * scale + bias) (the order-free value), which the
+        # float32 Mul/Add the layer is rewritten into would round twice
+        self.exact_affine: dict[str, tuple[np.ndarray, np.ndarray | None]] = {}
         self.float_input = model.graph.input[0].name
         self.float_derived: set[str] = set()
         dtype = model.get_tensor_datatype(self.float_input)
@@ -256,6 +260,9 @@ class _Lowering:
         for name in (accumulator, scaled):
             model.set_tensor_shape(name, out_shape)
         self.integers[accumulator] = IntegerTensor(acc_low.astype(np.int64), acc_high.astype(np.int64))
+        channels = len(channel_scale)
+        exact_bias = None if bias is None else np.broadcast_to(np.asarray(bias, dtype=np.float64).ravel(), (channels,))
+        self.exact_affine[accumulator] = (float(input_scale) * channel_scale.astype(np.float64), exact_bias)
         self.changed = True
 
     def _constant_value(self, name: str) -> np.ndarray | None:
@@ -371,7 +378,9 @@ class _Lowering:
             info = self.integers[source]
             low = np.broadcast_to(info.low, (channels,)).astype(np.int64)
             high = np.broadcast_to(info.high, (channels,)).astype(np.int64)
-            evaluator = _ChainEvaluator(model, source, chain, quant.output[0], channels, rank=self._rank(source))
+            evaluator = _ChainEvaluator(
+                model, source, chain, quant.output[0], channels, rank=self._rank(source), exact=self._exact(source, chain)
+            )
             thresholds = _integer_thresholds(evaluator, low, high, first_level, level_count, out_step, out_scale)
             if self._merge_upstream(source, thresholds, first_level, out_step):
                 self._rescale(source, quant.output[0], out_scale)
@@ -466,10 +475,27 @@ class _Lowering:
             model.set_initializer(layer.input[1], weights * sign.reshape(-1, *([1] * (weights.ndim - 1))))
         scale = model.get_initializer(consumers[0].input[1])
         model.set_initializer(consumers[0].input[1], scale * sign.reshape(scale.shape))
+        if accumulator in self.exact_affine:
+            exact_scale, exact_bias = self.exact_affine[accumulator]
+            self.exact_affine[accumulator] = (exact_scale * sign.astype(np.float64), exact_bias)
         info = self.integers[accumulator]
         low, high = np.where(flip, -info.high, info.low), np.where(flip, -info.low, info.high)
         self.integers[accumulator] = IntegerTensor(low, high)
         return True
+
+    def _exact(self, accumulator: str, chain: list) -> tuple[np.ndarray, np.ndarray | None, int] | None:
+        """The layer's float64 scale and bias when ``chain`` starts with the Mul (and bias Add) ``_lower_layer``
+        wrote after ``accumulator``, with how many chain nodes they are; None otherwise."""
+        if accumulator not in self.exact_affine or not chain or chain[0].op_type != "Mul":
+            return None
+        if chain[0].input[0] != accumulator:
+            return None
+        scale, bias = self.exact_affine[accumulator]
+        if bias is None:
+            return scale, None, 1
+        if len(chain) < 2 or chain[1].op_type != "Add" or chain[1].input[0] != chain[0].output[0]:
+            return None
+        return scale, bias, 2
 
     def _insert_multithreshold(
         self,
@@ -587,11 +613,27 @@ def _chain_direction(model: ModelWrapper, chain: list, channels: int) -> np.ndar
 
 
 class _ChainEvaluator:
-    """Runs ``chain + quantizer`` with the golden executor on a [K, C, 1...] batch of source values."""
+    """Runs ``chain + quantizer`` with the golden executor on a [K, C, 1...] batch of source values. With ``exact``
+    (per-channel float64 scale, bias or None, and the number of leading chain nodes they stand for), those nodes are
+    computed as one float32 rounding of ``value * scale + bias``, as the graph's own layer rounds its output."""
 
-    def __init__(self, model: ModelWrapper, source: str, chain: list, output: str, channels: int, rank: int = 2):
+    def __init__(
+        self,
+        model: ModelWrapper,
+        source: str,
+        chain: list,
+        output: str,
+        channels: int,
+        rank: int = 2,
+        exact: tuple[np.ndarray, np.ndarray | None, int] | None = None,
+    ):
         self.model, self.source, self.output = model, source, output
         self.channels, self.rank = channels, rank
+        self._exact = None
+        if exact is not None:
+            scale, bias, count = exact
+            self._exact = (scale, bias)
+            self.source, chain = chain[count - 1].output[0], chain[count:]
         self._nodes = [*chain]
         if model.find_producer(output) is not None and model.find_producer(output) not in chain:
             self._nodes.append(model.find_producer(output))
@@ -610,6 +652,10 @@ class _ChainEvaluator:
         """values [K, C] (float32) -> chain output [K, C]."""
         from qonnx.core.onnx_exec import execute_onnx
 
+        if self._exact is not None:
+            scale, bias = self._exact
+            exact = np.asarray(values, dtype=np.float64) * scale[None, :]
+            values = exact if bias is None else exact + bias[None, :]
         values = np.asarray(values, dtype=np.float32)
         batch = values.shape[0]
         x = values.reshape(batch, values.shape[1], *([1] * (self.rank - 2)))

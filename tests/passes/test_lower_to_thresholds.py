@@ -107,3 +107,73 @@ def test_negative_batchnorm_gamma_flips_channel_weights(tmp_path):
     _outputs_equal(model, lowered, x)
     _, changed = LowerToThresholds().apply(lowered)
     assert not changed
+
+
+def test_float_scale_layer_thresholds_round_its_output_once():
+    """A float-scale Gemm computes sum * (s_x * s_w) + bias and rounds once to float32 (the order-free value the
+    order-dependence check compares the golden executor with); the thresholds must follow that value for every
+    accumulator, not the float32 Mul and Add the layer is rewritten into, which round twice (RadioML VGG10: a
+    BatchNorm output landed exactly on a tie one way, the rewritten layer one ulp off the other way)."""
+    from onnx import TensorProto, helper, numpy_helper
+    from qonnx.core.modelwrapper import ModelWrapper
+    from qonnx.custom_op.general.quant import quant
+
+    rng = np.random.default_rng(3)
+    inputs, channels = 16, 512
+    s_x, s_w, s_out = np.float32(0.0371), np.float32(0.0173), np.float32(0.00113)
+    weights = (rng.integers(-8, 8, (channels, inputs)) * s_w).astype(np.float32)
+    bias = rng.normal(0, 0.05, channels).astype(np.float32)
+    constants = {
+        "sx": s_x,
+        "sw": s_w,
+        "so": s_out,
+        "z": np.float32(0),
+        "b4": np.float32(4),
+        "b8": np.float32(8),
+        "W": weights,
+        "C": bias,
+    }
+
+    def quant_node(source, scale, bits, output):
+        return helper.make_node(
+            "Quant",
+            [source, scale, "z", bits],
+            [output],
+            domain="qonnx.custom_op.general",
+            signed=1,
+            narrow=0,
+            rounding_mode="ROUND",
+            name=f"{output}_quant",
+        )
+
+    nodes = [
+        quant_node("x", "sx", "b4", "qx"),
+        quant_node("W", "sw", "b4", "qw"),
+        helper.make_node("Gemm", ["qx", "qw", "C"], ["acc"], transB=1, name="layer"),
+        quant_node("acc", "so", "b8", "y"),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "float_scale_gemm",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, inputs])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, channels])],
+        [numpy_helper.from_array(np.asarray(v), k) for k, v in constants.items()],
+    )
+    opsets = [helper.make_opsetid("", 13), helper.make_opsetid("qonnx.custom_op.general", 1)]
+    lowered = load_model(ModelWrapper(helper.make_model(graph, opset_imports=opsets))).transform(LowerToThresholds())
+    layer = next(n for n in lowered.graph.node if n.op_type in ("MatMul", "Gemm"))
+    threshold_node = lowered.find_consumer(layer.output[0])
+    assert threshold_node.op_type == "MultiThreshold"
+    thresholds = lowered.get_initializer(threshold_node.input[1])  # [channels, levels - 1]
+    assert np.array_equal(np.abs(lowered.get_initializer(layer.input[1])).T, np.abs(np.round(weights / s_w)))
+    # every accumulator value the layer can reach, per channel: one float32 rounding of sum * scale + bias
+    accumulators = np.arange(-inputs * 64, inputs * 64 + 1, dtype=np.int64)
+    exact_scale = np.float64(s_x) * np.float64(s_w)
+    once = (accumulators[:, None] * exact_scale + bias.astype(np.float64)[None, :]).astype(np.float32)
+    levels = np.round(quant(once, s_out, np.float32(0), np.float32(8), 1, 0, "ROUND") / s_out).astype(np.int64)
+    counts = (accumulators[:, None, None] >= thresholds[None, :, :]).sum(axis=2)
+    integer_weights = np.round(weights / s_w).astype(np.int64)  # [channels, inputs]; inputs' levels -8..7
+    reach_low = np.minimum(integer_weights * -8, integer_weights * 7).sum(axis=1)
+    reach_high = np.maximum(integer_weights * -8, integer_weights * 7).sum(axis=1)
+    reached = (accumulators[:, None] >= reach_low[None, :]) & (accumulators[:, None] <= reach_high[None, :])
+    np.testing.assert_array_equal((counts - 128)[reached], levels[reached])
