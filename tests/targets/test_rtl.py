@@ -231,11 +231,13 @@ def test_float_scales_lower_to_thresholds(tmp_path):
 
 
 def test_unsupported_layer_is_refused_by_name(tiny_mlp, tmp_path):
+    """Softmax mixes a layer's channels before its quantizer: no per-channel thresholds express it (an elementwise
+    Sigmoid/Tanh there lowers to thresholds, tests/passes/test_wild_classes.py)."""
     graph = copy_graph(tiny_mlp)
     relu = next(node for node in graph.graph.node if node.op_type == "Relu")
-    relu.op_type = "Sigmoid"
+    relu.op_type = "Softmax"
     out = tmp_path / "refused"
-    with pytest.raises(UnsupportedModelError, match=rf"node {relu.name}: op Sigmoid .*--target hls4ml"):
+    with pytest.raises(UnsupportedModelError, match=rf"node {relu.name}: op Softmax .*--target hls4ml"):
         qdeploy.compile(graph, target="rtl", out=out, implement="none")
     assert_no_output(out)
 
