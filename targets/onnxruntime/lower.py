@@ -188,6 +188,8 @@ class _Lowering(FreshNames):
             self._bipolar(node)
         elif op == "FloatQuant":
             self._float_quant(node)
+        elif op == "MultiThreshold":
+            self._multithreshold(node)
         elif op in QUANTIZER_OPS:
             raise UnsupportedModelError(
                 f"node {node.name}: {op} has no onnxruntime lowering yet; compile this model for another target or "
@@ -399,6 +401,48 @@ class _Lowering(FreshNames):
         qdq = [self.const(f"{node.name}_qscale", scale.reshape(())), self.const(f"{node.name}_qzp", np.int8(0))]
         q = self.op("QuantizeLinear", [signed_scale, *qdq])
         self.op("DequantizeLinear", [q, *qdq], node.output[0])
+
+    # -- MultiThreshold (FINN's streamlined activations) ---------------------------------------------------------
+    def _multithreshold(self, node) -> None:
+        """qonnx's MultiThreshold: per channel, the count of thresholds the value is >= to (float32 comparisons), then
+        ``out_scale * count + out_bias`` in float32. The thresholds broadcast against the value with one trailing axis
+        (the channel where ``data_layout`` puts it, or qonnx's guess by rank), so no transposes are needed."""
+        thresholds = self.model.get_initializer(node.input[1])
+        shape = self.model.get_tensor_shape(node.input[0])
+        if thresholds is None or thresholds.ndim != 2 or not shape:
+            raise UnsupportedModelError(
+                f"node {node.name}: MultiThreshold needs constant [channels, thresholds] thresholds and a known input "
+                "shape for onnxruntime; re-export it with its thresholds as an initializer"
+            )
+        rank = len(shape)
+        layout = node_attr(node, "data_layout", "")
+        layout = layout.decode() if isinstance(layout, bytes) else layout
+        if not layout and rank < 5:
+            layout = {2: "NC", 3: "NWC", 4: "NCHW"}.get(rank, "")
+        channel_axis = layout.index("C") if "C" in layout else 1
+        channels, count = thresholds.shape
+        if channels != 1 and (channel_axis >= rank or shape[channel_axis] != channels):
+            raise UnsupportedModelError(
+                f"node {node.name}: {channels} threshold channels do not match axis {channel_axis} of its input "
+                f"{list(shape)} (data_layout {layout or 'unset'}); fix the node's data_layout or thresholds"
+            )
+        broadcast = [1] * (rank + 1)
+        broadcast[channel_axis if channels != 1 else 0], broadcast[rank] = channels, count
+        bank = self.const(f"{node.name}_thresholds", thresholds.astype(np.float32).reshape(broadcast))
+        value = self.op("Unsqueeze", [node.input[0], self.const(f"{node.name}_last", np.array([rank], np.int64))])
+        reached = self.op("Cast", [self.op("GreaterOrEqual", [value, bank])], to=onnx.TensorProto.FLOAT)
+        out_scale = np.float32(node_attr(node, "out_scale", 1.0))
+        out_bias = np.float32(node_attr(node, "out_bias", 0.0))
+        last_axis = self.const(f"{node.name}_axis", np.array([rank], np.int64))
+        counted = self.op(
+            "ReduceSum", [reached, last_axis], None if out_scale != 1 or out_bias != 0 else node.output[0], keepdims=0
+        )
+        if out_scale != 1 or out_bias != 0:  # a count of at most 2^24 thresholds is exact in float32
+            scaled = self.op(
+                "Mul", [counted, self.const(f"{node.name}_out_scale", out_scale)], None if out_bias != 0 else node.output[0]
+            )
+            if out_bias != 0:
+                self.op("Add", [scaled, self.const(f"{node.name}_out_bias", out_bias)], node.output[0])
 
     # -- FloatQuant (minifloats: FP8 E4M3/E5M2 and general) ---------------------------------------------------------
     def _float_quant(self, node) -> None:

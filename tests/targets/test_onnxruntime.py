@@ -170,6 +170,29 @@ def test_signed_one_bit_quant_runs_as_qonnx_executes_it(tmp_path):
     assert set(np.unique(artifact.predict(x))) == {-0.5, 0.5}
 
 
+@pytest.mark.parametrize(("layout", "shape"), [("", (1, 3, 2, 2)), ("NHWC", (1, 2, 2, 3)), ("NC", (1, 3))])
+def test_multithreshold_runs_as_qonnx_executes_it(layout, shape, tmp_path):
+    """FINN's streamlined activations: count of thresholds reached per channel (the channel axis where data_layout
+    puts it), then out_scale * count + out_bias; inputs exactly on every threshold and between them."""
+    from onnx import helper
+
+    rng = np.random.default_rng(2)
+    thresholds = np.sort(rng.normal(0, 1, (3, 4)), axis=1).astype(np.float32)
+    attrs = {"out_dtype": "INT3", "out_scale": 0.5, "out_bias": -1.0, **({"data_layout": layout} if layout else {})}
+    node = helper.make_node("MultiThreshold", ["x", "t"], ["y"], name="mt", domain="qonnx.custom_op.general", **attrs)
+    graph = _graph([node], {"t": thresholds}, shape=shape)
+    channel_axis = (layout or "NCHW").index("C")
+    on_thresholds = np.moveaxis(np.broadcast_to(thresholds.T[:, :, None, None], (4, 3, 2, 2)), 1, channel_axis)
+    on_thresholds = on_thresholds.reshape(4, *shape[1:]) if len(shape) == 4 else thresholds.T
+    x = np.concatenate([on_thresholds, np.nextafter(on_thresholds, -np.inf), rng.normal(0, 1.5, (200, *shape[1:]))])
+    artifact = qdeploy.compile(graph, target="onnxruntime", out=tmp_path / "ort", data=x.astype(np.float32))
+    assert artifact.bit_exact
+    import onnx
+
+    lowered = onnx.load(str(tmp_path / "ort" / "model.onnx"))
+    assert "MultiThreshold" not in {n.op_type for n in lowered.graph.node}
+
+
 def test_a_resize_whose_sizes_spell_out_batch_one_runs_on_any_batch(tmp_path):
     """torch exports a fixed-size ``interpolate`` with constant sizes [1, C, H, W]: the folder takes any batch (its
     Resize reads the batch from its input) and is exact batched and one sample at a time."""
