@@ -6,14 +6,11 @@ values (its output type is its input type), in ``templates/nnet_depth_to_space*.
 
 from __future__ import annotations
 
-from importlib.resources import as_file, files
-
 from qdeploy.errors import UnsupportedModelError
-from qdeploy.targets.hls4ml.options import Backend
+from qdeploy.targets.hls4ml.custom_layer import CustomLayer
 
 CLASS_NAME = "DepthToSpace"
 CHANNELS_LAST_DOMAIN = "qonnx.custom_op.channels_last"
-STREAM_BACKENDS = (Backend.VIVADO, Backend.VITIS)  # the streaming variant uses Xilinx's hls::stream
 
 _CONFIG_TEMPLATE = """struct config{index} : nnet::depth_to_space_config {{
     static const unsigned in_height = {in_height};
@@ -23,10 +20,6 @@ _CONFIG_TEMPLATE = """struct config{index} : nnet::depth_to_space_config {{
     static const bool crd = {crd};
 }};\n"""
 _FUNCTION_TEMPLATE = "nnet::depth_to_space<{input_t}, {output_t}, {config}>({input}, {output});"
-_HEADERS = ["nnet_utils/nnet_depth_to_space.h"]
-_STREAM_HEADERS = ["nnet_utils/nnet_depth_to_space.h", "nnet_utils/nnet_depth_to_space_stream.h"]
-
-_registered: set[str] = set()
 
 
 def _layer_class():
@@ -76,46 +69,17 @@ def _parse_onnx(node, input_names, input_shapes, graph):
     }
 
 
+_LAYER = CustomLayer(
+    CLASS_NAME,
+    "depth_to_space",
+    _layer_class,
+    _parse_onnx,
+    _CONFIG_TEMPLATE,
+    _FUNCTION_TEMPLATE,
+    config_params=lambda node: {"crd": "true" if node.get_attr("crd") else "false"},
+)
+
+
 def register(backend_name: str) -> None:
     """Make hls4ml parse, configure and emit DepthToSpace for ``backend_name`` (idempotent)."""
-    import hls4ml
-    from hls4ml.backends.template import FunctionCallTemplate, LayerConfigTemplate
-
-    if not _registered:
-        hls4ml.model.layers.register_layer(CLASS_NAME, _layer_class())
-        if CLASS_NAME not in hls4ml.converters.get_supported_onnx_layers():
-            hls4ml.converters.register_onnx_layer_handler(CLASS_NAME, _parse_onnx)
-        _registered.add("layer")
-    if backend_name in _registered:
-        return
-    layer_class = hls4ml.model.layers.layer_map[CLASS_NAME]
-    headers = _STREAM_HEADERS if backend_name in STREAM_BACKENDS else _HEADERS
-
-    class ConfigTemplate(LayerConfigTemplate):
-        def __init__(self):
-            super().__init__(layer_class)
-            self.template = _CONFIG_TEMPLATE
-
-        def format(self, node):
-            params = self._default_config_params(node)
-            params["crd"] = "true" if node.get_attr("crd") else "false"
-            return self.template.format(**params)
-
-    class FunctionTemplate(FunctionCallTemplate):
-        def __init__(self):
-            super().__init__(layer_class, include_header=headers)
-            self.template = _FUNCTION_TEMPLATE
-
-        def format(self, node):
-            return self.template.format(**self._default_function_params(node))
-
-    backend = hls4ml.backends.get_backend(backend_name)
-    backend.register_template(ConfigTemplate)
-    backend.register_template(FunctionTemplate)
-    templates = files("qdeploy.targets.hls4ml") / "templates"
-    for header in ("nnet_depth_to_space.h", "nnet_depth_to_space_stream.h"):
-        if header == "nnet_depth_to_space_stream.h" and backend_name not in STREAM_BACKENDS:
-            continue
-        with as_file(templates / header) as path:
-            backend.register_source(path.resolve())
-    _registered.add(backend_name)
+    _LAYER.register(backend_name)

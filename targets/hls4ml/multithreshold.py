@@ -6,16 +6,13 @@ bank per element against the channel's thresholds, in ``templates/nnet_multithre
 
 from __future__ import annotations
 
-from importlib.resources import as_file, files
-
 import numpy as np
 
 from qdeploy.errors import UnsupportedModelError
-from qdeploy.targets.hls4ml.options import Backend
+from qdeploy.targets.hls4ml.custom_layer import CustomLayer
 
 CLASS_NAME = "MultiThreshold"
 
-STREAM_BACKENDS = (Backend.VIVADO, Backend.VITIS)  # the streaming variant uses Xilinx's hls::stream
 
 _CONFIG_TEMPLATE = """struct config{index} : nnet::multithreshold_config {{
     static const unsigned n_in = {n_in};
@@ -26,10 +23,6 @@ _CONFIG_TEMPLATE = """struct config{index} : nnet::multithreshold_config {{
     typedef {thresholds_t.name} threshold_t;
 }};\n"""
 _FUNCTION_TEMPLATE = "nnet::multithreshold<{input_t}, {output_t}, {config}>({input}, {output}, {thresholds});"
-_HEADERS = ["nnet_utils/nnet_multithreshold.h"]
-_STREAM_HEADERS = ["nnet_utils/nnet_multithreshold.h", "nnet_utils/nnet_multithreshold_stream.h"]
-
-_registered: set[str] = set()
 
 
 def _layer_class():
@@ -135,53 +128,22 @@ def _parse_onnx(node, input_names, input_shapes, graph):
     return layer
 
 
+_LAYER = CustomLayer(
+    CLASS_NAME,
+    "multithreshold",
+    _layer_class,
+    _parse_onnx,
+    _CONFIG_TEMPLATE,
+    _FUNCTION_TEMPLATE,
+    function_params=lambda node: {"thresholds": node.get_weights("thresholds").name},
+)
+
+
 def register(backend_name: str) -> None:
     """Make hls4ml parse, configure and emit MultiThreshold for ``backend_name`` (idempotent); with it, the corrected
     parsers of ``parsers.py`` and qdeploy's DepthToSpace layer."""
-    import hls4ml
-
     from qdeploy.targets.hls4ml import depth_to_space, parsers
 
     parsers.install()
     depth_to_space.register(backend_name)
-    from hls4ml.backends.template import FunctionCallTemplate, LayerConfigTemplate
-
-    if not _registered:
-        layer_class = _layer_class()
-        hls4ml.model.layers.register_layer(CLASS_NAME, layer_class)
-        if CLASS_NAME not in hls4ml.converters.get_supported_onnx_layers():
-            hls4ml.converters.register_onnx_layer_handler(CLASS_NAME, _parse_onnx)
-        _registered.add("layer")
-    if backend_name in _registered:
-        return
-    layer_class = hls4ml.model.layers.layer_map[CLASS_NAME]
-    headers = _STREAM_HEADERS if backend_name in STREAM_BACKENDS else _HEADERS
-
-    class ConfigTemplate(LayerConfigTemplate):
-        def __init__(self):
-            super().__init__(layer_class)
-            self.template = _CONFIG_TEMPLATE
-
-        def format(self, node):
-            return self.template.format(**self._default_config_params(node))
-
-    class FunctionTemplate(FunctionCallTemplate):
-        def __init__(self):
-            super().__init__(layer_class, include_header=headers)
-            self.template = _FUNCTION_TEMPLATE
-
-        def format(self, node):
-            params = self._default_function_params(node)
-            params["thresholds"] = node.get_weights("thresholds").name
-            return self.template.format(**params)
-
-    backend = hls4ml.backends.get_backend(backend_name)
-    backend.register_template(ConfigTemplate)
-    backend.register_template(FunctionTemplate)
-    templates = files("qdeploy.targets.hls4ml") / "templates"
-    for header in ("nnet_multithreshold.h", "nnet_multithreshold_stream.h"):
-        if header == "nnet_multithreshold_stream.h" and backend_name not in STREAM_BACKENDS:
-            continue
-        with as_file(templates / header) as path:
-            backend.register_source(path.resolve())
-    _registered.add(backend_name)
+    _LAYER.register(backend_name)
