@@ -17,11 +17,12 @@ Two stages, so graphs that cannot be affected pay nothing:
   verification inputs, each such sum is recomputed from the exact quantized values it adds up (each quantizer's
   level, read back from the golden executor's output, times its scale, in float64: what an integer accumulator
   stands for) and rounded once to float32; the elementwise ops up to the next quantizer are re-run as the golden
-  executor runs them, and each quantizer's levels are compared with the golden executor's. Every quantizer is
-  checked locally (downstream of it the golden values are used again), so one difference does not cascade. A
-  differing level means the float32 rounding inside the sum (its order, which changes with the kernel and the batch
-  size, and its rounded products), not the quantized values, decides the graph's output there: no exact accumulator
-  gives the golden's level.
+  executor runs them, and each quantizer's levels are compared with the golden executor's. A differing level is
+  carried on to the graph's output: where a later MaxPool or quantizer absorbs it, the output stays the golden
+  executor's and a target computing exact accumulators verifies exact, so only quantizers whose difference changes
+  the output on some input are reported. There the float32 rounding inside the sum (its order, which changes with
+  the kernel and the batch size, and its rounded products), not the quantized values, decides the graph's output:
+  no exact accumulator gives the golden's result.
 """
 
 from __future__ import annotations
@@ -409,21 +410,42 @@ def _exact_value(graph: ModelWrapper, golden: dict[str, np.ndarray], tensor: str
 def _local_differences(
     graph: ModelWrapper, golden: dict[str, np.ndarray], sums: set[str], samples: int
 ) -> Iterator[tuple[onnx.NodeProto, np.ndarray, int]]:
-    """For each quantizer after an inexact sum: (node, per-sample mask of differing levels, differing elements)."""
+    """For each quantizer after an inexact sum: (node, per-sample mask of differing levels, differing elements), the
+    mask kept only on samples whose graph output changes too: the order-free evaluation carries each differing level
+    on to the output, and a level a later MaxPool (or another quantizer) absorbs leaves the graph's result as it is,
+    so a target computing the order-free sums matches the golden executor there."""
+    differing = list(_propagated_differences(graph, golden, sums))
+    if not differing:
+        return
+    output = graph.graph.output[0].name
+    alternative_output = differing[-1][3].get(output)
+    if alternative_output is None:
+        return
+    changed = _batch_rows(np.asarray(alternative_output) != np.asarray(golden[output]), samples)
+    for node, rows, elements, _ in differing:
+        if np.any(rows & changed):
+            yield node, rows & changed, elements
+
+
+def _propagated_differences(
+    graph: ModelWrapper, golden: dict[str, np.ndarray], sums: set[str], samples: int = 0
+) -> Iterator[tuple[onnx.NodeProto, np.ndarray, int, dict[str, np.ndarray]]]:
+    """The order-free evaluation, node by node from the golden context: each inexact sum recomputed from the exact
+    quantized values it reads (rounded once), every later node re-run where an input changed. Yields each quantizer
+    whose levels change: (node, per-sample mask, differing elements, the changed tensors so far)."""
     from qonnx.core.onnx_exec import execute_node
     from qonnx.util.basic import get_preferred_qonnx_opset
 
     opsets = graph.get_opset_imports()
     alternative: dict[str, np.ndarray] = {}
+    samples = samples or int(np.asarray(golden[input_name(graph)]).shape[0])
     for node in graph.graph.node:
         key = node.name or node.output[0]
         if key in sums:
             # the sum of the exact quantized values, rounded once: what an exact integer accumulator stands for
             # (a sum fed by another inexact sum without a quantizer between: that one's order-free result)
-            values = [
-                None if not name else alternative[name] if name in alternative else _exact_value(graph, golden, name)
-                for name in node.input
-            ]
+            merged = {**golden, **alternative}
+            values = [None if not name else _exact_value(graph, merged, name) for name in node.input]
             try:
                 results = _float64_node(node, values, _opset(graph))
             except Exception:  # noqa: BLE001 - an op onnx's reference evaluator lacks: this sum stays unchecked
@@ -439,15 +461,13 @@ def _local_differences(
         context.update({name: np.array(golden[name]) for name in node.output if name in golden})
         opset = opsets[node.domain] if node.domain in opsets else get_preferred_qonnx_opset()  # as execute_onnx
         execute_node(node, context, graph.graph, opset)
-        if node.op_type in LEVEL_OPS:
-            # the level this quantizer takes with the order-free sum; downstream the golden levels are used again
-            differs = np.asarray(context[node.output[0]]) != np.asarray(golden[node.output[0]])
-            if np.any(differs):
-                yield node, _batch_rows(differs, samples), int(np.sum(differs))
-            continue
         for name in node.output:
             if name and not np.array_equal(np.asarray(context[name]), golden.get(name)):
                 alternative[name] = np.asarray(context[name])
+        if node.op_type in LEVEL_OPS and node.output[0] in alternative:
+            # the level this quantizer takes with the order-free sums, carried on downstream
+            differs = alternative[node.output[0]] != np.asarray(golden[node.output[0]])
+            yield node, _batch_rows(differs, samples), int(np.sum(differs)), alternative
 
 
 def order_dependent_quantizers(model: ModelWrapper, x: np.ndarray, chunk: int | None = None) -> list[Finding]:

@@ -149,6 +149,27 @@ def test_sum_on_a_rounding_boundary_is_found():
     assert order_dependence.order_dependent_quantizers(model, off, chunk=1) == []
 
 
+def test_a_level_difference_a_later_quantizer_absorbs_is_not_found():
+    """The same boundary followed by a coarser quantizer (step 1.0): both levels, 0 and 0.19998, round to 0, so the
+    graph's output does not depend on the order there (a MaxPool absorbs differences alike) and nothing is refused."""
+    model = dense(0.1, 0.19998)
+    coarse = helper.make_node(
+        "Quant",
+        ["y", "one", "zero", "bits"],
+        ["y_coarse"],
+        name="Quant_coarse",
+        domain=QONNX,
+        signed=0,
+        narrow=0,
+        rounding_mode="ROUND",
+    )
+    model.graph.node.append(coarse)
+    model.graph.output[0].name = "y_coarse"
+    model = reference_of(ModelWrapper(model.model))
+    assert run_golden(model, BOUNDARY, chunk=1)[0, 0] == 0.0
+    assert order_dependence.order_dependent_quantizers(model, BOUNDARY, chunk=1) == []
+
+
 def test_multithreshold_on_an_inexact_sum_is_found():
     """FINN's MultiThreshold compares the float32 sum as a quantizer rounds it: the same boundary, the same finding."""
     model = dense(0.1, 0.19998, activation="MultiThreshold")
