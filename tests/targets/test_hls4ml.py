@@ -89,9 +89,10 @@ def test_thresholded_models_are_bit_exact_on_every_backend_and_io_type(which, op
 
 def test_unsupported_op_is_refused_naming_the_node(data, tmp_path):
     torch.manual_seed(0)
-    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 16), nn.Tanh(), nn.Linear(16, 10))
+    # Softmax mixes a layer's outputs before the next quantizer (an elementwise Tanh there lowers to thresholds)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 16), nn.Softmax(dim=1), nn.Linear(16, 10))
     graph = qdeploy.export(qdeploy.quantize(model, data.x_train[:64]), data.x_train[:1])
-    with pytest.raises(UnsupportedModelError, match=r"node Tanh_0: op Tanh is not supported"):
+    with pytest.raises(UnsupportedModelError, match=r"node Softmax_0: op Softmax is not supported"):
         qdeploy.compile(graph, target="hls4ml", out=tmp_path / "fpga")
     assert_no_output(tmp_path / "fpga")
 

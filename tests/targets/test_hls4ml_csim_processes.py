@@ -30,3 +30,15 @@ def test_process_count_keeps_several_samples_per_process(samples, most):
     assert 1 <= count <= max(1, samples // csim_processes.MIN_SAMPLES_PER_PROCESS)
     if most is not None:
         assert count <= most
+
+
+def _fails(x: np.ndarray) -> np.ndarray:
+    raise RuntimeError("weights file unreadable")
+
+
+def test_an_error_in_a_child_is_one_line_in_the_parent(monkeypatch):
+    from qdeploy.errors import QDeployError
+
+    monkeypatch.setattr(csim_processes, "process_count", lambda samples: 2)
+    with pytest.raises(QDeployError, match=r"^the C simulation failed: RuntimeError: weights file unreadable$"):
+        csim_processes.predict_in_processes(_fails, np.zeros((8, 3), dtype=np.float32))
