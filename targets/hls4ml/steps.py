@@ -294,31 +294,40 @@ def to_channels_last(model: ModelWrapper, options: Hls4mlOptions) -> ModelWrappe
     return model.transform(ConvertToChannelsLastAndClean(make_input_channels_last=input_is_channels_last(model, options)))
 
 
+def _transposes_cancelled(model: ModelWrapper, move_across, upstream_first: bool) -> ModelWrapper:
+    """Rounds until nothing changes: ``move_across`` (a pass moving transposes across qdeploy's own channels-last
+    ops), then qonnx's own moves, cancellation and absorption of the transposes it left (with its upstream move first
+    when ``upstream_first``)."""
+    from qonnx.transformation.channels_last import (
+        AbsorbChanFirstIntoMatMul,
+        MoveChanFirstDownstream,
+        MoveChanLastUpstream,
+        RemoveConsecutiveChanFirstAndChanLastTrafos,
+    )
+
+    from qdeploy.pipeline import until_fixed_point
+
+    qonnx_moves = [RemoveConsecutiveChanFirstAndChanLastTrafos, MoveChanFirstDownstream, AbsorbChanFirstIntoMatMul]
+    if upstream_first:
+        qonnx_moves.insert(0, MoveChanLastUpstream)
+
+    def one_round(current: ModelWrapper) -> tuple[ModelWrapper, bool]:
+        before = current.model.SerializeToString()
+        current = until_fixed_point(move_across().apply, current)
+        for transformation in qonnx_moves:
+            current = current.transform(transformation())
+        return current, current.model.SerializeToString() != before
+
+    return cleanup(until_fixed_point(one_round, model))
+
+
 def thresholds_channels_last(model: ModelWrapper, options: Hls4mlOptions) -> ModelWrapper:
     """Move the transposes qonnx leaves around MultiThresholds across them and cancel/absorb them as qonnx does."""
     if not any(node.op_type == "MultiThreshold" for node in model.graph.node):
         return model
-    from qonnx.transformation.channels_last import (
-        AbsorbChanFirstIntoMatMul,
-        MoveChanFirstDownstream,
-        RemoveConsecutiveChanFirstAndChanLastTrafos,
-    )
-
     from qdeploy.passes.graph.move_transpose_across_multithreshold import MoveTransposeAcrossMultiThreshold
-    from qdeploy.pipeline import until_fixed_point
 
-    def one_round(current: ModelWrapper) -> tuple[ModelWrapper, bool]:
-        before = current.model.SerializeToString()
-        current = until_fixed_point(MoveTransposeAcrossMultiThreshold().apply, current)
-        for transformation in (
-            RemoveConsecutiveChanFirstAndChanLastTrafos(),
-            MoveChanFirstDownstream(),
-            AbsorbChanFirstIntoMatMul(),
-        ):
-            current = current.transform(transformation)
-        return current, current.model.SerializeToString() != before
-
-    return cleanup(until_fixed_point(one_round, model))
+    return _transposes_cancelled(model, MoveTransposeAcrossMultiThreshold, upstream_first=False)
 
 
 def image_ops_channels_last(model: ModelWrapper, options: Hls4mlOptions) -> ModelWrapper:
@@ -328,32 +337,12 @@ def image_ops_channels_last(model: ModelWrapper, options: Hls4mlOptions) -> Mode
     image_ops = ("Concat", "Resize", "Upsample", "GlobalAveragePool", "GlobalMaxPool", "AveragePool", "DepthToSpace")
     if not any(node.op_type in image_ops for node in model.graph.node):
         return model
-    from qonnx.transformation.channels_last import (
-        AbsorbChanFirstIntoMatMul,
-        MoveChanFirstDownstream,
-        MoveChanLastUpstream,
-        RemoveConsecutiveChanFirstAndChanLastTrafos,
-    )
-
     from qdeploy.passes.graph.binary_concat import BinaryConcat
     from qdeploy.passes.graph.image_ops_channels_last import ImageOpsChannelsLast
     from qdeploy.pipeline import until_fixed_point
 
     model = until_fixed_point(BinaryConcat().apply, model)  # hls4ml concatenates two tensors at a time
-
-    def one_round(current: ModelWrapper) -> tuple[ModelWrapper, bool]:
-        before = current.model.SerializeToString()
-        current = until_fixed_point(ImageOpsChannelsLast().apply, current)
-        for transformation in (
-            MoveChanLastUpstream(),
-            RemoveConsecutiveChanFirstAndChanLastTrafos(),
-            MoveChanFirstDownstream(),
-            AbsorbChanFirstIntoMatMul(),
-        ):
-            current = current.transform(transformation)
-        return current, current.model.SerializeToString() != before
-
-    return cleanup(until_fixed_point(one_round, model))
+    return _transposes_cancelled(model, ImageOpsChannelsLast, upstream_first=True)
 
 
 def scale_after_output_layout(model: ModelWrapper, options: Hls4mlOptions) -> ModelWrapper:
