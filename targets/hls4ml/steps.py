@@ -111,8 +111,8 @@ def check_float_scales_are_folded(model: ModelWrapper, options: Hls4mlOptions) -
     return model
 
 
-def _first_average(model: ModelWrapper, tensor: str):
-    """The first average pooling downstream of ``tensor`` through ops that only move or select values."""
+def _first_downstream(model: ModelWrapper, tensor: str, found, through: tuple[str, ...]):
+    """The first node downstream of ``tensor`` for which ``found(node)`` holds, passing only through ``through`` ops."""
     frontier, seen = [tensor], set()
     while frontier:
         current = frontier.pop()
@@ -120,11 +120,17 @@ def _first_average(model: ModelWrapper, tensor: str):
             continue
         seen.add(current)
         for consumer in model.find_consumers(current) or []:
-            if consumer.op_type in ("AveragePool", "GlobalAveragePool"):
+            if found(consumer):
                 return consumer
-            if consumer.op_type in (*LAYOUT_OPS, "Relu", "MaxPool", "GlobalMaxPool", "Resize", "Upsample", "DepthToSpace"):
+            if consumer.op_type in through:
                 frontier.extend(consumer.output)
     return None
+
+
+def _first_average(model: ModelWrapper, tensor: str):
+    """The first average pooling downstream of ``tensor`` through ops that only move or select values."""
+    through = (*LAYOUT_OPS, "Relu", "MaxPool", "GlobalMaxPool", "Resize", "Upsample", "DepthToSpace")
+    return _first_downstream(model, tensor, lambda node: node.op_type in ("AveragePool", "GlobalAveragePool"), through)
 
 
 def _not_power_of_two(values: np.ndarray) -> bool:
@@ -146,19 +152,13 @@ def _is_constant(model: ModelWrapper, tensor: str) -> bool:
 def _first_runtime_combiner(model: ModelWrapper, tensor: str):
     """The first element-wise node downstream of ``tensor`` (through single-input ops) that takes two runtime
     tensors (a layer's weights, even behind a Quant on a constant, are not runtime tensors)."""
-    seen, frontier = set(), [tensor]
-    while frontier:
-        current = frontier.pop()
-        if current in seen:
-            continue
-        seen.add(current)
-        for consumer in model.find_consumers(current) or []:
-            runtime = [name for name in consumer.input if name and not _is_constant(model, name)]
-            if consumer.op_type in (*AFFINE_OPS, "Concat") and len(runtime) >= 2:
-                return consumer
-            if consumer.op_type in (*LAYOUT_OPS, *AFFINE_OPS, "Relu", "MaxPool", "Resize", "Upsample"):
-                frontier.extend(consumer.output)
-    return None
+
+    def combines_runtime_tensors(node) -> bool:
+        runtime = [name for name in node.input if name and not _is_constant(model, name)]
+        return node.op_type in (*AFFINE_OPS, "Concat") and len(runtime) >= 2
+
+    through = (*LAYOUT_OPS, *AFFINE_OPS, "Relu", "MaxPool", "Resize", "Upsample")
+    return _first_downstream(model, tensor, combines_runtime_tensors, through)
 
 
 #: widest fixed-point form of a weight tensor with no Quant on it taken as it is: a folded quantizer needs a few
