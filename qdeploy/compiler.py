@@ -20,6 +20,7 @@ import onnx
 from qonnx.core.modelwrapper import ModelWrapper
 
 from qdeploy.artifact import GOLDEN_FILE, INPUTS_FILE, REPORT_FILE, Artifact
+from qdeploy.batch_axis import check_batch_separable
 from qdeploy.config import CompileConfig, compile_config
 from qdeploy.data import check_array
 from qdeploy.errors import QDeployError
@@ -82,6 +83,7 @@ def compile(  # noqa: A001 - the public verb users expect: qdeploy.compile
     if declared is not None:
         given = with_input_quant(given, declared)
     reference = reference_of(given)
+    check_batch_separable(reference)  # before anything is written: a graph mixing samples has no per-sample form
     graph = load_model(given)
     shape = sample_shape(reference)
     user_x = check_array(data, shape, "verification data") if data is not None else np.zeros((0, *shape), np.float32)

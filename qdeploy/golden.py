@@ -12,6 +12,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 import numpy as np
+import onnx
 from qonnx.core.modelwrapper import ModelWrapper
 
 from qdeploy.data import check_array
@@ -23,15 +24,22 @@ DEFAULT_CHUNK = 2048
 
 def _with_batch(model: ModelWrapper, batch: int) -> ModelWrapper:
     """``model`` at batch size ``batch``; unchanged when it already has it (qonnx cannot re-infer some graphs'
-    shapes after ChangeBatchSize, e.g. its channels-last Conv: those run at their own batch size, ``chunk=1``)."""
-    from qonnx.transformation.change_batchsize import ChangeBatchSize
+    shapes after ChangeBatchSize, e.g. its channels-last Conv: those run at their own batch size, ``chunk=1``).
+    As qonnx's ChangeBatchSize, but only Reshapes of batch-carrying data take the batch (``qdeploy.batch_axis``: it
+    writes the batch into a pad computation's Reshape of constants too, which then fails)."""
     from qonnx.transformation.infer_shapes import InferShapes
+
+    from qdeploy.batch_axis import with_batch_reshapes
 
     if (model.get_tensor_shape(input_name(model)) or [None])[0] == batch:
         return model
 
     old_batch = (model.get_tensor_shape(input_name(model)) or [None])[0]
-    resized = model.transform(ChangeBatchSize(batch))
+    resized = ModelWrapper(onnx.ModelProto.FromString(model.model.SerializeToString()))
+    resized.graph.input[0].type.tensor_type.shape.dim[0].dim_value = batch
+    resized.graph.output[0].type.tensor_type.shape.dim[0].dim_value = batch
+    del resized.graph.value_info[:]
+    with_batch_reshapes(resized, batch)
     _resize_sizes_follow_batch(resized, old_batch, batch)
     return resized.transform(InferShapes())
 

@@ -1,0 +1,142 @@
+"""The batch axis of a user's graph: which tensors carry it, which Reshapes keep it, which nodes mix samples.
+
+A QONNX file is a function of one batch-1 sample; every target deploys it sample by sample and the golden executor
+runs it batched (qonnx's ``ChangeBatchSize``). Two graph shapes break that silently:
+
+- a Reshape inside a constant subgraph (torch's export of a reflect/replicate pad computes its pads with
+  ``ConstantOfShape -> Concat -> Reshape([-1, 2]) -> Slice``): ``ChangeBatchSize`` writes the batch into every
+  Reshape's shape, so that Reshape fails at batch N. Only Reshapes of batch-carrying data take the batch here.
+- a node that mixes the samples of a batch (brevitas's HadamardClassifier normalises by the Frobenius norm of the
+  whole tensor: ``Reshape([-1]) -> ReduceL2``): at batch 1 it is one sample's function, at batch N another. No
+  target can deploy that per sample and stay the file's function at every batch: refused by name, with the fix.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+from onnx import numpy_helper
+from qonnx.core.modelwrapper import ModelWrapper
+
+from qdeploy.errors import UnsupportedModelError
+
+#: reductions that take ``axes`` (an attribute before opset 18 for most, an input from 13/18 on)
+REDUCE_OPS = (
+    "ReduceL1",
+    "ReduceL2",
+    "ReduceLogSum",
+    "ReduceLogSumExp",
+    "ReduceMax",
+    "ReduceMean",
+    "ReduceMin",
+    "ReduceProd",
+    "ReduceSum",
+    "ReduceSumSquare",
+)
+
+
+def batch_carrying(model: ModelWrapper) -> set[str]:
+    """Tensors computed from the graph's runtime inputs (the others are constants, whatever op computes them)."""
+    initializers = {init.name for init in model.graph.initializer}
+    carrying = {value.name for value in model.graph.input if value.name not in initializers}
+    for node in model.graph.node:  # topological order (validation sorts the file's nodes)
+        if any(name in carrying for name in node.input if name):
+            carrying.update(name for name in node.output if name)
+    return carrying
+
+
+def _constant(model: ModelWrapper, name: str) -> np.ndarray | None:
+    value = model.get_initializer(name)
+    if value is not None:
+        return np.asarray(value)
+    producer = model.find_producer(name)
+    if producer is not None and producer.op_type == "Constant":
+        for attribute in producer.attribute:
+            if attribute.name == "value":
+                return numpy_helper.to_array(attribute.t)
+    return None
+
+
+def _label(node: onnx.NodeProto) -> str:
+    return node.name or f"({node.op_type}, unnamed, output {node.output[0]})"
+
+
+def _attribute(node: onnx.NodeProto, name: str, default=None):
+    for attribute in node.attribute:
+        if attribute.name == name:
+            return onnx.helper.get_attribute_value(attribute)
+    return default
+
+
+def _reshape_keeps_batch(model: ModelWrapper, node: onnx.NodeProto) -> bool | None:
+    """Whether a Reshape of batch-carrying data keeps the batch as its first axis (None: its shape is computed)."""
+    shape = _constant(model, node.input[1]) if len(node.input) > 1 else None
+    source = model.get_tensor_shape(node.input[0])
+    if shape is None or source is None or not source or np.size(shape) == 0:
+        return None if shape is None else False
+    shape = np.asarray(shape).astype(np.int64).ravel()
+    batch = int(source[0])
+    first = int(shape[0])
+    if first == 0:  # copies the input's first axis (allowzero=0, the default)
+        return not _attribute(node, "allowzero", 0)
+    if first == batch and -1 not in shape[1:]:
+        return int(np.prod(shape[1:])) == int(np.prod(source[1:]))
+    if first == -1 and -1 not in shape[1:] and 0 not in shape[1:]:
+        return int(np.prod(shape[1:])) == int(np.prod(source[1:]))
+    if first == batch:  # [1, -1, ...]: the -1 takes the rest of one sample
+        return True
+    return False
+
+
+def check_batch_separable(model: ModelWrapper) -> None:
+    """Refuse, naming the node as the file names it, a graph that mixes the samples of a batch: a Reshape or
+    Flatten folding the batch axis into others, a reduction over the batch axis, a Transpose moving it."""
+    carrying = batch_carrying(model)
+    for node in model.graph.node:
+        if not node.input or node.input[0] not in carrying:
+            continue
+        problem = None
+        if node.op_type == "Reshape" and _reshape_keeps_batch(model, node) is False:
+            shape = _constant(model, node.input[1])
+            problem = f"reshapes to {np.asarray(shape).astype(np.int64).tolist()}, folding the batch axis into the others"
+        elif node.op_type == "Flatten" and _attribute(node, "axis", 1) == 0:
+            problem = "flattens from axis 0, folding the batch axis into the others"
+        elif node.op_type in REDUCE_OPS:
+            axes = _attribute(node, "axes")
+            if axes is None and len(node.input) > 1 and node.input[1]:
+                axes = _constant(model, node.input[1])
+            rank = len(model.get_tensor_shape(node.input[0]) or [])
+            no_axes = axes is None or np.size(axes) == 0
+            if (no_axes and not _attribute(node, "noop_with_empty_axes", 0)) or (
+                not no_axes and any(int(axis) % max(rank, 1) == 0 for axis in np.asarray(axes).ravel())
+            ):
+                problem = "reduces over the batch axis (no axes, or axis 0)"
+        elif node.op_type == "Transpose":
+            perm = _attribute(node, "perm")
+            if perm is None or int(perm[0]) != 0:
+                problem = f"transposes with perm {perm}, moving the batch axis"
+        if problem:
+            raise UnsupportedModelError(
+                f"node {_label(node)} ({node.op_type}) {problem}: the graph computes across the samples of a batch "
+                "(at batch 1 it is one sample's function, at batch N another), which no target deploys sample by "
+                "sample; re-export the model keeping the batch axis first (torch.flatten(x, 1), norms and "
+                "reductions over dim >= 1)"
+            )
+
+
+def with_batch_reshapes(model: ModelWrapper, batch: int) -> None:
+    """Give each Reshape of batch-carrying data whose shape spells out the batch (its first entry the exported batch
+    or -1) the new ``batch``, in place; Reshapes of constants keep their shapes (qonnx's ``ChangeBatchSize`` writes
+    the batch into every Reshape, breaking a pad computation)."""
+    carrying = batch_carrying(model)
+    for node in model.get_nodes_by_op_type("Reshape"):
+        if node.input[0] not in carrying or len(node.input) < 2:
+            continue
+        shape = model.get_initializer(node.input[1])
+        if shape is None or np.size(shape) == 0 or int(np.asarray(shape).ravel()[0]) == 0:
+            continue
+        shape = np.array(shape, copy=True)
+        if int(shape.ravel()[0]) == -1 and -1 not in shape.ravel()[1:]:
+            continue  # the -1 takes the batch at any size
+        shape.ravel()[0] = batch
+        model.set_initializer(node.input[1], shape)

@@ -1,0 +1,151 @@
+"""The batch axis of the user's graph: the golden executor resizes only batch-carrying Reshapes (a pad computed from
+constants keeps its Reshape), and a graph mixing the samples of a batch is refused by name before anything is
+written (brevitas's HadamardClassifier: the Frobenius norm of the whole tensor)."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper
+
+import qdeploy
+from qdeploy.errors import UnsupportedModelError
+
+DOMAIN = "qonnx.custom_op.general"
+
+
+def _graph(nodes, initializers, out_shape, name):
+    graph = helper.make_graph(
+        nodes,
+        name,
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 4, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, out_shape)],
+        initializers,
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13), helper.make_opsetid(DOMAIN, 1)])
+
+
+def _quant(source, output, name, bits=4.0, scale=0.25, signed=1):
+    return helper.make_node(
+        "Quant",
+        [source, f"{name}_s", f"{name}_z", f"{name}_b"],
+        [output],
+        name=name,
+        domain=DOMAIN,
+        signed=signed,
+        narrow=0,
+        rounding_mode="ROUND",
+    ), [
+        helper.make_tensor(f"{name}_s", TensorProto.FLOAT, [], [scale]),
+        helper.make_tensor(f"{name}_z", TensorProto.FLOAT, [], [0.0]),
+        helper.make_tensor(f"{name}_b", TensorProto.FLOAT, [], [bits]),
+    ]
+
+
+def reflect_pad_model() -> onnx.ModelProto:
+    """Quant -> Pad(reflect) whose pads a Reshape of constants computes (torch's export of padding_mode="reflect"
+    does: ConstantOfShape/Concat/Reshape([-1, 2])/...) -> Quant -> Flatten. qonnx's ChangeBatchSize writes the batch
+    into that Reshape's shape: at batch 8 the pads became 4 x 2 by luck, at any other batch the golden failed."""
+    q_in, q_in_init = _quant("x", "q", "quant_in")
+    q_out, q_out_init = _quant("p", "qp", "quant_out", bits=3.0, scale=0.5)
+    nodes = [
+        q_in,
+        helper.make_node("Reshape", ["pads_raw", "pads_shape"], ["pads_2d"], name="pads_reshape"),
+        helper.make_node("Reshape", ["pads_2d", "pads_flat"], ["pads"], name="pads_flatten"),
+        helper.make_node("Pad", ["q", "pads"], ["p"], name="reflect_pad", mode="reflect"),
+        q_out,
+        helper.make_node("Flatten", ["qp"], ["y"], name="flatten", axis=1),
+    ]
+    initializers = [
+        *q_in_init,
+        *q_out_init,
+        helper.make_tensor("pads_raw", TensorProto.INT64, [8], [0, 0, 1, 2, 0, 0, 2, 1]),
+        helper.make_tensor("pads_shape", TensorProto.INT64, [2], [-1, 2]),
+        helper.make_tensor("pads_flat", TensorProto.INT64, [1], [-1]),
+    ]
+    return _graph(nodes, initializers, [1, 1 * 7 * 7], "reflect_pad")
+
+
+def batch_norm_model() -> onnx.ModelProto:
+    """Quant -> Reshape([-1]) -> ReduceL2 -> Div: the tensor divided by the norm of the whole batch."""
+    q_in, q_in_init = _quant("x", "q", "quant_in")
+    nodes = [
+        q_in,
+        helper.make_node("Reshape", ["q", "flat"], ["f"], name="/3/quant/Reshape"),
+        helper.make_node("ReduceL2", ["f"], ["n"], name="/3/quant/ReduceL2", keepdims=0),
+        helper.make_node("Add", ["n", "eps"], ["ne"], name="eps_add"),
+        helper.make_node("Div", ["q", "ne"], ["d"], name="normalize"),
+        helper.make_node("Flatten", ["d"], ["y"], name="flatten", axis=1),
+    ]
+    initializers = [
+        *q_in_init,
+        helper.make_tensor("flat", TensorProto.INT64, [1], [-1]),
+        helper.make_tensor("eps", TensorProto.FLOAT, [], [1e-8]),
+    ]
+    return _graph(nodes, initializers, [1, 16], "batch_norm")
+
+
+def test_a_pad_computed_by_a_reshape_of_constants_runs_batched_and_compiles_exact(tmp_path):
+    from qdeploy.golden import run_golden
+    from qdeploy.ir import load_model, reference_of
+
+    reference = reference_of(load_model(reflect_pad_model(), clean=False))
+    x = np.random.default_rng(0).standard_normal((5, 1, 4, 4)).astype(np.float32)
+    batched = run_golden(reference, x)
+    one_at_a_time = np.concatenate([run_golden(reference, x[i : i + 1], chunk=1) for i in range(len(x))])
+    np.testing.assert_array_equal(batched, one_at_a_time)
+    quantized = np.clip(np.round(x / 0.25), -8, 7) * 0.25
+    padded = np.pad(quantized, ((0, 0), (0, 0), (1, 2), (2, 1)), mode="reflect")
+    np.testing.assert_array_equal(batched, (np.clip(np.round(padded / 0.5), -4, 3) * 0.5).reshape(5, -1))
+    artifact = qdeploy.compile(reflect_pad_model(), target="onnxruntime", out=tmp_path / "ort", verify_samples=50)
+    assert artifact.report["bit_exact"], artifact.report
+
+
+def test_a_graph_mixing_the_samples_of_a_batch_is_refused_by_name_before_writing(tmp_path):
+    out = tmp_path / "ort"
+    with pytest.raises(UnsupportedModelError) as refusal:
+        qdeploy.compile(batch_norm_model(), target="onnxruntime", out=out, verify_samples=20)
+    message = str(refusal.value)
+    assert message.startswith("node /3/quant/Reshape (Reshape) reshapes to [-1], folding the batch axis"), message
+    assert "keeping the batch axis first" in message
+    assert not out.exists() and not list(tmp_path.glob(".ort*"))
+
+
+@pytest.mark.parametrize(
+    "node, problem",
+    [
+        (helper.make_node("ReduceMax", ["q"], ["r"], name="rmax", axes=[0], keepdims=1), "reduces over the batch"),
+        (helper.make_node("Flatten", ["q"], ["r"], name="flat0", axis=0), "flattens from axis 0"),
+        (helper.make_node("Transpose", ["q"], ["r"], name="swap", perm=[1, 0, 2, 3]), "moving the batch axis"),
+    ],
+)
+def test_other_nodes_mixing_samples_are_refused_by_name(node, problem):
+    from qdeploy.batch_axis import check_batch_separable
+    from qdeploy.ir import load_model, reference_of
+
+    q_in, q_init = _quant("x", "q", "quant_in")
+    model = _graph([q_in, node, helper.make_node("Identity", ["r"], ["y"], name="out")], q_init, None, "mix")
+    with pytest.raises(UnsupportedModelError, match=f"node {node.name} \\({node.op_type}\\) .*{problem}"):
+        check_batch_separable(reference_of(load_model(model, clean=False)))
+
+
+def test_batch_keeping_reshapes_and_reductions_pass():
+    from qdeploy.batch_axis import check_batch_separable
+    from qdeploy.ir import load_model, reference_of
+
+    q_in, q_init = _quant("x", "q", "quant_in")
+    nodes = [
+        q_in,
+        helper.make_node("Reshape", ["q", "keep"], ["a"], name="keep_batch"),
+        helper.make_node("Reshape", ["a", "minus"], ["b"], name="minus_first"),
+        helper.make_node("Reshape", ["b", "zero"], ["c"], name="zero_first"),
+        helper.make_node("ReduceMax", ["c"], ["y"], name="rmax", axes=[1], keepdims=1),
+    ]
+    initializers = [
+        *q_init,
+        helper.make_tensor("keep", TensorProto.INT64, [2], [1, 16]),
+        helper.make_tensor("minus", TensorProto.INT64, [3], [-1, 4, 4]),
+        helper.make_tensor("zero", TensorProto.INT64, [2], [0, -1]),
+    ]
+    check_batch_separable(reference_of(load_model(_graph(nodes, initializers, [1, 1], "keep"), clean=False)))
