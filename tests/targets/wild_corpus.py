@@ -467,8 +467,9 @@ def variant_cases() -> list[BrevitasCase]:
 
 
 def all_cases() -> list[BrevitasCase]:
-    """Every generated case: brevitas's families, the variants, the crafted graphs, FINN's networks."""
-    return brevitas_cases() + variant_cases() + crafted_cases() + finn_cases()
+    """Every generated case: brevitas's families, the variants, the crafted graphs, FINN's networks, the layer kinds,
+    brevitas_examples' networks and FINN's with randomized BatchNorm."""
+    return brevitas_cases() + variant_cases() + crafted_cases() + finn_cases() + layer_cases() + example_cases()
 
 
 # -- graphs other tools write: QONNX rounding modes brevitas does not export, a 1-bit signed Quant (qonnx executes
@@ -618,4 +619,405 @@ def crafted_cases() -> list[BrevitasCase]:
                     (1, 8, 8) if conv else (16,),
                 )
             )
+    return cases
+
+
+# -- layer kinds beyond the MLP/CNN skeleton: transposed convolutions, truncating average pools, residual adds and
+# concatenations of differently scaled branches, upsampling, depthwise/grouped and strided/dilated/padded
+# convolutions, per-channel activation scales, min/max-initialised and HardTanh quantizers, quantizer chains,
+# BatchNorm after a Linear, float heads (Softmax/LogSoftmax), brevitas_examples' MobileNet-v1 and ProxylessNAS
+# (residual units with a shared quantizer, a Hadamard classifier) at small widths, FINN's networks with randomized
+# BatchNorm statistics, and graphs edited the way other writers lay them out ---------------------------------------
+
+
+def _randomize_batchnorms(module, seed: int = 0) -> None:
+    """Non-trivial BatchNorm statistics (random weights leave them at the identity), as a trained network has."""
+    import torch
+    from torch import nn
+
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for norm in module.modules():
+            if isinstance(norm, nn.modules.batchnorm._BatchNorm):
+                shape = norm.running_mean.shape
+                norm.running_mean.copy_(torch.rand(shape, generator=generator) - 0.5)
+                norm.running_var.copy_(0.5 + 1.5 * torch.rand(shape, generator=generator))
+                if norm.weight is not None:
+                    norm.weight.copy_(0.5 + torch.rand(shape, generator=generator))
+                    norm.bias.copy_(torch.rand(shape, generator=generator) - 0.5)
+
+
+def _scheme(scheme: str, bits: int):
+    """(weight, signed activation, unsigned activation, bias) quantizers of a scheme: ``fixed`` (power-of-two
+    scales, Int16 biases) or ``float`` (float scales, float biases)."""
+    if scheme == "fixed":
+        return (
+            _quant("Int8WeightPerTensorFixedPoint", bits),
+            _quant("Int8ActPerTensorFixedPoint", bits),
+            _quant("Uint8ActPerTensorFixedPoint", bits),
+            _quant("Int16Bias", None),
+        )
+    return (
+        _quant("Int8WeightPerChannelFloat", bits),
+        _quant("Int8ActPerTensorFloat", bits),
+        _quant("Uint8ActPerTensorFloat", bits),
+        None,
+    )
+
+
+def layer_model(kind: str, scheme: str = "fixed", bits: int = 4, seed: int = 0):
+    """A small brevitas model around one layer kind (see ``LAYER_KINDS``)."""
+    import brevitas.nn as qnn
+    import torch
+    from torch import nn
+
+    torch.manual_seed(seed)
+    weight, act, relu, bias = _scheme(scheme, bits)
+
+    def conv2d(cin, cout, k, **kw):
+        return qnn.QuantConv2d(cin, cout, k, weight_quant=weight, bias_quant=bias, **{"bias": True, **kw})
+
+    def linear(cin, cout, **kw):
+        return qnn.QuantLinear(cin, cout, weight_quant=weight, bias_quant=bias, **{"bias": True, **kw})
+
+    def quant_in():
+        return qnn.QuantIdentity(act_quant=act, return_quant_tensor=True)
+
+    def quant_relu(**kw):
+        return qnn.QuantReLU(act_quant=relu, return_quant_tensor=True, **kw)
+
+    def out_quant():
+        return qnn.QuantIdentity(act_quant=act, return_quant_tensor=False)
+
+    if kind == "convtranspose2d":  # 2x4x4 -> ConvTranspose 3x3 stride 2 -> 4x8x8
+        layers = [
+            quant_in(),
+            qnn.QuantConvTranspose2d(
+                2, 4, 3, stride=2, padding=1, output_padding=1, weight_quant=weight, bias_quant=bias
+            ),
+            quant_relu(),
+            nn.Flatten(),
+            linear(4 * 8 * 8, 10),
+            out_quant(),
+        ]
+    elif kind == "convtranspose1d":  # 2x8 -> ConvTranspose1d k4 stride 2 -> 4x18
+        layers = [
+            quant_in(),
+            qnn.QuantConvTranspose1d(2, 4, 4, stride=2, weight_quant=weight, bias_quant=bias),
+            quant_relu(),
+            nn.Flatten(),
+            linear(4 * 18, 10),
+            out_quant(),
+        ]
+    elif kind in ("truncavgpool_round", "truncavgpool_floor"):  # MobileNet's final pool: AveragePool + Trunc
+        rounding = "round" if kind.endswith("round") else "floor"
+        layers = [
+            quant_in(),
+            conv2d(1, 4, 3, padding=1),
+            quant_relu(),
+            qnn.TruncAvgPool2d(2, stride=2, bit_width=bits + 2, float_to_int_impl_type=rounding),
+            nn.Flatten(),
+            linear(4 * 4 * 4, 10),
+            out_quant(),
+        ]
+    elif kind == "upsample_nearest":
+        layers = [
+            quant_in(),
+            conv2d(1, 3, 3, padding=1),
+            quant_relu(),
+            _QuantOrFloat(qnn.QuantUpsamplingNearest2d(scale_factor=2), nn.Upsample(scale_factor=2), value=False),
+            conv2d(3, 2, 3, stride=2),
+            quant_relu(),
+            nn.Flatten(),
+            linear(2 * 7 * 7, 10),
+            out_quant(),
+        ]
+    elif kind == "depthwise_pointwise":  # a MobileNet-v1 unit: depthwise 3x3 + BN + ReLU, pointwise 1x1 + BN + ReLU
+        layers = [
+            quant_in(),
+            conv2d(1, 4, 3, padding=1, bias=False),
+            nn.BatchNorm2d(4),
+            quant_relu(),
+            conv2d(4, 4, 3, padding=1, groups=4, bias=False),
+            nn.BatchNorm2d(4),
+            quant_relu(),
+            conv2d(4, 6, 1, bias=False),
+            nn.BatchNorm2d(6),
+            quant_relu(),
+            nn.MaxPool2d(2),
+            nn.Flatten(),
+            linear(6 * 4 * 4, 10),
+            out_quant(),
+        ]
+    elif kind == "grouped_conv":
+        layers = [
+            quant_in(),
+            conv2d(1, 4, 3, padding=1),
+            quant_relu(),
+            conv2d(4, 6, 3, groups=2),
+            quant_relu(),
+            nn.Flatten(),
+            linear(6 * 6 * 6, 10),
+            out_quant(),
+        ]
+    elif kind == "stride_dilation_pad":  # stride 2, dilation 2, zero padding 2, no bias; then a reflect-padded conv
+        layers = [
+            quant_in(),
+            conv2d(1, 4, 3, stride=2, padding=2, dilation=2, bias=False),
+            quant_relu(),
+            conv2d(4, 4, 3, padding=1, padding_mode="reflect"),
+            quant_relu(),
+            nn.Flatten(),
+            linear(4 * 4 * 4, 10, bias=False),
+            out_quant(),
+        ]
+    elif kind == "perchannel_act":  # per-channel activation scales after a conv
+        per_channel = relu.let(
+            scaling_per_output_channel=True,
+            per_channel_broadcastable_shape=(1, 4, 1, 1),
+            scaling_stats_permute_dims=(1, 0, 2, 3),
+        )
+        layers = [
+            quant_in(),
+            conv2d(1, 4, 3),
+            qnn.QuantReLU(act_quant=per_channel, return_quant_tensor=True),
+            nn.MaxPool2d(2),
+            nn.Flatten(),
+            linear(4 * 3 * 3, 10),
+            out_quant(),
+        ]
+    elif kind == "minmax_init":  # brevitas's min/max-initialised quantizers and QuantHardTanh
+        layers = [
+            qnn.QuantIdentity(
+                act_quant=_quant("Int8ActPerTensorFloatMinMaxInit", bits, min_val=-2.0, max_val=2.0),
+                return_quant_tensor=True,
+            ),
+            linear(16, 24),
+            qnn.QuantReLU(
+                act_quant=_quant("Uint8ActPerTensorFloatMaxInit", bits, max_val=3.0), return_quant_tensor=True
+            ),
+            linear(24, 12),
+            qnn.QuantHardTanh(
+                act_quant=_quant("Int8ActPerTensorFloatMinMaxInit", bits, min_val=-1.0, max_val=1.0),
+                return_quant_tensor=True,
+            ),
+            linear(12, 10),
+            out_quant(),
+        ]
+    elif kind == "identity_chain":  # requantization chains: 8 bits -> bits -> 8 bits, signed -> unsigned
+        layers = [
+            qnn.QuantIdentity(act_quant=act.let(bit_width=8), return_quant_tensor=True),
+            qnn.QuantIdentity(act_quant=act, return_quant_tensor=True),
+            qnn.QuantReLU(act_quant=relu.let(bit_width=8), return_quant_tensor=True),
+            linear(16, 24),
+            qnn.QuantIdentity(act_quant=act.let(bit_width=8), return_quant_tensor=True),
+            qnn.QuantReLU(act_quant=relu, return_quant_tensor=True),
+            linear(24, 10),
+            out_quant(),
+        ]
+    elif kind == "linear_bn_noact":  # Linear -> BatchNorm1d -> quantizer (no activation), Dropout in eval
+        layers = [
+            quant_in(),
+            linear(16, 24),
+            nn.BatchNorm1d(24),
+            nn.Dropout(0.5),
+            qnn.QuantIdentity(act_quant=act, return_quant_tensor=True),
+            linear(24, 10),
+            nn.BatchNorm1d(10),
+            out_quant(),
+        ]
+    elif kind in ("softmax_head", "logsoftmax_head"):  # a float head past the last quantizer
+        head = nn.Softmax(dim=-1) if kind == "softmax_head" else nn.LogSoftmax(dim=-1)
+        layers = [quant_in(), linear(16, 24), quant_relu(), linear(24, 10), out_quant(), head]
+    elif kind == "radioml_1d":  # RadioML-style: Conv1d + BN + ReLU + MaxPool1d twice, then dense
+        layers = [
+            quant_in(),
+            qnn.QuantConv1d(2, 8, 3, padding=1, bias=False, weight_quant=weight),
+            nn.BatchNorm1d(8),
+            quant_relu(),
+            nn.MaxPool1d(2),
+            qnn.QuantConv1d(8, 8, 3, padding=1, bias=False, weight_quant=weight),
+            nn.BatchNorm1d(8),
+            quant_relu(),
+            nn.MaxPool1d(2),
+            nn.Flatten(),
+            linear(8 * 8, 16),
+            nn.BatchNorm1d(16),
+            quant_relu(),
+            linear(16, 10),
+        ]
+    elif kind == "hadamard":
+        # return_quant_tensor=False trips brevitas 0.13's zero-point check (a bool's .any()); the value is taken
+        hadamard = qnn.HadamardClassifier(24, 10, return_quant_tensor=True)
+        layers = [quant_in(), linear(16, 24), quant_relu(), _QuantOrFloat(hadamard, lambda x: x[:, :10] * 0)]
+    else:
+        return _branchy_model(kind, weight, act, relu, bias)
+    model = nn.Sequential(*layers)
+    _randomize_batchnorms(model, seed)
+    return model
+
+
+def _branchy_model(kind: str, weight, act, relu, bias):
+    """Models with two branches: a residual add through a shared quantizer (ProxylessNAS's units), an add of two
+    differently scaled branches (QuantEltwiseAdd), concatenations (channels, width) of differently scaled branches,
+    and a view-flatten."""
+    import brevitas.nn as qnn
+    import torch
+    from torch import nn
+
+    class Branchy(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.quant_in = qnn.QuantIdentity(act_quant=act, return_quant_tensor=True)
+            self.conv1 = qnn.QuantConv2d(1, 4, 3, padding=1, weight_quant=weight, bias_quant=bias)
+            self.relu1 = qnn.QuantReLU(act_quant=relu, return_quant_tensor=True)
+            self.conv2 = qnn.QuantConv2d(4, 4, 3, padding=1, weight_quant=weight, bias_quant=bias)
+            self.shared = qnn.QuantIdentity(act_quant=act, return_quant_tensor=True)
+            if kind != "residual_shared":  # an unused layer's integer bias has no input scale to export with
+                self.conv3 = qnn.QuantConv2d(4, 4, 1, weight_quant=weight, bias_quant=bias)
+                self.other = qnn.QuantIdentity(act_quant=act.let(bit_width=8), return_quant_tensor=True)
+            if kind == "eltwise_add":
+                self.add = qnn.QuantEltwiseAdd(input_quant=act, output_quant=act, return_quant_tensor=True)
+            self.relu2 = qnn.QuantReLU(act_quant=relu, return_quant_tensor=True)
+            self.requant = qnn.QuantIdentity(act_quant=act, return_quant_tensor=True)
+            width = 8 * 4 * 4 if kind in ("cat_channels", "cat_width") else 4 * 4 * 4
+            self.fc = qnn.QuantLinear(width, 10, bias=True, weight_quant=weight, bias_quant=bias)
+            self.out = qnn.QuantIdentity(act_quant=act, return_quant_tensor=False)
+
+        def forward(self, x):
+            x = self.relu1(self.conv1(self.quant_in(x)))
+            if kind == "residual_shared":
+                identity = self.shared(x)
+                y = self.shared(self.conv2(x))
+                x = self.relu2(self.shared(identity + y))
+            elif kind == "eltwise_add":
+                x = self.relu2(self.add(self.other(self.conv3(x)), self.shared(self.conv2(x))))
+            else:
+                a, b = self.shared(self.conv2(x)), self.other(self.conv3(x))
+                x = self.requant(torch.cat([_value(a), _value(b)], dim=1 if kind == "cat_channels" else 3))
+            x = nn.functional.max_pool2d(x, 2)
+            return self.out(self.fc(x.view(x.size(0), -1)))
+
+    return Branchy()
+
+
+def _value(tensor):
+    """A brevitas QuantTensor's float value (calibration passes plain tensors)."""
+    return getattr(tensor, "value", tensor)
+
+
+def _QuantOrFloat(quant_module, float_function, value: bool = True):
+    """``quant_module`` on a QuantTensor (its float value out with ``value``); ``float_function`` on the plain
+    tensors calibration passes (brevitas's upsampling and Hadamard layers need a QuantTensor; calibration only
+    needs the float path to reach the quantizers after it)."""
+    from torch import nn
+
+    class QuantOrFloat(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.quant = quant_module
+
+        def forward(self, x):
+            if not hasattr(x, "value"):
+                return float_function(x)
+            return _value(self.quant(x)) if value else self.quant(x)
+
+    return QuantOrFloat()
+
+
+#: (kind, input shape, schemes) of ``layer_model``
+LAYER_KINDS = {
+    "convtranspose2d": ((2, 4, 4), ("fixed", "float")),
+    "convtranspose1d": ((2, 8), ("fixed", "float")),
+    "truncavgpool_round": ((1, 8, 8), ("fixed", "float")),
+    "truncavgpool_floor": ((1, 8, 8), ("fixed",)),
+    "upsample_nearest": ((1, 8, 8), ("fixed", "float")),
+    "depthwise_pointwise": ((1, 8, 8), ("fixed", "float")),
+    "grouped_conv": ((1, 8, 8), ("fixed", "float")),
+    "stride_dilation_pad": ((1, 8, 8), ("fixed", "float")),
+    "perchannel_act": ((1, 8, 8), ("float",)),
+    "minmax_init": ((16,), ("float",)),
+    "identity_chain": ((16,), ("fixed", "float")),
+    "linear_bn_noact": ((16,), ("fixed", "float")),
+    "softmax_head": ((16,), ("fixed",)),
+    "logsoftmax_head": ((16,), ("float",)),
+    "radioml_1d": ((2, 32), ("fixed", "float")),
+    "hadamard": ((16,), ("fixed", "float")),
+    "residual_shared": ((1, 8, 8), ("fixed", "float")),
+    "eltwise_add": ((1, 8, 8), ("fixed", "float")),
+    "cat_channels": ((1, 8, 8), ("fixed", "float")),
+    "cat_width": ((1, 8, 8), ("fixed", "float")),
+}
+
+
+def layer_cases() -> list[BrevitasCase]:
+    cases = []
+    for kind, (shape, schemes) in LAYER_KINDS.items():
+        for scheme in schemes:
+            for bits in (4,) if scheme == "float" else (4, 3):
+                build = lambda kind=kind, scheme=scheme, bits=bits: layer_model(kind, scheme, bits)  # noqa: E731
+                cases.append(BrevitasCase(f"layer_{kind}_{scheme}_{bits}b", build, shape))
+    return cases
+
+
+def mobilenet_small(bits: int = 4):
+    """brevitas_examples' quantized MobileNet-v1 at a small width: 3x16x16 in, stride-2 first conv (8-bit weights,
+    per-channel activation scales), depthwise-separable units with per-channel float weight scales, a ROUND
+    TruncAvgPool2d, an Int32-bias classifier."""
+    from brevitas_examples.imagenet_classification.models.mobilenetv1 import MobileNet
+
+    model = MobileNet(
+        channels=[[8], [16], [16, 32]],
+        first_stage_stride=False,
+        act_bit_width=bits,
+        weight_bit_width=bits,
+        last_layer_bit_width=bits,
+        avg_pool_kernel_size=4,
+        num_classes=10,
+    )
+    _randomize_batchnorms(model)
+    return model
+
+
+def proxylessnas_small(hadamard: bool, bits: int = 4):
+    """brevitas_examples' ProxylessNAS at a small width: inverted-residual units whose residual add and the unit
+    before it share one quantizer, a TruncAvgPool2d over 7x7, a Hadamard or QuantLinear classifier; 3x28x28 in."""
+    from brevitas_examples.imagenet_classification.models.proxylessnas import ProxylessNAS
+
+    model = ProxylessNAS(
+        channels=[[8], [16, 16]],
+        init_block_channels=8,
+        final_block_channels=32,
+        residuals=[[1], [1, 1]],
+        shortcuts=[[0], [0, 1]],
+        kernel_sizes=[[3], [3, 5]],
+        expansions=[[1], [3, 3]],
+        bit_width=bits,
+        depthwise_bit_width=bits,
+        first_layer_weight_bit_width=8,
+        hadamard_classifier=hadamard,
+        num_classes=10,
+    )
+    _randomize_batchnorms(model)
+    return model
+
+
+def finn_randomized(name: str):
+    """A BNN-PYNQ network with random weights and randomized BatchNorm statistics (thresholds off the grid)."""
+    from brevitas_examples.bnn_pynq import models
+
+    model = getattr(models, name)(pretrained=False)
+    _randomize_batchnorms(model)
+    return model
+
+
+def example_cases() -> list[BrevitasCase]:
+    """brevitas_examples' MobileNet-v1 / ProxylessNAS at small widths, FINN's networks with randomized BatchNorm."""
+    cases = [
+        BrevitasCase("zoo_mobilenet_v1_small_4b", lambda: mobilenet_small(4), (3, 16, 16)),
+        BrevitasCase("zoo_proxylessnas_small_linear_4b", lambda: proxylessnas_small(False), (3, 28, 28)),
+        BrevitasCase("zoo_proxylessnas_small_hadamard_4b", lambda: proxylessnas_small(True), (3, 28, 28)),
+    ]
+    for name, shape in (("sfc_2w2a", (1, 28, 28)), ("tfc_1w2a", (1, 28, 28)), ("cnv_1w2a", (3, 32, 32))):
+        cases.append(BrevitasCase(f"finn_{name}_bn", lambda name=name: finn_randomized(name), shape))
     return cases
