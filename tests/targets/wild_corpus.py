@@ -692,9 +692,7 @@ def layer_model(kind: str, scheme: str = "fixed", bits: int = 4, seed: int = 0):
     if kind == "convtranspose2d":  # 2x4x4 -> ConvTranspose 3x3 stride 2 -> 4x8x8
         layers = [
             quant_in(),
-            qnn.QuantConvTranspose2d(
-                2, 4, 3, stride=2, padding=1, output_padding=1, weight_quant=weight, bias_quant=bias
-            ),
+            qnn.QuantConvTranspose2d(2, 4, 3, stride=2, padding=1, output_padding=1, weight_quant=weight, bias_quant=bias),
             quant_relu(),
             nn.Flatten(),
             linear(4 * 8 * 8, 10),
@@ -793,9 +791,7 @@ def layer_model(kind: str, scheme: str = "fixed", bits: int = 4, seed: int = 0):
                 return_quant_tensor=True,
             ),
             linear(16, 24),
-            qnn.QuantReLU(
-                act_quant=_quant("Uint8ActPerTensorFloatMaxInit", bits, max_val=3.0), return_quant_tensor=True
-            ),
+            qnn.QuantReLU(act_quant=_quant("Uint8ActPerTensorFloatMaxInit", bits, max_val=3.0), return_quant_tensor=True),
             linear(24, 12),
             qnn.QuantHardTanh(
                 act_quant=_quant("Int8ActPerTensorFloatMinMaxInit", bits, min_val=-1.0, max_val=1.0),
