@@ -468,8 +468,9 @@ def variant_cases() -> list[BrevitasCase]:
 
 def all_cases() -> list[BrevitasCase]:
     """Every generated case: brevitas's families, the variants, the crafted graphs, FINN's networks, the layer kinds,
-    brevitas_examples' networks and FINN's with randomized BatchNorm."""
-    return brevitas_cases() + variant_cases() + crafted_cases() + finn_cases() + layer_cases() + example_cases()
+    brevitas_examples' networks and FINN's with randomized BatchNorm, graphs laid out as QKeras and FINN write them."""
+    generated = brevitas_cases() + variant_cases() + crafted_cases() + finn_cases()
+    return generated + layer_cases() + example_cases() + writer_cases()
 
 
 # -- graphs other tools write: QONNX rounding modes brevitas does not export, a 1-bit signed Quant (qonnx executes
@@ -1016,4 +1017,173 @@ def example_cases() -> list[BrevitasCase]:
     ]
     for name, shape in (("sfc_2w2a", (1, 28, 28)), ("tfc_1w2a", (1, 28, 28)), ("cnv_1w2a", (3, 32, 32))):
         cases.append(BrevitasCase(f"finn_{name}_bn", lambda name=name: finn_randomized(name), shape))
+    return cases
+
+
+# -- graphs other writers lay out: QKeras through qonnx's converter (channels-last input and Transposes around each
+# Conv, separate Quant nodes on weights and biases, MatMul + Add for Dense, per-channel power-of-two "alpha" scales),
+# FINN's QONNX (BipolarQuant weights and activations, an average pool as AveragePool -> Mul -> Trunc) -------------
+
+
+class _GraphBuilder:
+    """Initializers and nodes of a hand-written QONNX graph; ``quant`` adds a Quant node with its constants."""
+
+    def __init__(self, seed: int) -> None:
+        self.rng = np.random.default_rng(seed)
+        self.nodes: list = []
+        self.initializers: list = []
+        self.count = 0
+
+    def name(self, stem: str) -> str:
+        self.count += 1
+        return f"{stem}_{self.count}"
+
+    def constant(self, stem: str, value, dtype=np.float32) -> str:
+        from onnx import numpy_helper
+
+        name = self.name(stem)
+        self.initializers.append(numpy_helper.from_array(np.asarray(value, dtype=dtype), name))
+        return name
+
+    def node(self, op: str, inputs: list[str], stem: str, domain: str = "", **attrs) -> str:
+        from onnx import helper
+
+        name = self.name(stem)
+        self.nodes.append(helper.make_node(op, inputs, [f"{name}_out0"], name=name, domain=domain, **attrs))
+        return f"{name}_out0"
+
+    def quant(self, source: str, scale, bits: int, signed: bool = True, narrow: bool = False, mode="ROUND") -> str:
+        inputs = [source, self.constant("scale", scale), self.constant("zeropt", 0.0), self.constant("bits", bits)]
+        return self.node(
+            "Quant",
+            inputs,
+            "Quant",
+            domain="qonnx.custom_op.general",
+            signed=int(signed),
+            narrow=int(narrow),
+            rounding_mode=mode,
+        )
+
+    def model(self, output: str, in_shape: list[int], name: str) -> onnx.ModelProto:
+        from onnx import TensorProto, helper
+        from qonnx.core.modelwrapper import ModelWrapper
+        from qonnx.transformation.infer_shapes import InferShapes
+
+        self.nodes.append(helper.make_node("Identity", [output], ["global_out"], name="Identity_out"))
+        graph = helper.make_graph(
+            self.nodes,
+            name,
+            [helper.make_tensor_value_info("global_in", TensorProto.FLOAT, in_shape)],
+            [helper.make_tensor_value_info("global_out", TensorProto.FLOAT, None)],
+            self.initializers,
+        )
+        model = helper.make_model(
+            graph, opset_imports=[helper.make_opsetid("", 13), helper.make_opsetid("qonnx.custom_op.general", 1)]
+        )
+        return ModelWrapper(model).transform(InferShapes()).model
+
+
+def qkeras_style_cnn(bits: int, alpha_per_channel: bool, seed: int = 0) -> onnx.ModelProto:
+    """As qonnx's QKeras converter writes a small CNN: an 8x8x2 channels-last input, Quant (quantized_bits), a
+    Transpose into NCHW, Conv with Quant weights (per-channel power-of-two alpha, or one scale) and a Quant bias, Relu,
+    Quant (quantized_relu), a Transpose back, MaxPool in NHWC through another Transpose pair, a channels-last
+    Reshape-flatten, then Dense as MatMul + Add with Quant weights and bias and a Quant output."""
+    g = _GraphBuilder(seed)
+    channels = 4
+    frac = bits - 2
+    x = g.quant("global_in", 2.0**-frac, bits)
+    x = g.node("Transpose", [x], "Transpose", perm=[0, 3, 1, 2])
+    alpha = 2.0 ** g.rng.integers(-1, 2, (channels, 1, 1, 1)) if alpha_per_channel else 1.0
+    weight_scale = np.asarray(alpha * 2.0 ** -(bits - 1), dtype=np.float32)
+    w = g.quant(g.constant("Quant_param0", g.rng.normal(0, 0.5, (channels, 2, 3, 3))), weight_scale, bits)
+    b = g.quant(g.constant("Quant_param0", g.rng.normal(0, 0.5, (channels,))), 2.0 ** -(bits - 1), bits)
+    y = g.node("Conv", [x, w, b], "Conv", kernel_shape=[3, 3], pads=[1, 1, 1, 1], strides=[1, 1])
+    y = g.node("Transpose", [y], "Transpose", perm=[0, 2, 3, 1])
+    y = g.node("Relu", [y], "Relu")
+    y = g.quant(y, 2.0**-frac, bits, signed=False)
+    y = g.node("Transpose", [y], "Transpose", perm=[0, 3, 1, 2])
+    y = g.node("MaxPool", [y], "MaxPool", kernel_shape=[2, 2], strides=[2, 2])
+    y = g.node("Transpose", [y], "Transpose", perm=[0, 2, 3, 1])
+    y = g.node("Reshape", [y, g.constant("shape", [1, 4 * 4 * channels], np.int64)], "Reshape")
+    w2 = g.quant(g.constant("Quant_param0", g.rng.normal(0, 0.3, (4 * 4 * channels, 10))), 2.0 ** -(bits - 1), bits)
+    b2 = g.quant(g.constant("Quant_param0", g.rng.normal(0, 0.5, (10,))), 2.0 ** -(bits - 1), bits)
+    y = g.node("Add", [g.node("MatMul", [y, w2], "MatMul"), b2], "Add")
+    y = g.quant(y, 2.0 ** -(bits - 3), bits)
+    return g.model(y, [1, 8, 8, 2], "qkeras_style_cnn")
+
+
+def finn_qonnx_bipolar_mlp(seed: int = 0) -> onnx.ModelProto:
+    """FINN's binarized MLP in QONNX form: BipolarQuant on the weights and after each BatchNorm-like Mul/Add, a
+    Quant input, MatMul layers, a float scale on the output."""
+    g = _GraphBuilder(seed)
+    x = g.quant("global_in", 2.0**-4, 8)
+    features = 16
+    for width in (32, 24):
+        w = g.node(
+            "BipolarQuant",
+            [g.constant("w", g.rng.normal(0, 1, (features, width))), g.constant("scale", 1.0)],
+            "BipolarQuant",
+            domain="qonnx.custom_op.general",
+        )
+        y = g.node("MatMul", [x, w], "MatMul")
+        y = g.node("Mul", [y, g.constant("bn_mul", g.rng.uniform(0.5, 1.5, (width,)))], "Mul")
+        y = g.node("Add", [y, g.constant("bn_add", g.rng.uniform(-2, 2, (width,)))], "Add")
+        x = g.node("BipolarQuant", [y, g.constant("scale", 1.0)], "BipolarQuant", domain="qonnx.custom_op.general")
+        features = width
+    w = g.node(
+        "BipolarQuant",
+        [g.constant("w", g.rng.normal(0, 1, (features, 10))), g.constant("scale", 1.0)],
+        "BipolarQuant",
+        domain="qonnx.custom_op.general",
+    )
+    y = g.node("MatMul", [x, w], "MatMul")
+    y = g.node("Mul", [y, g.constant("out_scale", 0.125)], "Mul")
+    return g.model(y, [1, 16], "finn_bipolar_mlp")
+
+
+def finn_qonnx_trunc_pool(rounding: str, seed: int = 0) -> onnx.ModelProto:
+    """A FINN-style average pool in QONNX form: Quant input (unsigned 4 bits), Conv with Quant weights, Relu, Quant,
+    AveragePool 2x2, Mul by 4 (the sum), Trunc to 6 bits with ``rounding``, Flatten, MatMul, a Quant output."""
+    g = _GraphBuilder(seed)
+    x = g.quant("global_in", 2.0**-2, 4)
+    w = g.quant(g.constant("w", g.rng.normal(0, 0.5, (4, 1, 3, 3))), 2.0**-3, 4)
+    y = g.node("Conv", [x, w], "Conv", kernel_shape=[3, 3], pads=[1, 1, 1, 1])
+    y = g.quant(g.node("Relu", [y], "Relu"), 2.0**-2, 4, signed=False)
+    y = g.node("AveragePool", [y], "AveragePool", kernel_shape=[2, 2], strides=[2, 2])
+    y = g.node("Mul", [y, g.constant("pool_size", 4.0)], "Mul")
+    y = g.node(
+        "Trunc",
+        [
+            y,
+            g.constant("scale", 2.0**-2),
+            g.constant("zeropt", 0.0),
+            g.constant("in_bits", 6.0),
+            g.constant("out_bits", 4.0),
+        ],
+        "Trunc",
+        domain="qonnx.custom_op.general",
+        rounding_mode=rounding,
+    )
+    y = g.node("Flatten", [y], "Flatten", axis=1)
+    w2 = g.quant(g.constant("w", g.rng.normal(0, 0.3, (64, 10))), 2.0**-3, 4)
+    y = g.quant(g.node("MatMul", [y, w2], "MatMul"), 2.0**-1, 6)
+    return g.model(y, [1, 1, 8, 8], "finn_trunc_pool")
+
+
+def writer_cases() -> list[BrevitasCase]:
+    """Graphs laid out as QKeras (through qonnx's converter) and FINN write them."""
+    cases = [
+        BrevitasCase(
+            f"writer_qkeras_cnn_{bits}b{'_alpha' if alpha else ''}",
+            lambda bits=bits, alpha=alpha: qkeras_style_cnn(bits, alpha),
+            (8, 8, 2),
+        )
+        for bits in (4, 6)
+        for alpha in (False, True)
+    ]
+    cases.append(BrevitasCase("writer_finn_bipolar_mlp", finn_qonnx_bipolar_mlp, (16,)))
+    cases += [
+        BrevitasCase(f"writer_finn_trunc_pool_{mode.lower()}", lambda mode=mode: finn_qonnx_trunc_pool(mode), (1, 8, 8))
+        for mode in ("ROUND", "FLOOR")
+    ]
     return cases
