@@ -67,6 +67,9 @@ class RunContext:
     instruments: list[Instrument] = field(default_factory=list)
     source: ModelWrapper | None = None
     facts: dict[str, Any] = field(default_factory=dict)
+    #: {node name after cleanup: its name in the user's file}, set by ``run_steps``: a refusal from a later timed
+    #: step (a target's emit checks the prepared graph) names the node as the user's file does, too
+    file_names: dict[str, str] = field(default_factory=dict)
 
     def instrument(self, kind: type[Instrument]) -> Instrument | None:
         return next((i for i in self.instruments if isinstance(i, kind)), None)
@@ -74,13 +77,16 @@ class RunContext:
     def timed(self, name: str, work: Callable[[], Any]) -> Any:
         """Run ``work`` as a named step without a model (e.g. C compilation), timed like the others. As in
         ``run_steps``, any failure inside becomes that step's one-line QDeployError carrying the library's message."""
+        from qdeploy.ir import with_file_names
+
         start = time.perf_counter()
         try:
             return work()
         except QDeployError as exc:
-            raise type(exc)(f"[{name}] {exc}") from exc
+            raise type(exc)(with_file_names(f"[{name}] {exc}", self.file_names)) from exc
         except Exception as exc:  # ORT, qonnx, a C compiler: their errors are the step's refusal, never "unexpected"
-            raise QDeployError(f"[{name}] failed: {type(exc).__name__}: {one_line(exc)}") from exc
+            message = f"[{name}] failed: {type(exc).__name__}: {one_line(exc)}"
+            raise QDeployError(with_file_names(message, self.file_names)) from exc
         finally:
             elapsed = time.perf_counter() - start
             for instrument in self.instruments:
@@ -97,6 +103,7 @@ def run_steps(model: ModelWrapper, options: Any, steps: Sequence[Step], ctx: Run
     from qdeploy.ir import file_node_names, with_file_names
 
     file_names = file_node_names(model)
+    ctx.file_names = file_names
     for step in steps:
         name = step_name(step)
         for instrument in ctx.instruments:

@@ -1,0 +1,77 @@
+"""Refusals name the node as the user's file names it, also from a target's emit (hls4ml's precision inference runs
+on the prepared graph, after cleanup renumbered brevitas's ``/1/ConvTranspose`` as ``ConvTranspose_0``)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from onnx import TensorProto, helper
+
+import qdeploy
+from qdeploy.errors import QDeployError, UnsupportedModelError
+from qdeploy.pipeline import RunContext
+
+DOMAIN = "qonnx.custom_op.general"
+
+
+def _brevitas_named_convtranspose():
+    """/0/Quant -> /1/ConvTranspose (Quant weights) -> /2/Quant, named as brevitas names nodes (not identifiers)."""
+
+    def quant(source, output, name, scale):
+        return helper.make_node(
+            "Quant",
+            [source, f"{name}_s", "z", "b"],
+            [output],
+            name=name,
+            domain=DOMAIN,
+            signed=1,
+            narrow=0,
+            rounding_mode="ROUND",
+        ), helper.make_tensor(f"{name}_s", TensorProto.FLOAT, [], [scale])
+
+    q0, s0 = quant("x", "q", "/0/act_quant/Quant", 0.25)
+    qw, sw = quant("w", "qw", "/1/weight_quant/Quant", 0.125)
+    q2, s2 = quant("c", "y", "/2/act_quant/Quant", 0.5)
+    conv = helper.make_node(
+        "ConvTranspose", ["q", "qw"], ["c"], name="/1/ConvTranspose", kernel_shape=[2, 2], strides=[2, 2]
+    )
+    weights = np.random.default_rng(0).normal(0, 0.5, (1, 2, 2, 2)).astype(np.float32)
+    graph = helper.make_graph(
+        [q0, qw, conv, q2],
+        "convtranspose",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 3, 3])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2, 6, 6])],
+        [
+            s0,
+            sw,
+            s2,
+            helper.make_tensor("z", TensorProto.FLOAT, [], [0.0]),
+            helper.make_tensor("b", TensorProto.FLOAT, [], [4.0]),
+            helper.make_tensor("w", TensorProto.FLOAT, weights.shape, weights.ravel()),
+        ],
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13), helper.make_opsetid(DOMAIN, 1)])
+
+
+def test_a_timed_step_names_nodes_as_the_file_does():
+    ctx = RunContext(file_names={"ConvTranspose_0": "/1/ConvTranspose", "Quant_0": "/0/act_quant/Quant"})
+
+    def refuse():
+        raise UnsupportedModelError("node ConvTranspose_0: op ConvTranspose is not supported; node Quant_0_scale too")
+
+    with pytest.raises(QDeployError) as refusal:
+        ctx.timed("emit", refuse)
+    assert str(refusal.value) == (
+        "[emit] node /1/ConvTranspose: op ConvTranspose is not supported; node /0/act_quant/Quant (scale qdeploy "
+        "derived from it) too"
+    )
+
+
+def test_an_hls4ml_emit_refusal_names_the_file_node(tmp_path):
+    pytest.importorskip("hls4ml")
+    out = tmp_path / "hls"
+    with pytest.raises(QDeployError) as refusal:
+        qdeploy.compile(_brevitas_named_convtranspose(), target="hls4ml", out=out, verify_samples=8)
+    message = str(refusal.value)
+    assert "node /1/ConvTranspose" in message and "ConvTranspose_0" not in message, message
+    assert not out.exists()
