@@ -200,10 +200,16 @@ def quant_spec(model: ModelWrapper, node) -> QuantSpec:
             f"node {node.name}: bit width must be a single integer, got {np.asarray(bits).ravel()[:4]}"
         )
     if np.any(np.asarray(zeropt) != 0):
-        raise UnsupportedModelError(f"node {node.name}: non-zero zero point is not supported on this target yet")
+        raise UnsupportedModelError(
+            f"node {node.name}: non-zero zero point is not supported on this target yet; compile the model for "
+            "onnxruntime, or re-export it with zero-point-free quantizers (brevitas: not the Shifted* ones)"
+        )
     scale = np.asarray(scale, dtype=np.float64)
     if np.unique(scale).size != 1:
-        raise UnsupportedModelError(f"node {node.name}: per-channel activation scales are not supported on this target yet")
+        raise UnsupportedModelError(
+            f"node {node.name}: per-channel activation scales are not supported on this target yet; compile the "
+            "model for onnxruntime, or re-export it with per-tensor activation scales"
+        )
     if not is_power_of_two(scale):
         raise UnsupportedModelError(
             f"node {node.name}: scale {float(scale.ravel()[0]):.6g} is not a power of two; "
@@ -458,7 +464,10 @@ def infer_precisions(model: ModelWrapper) -> tuple[FixedType, dict[str, LayerPre
         elif op == "Pad":
             value = const_input(model, node, 2)
             if str(node_attr(node, "mode", "constant")) != "constant" or (value is not None and np.any(value != 0)):
-                raise UnsupportedModelError(f"node {node.name}: only zero padding (constant mode, value 0) is supported")
+                raise UnsupportedModelError(
+                    f"node {node.name}: only zero padding (constant mode, value 0) is supported on this target; compile "
+                    "the model for onnxruntime, or re-export it with zero padding"
+                )
             layers[node.name] = LayerPrecision(node.name, op, x.collapse().with_zero())
         elif op == "Concat":
             parts = [grids.get(name) for name in node.input]
@@ -476,7 +485,10 @@ def infer_precisions(model: ModelWrapper) -> tuple[FixedType, dict[str, LayerPre
             if weights is None:
                 raise UnsupportedModelError(f"node {node.name}: Conv needs constant weights")
             if int(node_attr(node, "group", 1)) != 1:
-                raise UnsupportedModelError(f"node {node.name}: grouped/depthwise Conv is not supported on this target yet")
+                raise UnsupportedModelError(
+                    f"node {node.name}: grouped/depthwise Conv is not supported on this target yet; compile the model "
+                    "for onnxruntime"
+                )
             acc, w_grid = _matmul_grid(x, weights, node.input[1], tuple(range(1, weights.ndim)), node.name)
             bias = const_input(model, node, 2)
             b_grid = None
@@ -500,7 +512,8 @@ def infer_precisions(model: ModelWrapper) -> tuple[FixedType, dict[str, LayerPre
         else:
             raise UnsupportedModelError(
                 f"node {node.name}: op {op} is not supported by this target yet "
-                "(supported: Quant, MultiThreshold, MatMul/Gemm, Conv, Add, Relu, MaxPool, Reshape/Flatten/Transpose)"
+                "(supported: Quant, MultiThreshold, MatMul/Gemm, Conv, Add, Relu, MaxPool, Reshape/Flatten/Transpose); "
+                "compile the model for onnxruntime, or re-export it without that op"
             )
         for output in node.output:
             grids[output] = layers[node.name].output
