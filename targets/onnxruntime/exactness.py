@@ -359,21 +359,139 @@ def analyse(proto: onnx.ModelProto, integer_input: float | None = None) -> list[
 PLAN_KEY = "qdeploy.onnxruntime.plan"
 
 
-def reference_config(prepacking: bool = False, nhwc: bool = False) -> dict[str, str]:
+def reference_config(nhwc: bool = False) -> dict[str, str]:
     """Session entries under which ORT runs each float node with the kernel the reference runs (plan "reference
-    kernels"); ``prepacking`` stays off unless no float dot product is left (integer kernels prepack exactly);
-    ``nhwc`` lets ORT run integer convolutions channels-last (float nodes are then checked to be untouched)."""
+    kernels"); ``nhwc`` lets ORT run integer convolutions channels-last (float nodes are then checked to be
+    untouched). Prepacking stays on: the float dot products read their constant operands as overridable
+    initializers (``runtime_weights``), which ORT never prepacks, so only integer kernels (exact either way) are."""
     rewrites = [r for r in FLOAT_REWRITES if not (nhwc and r == "NhwcTransformer")]
-    config = {
+    return {
         **BASE_CONFIG,
         "session.disable_quant_qdq": "1",
         "optimization.disable_specified_optimizers": ";".join(rewrites),
     }
-    if not prepacking:
-        # the reference feeds weights to each kernel as runtime inputs; prepacked constant weights take another
-        # kernel path (seen: a batch-1 Gemm differing in the last bit)
-        config["session.disable_prepacking"] = "1"
-    return config
+
+
+def _constant_tensors(proto: onnx.ModelProto) -> tuple[set[str], dict[str, onnx.NodeProto]]:
+    """Tensors ORT computes from constants only (it folds them before running), and each tensor's producer."""
+    constants = {init.name for init in proto.graph.initializer}
+    producers: dict[str, onnx.NodeProto] = {}
+    for node in proto.graph.node:
+        for output in node.output:
+            producers[output] = node
+        if all(not name or name in constants for name in node.input):
+            constants.update(o for o in node.output if o)
+    return constants, producers
+
+
+def runtime_weights(proto: onnx.ModelProto) -> tuple[onnx.ModelProto, list[str]]:
+    """``proto`` with the constant operands of its float dot products on runtime data (``integer.FLOAT_PREPACKED``
+    ops: Conv, MatMul, Gemm, ...) read from overridable initializers (initializers also listed as graph inputs),
+    and their names. The reference feeds every operand to its kernel at run time; ORT prepacks a constant weight
+    for another kernel path (seen: a batch-1 MatMul taking the packed GEMM instead of the GEMV, the last bits of
+    every output differing) but never an initializer a caller may override, so each dot product runs the
+    reference's kernel while the session still prepacks the integer kernels' weights. An operand computed from
+    constants (a ``DequantizeLinear`` of integer weights) becomes the value ORT computes for it, the number ORT
+    folded before."""
+    from qdeploy.targets.onnxruntime.integer import FLOAT_PREPACKED
+
+    constants, producers = _constant_tensors(proto)
+    initializers = {init.name: init for init in proto.graph.initializer}
+    dots = [
+        node
+        for node in proto.graph.node
+        if node.op_type in FLOAT_PREPACKED and any(name and name not in constants for name in node.input)
+    ]
+    operands = list(dict.fromkeys(name for node in dots for name in node.input if name and name in constants))
+    if not operands:
+        return proto, []
+    result = onnx.ModelProto()
+    result.CopyFrom(proto)
+    graph = result.graph
+    computed = [name for name in operands if name not in initializers]
+    renamed: dict[str, str] = {}
+    if computed:
+        taken = {init.name for init in graph.initializer} | {t for n in graph.node for t in (*n.input, *n.output)}
+        taken |= {n.name for n in graph.node}
+        values = _folded_values(proto, computed, producers)
+        for name in computed:
+            fresh, index = f"{name}_runtime", 0
+            while fresh in taken:
+                index += 1
+                fresh = f"{name}_runtime{index}"
+            taken.add(fresh)
+            renamed[name] = fresh
+            graph.initializer.append(numpy_helper.from_array(values[name], fresh))
+        dot_names = {node.name for node in dots}
+        for node in graph.node:
+            if node.name in dot_names:
+                for index, name in enumerate(node.input):
+                    node.input[index] = renamed.get(name, name)
+    declared = {value.name for value in graph.input}
+    inits = {init.name: init for init in graph.initializer}
+    overridable = [renamed.get(name, name) for name in operands]
+    for name in overridable:
+        if name not in declared:
+            init = inits[name]
+            graph.input.append(helper.make_tensor_value_info(name, init.data_type, list(init.dims)))
+    _prune_unused(graph)
+    onnx.checker.check_model(result)
+    return result, overridable
+
+
+def _folded_values(
+    proto: onnx.ModelProto, names: list[str], producers: dict[str, onnx.NodeProto]
+) -> dict[str, np.ndarray]:
+    """Values of tensors computed from constants only, computed by ORT (its kernels, as its constant folding)."""
+    needed: list[onnx.NodeProto] = []
+    seen: set[str] = set()
+    stack = list(names)
+    while stack:
+        name = stack.pop()
+        node = producers.get(name)
+        if node is None or node.name in seen:
+            continue
+        seen.add(node.name)
+        needed.append(node)
+        stack += [i for i in node.input if i]
+    order = {node.name: index for index, node in enumerate(proto.graph.node)}
+    needed.sort(key=lambda node: order[node.name])
+    used = {i for node in needed for i in node.input}
+    # element types as shape inference gives them (float32 where it cannot tell)
+    inferred = onnx.shape_inference.infer_shapes(proto).graph.value_info
+    types = {value.name: value.type.tensor_type.elem_type for value in inferred if value.type.tensor_type.elem_type}
+    graph = helper.make_graph(
+        [onnx.NodeProto.FromString(node.SerializeToString()) for node in needed],
+        "folded_operands",
+        [],
+        [helper.make_tensor_value_info(name, types.get(name, onnx.TensorProto.FLOAT), None) for name in names],
+        [init for init in proto.graph.initializer if init.name in used],
+    )
+    model = helper.make_model(graph, opset_imports=list(proto.opset_import))
+    model.ir_version = proto.ir_version
+    session = ort_session(model.SerializeToString(), {}, None, "the onnxruntime target")
+    return dict(zip(names, session.run(names, {}), strict=True))
+
+
+def _prune_unused(graph: onnx.GraphProto) -> None:
+    """Drop nodes whose outputs nothing reads and initializers nothing reads (the constants the overridable
+    copies replaced), repeatedly."""
+    outputs = {value.name for value in graph.output}
+    while True:
+        read = {i for node in graph.node for i in node.input} | outputs
+        dead = [node for node in graph.node if not any(o in read for o in node.output if o)]
+        if not dead:
+            break
+        for node in dead:
+            graph.node.remove(node)
+    read = {i for node in graph.node for i in node.input} | outputs
+    unused = {init.name for init in graph.initializer if init.name not in read}
+    kept = [init for init in graph.initializer if init.name not in unused]
+    del graph.initializer[:]
+    graph.initializer.extend(kept)
+    inputs = [value for value in graph.input if value.name not in unused]
+    del graph.input[:]
+    graph.input.extend(inputs)
 
 
 def plan_model(
@@ -382,19 +500,13 @@ def plan_model(
     """The model to write, the session config it runs exactly under, and the plan's name. First choice: integer
     layers (``integer.integerize``) for every dot product shown exact, the rest under reference kernels; then
     ``plan_session`` on the model as lowered."""
-    from qdeploy.targets.onnxruntime.integer import FLOAT_PREPACKED, integerize
+    from qdeploy.targets.onnxruntime.integer import integerize
 
     analysis = _Analysis(proto, integer_input)
     exact = {name for name, value in analysis.values.items() if value.exact}
 
-    def runtime_float_dots(model: onnx.ModelProto) -> list[onnx.NodeProto]:
-        constants = {init.name for init in model.graph.initializer}
-        dots = [n for n in model.graph.node if n.op_type in FLOAT_PREPACKED]
-        return [n for n in dots if any(i not in constants for i in n.input if i)]
-
     integer, plan = integerize(proto, dict(origin), exact, reference_config())
     if plan.changed:
-        float_dots = runtime_float_dots(integer)
         refusal = None
         if not analysis.inexact_nodes:
             # the integer layers compute the same numbers as the nodes they replace, so the float rest is exact as
@@ -403,9 +515,11 @@ def plan_model(
             kernels = {n.op_type for n in optimized_graph(integer, config).graph.node}
             if not (kernels & INTEGER_KERNEL_NAMES) - EXACT_INTEGER_KERNELS:
                 return integer, config, f"integer layers ({plan.summary()}) + exact arithmetic"
+        # the float dot products read their constant operands at run time, as the reference does
+        integer, _ = runtime_weights(integer)
         # first with ORT's NHWC layout for the integer convolutions (no transposes between them), then without it
         for nhwc in (True, False):
-            config = reference_config(prepacking=not float_dots, nhwc=nhwc)
+            config = reference_config(nhwc=nhwc)
             try:
                 check_reference_kernels(integer, optimized_graph(integer, config), origin, exempt=plan.nodes)
             except UnsupportedModelError as exc:  # a float node rewritten: try the next config
@@ -416,26 +530,30 @@ def plan_model(
                 name += "; float: " + "; ".join(f"{k}: {v}" for k, v in sorted(plan.kept_float.items()))
             return integer, config, name
         plan.kept_float = {"*": f"integer model refused by the reference-kernel check ({refusal})"}
-    config = plan_session(proto, origin, integer_input)
+    proto, config = plan_session(proto, origin, integer_input)
     name = "reference kernels" if config.get("session.disable_quant_qdq") == "1" else "exact arithmetic"
     if plan.kept_float:
         name += "; no integer layer: " + "; ".join(f"{k}: {v}" for k, v in sorted(plan.kept_float.items()))
     return proto, config, name
 
 
-def plan_session(proto: onnx.ModelProto, origin: dict[str, str], integer_input: float | None = None) -> dict[str, str]:
-    """The ORT session config entries under which ``proto`` computes exactly what the reference computes (see the
-    module docstring); raises UnsupportedModelError naming the user's node when no plan is exact."""
+def plan_session(
+    proto: onnx.ModelProto, origin: dict[str, str], integer_input: float | None = None
+) -> tuple[onnx.ModelProto, dict[str, str]]:
+    """The model and the ORT session config entries under which it computes exactly what the reference computes
+    (see the module docstring; under reference kernels the float dot products read their constant operands at run
+    time, ``runtime_weights``); raises UnsupportedModelError naming the user's node when no plan is exact."""
     inexact = analyse(proto, integer_input)
     if not inexact:
         config = {**BASE_CONFIG, "optimization.disable_specified_optimizers": WEIGHT_BIAS_QUANTIZATION}
         optimized = optimized_graph(proto, config)
         kernels = {n.op_type for n in optimized.graph.node}
         if not (kernels & INTEGER_KERNEL_NAMES) - EXACT_INTEGER_KERNELS:
-            return config
+            return proto, config
     config = reference_config()
+    proto, _ = runtime_weights(proto)
     check_reference_kernels(proto, optimized_graph(proto, config), origin)
-    return config
+    return proto, config
 
 
 #: ORT's integer kernels (com.microsoft and ai.onnx QLinear*/Integer ops)
