@@ -843,6 +843,67 @@ def layer_model(kind: str, scheme: str = "fixed", bits: int = 4, seed: int = 0):
             quant_relu(),
             linear(16, 10),
         ]
+    elif kind == "relu6_leaky":  # plain float activations between quantizers: ReLU6 (Clip), LeakyReLU
+        layers = [
+            quant_in(),
+            conv2d(1, 4, 3, padding=1),
+            nn.ReLU6(),
+            qnn.QuantIdentity(act_quant=act, return_quant_tensor=True),
+            conv2d(4, 4, 3, padding=1),
+            nn.LeakyReLU(0.125),
+            qnn.QuantIdentity(act_quant=act, return_quant_tensor=True),
+            nn.MaxPool2d(3, stride=2, padding=1, ceil_mode=True),
+            nn.Flatten(),
+            linear(4 * 5 * 5, 10),
+            out_quant(),
+        ]
+    elif kind == "global_avgpool":  # a float global average pool feeding a quantized layer (ResNet's head)
+        layers = [
+            quant_in(),
+            conv2d(1, 8, 3, padding=1),
+            quant_relu(),
+            conv2d(8, 8, 3, stride=2, padding=1),
+            quant_relu(),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+            qnn.QuantIdentity(act_quant=act, return_quant_tensor=True),
+            linear(8, 10),
+            out_quant(),
+        ]
+    elif kind == "upsample_bilinear":
+        layers = [
+            quant_in(),
+            conv2d(1, 3, 3, padding=1),
+            quant_relu(),
+            nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False),
+            qnn.QuantIdentity(act_quant=act, return_quant_tensor=True),
+            conv2d(3, 2, 3, stride=2),
+            quant_relu(),
+            nn.Flatten(),
+            linear(2 * 7 * 7, 10),
+            out_quant(),
+        ]
+    elif kind == "w8a16":  # 16-bit activations, 8-bit weights
+        wide = act.let(bit_width=16)
+        layers = [
+            qnn.QuantIdentity(act_quant=wide, return_quant_tensor=True),
+            linear(16, 24),
+            qnn.QuantReLU(act_quant=relu.let(bit_width=16), return_quant_tensor=True),
+            linear(24, 10),
+            qnn.QuantIdentity(act_quant=wide, return_quant_tensor=False),
+        ]
+    elif kind == "replicate_pad":
+        layers = [
+            quant_in(),
+            conv2d(1, 4, 3, padding=1, padding_mode="replicate"),
+            quant_relu(),
+            conv2d(4, 4, 3, padding=1, padding_mode="circular"),
+            quant_relu(),
+            nn.MaxPool2d(2),
+            nn.Flatten(),
+            linear(4 * 4 * 4, 10),
+            out_quant(),
+        ]
     elif kind == "hadamard":
         # return_quant_tensor=False trips brevitas 0.13's zero-point check (a bool's .any()); the value is taken
         hadamard = qnn.HadamardClassifier(24, 10, return_quant_tensor=True)
@@ -939,6 +1000,11 @@ LAYER_KINDS = {
     "softmax_head": ((16,), ("fixed",)),
     "logsoftmax_head": ((16,), ("float",)),
     "radioml_1d": ((2, 32), ("fixed", "float")),
+    "relu6_leaky": ((1, 8, 8), ("fixed", "float")),
+    "global_avgpool": ((1, 8, 8), ("fixed", "float")),
+    "upsample_bilinear": ((1, 8, 8), ("fixed", "float")),
+    "w8a16": ((16,), ("fixed8", "float8")),
+    "replicate_pad": ((1, 8, 8), ("fixed", "float")),
     "hadamard": ((16,), ("fixed", "float")),
     "residual_shared": ((1, 8, 8), ("fixed", "float")),
     "eltwise_add": ((1, 8, 8), ("fixed", "float")),
@@ -951,7 +1017,11 @@ def layer_cases() -> list[BrevitasCase]:
     cases = []
     for kind, (shape, schemes) in LAYER_KINDS.items():
         for scheme in schemes:
-            for bits in (4,) if scheme == "float" else (4, 3):
+            if scheme.endswith("8"):  # 8-bit weights
+                widths, scheme = (8,), scheme[:-1]
+            else:
+                widths = (4,) if scheme == "float" else (4, 3)
+            for bits in widths:
                 build = lambda kind=kind, scheme=scheme, bits=bits: layer_model(kind, scheme, bits)  # noqa: E731
                 cases.append(BrevitasCase(f"layer_{kind}_{scheme}_{bits}b", build, shape))
     return cases
