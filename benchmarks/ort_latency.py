@@ -206,12 +206,17 @@ def quantize_static(float_path: Path, out: Path, calibration: np.ndarray, operat
 
 
 def sessions(paths: dict[str, Path], threads: int) -> dict:
-    from qdeploy.runtime import ort_session, set_session_threads
-    from qdeploy.targets.onnxruntime.target import make_session
+    import onnx
 
+    from qdeploy.runtime import ort_session, set_session_threads
+    from qdeploy.targets.onnxruntime.target import make_session, session_config
+
+    # the anchors run with the thread-pool entries of qdeploy's recorded config (worker spinning), numbers aside
+    recorded = session_config(onnx.load(str(paths["qdeploy"]), load_external_data=False))
+    threading = {key: value for key, value in recorded.items() if key.startswith("session.intra_op.")}
     set_session_threads(threads)
     try:
-        opened = {label: ort_session(path) for label, path in paths.items() if label != "qdeploy"}
+        opened = {label: ort_session(path, threading) for label, path in paths.items() if label != "qdeploy"}
         opened["qdeploy"] = make_session(paths["qdeploy"])
     finally:
         set_session_threads(None)

@@ -1,6 +1,6 @@
 """What the onnxruntime target does for speed without changing a number (``targets/onnxruntime/exactness.py``): float
 dot products read their constant operands at run time, as the golden executor feeds them, while ORT still prepacks
-the integer kernels' weights."""
+the integer kernels' weights; such plans run without spinning worker threads."""
 
 from __future__ import annotations
 
@@ -81,6 +81,7 @@ def test_a_float_dot_product_reads_its_weights_at_run_time_and_the_integer_layer
     report = artifact.report
     assert report["bit_exact"] is True
     assert "session.disable_prepacking" not in report["session_config"], report["session_config"]
+    assert report["session_config"].get("session.intra_op.allow_spinning") == "0"  # a plan with float dot products
     model = onnx.load(str(tmp_path / "ort" / "model.onnx"))
     initializers = {init.name for init in model.graph.initializer}
     declared = {value.name for value in model.graph.input}
