@@ -296,8 +296,16 @@ def to_markdown(rows: list[dict], meta: dict) -> str:
         "both ends (no Clip), clip multi-level activations to their level count in uint8 (after the MaxPool when "
         "one follows), and pad the 3-channel first layer to 4 input channels (zero weights) so that MLAS takes its "
         "indirect convolution kernel, not im2col + GEMM. Where the graph's scales are not powers of two (brevitas's "
-        "4- and 8-bit `CommonQuant`: 1/7, 1/127; the FC network's 8-bit input quantizer) the float32 sums are not "
-        "exact, the plan keeps those layers on ORT's reference float kernels, and qdeploy is slower than float there.",
+        "4- and 8-bit `CommonQuant`: 1/7, 1/127; the FC network's 8-bit input quantizer) the float32 sums depend on "
+        "their order, so those layers run ORT's float kernels as the golden executor runs them: the NCHW im2col "
+        "convolution and the unpacked GEMM, the weights read at run time (overridable initializers, which ORT does "
+        "not prepack; the same model's integer kernels are prepacked), BatchNorm as its own node. The float model "
+        "gets ORT's faster float paths (NCHWc convolutions, prepacked weights, BatchNorm folded into the "
+        "convolution), each of which changes outputs (on cnv_4w4a: 18, 200 and 27 of 200 samples), so exactness rules"
+        " them out and such plans stay slower than float: the quantizers' element-wise nodes take 2-9 % of their time"
+        " (timed with them removed), the rest is those kernels. Plans with float dot products run without spinning "
+        "intra-op workers, and every variant of their rows gets the same setting. The machine is shared: at 2 threads"
+        " MLAS splits a kernel in two static halves, which wait for a preempted thread (compare the 1-thread rows).",
         "",
         "| network | threads | batch | float | ORT QDQ | ORT QOperator | qdeploy | vs float | vs best quantize_static "
         "| exact |",
