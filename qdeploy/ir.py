@@ -232,12 +232,19 @@ def file_node_names(model: ModelWrapper) -> dict[str, str]:
 
 
 def with_file_names(message: str, mapping: dict[str, str]) -> str:
-    """``message`` with each cleaned node name replaced by the name the user's file gives that node."""
+    """``message`` with each cleaned node name replaced by the name the user's file gives that node. A node a pass
+    derived from one (``Quant_0_scale``: the scale Mul the threshold lowering wrote for ``Quant_0``) is named after
+    the file's node it came from, with what it is."""
     if not mapping:
         return message
     names = "|".join(re.escape(name) for name in sorted(mapping, key=len, reverse=True))
-    pattern = re.compile(rf"(?<![\w/.])({names})(?!\w)")
-    return pattern.sub(lambda match: mapping[match.group(1)], message)
+    pattern = re.compile(rf"(?<![\w/.])({names})(_[A-Za-z]\w*)?(?!\w)")
+
+    def file_name(match: re.Match) -> str:
+        derived = match.group(2)
+        return mapping[match.group(1)] + (f" ({derived[1:]} qdeploy derived from it)" if derived else "")
+
+    return pattern.sub(file_name, message)
 
 
 def _remove_static_inputs(model: ModelWrapper) -> None:

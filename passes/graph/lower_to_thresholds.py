@@ -122,6 +122,9 @@ class _Lowering:
             node = self._node(name)
             if node is None:
                 continue  # removed while lowering an earlier node
+            if node.op_type == "Concat":
+                self._concat_levels(node)
+                continue
             if node.op_type in LAYOUT + MOVES_VALUES and node.input[0] in self.scaled:
                 self._swap_with_scale(node)
             if node.op_type in LAYOUT and node.input[0] in self.float_derived:
@@ -154,17 +157,43 @@ class _Lowering:
         model.set_tensor_shape(moved, model.get_tensor_shape(real_out))
         self.scaled.add(real_out)
 
+    def _concat_levels(self, concat) -> None:
+        """``Concat(Mul(l1, s), Mul(l2, s), ...)`` becomes ``Concat(l1, l2, ...) -> Mul(s)`` when every input is a
+        quantizer's levels times one and the same scale (branches sharing a quantizer, brevitas's QuantCat): a
+        concatenation only moves values, so the one Mul after it computes the same float32 values bit for bit, and
+        the layer after it sees integer levels. Inputs with different scales are left as they are."""
+        model = self.model
+        inputs = list(concat.input)
+        if not inputs or any(name not in self.scaled for name in inputs):
+            return
+        rescales = [model.find_producer(name) for name in inputs]
+        scales = {float(np.asarray(_const(model, node.input[1])).ravel()[0]) for node in rescales}
+        if len(scales) != 1 or any(node.input[0] not in self.integers for node in rescales):
+            return
+        for index, node in enumerate(rescales):
+            concat.input[index] = node.input[0]
+        real_out, levels = concat.output[0], model.make_new_valueinfo_name()
+        concat.output[0] = levels
+        model.set_tensor_shape(levels, model.get_tensor_shape(real_out))
+        sources = [self.integers[node.input[0]] for node in rescales]
+        self.integers[levels] = IntegerTensor(
+            np.asarray(min(int(np.min(info.low)) for info in sources)),
+            np.asarray(max(int(np.max(info.high)) for info in sources)),
+        )
+        self._rescale(levels, real_out, scales.pop(), name=f"{concat.name}_scale")  # rescales left unread: dead nodes
+        self.changed = True
+
     def _chain_to_source(self, tensor: str) -> tuple[str, list] | None:
-        """Walk back from ``tensor`` through single-consumer elementwise ops with constant operands to an integer
-        tensor or the float input. Returns (source tensor, chain nodes in execution order) or None."""
+        """Walk back from ``tensor`` through elementwise ops with constant operands to an integer tensor or the float
+        input. Returns (source tensor, chain nodes in execution order) or None. A chain node may feed other nodes too
+        (a quantized tensor read by two branches): the lowering rewires only this consumer and leaves the chain to
+        the others; chain nodes nobody reads any more go with the dead nodes at the end of the pass."""
         chain = []
         while tensor not in self.integers and tensor not in self.float_derived:
             producer = self.model.find_producer(tensor)
             if producer is None or producer.op_type not in ELEMENTWISE:
                 return None
             if any(_const(self.model, name) is None for name in producer.input[1:] if name):
-                return None
-            if len(self.model.find_consumers(producer.output[0]) or []) > 1:
                 return None
             chain.insert(0, producer)
             tensor = producer.input[0]
@@ -329,7 +358,7 @@ class _Lowering:
                 step = step * constant if node.op_type == "Mul" else step / constant
             if step <= 0:
                 return None
-            self._remove_nodes([n.name for n in chain])
+            self._remove_nodes(self._unshared(chain))
             return source, step
         info = self.integers[source]
         lo, hi = int(np.min(info.low)), int(np.max(info.high))
@@ -351,7 +380,7 @@ class _Lowering:
             source, np.asarray(thresholds, dtype=np.float32)[None, :], int(levels[0]), 1, layer, None
         )
         self.integers[target] = IntegerTensor(np.asarray(levels[0]), np.asarray(levels[-1]))
-        self._remove_nodes([n.name for n in chain])
+        self._remove_nodes(self._unshared(chain))
         return target, step
 
     # -- activation quantizers: chain + Quant -> MultiThreshold + Mul(scale) --------------------------------------
@@ -366,7 +395,7 @@ class _Lowering:
         if spec is None:
             return
         first_level, level_count, out_step, out_scale = spec
-        names = [n.name for n in (*chain, quant)]
+        names = [*self._unshared(chain), quant.name]
         channels = self._channels(source)
         if source in self.integers:
             direction = _chain_direction(model, chain, channels)
@@ -541,6 +570,17 @@ class _Lowering:
         if vi is not None:
             vi.type.tensor_type.elem_type = TensorProto.FLOAT
         return levels
+
+    def _unshared(self, chain: list) -> list[str]:
+        """The chain nodes that only this chain reads: those after the last node whose output another node also
+        takes (that node, and every node before it, still compute a tensor someone uses)."""
+        model, keep_until = self.model, 0
+        for index, node in enumerate(chain[:-1]):
+            if len(model.find_consumers(node.output[0]) or []) > 1:
+                keep_until = index + 1
+        if chain and len(model.find_consumers(chain[-1].output[0]) or []) > 1:
+            keep_until = len(chain)
+        return [node.name for node in chain[keep_until:]]
 
     def _remove_nodes(self, names: list[str]) -> None:
         """Remove nodes by name (protobuf references go stale when the node list changes, so never hold them)."""

@@ -95,10 +95,11 @@ def check_float_scales_are_folded(model: ModelWrapper, options: Hls4mlOptions) -
             continue
         combiner = _first_runtime_combiner(model, node.output[0])
         if combiner is not None:
+            share = " or let the branches share one quantizer (one scale)" if combiner.op_type == "Concat" else ""
             raise UnsupportedModelError(
                 f"node {combiner.name}: {combiner.op_type} of two runtime tensors that carry float (non-power-of-two) "
                 "scales; no hls4ml fixed-point type holds the result exactly. Use power-of-two scales on the "
-                "branches it combines (brevitas *FixedPoint quantizers), or compile for onnxruntime"
+                f"branches it combines (brevitas *FixedPoint quantizers){share}, or compile for onnxruntime"
             )
         average = _first_average(model, node.output[0])
         if average is not None:

@@ -116,3 +116,16 @@ def test_a_node_taking_one_tensor_twice_keeps_both_uses_through_renaming():
     assert all(model.get_tensor_shape(name) == [1, 3] for name in concat.input)
     x = np.array([[-1.0, 0.5, 2.0]], dtype=np.float32)
     np.testing.assert_array_equal(run_golden(model, x), np.concatenate([np.maximum(x, 0), -x, np.maximum(x, 0)], 1))
+
+
+def test_refusals_name_derived_nodes_after_the_file_node_they_came_from():
+    """Cleanup renumbers nodes (``Quant_0``); a pass derives more from them (``Quant_0_scale``). A refusal names each as
+    the user's file does, the derived one after the node it came from; names that only start alike stay as they are."""
+    from qdeploy.ir import with_file_names
+
+    mapping = {"Quant_0": "/input_quant/Quant", "Conv_1": "/conv1/Conv", "Conv_10": "/conv10/Conv"}
+    assert with_file_names("node Quant_0_scale: op Mul", mapping) == (
+        "node /input_quant/Quant (scale qdeploy derived from it): op Mul"
+    )
+    assert with_file_names("Conv_10, Conv_1.", mapping) == "/conv10/Conv, /conv1/Conv."
+    assert with_file_names("Quant_01 Quant_0_1 /x/Quant_0", mapping) == "Quant_01 Quant_0_1 /x/Quant_0"

@@ -177,3 +177,25 @@ def test_float_scale_layer_thresholds_round_its_output_once():
     reach_high = np.maximum(integer_weights * -8, integer_weights * 7).sum(axis=1)
     reached = (accumulators[:, None] >= reach_low[None, :]) & (accumulators[:, None] <= reach_high[None, :])
     np.testing.assert_array_equal((counts - 128)[reached], levels[reached])
+
+
+def test_shared_quantizer_fanout_and_concat_lower_to_integer_layers(tmp_path):
+    """A quantized tensor read by two layers, and two branches sharing one float-scale quantizer concatenated: every
+    layer takes integer levels (the fan-out keeps the scale for no one; the common scale moves behind the Concat),
+    with the golden outputs unchanged bit for bit."""
+    pytest.importorskip("brevitas")
+    from tests.targets.test_hls4ml_models import branches_concatenated, export_random
+
+    built = branches_concatenated(output_quant=True)  # a quantized output: no float tail rounding differently
+    model = load_model(export_random(built, (1, 8, 8), tmp_path / "branches.onnx"))
+    lowered = model.transform(LowerToThresholds())
+    ops = [n.op_type for n in lowered.graph.node]
+    assert "Quant" not in ops and ops.count("Conv") == 3 and ops.count("MultiThreshold") == 5
+    for node in lowered.graph.node:
+        if node.op_type in ("MatMul", "Conv"):
+            producer = lowered.find_producer(node.input[0])
+            assert producer.op_type in ("MultiThreshold", "Flatten", "Concat"), (node.name, producer.op_type)
+    (concat,) = [n for n in lowered.graph.node if n.op_type == "Concat"]
+    assert all(lowered.find_producer(name).op_type == "MultiThreshold" for name in concat.input)
+    x = random_inputs(model, sample_shape(model), 300, 0)
+    _outputs_equal(model, lowered, x)

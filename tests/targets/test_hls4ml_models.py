@@ -175,6 +175,37 @@ def concat_resize(bits: int = 4, scale: str = "po2", mode: str = "nearest"):
     return ConcatResize()
 
 
+def branches_concatenated(bits: int = 4, scale: str = "float", shared: bool = True, output_quant: bool = False):
+    """The quantized input read by two conv branches (3x3 and 5x5), whose ReLUs share one quantizer (``shared``: one
+    scale, as brevitas's QuantCat or a reused QuantReLU give; else a quantizer each), concatenated on channels ->
+    1x1 conv -> linear (-> a quantizer, ``output_quant``)."""
+    import brevitas.nn as qnn
+    import torch
+    from torch import nn
+
+    weight, signed, unsigned = _quantizers(bits, scale)
+
+    class Branches(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.input_quant = qnn.QuantIdentity(act_quant=signed)
+            self.conv3 = qnn.QuantConv2d(1, 4, 3, padding=1, weight_quant=weight)
+            self.conv5 = qnn.QuantConv2d(1, 4, 5, padding=2, weight_quant=weight)
+            self.relu = qnn.QuantReLU(act_quant=unsigned)
+            self.relu5 = self.relu if shared else qnn.QuantReLU(act_quant=unsigned)
+            self.merge = qnn.QuantConv2d(8, 4, 1, weight_quant=weight)
+            self.relu_merge = qnn.QuantReLU(act_quant=unsigned)
+            self.fc = qnn.QuantLinear(4 * 8 * 8, 10, weight_quant=weight)
+            self.output_quant = qnn.QuantIdentity(act_quant=signed) if output_quant else nn.Identity()
+
+        def forward(self, x):
+            x = self.input_quant(x)
+            both = torch.cat([self.relu(self.conv3(x)), self.relu5(self.conv5(x))], dim=1)
+            return self.output_quant(self.fc(torch.flatten(self.relu_merge(self.merge(both)), 1)))
+
+    return Branches()
+
+
 def average_pooling(bits: int = 4, scale: str = "po2"):
     """Conv -> ReLU -> 2x2 average pooling -> quantizer -> global average pooling -> quantizer, the pooled channels
     being the output (a fully convolutional head)."""
@@ -430,6 +461,23 @@ def test_concat_resize_pooling_and_pixel_shuffle_are_exact(io_type, tmp_path):
     ops = _ops(artifact)
     assert {"Resize", "Concatenate", "DepthToSpace", "GlobalPooling2D"} <= set(ops) and "Transpose" not in ops
     assert ops.count("Pooling2D") == 2 and ops.count("Concatenate") == 2  # max and average pooling; 3 = 2 + 1
+
+
+def test_float_scale_branches_sharing_a_quantizer_concatenate(tmp_path):
+    """Float (non-power-of-two) scales: the quantized input feeds two branches, whose ReLUs share one quantizer, and
+    the two are concatenated. The common scale moves behind the Concat (bit for bit), so the 1x1 conv after it takes
+    integer levels; verified within the bound of the float tail (the last layer's scale). With a quantizer per
+    branch (two scales) the Concat is refused naming the user's node, before anything is written."""
+    import onnx
+
+    path = export_random(branches_concatenated(), (1, 8, 8), tmp_path / "shared.onnx")
+    artifact = qdeploy.compile(path, target="hls4ml", out=tmp_path / "fw", verify_samples=200)
+    assert artifact.report["verified"] and "Concatenate" in _ops(artifact)
+    path = export_random(branches_concatenated(shared=False), (1, 8, 8), tmp_path / "two.onnx")
+    (concat,) = [node.name for node in onnx.load(str(path)).graph.node if node.op_type == "Concat"]
+    with pytest.raises(UnsupportedModelError, match=rf"node {concat}: Concat of two runtime tensors .* share one"):
+        qdeploy.compile(path, target="hls4ml", out=tmp_path / "two")
+    assert_no_output(tmp_path / "two")
 
 
 def test_global_average_pooling_at_the_output_is_exact(tmp_path):
