@@ -190,6 +190,8 @@ class _Lowering(FreshNames):
             self._float_quant(node)
         elif op == "MultiThreshold":
             self._multithreshold(node)
+        elif op == "Trunc":
+            self._trunc(node)
         elif op in QUANTIZER_OPS:
             raise UnsupportedModelError(
                 f"node {node.name}: {op} has no onnxruntime lowering yet; compile this model for another target or "
@@ -362,6 +364,83 @@ class _Lowering(FreshNames):
             else:  # HALF_DOWN: sign(x) * ceil(|x| - 0.5)
                 rounded = self.op("Ceil", [self.op("Sub", [magnitude, half])])
         return self.op("Mul", [sign, rounded])
+
+    # -- Trunc (brevitas's TruncAvgPool2d, FINN's AveragePool -> Mul -> Trunc) -------------------------------------
+    def _trunc(self, node) -> None:
+        """qonnx's ``trunc_v1`` (5 inputs) or ``trunc_v2`` (6 inputs, clamped to the output bit width), chosen as the
+        reference chooses it: by the model's opset of the node's domain (1 when undeclared). The constants
+        (truncation scale ``T``, a power of two; the clamp bounds; the rescaled zero point) are computed here by the
+        reference's own numpy expressions, the per-element steps are the reference's float32 steps:
+        ``x/s (+ zp)``, Round (half to even), ``/T``, [clamp], the rounding mode, ``- zp'``, ``* s'``."""
+        from qonnx.custom_op.general.trunc import trunc_v1, trunc_v2
+
+        domain_opsets = {o.domain: o.version for o in self.model.model.opset_import}
+        version = domain_opsets.get(node.domain, 1)
+        count = 6 if version >= 2 else 5
+        if len(node.input) < count:
+            raise UnsupportedModelError(
+                f"node {node.name}: Trunc (version {version} of its domain) needs {count} inputs, it has "
+                f"{len(node.input)}; re-export it with brevitas or declare the domain's opset as its inputs require"
+            )
+        constants = [const_input(self.model, node, i) for i in range(1, count)]
+        if any(c is None for c in constants):
+            raise UnsupportedModelError(
+                f"node {node.name}: Trunc scale, zero point, bit widths and output scale must be constants for "
+                "onnxruntime (export them as initializers)"
+            )
+        constants = [np.asarray(c) for c in constants]
+        rounding = node_attr(node, "rounding_mode", "FLOOR")
+        rounding = (rounding.decode() if isinstance(rounding, bytes) else str(rounding)).upper()
+        if rounding not in ROUNDING_MODES:
+            raise UnsupportedModelError(f"node {node.name}: unknown rounding mode {rounding!r}")
+        if self.model.get_initializer(node.input[0]) is not None:
+            self.initializers.append(numpy_helper.from_array(self._reference_values(node), node.output[0]))
+            return
+        scale, zeropt = constants[0], constants[1]
+        _scale_constant(self.model, node, 1)
+        if version >= 2:
+            output_scale, output_bits = constants[3], constants[4]
+            _scale_constant(self.model, node, 4, "output scale")
+            signed, narrow = int(node_attr(node, "signed", 1)), int(node_attr(node, "narrow", 0))
+            probe = trunc_v2(np.zeros(1, np.float32), *constants[:3], narrow, signed, output_scale, output_bits, rounding)
+            step = 2 ** np.round(np.log2(output_scale / scale))  # as trunc_v2 computes it
+            from qonnx.custom_op.general.intquant import max_int, min_int
+
+            bounds = [np.asarray(min_int(signed, narrow, output_bits)), np.asarray(max_int(signed, narrow, output_bits))]
+            out_zeropt, out_scale = zeropt / step, output_scale
+        else:
+            probe = trunc_v1(np.zeros(1, np.float32), *constants, rounding)
+            step = 2.0 ** (constants[2] - constants[3])  # as trunc_v1 computes it
+            bounds, out_zeropt, out_scale = None, zeropt, scale
+        step = np.asarray(step)
+        floats = [scale, zeropt, step, np.asarray(out_zeropt), np.asarray(out_scale)]
+        if probe.dtype != np.float32 or any(np.asarray(c).dtype != np.float32 for c in floats):
+            raise UnsupportedModelError(
+                f"node {node.name}: Trunc constants of dtype "
+                f"{sorted({str(np.asarray(c).dtype) for c in floats})} make the reference compute outside float32; "
+                "store the scales and zero point as float32"
+            )
+        if not _is_power_of_two(step):
+            raise UnsupportedModelError(f"node {node.name}: Trunc truncation scale {step.ravel()[:4]} is not a power of two")
+        has_zp = bool(np.any(zeropt != 0))
+        value = self.op("Div", [node.input[0], self.const(f"{node.name}_scale", scale)])
+        if has_zp:
+            value = self.op("Add", [value, self.const(f"{node.name}_zp", zeropt)])
+        value = self.op("Round", [value])  # np.round: half to even
+        value = self.op("Div", [value, self.const(f"{node.name}_step", step)])
+        if bounds is not None:
+            exact = all(b.size == 1 and float(np.float32(b.ravel()[0])) == float(b.ravel()[0]) for b in bounds)
+            if not exact:
+                raise UnsupportedModelError(
+                    f"node {node.name}: Trunc output bit width must be one number whose range float32 holds exactly"
+                )
+            low, high = (np.float32(b.ravel()[0]) for b in bounds)
+            # np.where(y > high, high, y) then np.where(y < low, low, y): Clip for low <= high
+            value = self.op("Clip", [value, self.const(f"{node.name}_min", low), self.const(f"{node.name}_max", high)])
+        value = self._round(value, rounding)
+        if bool(np.any(np.asarray(out_zeropt) != 0)):
+            value = self.op("Sub", [value, self.const(f"{node.name}_out_zp", np.asarray(out_zeropt, np.float32))])
+        self.op("Mul", [value, self.const(f"{node.name}_out_scale", np.asarray(out_scale, np.float32))], node.output[0])
 
     # -- bipolar ----------------------------------------------------------------------------------------------------
     def _bipolar(self, node) -> None:

@@ -289,13 +289,60 @@ def test_channels_last_conv_becomes_the_standard_conv_between_transposes(tmp_pat
     assert "Transpose" in _lowered_ops(tmp_path / "ort")
 
 
-def test_quantizer_without_a_lowering_is_refused_naming_the_node(tmp_path):
+def _trunc_graph(version: int, rounding: str, zero: float = 0.0, per_channel: bool = False):
+    """x -> Quant(8 bit, 2^-4) -> AveragePool-like sum (Mul by 4) -> Trunc v1 (5 inputs, the domain at opset 1) or v2
+    (6 inputs, opset 2: clamped to the output width) with ``rounding`` and zero point ``zero``."""
     from onnx import helper
 
-    trunc = helper.make_node("Trunc", ["q", "s", "z", "b", "b2"], ["y"], name="my_trunc", domain="qonnx.custom_op.general")
-    constants = {"s": np.float32(0.125), "z": np.float32(0), "b": np.float32(8), "b2": np.float32(4)}
-    graph = _graph([_quant("x", "q"), trunc], constants)
-    with pytest.raises(UnsupportedModelError, match=r"node my_trunc: Trunc has no onnxruntime lowering"):
+    scale = np.float32(2.0**-4)
+    constants = {
+        "s": scale,
+        "z": np.float32(0),
+        "b": np.float32(8),
+        "four": np.float32(4),
+        "ts": np.full((1, 4), 2.0**-4, np.float32) if per_channel else scale,
+        "tz": np.float32(zero),
+        "ib": np.float32(10),
+        "ob": np.float32(6),
+        "os": np.float32(1.0),  # truncation scale 2^4: quarter steps, ties included
+    }
+    inputs = ["m", "ts", "tz", "ib", "os", "ob"] if version >= 2 else ["m", "ts", "tz", "ib", "ob"]
+    attrs = {"signed": 1, "narrow": 0} if version >= 2 else {}
+    trunc = helper.make_node(
+        "Trunc", inputs, ["y"], name="my_trunc", domain="qonnx.custom_op.general", rounding_mode=rounding, **attrs
+    )
+    nodes = [_quant("x", "q"), helper.make_node("Mul", ["q", "four"], ["m"], name="Mul_0"), trunc]
+    graph = _graph(nodes, constants, shape=(1, 4))
+    graph.model.opset_import[1].version = version
+    return graph
+
+
+@pytest.mark.parametrize(
+    ("version", "rounding", "zero", "per_channel"),
+    [
+        (1, "FLOOR", 0.0, False),
+        (1, "ROUND", 3.0, False),
+        (2, "FLOOR", 0.0, False),
+        (2, "round", 0.0, True),
+        (2, "CEIL", 5.0, False),
+    ],
+)
+def test_trunc_is_lowered_as_qonnx_computes_it(tmp_path, version, rounding, zero, per_channel):
+    """brevitas's TruncAvgPool2d / FINN's AveragePool -> Mul -> Trunc: qonnx's trunc_v1 or trunc_v2 (by the
+    domain's opset) as float32 ONNX ops, bit-exact on every tie of the truncation and far outside the range."""
+    graph = _trunc_graph(version, rounding, zero, per_channel)
+    x = _inputs(2.0**-6, shape=(4,))
+    artifact = qdeploy.compile(graph, target="onnxruntime", out=tmp_path / "ort", data=x, verify_samples=400)
+    assert artifact.bit_exact
+    assert np.array_equal(artifact.predict(x), qdeploy.run_golden(graph, x))
+    ops = _lowered_ops(tmp_path / "ort")
+    assert "Round" in ops and ("Clip" in ops) == (version >= 2), ops
+
+
+def test_trunc_with_a_runtime_scale_is_refused_naming_the_node(tmp_path):
+    graph = _trunc_graph(1, "FLOOR")
+    graph.graph.node[-1].input[1] = "m"  # the scale computed at run time
+    with pytest.raises(UnsupportedModelError, match=r"node my_trunc: Trunc scale"):
         qdeploy.compile(graph, target="onnxruntime", out=tmp_path / "ort")
     assert_no_output(tmp_path / "ort")
 
