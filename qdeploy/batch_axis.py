@@ -77,7 +77,8 @@ def _reshape_keeps_batch(model: ModelWrapper, node: onnx.NodeProto) -> bool | No
     if np.size(shape) == 0:
         return False
     shape = np.asarray(shape).astype(np.int64).ravel()
-    batch = int(source[0])
+    # a symbolic batch (dim_param: qonnx reads 0) stands for the batch-1 sample the file is exported with
+    batch = int(source[0]) if int(source[0]) > 0 else 1
     first = int(shape[0])
     if first == 0:  # copies the input's first axis (allowzero=0, the default)
         return not _attribute(node, "allowzero", 0)

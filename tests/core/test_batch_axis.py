@@ -149,3 +149,20 @@ def test_batch_keeping_reshapes_and_reductions_pass():
         helper.make_tensor("zero", TensorProto.INT64, [2], [0, -1]),
     ]
     check_batch_separable(reference_of(load_model(_graph(nodes, initializers, [1, 1], "keep"), clean=False)))
+
+
+def test_a_symbolic_batch_stands_for_the_exported_batch_one():
+    """torch's dynamic_axes leave the input's batch symbolic while ``x.view(x.size(0), -1)`` stays Reshape([1, -1]):
+    the file is a function of one sample, not a batch mix."""
+    from qdeploy.batch_axis import check_batch_separable
+    from qdeploy.ir import load_model, reference_of
+
+    q_in, q_init = _quant("x", "q", "quant_in")
+    nodes = [q_in, helper.make_node("Reshape", ["q", "flat"], ["y"], name="/Reshape")]
+    model = _graph(nodes, [*q_init, helper.make_tensor("flat", TensorProto.INT64, [2], [1, -1])], ["N", 16], "dyn")
+    model.graph.input[0].type.tensor_type.shape.dim[0].dim_param = "N"
+    check_batch_separable(reference_of(load_model(model, clean=False)))
+    flat_all = _graph(nodes, [*q_init, helper.make_tensor("flat", TensorProto.INT64, [1], [-1])], [16], "mix")
+    flat_all.graph.input[0].type.tensor_type.shape.dim[0].dim_param = "N"
+    with pytest.raises(UnsupportedModelError, match="node /Reshape"):
+        check_batch_separable(reference_of(load_model(flat_all, clean=False)))
