@@ -1243,9 +1243,31 @@ def finn_qonnx_trunc_pool(rounding: str, seed: int = 0) -> onnx.ModelProto:
     return g.model(y, [1, 1, 8, 8], "finn_trunc_pool")
 
 
+def _dynamic_batch(model):
+    """The input's and output's batch symbolic, as torch's export with ``dynamic_axes`` writes it (the graph's own
+    Reshapes keep the exported batch 1)."""
+    for value in [*model.graph.input, *model.graph.output]:
+        dims = value.type.tensor_type.shape.dim
+        if dims:
+            dims[0].ClearField("dim_value")
+            dims[0].dim_param = "batch"
+    del model.graph.value_info[:]
+    return model
+
+
 def writer_cases() -> list[BrevitasCase]:
-    """Graphs laid out as QKeras (through qonnx's converter) and FINN write them."""
+    """Graphs laid out as QKeras (through qonnx's converter) and FINN write them, and brevitas exports with a
+    symbolic batch."""
     cases = [
+        BrevitasCase(
+            f"writer_dynamic_batch_{kind}",
+            lambda kind=kind: layer_model(kind, "fixed", 4),
+            LAYER_KINDS[kind][0],
+            _dynamic_batch,
+        )
+        for kind in ("residual_shared", "stride_dilation_pad", "linear_bn_noact")
+    ]
+    cases += [
         BrevitasCase(
             f"writer_qkeras_cnn_{bits}b{'_alpha' if alpha else ''}",
             lambda bits=bits, alpha=alpha: qkeras_style_cnn(bits, alpha),
