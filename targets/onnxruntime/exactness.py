@@ -378,6 +378,16 @@ def reference_config(nhwc: bool = False) -> dict[str, str]:
     }
 
 
+def _float_dot_entries(proto: onnx.ModelProto, overridable: list[str]) -> dict[str, str]:
+    """Session entries for a plan whose float dot products read ``overridable`` operands: no spinning workers; and
+    no prepacking at all when a node holds a subgraph (If, Loop, Scan), whose constant weights ``runtime_weights``
+    does not reach."""
+    entries = dict(NO_SPINNING) if overridable else {}
+    if any(a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS) for n in proto.graph.node for a in n.attribute):
+        entries["session.disable_prepacking"] = "1"
+    return entries
+
+
 def _constant_tensors(proto: onnx.ModelProto) -> tuple[set[str], dict[str, onnx.NodeProto]]:
     """Tensors ORT computes from constants only (it folds them before running), and each tensor's producer."""
     constants = {init.name for init in proto.graph.initializer}
@@ -525,7 +535,7 @@ def plan_model(
         integer, overridable = runtime_weights(integer)
         # first with ORT's NHWC layout for the integer convolutions (no transposes between them), then without it
         for nhwc in (True, False):
-            config = {**reference_config(nhwc=nhwc), **(NO_SPINNING if overridable else {})}
+            config = {**reference_config(nhwc=nhwc), **_float_dot_entries(integer, overridable)}
             try:
                 check_reference_kernels(integer, optimized_graph(integer, config), origin, exempt=plan.nodes)
             except UnsupportedModelError as exc:  # a float node rewritten: try the next config
@@ -557,7 +567,7 @@ def plan_session(
         if not (kernels & INTEGER_KERNEL_NAMES) - EXACT_INTEGER_KERNELS:
             return proto, config
     proto, overridable = runtime_weights(proto)
-    config = {**reference_config(), **(NO_SPINNING if overridable else {})}
+    config = {**reference_config(), **_float_dot_entries(proto, overridable)}
     check_reference_kernels(proto, optimized_graph(proto, config), origin)
     return proto, config
 

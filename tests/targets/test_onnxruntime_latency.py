@@ -165,3 +165,25 @@ def test_runtime_weights_match_an_operand_fed_at_run_time_with_prepacking_on():
         sensitive |= not all(np.array_equal(a, b) for a, b in zip(constant.run(None, feed), expected, strict=True))
     assert sensitive, "a prepacked constant weight no longer changes ORT's numbers: the test needs other shapes"
     onnx.checker.check_model(rewritten)
+
+
+def test_a_model_with_a_subgraph_keeps_prepacking_off():
+    """``runtime_weights`` reaches the main graph only: a node holding a subgraph (If) keeps the whole session
+    unprepacked, as before; without one, prepacking stays on and only the workers' spinning is turned off."""
+    from onnx import TensorProto, helper
+
+    from qdeploy.targets.onnxruntime.exactness import _float_dot_entries
+
+    def branch(name: str):
+        out = helper.make_tensor_value_info(f"{name}_out", TensorProto.FLOAT, [1])
+        return helper.make_graph([helper.make_node("Identity", ["x"], [f"{name}_out"])], name, [], [out])
+
+    condition = helper.make_tensor_value_info("c", TensorProto.BOOL, [])
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])
+    node = helper.make_node("If", ["c"], ["y"], then_branch=branch("then"), else_branch=branch("else"))
+    with_if = helper.make_model(helper.make_graph([node], "g", [condition, x], [y]))
+    plain = helper.make_model(helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "g", [x], [y]))
+    assert _float_dot_entries(with_if, ["w"])["session.disable_prepacking"] == "1"
+    assert _float_dot_entries(plain, ["w"]) == {"session.intra_op.allow_spinning": "0"}
+    assert _float_dot_entries(plain, []) == {}
