@@ -135,11 +135,14 @@ def with_batch_reshapes(model: ModelWrapper, batch: int) -> None:
     for node in model.get_nodes_by_op_type("Reshape"):
         if node.input[0] not in carrying or len(node.input) < 2:
             continue
-        shape = model.get_initializer(node.input[1])
+        shape = _constant(model, node.input[1])  # an initializer, or a Constant node (tf2onnx, unfolded exports)
         if shape is None or np.size(shape) == 0 or int(np.asarray(shape).ravel()[0]) == 0:
             continue
-        shape = np.array(shape, copy=True)
+        shape = np.array(shape, dtype=np.int64, copy=True)
         if int(shape.ravel()[0]) == -1 and -1 not in shape.ravel()[1:]:
             continue  # the -1 takes the batch at any size
         shape.ravel()[0] = batch
-        model.set_initializer(node.input[1], shape)
+        # a shape of this Reshape's own: the constant may feed other nodes (a shared initializer, a Constant)
+        name = model.make_new_valueinfo_name()
+        model.set_initializer(name, shape)
+        node.input[1] = name

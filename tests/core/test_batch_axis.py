@@ -166,3 +166,24 @@ def test_a_symbolic_batch_stands_for_the_exported_batch_one():
     flat_all.graph.input[0].type.tensor_type.shape.dim[0].dim_param = "N"
     with pytest.raises(UnsupportedModelError, match="node /Reshape"):
         check_batch_separable(reference_of(load_model(flat_all, clean=False)))
+
+
+def test_a_reshape_whose_shape_a_constant_node_gives_runs_batched(tmp_path):
+    """tf2onnx and unfolded torch exports give Reshape shapes as Constant nodes: the golden executor's batch resize
+    gives those the batch too (qonnx's ChangeBatchSize only rewrites initializers; verify failed at batch N)."""
+    from qdeploy.golden import run_golden
+    from qdeploy.ir import load_model, reference_of
+
+    q_in, q_init = _quant("x", "q", "quant_in")
+    shape = helper.make_tensor("shape_value", TensorProto.INT64, [2], [1, 16])
+    nodes = [
+        q_in,
+        helper.make_node("Constant", [], ["shape"], name="shape_constant", value=shape),
+        helper.make_node("Reshape", ["q", "shape"], ["y"], name="flatten"),
+    ]
+    model = _graph(nodes, q_init, [1, 16], "constant_shape")
+    reference = reference_of(load_model(model, clean=False))
+    x = np.random.default_rng(0).standard_normal((6, 1, 4, 4)).astype(np.float32)
+    np.testing.assert_array_equal(run_golden(reference, x), (np.clip(np.round(x / 0.25), -8, 7) * 0.25).reshape(6, 16))
+    artifact = qdeploy.compile(model, target="onnxruntime", out=tmp_path / "ort", verify_samples=40)
+    assert artifact.report["bit_exact"], artifact.report
