@@ -1255,6 +1255,40 @@ def _dynamic_batch(model):
     return model
 
 
+def _constants_as_nodes(model):
+    """Every initializer as a Constant node (tf2onnx and exports without constant folding write them so)."""
+    from onnx import helper
+
+    names = {init.name for init in model.graph.initializer}
+    constants = [
+        helper.make_node("Constant", [], [init.name], name=f"Const_{index}", value=init)
+        for index, init in enumerate(model.graph.initializer)
+    ]
+    runtime = [value for value in model.graph.input if value.name not in names]
+    del model.graph.input[:]
+    model.graph.input.extend(runtime)
+    del model.graph.initializer[:]
+    nodes = constants + list(model.graph.node)
+    del model.graph.node[:]
+    model.graph.node.extend(nodes)
+    return model
+
+
+def _tensorflow_names(model):
+    """Names as tf2onnx writes them: ``serving_default_x:0`` in, ``StatefulPartitionedCall:0`` out, node names with
+    slashes (not identifiers: cleanup renumbers them, refusals must still name these)."""
+    renamed = {model.graph.input[0].name: "serving_default_x:0", model.graph.output[0].name: "StatefulPartitionedCall:0"}
+    for value in [model.graph.input[0], model.graph.output[0], *model.graph.value_info]:
+        value.name = renamed.get(value.name, value.name)
+    for node in model.graph.node:
+        node.name = f"model/{node.name}/{node.op_type}"
+        for index, name in enumerate(node.input):
+            node.input[index] = renamed.get(name, name)
+        for index, name in enumerate(node.output):
+            node.output[index] = renamed.get(name, name)
+    return model
+
+
 def writer_cases() -> list[BrevitasCase]:
     """Graphs laid out as QKeras (through qonnx's converter) and FINN write them, and brevitas exports with a
     symbolic batch."""
@@ -1267,6 +1301,13 @@ def writer_cases() -> list[BrevitasCase]:
         )
         for kind in ("residual_shared", "stride_dilation_pad", "linear_bn_noact")
     ]
+    for edit_name, edit in (("constnodes", _constants_as_nodes), ("tfnames", _tensorflow_names)):
+        cases += [
+            BrevitasCase(
+                f"writer_{edit_name}_{kind}", lambda kind=kind: layer_model(kind, "fixed", 4), LAYER_KINDS[kind][0], edit
+            )
+            for kind in ("residual_shared", "depthwise_pointwise", "identity_chain")
+        ]
     cases += [
         BrevitasCase(
             f"writer_qkeras_cnn_{bits}b{'_alpha' if alpha else ''}",
