@@ -904,6 +904,25 @@ def layer_model(kind: str, scheme: str = "fixed", bits: int = 4, seed: int = 0):
             linear(4 * 4 * 4, 10),
             out_quant(),
         ]
+    elif kind == "io_quant":  # quantizers set on the layers themselves (input_quant / output_quant)
+        layers = [
+            qnn.QuantConv2d(
+                1, 4, 3, weight_quant=weight, bias_quant=bias, input_quant=act, output_quant=act, return_quant_tensor=True
+            ),
+            qnn.QuantReLU(bit_width=bits, return_quant_tensor=True),
+            nn.MaxPool2d(2),
+            nn.Flatten(),
+            qnn.QuantLinear(4 * 3 * 3, 10, bias=True, weight_quant=weight, bias_quant=bias, output_quant=act),
+        ]
+    elif kind == "fp8":  # FP8 (e4m3) activations and weights: FloatQuant nodes
+        fp8_act, fp8_weight = _quant("Fp8e4m3OCPActPerTensorFloat", None), _quant("Fp8e4m3OCPWeightPerTensorFloat", None)
+        layers = [
+            qnn.QuantIdentity(act_quant=fp8_act, return_quant_tensor=True),
+            qnn.QuantLinear(16, 24, bias=True, weight_quant=fp8_weight),
+            qnn.QuantReLU(act_quant=fp8_act, return_quant_tensor=True),
+            qnn.QuantLinear(24, 10, bias=True, weight_quant=fp8_weight),
+            qnn.QuantIdentity(act_quant=fp8_act, return_quant_tensor=False),
+        ]
     elif kind == "hadamard":
         # return_quant_tensor=False trips brevitas 0.13's zero-point check (a bool's .any()); the value is taken
         hadamard = qnn.HadamardClassifier(24, 10, return_quant_tensor=True)
@@ -1005,6 +1024,8 @@ LAYER_KINDS = {
     "upsample_bilinear": ((1, 8, 8), ("fixed", "float")),
     "w8a16": ((16,), ("fixed8", "float8")),
     "replicate_pad": ((1, 8, 8), ("fixed", "float")),
+    "io_quant": ((1, 8, 8), ("fixed", "float")),
+    "fp8": ((16,), ("float",)),
     "hadamard": ((16,), ("fixed", "float")),
     "residual_shared": ((1, 8, 8), ("fixed", "float")),
     "eltwise_add": ((1, 8, 8), ("fixed", "float")),
