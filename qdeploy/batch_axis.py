@@ -35,11 +35,18 @@ REDUCE_OPS = (
 )
 
 
+#: ops whose output describes their input's shape, not its values
+SHAPE_OPS = ("Shape", "Size")
+
+
 def batch_carrying(model: ModelWrapper) -> set[str]:
-    """Tensors computed from the graph's runtime inputs (the others are constants, whatever op computes them)."""
+    """Tensors computed from the values of the graph's runtime inputs (the others are constants or shapes, whatever
+    op computes them)."""
     initializers = {init.name for init in model.graph.initializer}
     carrying = {value.name for value in model.graph.input if value.name not in initializers}
     for node in model.graph.node:  # topological order (validation sorts the file's nodes)
+        if node.op_type in SHAPE_OPS:
+            continue  # a shape is no sample: ``x.view(x.shape[0], -1)`` gathers entry 0 of Shape(x)
         if any(name in carrying for name in node.input if name):
             carrying.update(name for name in node.output if name)
     return carrying
@@ -91,39 +98,91 @@ def _reshape_keeps_batch(model: ModelWrapper, node: onnx.NodeProto) -> bool | No
     return False
 
 
+def _axes(model: ModelWrapper, node: onnx.NodeProto, input_index: int) -> np.ndarray | None:
+    """A node's ``axes``: the attribute (older opsets) or the constant input (newer ones); None when absent."""
+    axes = _attribute(node, "axes")
+    if axes is None and len(node.input) > input_index and node.input[input_index]:
+        axes = _constant(model, node.input[input_index])
+    return None if axes is None else np.asarray(axes, dtype=np.int64).ravel()
+
+
+def _touches_axis_zero(axes: np.ndarray, rank: int) -> bool:
+    return any(int(axis) % max(rank, 1) == 0 for axis in axes)
+
+
+def _batch_problem(model: ModelWrapper, node: onnx.NodeProto, carrying: set[str]) -> str | None:
+    """What ``node`` does to the batch axis of its batch-carrying input, when it does not keep it first (None)."""
+    op = node.op_type
+    if op == "Concat":
+        if any(name in carrying for name in node.input) and _attribute(node, "axis", 0) % max(_rank(model, node), 1) == 0:
+            return "concatenates along the batch axis"
+        return None
+    if not node.input or node.input[0] not in carrying:
+        return None
+    rank = _rank(model, node)
+    if op == "Reshape" and _reshape_keeps_batch(model, node) is False:
+        shape = _constant(model, node.input[1])
+        return f"reshapes to {np.asarray(shape).astype(np.int64).tolist()}, folding the batch axis into the others"
+    if op == "Flatten" and _attribute(node, "axis", 1) == 0:
+        return "flattens from axis 0, folding the batch axis into the others"
+    if op in REDUCE_OPS:
+        axes = _axes(model, node, 1)
+        if (axes is None or axes.size == 0) and not _attribute(node, "noop_with_empty_axes", 0):
+            return "reduces over every axis, the batch axis too"
+        if axes is not None and axes.size and _touches_axis_zero(axes, rank):
+            return "reduces over the batch axis (axis 0)"
+    if op == "Transpose":
+        perm = _attribute(node, "perm")
+        if perm is None or int(perm[0]) != 0:
+            return f"transposes with perm {perm}, moving the batch axis"
+    if op == "Squeeze":
+        axes = _axes(model, node, 1)
+        if axes is None or axes.size == 0:
+            return "squeezes every axis of size 1, the batch axis of a batch-1 sample too"
+        if _touches_axis_zero(axes, rank):
+            return "squeezes the batch axis (axis 0)"
+    if op == "Unsqueeze":
+        axes = _axes(model, node, 1)
+        if axes is not None and any(int(axis) in (0, -(rank + axes.size)) for axis in axes):
+            return "inserts an axis before the batch axis"
+    if op in ("Gather", "Split", "Softmax", "LogSoftmax", "Hardmax"):
+        opset = next((o.version for o in model.model.opset_import if o.domain in ("", "ai.onnx")), 13)
+        # Softmax's default axis is the last one from opset 13 on; before, it flattens from axis 1 (one sample)
+        default = (-1 if opset >= 13 else 1) if op in ("Softmax", "LogSoftmax", "Hardmax") else 0
+        axis = int(_attribute(node, "axis", default))
+        if axis % max(rank, 1) == 0:
+            return f"works along the batch axis (axis {axis})"
+    if op == "Slice":
+        axes = _axes(model, node, 3)
+        starts = _constant(model, node.input[1]) if len(node.input) > 1 else None
+        ends = _constant(model, node.input[2]) if len(node.input) > 2 else None
+        if starts is None or ends is None:
+            return None
+        starts, ends = np.asarray(starts).ravel(), np.asarray(ends).ravel()
+        axes = np.arange(starts.size) if axes is None else axes
+        for axis, begin, end in zip(axes, starts, ends, strict=False):
+            if int(axis) % max(rank, 1) == 0 and not (int(begin) == 0 and int(end) >= 2**31 - 1):
+                return f"slices the batch axis ([{int(begin)}:{int(end)}] on axis 0)"
+    return None
+
+
+def _rank(model: ModelWrapper, node: onnx.NodeProto) -> int:
+    return len(model.get_tensor_shape(node.input[0]) or []) if node.input else 0
+
+
 def check_batch_separable(model: ModelWrapper) -> None:
-    """Refuse, naming the node as the file names it, a graph that mixes the samples of a batch: a Reshape or
-    Flatten folding the batch axis into others, a reduction over the batch axis, a Transpose moving it."""
+    """Refuse, naming the node as the file names it, a graph that mixes the samples of a batch or drops the batch
+    axis: a Reshape or Flatten folding it into others, a reduction, Softmax, Gather, Split, Slice or Concat along it,
+    a Transpose moving it, a Squeeze removing it (``y.squeeze()`` of a batch-1 export), an Unsqueeze before it."""
     carrying = batch_carrying(model)
     for node in model.graph.node:
-        if not node.input or node.input[0] not in carrying:
-            continue
-        problem = None
-        if node.op_type == "Reshape" and _reshape_keeps_batch(model, node) is False:
-            shape = _constant(model, node.input[1])
-            problem = f"reshapes to {np.asarray(shape).astype(np.int64).tolist()}, folding the batch axis into the others"
-        elif node.op_type == "Flatten" and _attribute(node, "axis", 1) == 0:
-            problem = "flattens from axis 0, folding the batch axis into the others"
-        elif node.op_type in REDUCE_OPS:
-            axes = _attribute(node, "axes")
-            if axes is None and len(node.input) > 1 and node.input[1]:
-                axes = _constant(model, node.input[1])
-            rank = len(model.get_tensor_shape(node.input[0]) or [])
-            no_axes = axes is None or np.size(axes) == 0
-            if (no_axes and not _attribute(node, "noop_with_empty_axes", 0)) or (
-                not no_axes and any(int(axis) % max(rank, 1) == 0 for axis in np.asarray(axes).ravel())
-            ):
-                problem = "reduces over the batch axis (no axes, or axis 0)"
-        elif node.op_type == "Transpose":
-            perm = _attribute(node, "perm")
-            if perm is None or int(perm[0]) != 0:
-                problem = f"transposes with perm {perm}, moving the batch axis"
+        problem = _batch_problem(model, node, carrying)
         if problem:
             raise UnsupportedModelError(
                 f"node {_label(node)} ({node.op_type}) {problem}: the graph computes across the samples of a batch "
-                "(at batch 1 it is one sample's function, at batch N another), which no target deploys sample by "
-                "sample; re-export the model keeping the batch axis first (torch.flatten(x, 1), norms and "
-                "reductions over dim >= 1)"
+                "or drops the batch axis (at batch 1 it is one sample's function, at batch N another), which no "
+                "target deploys sample by sample; re-export the model keeping the batch axis first (torch.flatten(x, "
+                "1), squeeze/norms/reductions over dim >= 1)"
             )
 
 

@@ -118,6 +118,12 @@ def test_a_graph_mixing_the_samples_of_a_batch_is_refused_by_name_before_writing
         (helper.make_node("ReduceMax", ["q"], ["r"], name="rmax", axes=[0], keepdims=1), "reduces over the batch"),
         (helper.make_node("Flatten", ["q"], ["r"], name="flat0", axis=0), "flattens from axis 0"),
         (helper.make_node("Transpose", ["q"], ["r"], name="swap", perm=[1, 0, 2, 3]), "moving the batch axis"),
+        (helper.make_node("Squeeze", ["q"], ["r"], name="/Squeeze"), "squeezes every axis of size 1"),
+        (helper.make_node("Squeeze", ["q", "zero_axis"], ["r"], name="squeeze0"), "squeezes the batch axis"),
+        (helper.make_node("Gather", ["q", "zero_index"], ["r"], name="first", axis=0), "along the batch axis"),
+        (helper.make_node("Softmax", ["q"], ["r"], name="soft0", axis=0), "along the batch axis"),
+        (helper.make_node("Concat", ["q", "q"], ["r"], name="cat0", axis=0), "concatenates along the batch axis"),
+        (helper.make_node("Slice", ["q", "zero_axis", "one", "zero_axis"], ["r"], name="cut"), "slices the batch"),
     ],
 )
 def test_other_nodes_mixing_samples_are_refused_by_name(node, problem):
@@ -125,9 +131,38 @@ def test_other_nodes_mixing_samples_are_refused_by_name(node, problem):
     from qdeploy.ir import load_model, reference_of
 
     q_in, q_init = _quant("x", "q", "quant_in")
-    model = _graph([q_in, node, helper.make_node("Identity", ["r"], ["y"], name="out")], q_init, None, "mix")
+    constants = [
+        helper.make_tensor("zero_axis", TensorProto.INT64, [1], [0]),
+        helper.make_tensor("zero_index", TensorProto.INT64, [], [0]),
+        helper.make_tensor("one", TensorProto.INT64, [1], [1]),
+    ]
+    nodes = [q_in, node, helper.make_node("Identity", ["r"], ["y"], name="out")]
+    model = _graph(nodes, [*q_init, *constants], None, "mix")
     with pytest.raises(UnsupportedModelError, match=f"node {node.name} \\({node.op_type}\\) .*{problem}"):
         check_batch_separable(reference_of(load_model(model, clean=False)))
+
+
+def test_a_flatten_through_the_shape_of_its_input_passes():
+    """``x.view(x.shape[0], -1)``: Shape -> Gather(axis 0) -> Unsqueeze -> Concat -> Reshape gathers the batch size,
+    not a sample (FINN's TFC in the QONNX zoo)."""
+    from qdeploy.batch_axis import check_batch_separable
+    from qdeploy.ir import load_model, reference_of
+
+    q_in, q_init = _quant("x", "q", "quant_in")
+    nodes = [
+        q_in,
+        helper.make_node("Shape", ["q"], ["shape"], name="shape"),
+        helper.make_node("Gather", ["shape", "zero_index"], ["batch"], name="batch_size", axis=0),
+        helper.make_node("Unsqueeze", ["batch", "zero_axis"], ["batch_1d"], name="batch_1d"),
+        helper.make_node("Concat", ["batch_1d", "minus_one"], ["target"], name="target_shape", axis=0),
+        helper.make_node("Reshape", ["q", "target"], ["y"], name="flatten"),
+    ]
+    constants = [
+        helper.make_tensor("zero_index", TensorProto.INT64, [], [0]),
+        helper.make_tensor("zero_axis", TensorProto.INT64, [1], [0]),
+        helper.make_tensor("minus_one", TensorProto.INT64, [1], [-1]),
+    ]
+    check_batch_separable(reference_of(load_model(_graph(nodes, [*q_init, *constants], [1, 16], "view"), clean=False)))
 
 
 def test_batch_keeping_reshapes_and_reductions_pass():
