@@ -509,6 +509,15 @@ def infer_precisions(model: ModelWrapper) -> tuple[FixedType, dict[str, LayerPre
                 raise UnsupportedModelError(f"node {node.name}: Add constant must be per-channel (last axis)")
             out, b_grid = _add_bias(x if x.kmin.size == np.asarray(bias).size else x.collapse(), bias.ravel(), node.input[1])
             layers[node.name] = LayerPrecision(node.name, op, out, bias=b_grid)
+        elif op in ("Mul", "Div") and const_input(model, node, 1) is not None:
+            factor = np.asarray(const_input(model, node, 1), dtype=np.float64).ravel()
+            raise UnsupportedModelError(
+                f"node {node.name}: a float scale ({op} by {factor[0]:.6g}"
+                f"{f' and {factor.size - 1} more per channel' if factor.size > 1 else ''}) stays in the datapath, "
+                "between quantizers qdeploy could not fold it into; the fixed-point targets compute on power-of-two "
+                "scales only: re-export with power-of-two scales (brevitas *FixedPoint quantizers) and per-tensor "
+                "activation quantizers, or compile the model for onnxruntime"
+            )
         else:
             raise UnsupportedModelError(
                 f"node {node.name}: op {op} is not supported by this target yet "

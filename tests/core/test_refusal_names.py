@@ -75,3 +75,34 @@ def test_an_hls4ml_emit_refusal_names_the_file_node(tmp_path):
     message = str(refusal.value)
     assert "node /1/ConvTranspose" in message and "ConvTranspose_0" not in message, message
     assert not out.exists()
+
+
+def test_a_float_scale_left_in_the_datapath_is_refused_as_one_with_the_fix():
+    """A Mul by a float constant between quantizers (a per-channel float activation scale qdeploy could not fold)
+    was refused as "op Mul is not supported", which says neither what it is nor what to do."""
+    from qdeploy.ir import load_model
+    from qdeploy.precision import infer_precisions
+
+    def quant(source, output, name):
+        return helper.make_node(
+            "Quant", [source, "s", "z", "b"], [output], name=name, domain=DOMAIN, signed=1, narrow=0, rounding_mode="ROUND"
+        )
+
+    graph = helper.make_graph(
+        [quant("x", "q", "quant_in"), helper.make_node("Mul", ["q", "k"], ["m"], name="rescale"), quant("m", "y", "out")],
+        "float_scale",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])],
+        [
+            helper.make_tensor("s", TensorProto.FLOAT, [], [0.25]),
+            helper.make_tensor("z", TensorProto.FLOAT, [], [0.0]),
+            helper.make_tensor("b", TensorProto.FLOAT, [], [4.0]),
+            helper.make_tensor("k", TensorProto.FLOAT, [4], [0.3, 0.7, 1.1, 0.9]),
+        ],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13), helper.make_opsetid(DOMAIN, 1)])
+    with pytest.raises(UnsupportedModelError) as refusal:
+        infer_precisions(load_model(model))
+    message = str(refusal.value)
+    assert message.startswith("node rescale: a float scale (Mul by 0.3 and 3 more per channel) stays in the datapath")
+    assert "power-of-two scales" in message and "onnxruntime" in message
