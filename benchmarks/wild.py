@@ -4,8 +4,10 @@ The corpus: every file of ``../shared/fixtures/wild`` (QKeras conversions at 1-8
 ESPCN, FP8 FloatQuant) and ``../shared/fixtures/qonnx`` (the QONNX model zoo), plus raw brevitas exports of every
 quantizer family (``tests/targets/wild_corpus.py``: fixed-point and float scales, per-tensor and per-channel,
 zero-point activations and weights, float/int16/int32 biases, with and without an output quantizer, 2/4/8 bits, MLP
-and CNN) and FINN's BNN-PYNQ networks with random weights. Each compile is classified exact / bounded (bound) /
-refused (reason) / NOT EXACT / internal error / past the time limit, with its wall time.
+and CNN), FINN's BNN-PYNQ networks with random weights, layer kinds beyond MLP/CNN (``layer_*``), brevitas_examples'
+MobileNet-v1 and ProxylessNAS (``zoo_*``) and graphs laid out as QKeras, FINN and tf2onnx write them (``writer_*``).
+Each compile is classified exact / bounded (bound) / refused (reason) / NOT EXACT / internal error / past the time
+limit, with its wall time.
 
 Targets: onnxruntime on the whole corpus; hls4ml (a plain ``qdeploy compile --target hls4ml``; a graph whose
 refusal says to declare the input's precision is compiled again with ``--input-quant 'fixed<16,6>'`` as the refusal
@@ -265,8 +267,16 @@ def to_markdown(rows: list[dict], meta: dict) -> str:
         "input quantizer); the hls4ml plan column is the I/O type and each layer's implementation (L = Latency, "
         "R = Resource with the reuse factor). Generated models: brevitas exports of every quantizer family, "
         "variants (bit widths, narrow ranges, FLOOR/CEIL, BatchNorm placements, bias quantizers, Conv1d, binary and "
-        "ternary), crafted graphs (every QONNX rounding mode, 1-bit signed Quant, FINN-style MultiThreshold graphs) "
-        "and FINN's BNN-PYNQ networks (`tests/targets/wild_corpus.py`).",
+        "ternary), crafted graphs (every QONNX rounding mode, 1-bit signed Quant, FINN-style MultiThreshold graphs), "
+        "FINN's BNN-PYNQ networks (also with randomized BatchNorm statistics), layer kinds (`layer_*`: ConvTranspose "
+        "1d/2d, TruncAvgPool2d, nearest/bilinear upsampling, depthwise-separable and grouped convs, stride/dilation/"
+        "reflect/replicate/circular padding, per-channel activation scales, min/max-init and HardTanh quantizers, "
+        "quantizer chains, layer-level input/output quantizers, Linear+BatchNorm, Softmax/LogSoftmax heads, ReLU6/"
+        "LeakyReLU, global average pool, W8A16, FP8, RadioML-style Conv1d, Hadamard classifier, residual adds, "
+        "QuantEltwiseAdd and concatenations of differently scaled branches), brevitas_examples' MobileNet-v1 and "
+        "ProxylessNAS at small widths (`zoo_*`) and other writers' layouts (`writer_*`: QKeras through qonnx's "
+        "converter, FINN's QONNX with BipolarQuant and Trunc, tf2onnx-style Constant nodes and names, a symbolic "
+        "batch) (`tests/targets/wild_corpus.py`).",
         "",
         "| corpus | target | " + " | ".join(OUTCOMES) + " | exact or bounded |",
         "|---|---|" + "---|" * (len(OUTCOMES) + 1),
