@@ -152,6 +152,8 @@ def _batch_problem(model: ModelWrapper, node: onnx.NodeProto, carrying: set[str]
         axis = int(_attribute(node, "axis", default))
         if axis % max(rank, 1) == 0:
             return f"works along the batch axis (axis {axis})"
+    if op == "BatchNormalization" and _attribute(node, "training_mode", 0):
+        return "normalises with the batch's own statistics (training_mode=1)"
     if op == "Slice":
         axes = _axes(model, node, 3)
         starts = _constant(model, node.input[1]) if len(node.input) > 1 else None

@@ -222,3 +222,16 @@ def test_a_reshape_whose_shape_a_constant_node_gives_runs_batched(tmp_path):
     np.testing.assert_array_equal(run_golden(reference, x), (np.clip(np.round(x / 0.25), -8, 7) * 0.25).reshape(6, 16))
     artifact = qdeploy.compile(model, target="onnxruntime", out=tmp_path / "ort", verify_samples=40)
     assert artifact.report["bit_exact"], artifact.report
+
+
+def test_a_batchnorm_in_training_mode_is_refused_by_name():
+    from qdeploy.batch_axis import check_batch_separable
+    from qdeploy.ir import load_model, reference_of
+
+    q_in, q_init = _quant("x", "q", "quant_in")
+    norm = helper.make_node("BatchNormalization", ["q", "c1", "c0", "c0", "c1"], ["y"], name="bn", training_mode=1)
+    constants = [helper.make_tensor(f"c{v}", TensorProto.FLOAT, [1], [float(v)]) for v in (0, 1)]
+    model = _graph([q_in, norm], [*q_init, *constants], [1, 1, 4, 4], "bn_training")
+    model.opset_import[0].version = 15
+    with pytest.raises(UnsupportedModelError, match="node bn \\(BatchNormalization\\) normalises with the batch's own"):
+        check_batch_separable(reference_of(load_model(model, clean=False)))
