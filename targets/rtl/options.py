@@ -45,6 +45,13 @@ class RtlOptions(Options):
         cli=False,
     )
 
+    max_weight_digits: int = option(
+        100_000,
+        "refuse networks whose weights have more non-zero signed digits than this (the adders before sharing), "
+        "checked before the adder graphs are built (their sub-expression search takes minutes per 100,000 digits)",
+        cli=False,
+    )
+
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.device not in DEVICES:
@@ -53,6 +60,7 @@ class RtlOptions(Options):
         _integer("baud", self.baud, 300)
         _integer("seed", self.seed, 0)
         _integer("max_simulated_adders", self.max_simulated_adders, 1)
+        _integer("max_weight_digits", self.max_weight_digits, 1)
         if self.clock_mhz is not None and not (isinstance(self.clock_mhz, numbers.Real) and self.clock_mhz > 0):
             raise QDeployError(f"rtl option clock_mhz={self.clock_mhz!r} must be > 0")
 

@@ -26,7 +26,15 @@ from qdeploy.ir import sample_shape
 from qdeploy.pipeline import RunContext
 from qdeploy.precision import infer_precisions
 from qdeploy.target import Target
-from qdeploy.targets.rtl.design import Design, Layer, Thresholds, Vector, build_design, check_supported
+from qdeploy.targets.rtl.design import (
+    Design,
+    Layer,
+    Thresholds,
+    Vector,
+    build_design,
+    check_supported,
+    weight_digits,
+)
 from qdeploy.targets.rtl.devices import DEVICES, ICEBREAKER_PCF
 from qdeploy.targets.rtl.host import EPILOGUE_FILE, PROLOGUE_FILE, prologue, split_float_epilogue
 from qdeploy.targets.rtl.options import Implement, RtlOptions
@@ -99,6 +107,20 @@ def _layer_row(index: int, layer: Layer, module: str, resources: dict[str, dict[
     return row
 
 
+def check_digits(digits: list[tuple[str, int]], options: RtlOptions) -> None:
+    """Refuse, before the adder graphs are built, networks whose weights alone need more adders than the target
+    unrolls in reasonable time (FINN SFC: 334,000 digits, LFC: 2.9 million, where the sub-expression search would
+    run for hours)."""
+    total = sum(count for _, count in digits)
+    if total > options.max_weight_digits:
+        name, largest = max(digits, key=lambda pair: pair[1])
+        raise UnsupportedModelError(
+            f"the network's weights have {total:,} non-zero signed digits (layer {name}: {largest:,}; limit "
+            f"{options.max_weight_digits:,}), each an adder when the RTL target unrolls every multiplication: use "
+            "--target hls4ml with --strategy Resource --reuse-factor N, or a smaller network"
+        )
+
+
 def check_size(design: Design, options: RtlOptions) -> None:
     """Refuse, before anything is built, networks too large to simulate or far too large for the device."""
     device = DEVICES[options.device]
@@ -167,6 +189,7 @@ class RtlTarget(Target):
         firmware, epilogue = ctx.timed("split_float_epilogue", lambda: split_float_epilogue(model))
         check_supported(firmware)
         _, precisions = ctx.timed("infer_precisions", lambda: infer_precisions(firmware))
+        check_digits(weight_digits(firmware, precisions), options)
         design = ctx.timed("adder_graphs", lambda: build_design(firmware, precisions, options.share_subexpressions))
         check_size(design, options)
 
