@@ -451,9 +451,10 @@ class _Lowering:
         if upstream is None or upstream.shape[0] != 1 or scale <= 0 or bias != int(bias) or scale != int(scale):
             return False
         needed = np.ceil((thresholds[0].astype(np.float64) - bias) / scale).astype(np.int64)  # upstream counts
-        composed = np.where(
-            needed <= 0, -np.inf, np.where(needed > upstream.shape[1], np.inf, upstream[0][np.clip(needed - 1, 0, None)])
-        )
+        # the index is clipped into range for every entry: np.where evaluates both branches (a requantizer whose top
+        # threshold lies past the upstream's last level indexed out of bounds: IndexError)
+        picked = upstream[0][np.clip(needed - 1, 0, upstream.shape[1] - 1)]
+        composed = np.where(needed <= 0, -np.inf, np.where(needed > upstream.shape[1], np.inf, picked))
         last_level = first_level + thresholds.shape[1] * step
         model.set_initializer(producer.input[1], composed.astype(np.float32)[None, :])
         for attribute in list(producer.attribute):

@@ -199,3 +199,44 @@ def test_shared_quantizer_fanout_and_concat_lower_to_integer_layers(tmp_path):
     assert all(lowered.find_producer(name).op_type == "MultiThreshold" for name in concat.input)
     x = random_inputs(model, sample_shape(model), 300, 0)
     _outputs_equal(model, lowered, x)
+
+
+def test_a_requantizer_reaching_past_the_upstream_levels_folds_into_it():
+    """Float input -> 4-bit Quant (s=0.5, levels -4..3.5) -> 8-bit Quant (s=0.0625, levels -8..7.94) whose
+    thresholds reach past the 4-bit levels on both sides: the second folds into the first's thresholds, the
+    unreachable ones at -inf/+inf (an out-of-range index raised IndexError; brevitas QuantIdentity 4 bits -> an
+    8-bit QuantReLU/QuantIdentity after it)."""
+    from onnx import TensorProto, helper
+
+    domain = "qonnx.custom_op.general"
+
+    def quant(source, output, name, scale, bits):
+        return helper.make_node(
+            "Quant",
+            [source, f"{name}_s", "zero", f"{name}_b"],
+            [output],
+            name=name,
+            domain=domain,
+            signed=1,
+            narrow=0,
+            rounding_mode="ROUND",
+        ), [
+            helper.make_tensor(f"{name}_s", TensorProto.FLOAT, [], [scale]),
+            helper.make_tensor(f"{name}_b", TensorProto.FLOAT, [], [bits]),
+        ]
+
+    narrow, narrow_init = quant("x", "n", "narrow", 0.5, 4.0)
+    wide, wide_init = quant("n", "y", "wide", 0.0625, 8.0)
+    graph = helper.make_graph(
+        [narrow, wide],
+        "chain",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 16])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 16])],
+        [*wide_init, *narrow_init, helper.make_tensor("zero", TensorProto.FLOAT, [], [0.0])],
+    )
+    model = load_model(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13), helper.make_opsetid(domain, 1)]))
+    lowered = model.transform(LowerToThresholds())
+    ops = [n.op_type for n in lowered.graph.node]
+    assert ops.count("MultiThreshold") == 1 and "Quant" not in ops, ops
+    x = np.concatenate([random_inputs(model, [16], 200, 0) * 4, np.linspace(-8, 8, 32 * 16).reshape(-1, 16)])
+    _outputs_equal(model, lowered, x.astype(np.float32))
