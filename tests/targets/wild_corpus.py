@@ -8,6 +8,7 @@ a handful and the benchmark all of them, with the same names in both.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -206,6 +207,7 @@ def compile_outcome(
     """Compile ``path`` and classify the outcome as the contract names them: ``exact``, ``bounded`` (verified within
     the derived bound), ``refused`` (a QDeployError before anything was written), ``NOT EXACT`` (compiled, outputs
     outside the bound) or ``internal error`` (any other exception, or a refusal that left files behind).
+    A QDeployError that wraps a step's unexpected exception (``[step] failed: IndexError: ...``) is an internal error.
     ``input_quant``: a declared input precision (``--input-quant``), recorded in the row; ``options``: the target's
     options (``implement="none"`` for rtl)."""
     import time
@@ -220,7 +222,10 @@ def compile_outcome(
         artifact = qdeploy.compile(path, target=target, out=out, verify_samples=samples, **declared, **options)
     except QDeployError as exc:
         left_behind = out.exists() or any(out.parent.glob(f".{out.name}.*"))
-        row["outcome"] = "internal error" if left_behind else "refused"
+        # a step's unexpected exception, wrapped as "[step] failed: IndexError: ..." (qdeploy.pipeline): no node, no
+        # fix, so not a refusal the contract allows
+        wrapped = re.search(r"\] failed: \w+: ", str(exc)) is not None
+        row["outcome"] = "internal error" if left_behind or wrapped else "refused"
         row["reason"] = str(exc)
     except Exception as exc:  # the contract's "never": reported, never swallowed silently
         row["outcome"] = "internal error"
