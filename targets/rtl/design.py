@@ -18,18 +18,19 @@ from dataclasses import dataclass, field
 import numpy as np
 from qonnx.core.modelwrapper import ModelWrapper
 
-from qdeploy.bounds import float_tail
 from qdeploy.errors import UnsupportedModelError
 from qdeploy.ir import const_input, input_name, node_attr, output_name
 from qdeploy.ops import PASS_THROUGH_OPS, SCALED_QUANT_OPS
 from qdeploy.precision import LayerPrecision, constant_ints
 from qdeploy.targets.rtl.adder_graph import AdderGraph, constant_matrix_product, signed_width
 
-#: the golden executor sums in float32: integer accumulators beyond 2**24 are rounded there
-FLOAT32_EXACT = 2**24
 #: accumulators the simulation's 64-bit host arithmetic and numpy's int64 weights hold with margin
 INT64_SAFE = 2**60
 FIX = "use fewer bits, or --target hls4ml / onnxruntime"
+#: an op with no circuit here: fewer bits would not help
+OP_FIX = "use --target hls4ml or onnxruntime"
+#: float ops that a scale or a lowering puts around an unsupported op: a refusal names that op, not them
+_AFFINE_OPS = ("Mul", "Div", "Add", "Sub")
 
 
 @dataclass
@@ -141,12 +142,14 @@ SUPPORTED_OPS = (
 
 def check_supported(model: ModelWrapper) -> None:
     """Refuse, naming the node, any op the RTL target has no circuit for (before precisions are derived)."""
-    for node in model.graph.node:
-        if node.op_type not in SUPPORTED_OPS:
-            raise UnsupportedModelError(
-                f"node {node.name}: op {node.op_type} is not supported by the RTL target (it takes MLPs: MatMul/Gemm, "
-                f"bias Add, Relu, Quant, BipolarQuant, MultiThreshold, Flatten/Reshape); {FIX}"
-            )
+    unsupported = [node for node in model.graph.node if node.op_type not in SUPPORTED_OPS]
+    if unsupported:
+        # a float scale Mul before a Softmax is refused only because the Softmax keeps it from the host epilogue
+        node = next((n for n in unsupported if n.op_type not in _AFFINE_OPS), unsupported[0])
+        raise UnsupportedModelError(
+            f"node {node.name}: op {node.op_type} is not supported by the RTL target (it takes MLPs: MatMul/Gemm, "
+            f"bias Add, Relu, Quant, BipolarQuant, MultiThreshold, Flatten/Reshape); {OP_FIX}"
+        )
 
 
 def csd_digit_counts(values: np.ndarray) -> np.ndarray:
@@ -209,7 +212,6 @@ def build_design(model: ModelWrapper, layers: dict[str, LayerPrecision], share: 
     size = int(np.prod(model.get_tensor_shape(first.output[0])[1:]))
     current = _input_vector(model, first, precision.output.collapse(), size)
     design = Design([], current, current, prologue, first.output[0], output_name(model))
-    design.float_tail = {model.graph.node[i].name for i in float_tail(model)}
     pending: _Pending | None = None
     nodes = list(model.graph.node)
     start = [n.name for n in nodes].index(first.name) + 1
@@ -218,7 +220,7 @@ def build_design(model: ModelWrapper, layers: dict[str, LayerPrecision], share: 
         if op in PASS_THROUGH_OPS:
             if op == "Transpose":
                 raise UnsupportedModelError(
-                    f"node {node.name}: Transpose inside the datapath is not supported by the RTL target; {FIX}"
+                    f"node {node.name}: Transpose inside the datapath is not supported by the RTL target; {OP_FIX}"
                 )
             continue
         if op == "MatMul":
@@ -236,7 +238,7 @@ def build_design(model: ModelWrapper, layers: dict[str, LayerPrecision], share: 
             bias = const_input(model, node, 1)
             lp = layers[node.name]
             if bias is None or lp.bias is None:
-                raise UnsupportedModelError(f"node {node.name}: Add of two runtime tensors is not supported; {FIX}")
+                raise UnsupportedModelError(f"node {node.name}: Add of two runtime tensors is not supported; {OP_FIX}")
             if pending is None or pending.bias is not None or pending.relu:
                 pending = _identity(pending, design, current, node.name, share)
                 current = design.output
@@ -259,7 +261,7 @@ def build_design(model: ModelWrapper, layers: dict[str, LayerPrecision], share: 
         else:
             raise UnsupportedModelError(
                 f"node {node.name}: op {op} is not supported by the RTL target (it takes MLPs: MatMul/Gemm, bias Add, "
-                f"Relu, Quant, BipolarQuant, MultiThreshold, Flatten/Reshape); {FIX}"
+                f"Relu, Quant, BipolarQuant, MultiThreshold, Flatten/Reshape); {OP_FIX}"
             )
     if pending is not None:
         current = _finish(design, pending, current, None, share)
@@ -310,19 +312,15 @@ def _finish(design: Design, pending: _Pending, x: Vector, activation, share: boo
     name = "_".join(pending.nodes) if pending.nodes else "identity"
     first_node = pending.nodes[0] if pending.nodes else name
 
-    # the graph value k of each accumulator, for the float32 exactness bound: past the last quantizer (the float
-    # tail) the output is verified within the bound derived from the graph's float32 sums, which the exact sum meets
+    # The accumulator is exact however wide. Where the graph's float32 sum of it passes 2^24 steps, the core decides
+    # before any target runs (Target.exact_sums): a quantizer whose level there depends on the float32 rounding is
+    # refused by qdeploy.order_dependence, and past the last quantizer the output is verified within the bound
+    # derived from the graph's float arithmetic, which the exact sum meets.
     magnitude = np.abs(effective) @ np.maximum(np.abs(x.low), np.abs(x.high)) + np.abs(constant)
-    in_tail = bool(pending.nodes) and all(node in design.float_tail for node in pending.nodes)
     if np.any(magnitude >= INT64_SAFE):
         raise UnsupportedModelError(
             f"node {first_node}: its accumulator reaches {int(magnitude.max()):,} steps, beyond the 2^60 the RTL "
             f"target's simulation holds; {FIX}"
-        )
-    if np.any(magnitude >= FLOAT32_EXACT) and not in_tail:
-        raise UnsupportedModelError(
-            f"node {first_node}: its accumulator reaches {int(magnitude.max()):,} steps, beyond the 2^24 the graph's "
-            f"float32 arithmetic sums exactly, so no integer circuit reproduces it; {FIX}"
         )
     binary_input = bool(np.all((x.low == 0) & (x.high == 1) & (x.scale == 2) & (x.offset == -1)))
     binary_weights = bool(np.all(np.abs(weights) == 1))
