@@ -75,6 +75,15 @@ def _scalar_operands(model: ModelWrapper, node) -> bool:
     return all(c is not None and c.size == 1 for c in constants)
 
 
+def _moves_values(node) -> bool:
+    """Whether ``node`` only moves or selects its input's values: MaxPool, DepthToSpace, nearest Resize/Upsample. A
+    linear or cubic Resize mixes neighbours with fractional weights: its output is no integer level (and a scale
+    pulled across it would round differently), so quantizers after it keep their float form."""
+    if node.op_type in ("Resize", "Upsample"):
+        return str(node_attr(node, "mode", "nearest")) == "nearest"
+    return node.op_type in MOVES_VALUES
+
+
 def _is_datapath_quant(model: ModelWrapper, node) -> bool:
     return node.op_type in QUANTIZERS and _const(model, node.input[0]) is None
 
@@ -125,11 +134,12 @@ class _Lowering:
             if node.op_type == "Concat":
                 self._concat_levels(node)
                 continue
-            if node.op_type in LAYOUT + MOVES_VALUES and node.input[0] in self.scaled:
+            moves = node.op_type in LAYOUT or _moves_values(node)
+            if moves and node.input[0] in self.scaled:
                 self._swap_with_scale(node)
             if node.op_type in LAYOUT and node.input[0] in self.float_derived:
                 self.float_derived.add(node.output[0])
-            elif node.op_type in LAYOUT + MOVES_VALUES and node.input[0] in self.integers:
+            elif moves and node.input[0] in self.integers:
                 source = self.integers[node.input[0]]
                 self.integers[node.output[0]] = IntegerTensor(np.min(source.low), np.max(source.high))
             elif node.op_type in LAYERS:

@@ -240,3 +240,48 @@ def test_a_requantizer_reaching_past_the_upstream_levels_folds_into_it():
     assert ops.count("MultiThreshold") == 1 and "Quant" not in ops, ops
     x = np.concatenate([random_inputs(model, [16], 200, 0) * 4, np.linspace(-8, 8, 32 * 16).reshape(-1, 16)])
     _outputs_equal(model, lowered, x.astype(np.float32))
+
+
+def test_a_linear_resize_keeps_the_quantizer_after_it_exact():
+    """Quant -> Resize(linear) -> Quant: a linear resize mixes neighbouring levels with fractional weights, so its
+    output is no integer level and the scale may not move across it (nearest resizing only moves values). The
+    lowering treated every Resize as moving values: outputs off by up to a step (brevitas bilinear upsampling)."""
+    from onnx import TensorProto, helper
+
+    domain = "qonnx.custom_op.general"
+
+    def quant(source, output, name, scale, bits):
+        return helper.make_node(
+            "Quant",
+            [source, f"{name}_s", "zero", f"{name}_b"],
+            [output],
+            name=name,
+            domain=domain,
+            signed=1,
+            narrow=0,
+            rounding_mode="ROUND",
+        ), [
+            helper.make_tensor(f"{name}_s", TensorProto.FLOAT, [], [scale]),
+            helper.make_tensor(f"{name}_b", TensorProto.FLOAT, [], [bits]),
+        ]
+
+    first, first_init = quant("x", "q", "quant_in", 0.25, 4.0)
+    last, last_init = quant("r", "y", "quant_out", 0.125, 6.0)
+    resize = helper.make_node(
+        "Resize", ["q", "", "scales"], ["r"], name="up", mode="linear", coordinate_transformation_mode="half_pixel"
+    )
+    graph = helper.make_graph(
+        [first, resize, last],
+        "linear_resize",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 4, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 1, 8, 8])],
+        [
+            *first_init,
+            *last_init,
+            helper.make_tensor("zero", TensorProto.FLOAT, [], [0.0]),
+            helper.make_tensor("scales", TensorProto.FLOAT, [4], [1.0, 1.0, 2.0, 2.0]),
+        ],
+    )
+    model = load_model(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13), helper.make_opsetid(domain, 1)]))
+    lowered = model.transform(LowerToThresholds())
+    _outputs_equal(model, lowered, (random_inputs(model, [1, 4, 4], 200, 0) * 2).astype(np.float32))
