@@ -147,8 +147,8 @@ def check_supported(model: ModelWrapper) -> None:
         # a float scale Mul before a Softmax is refused only because the Softmax keeps it from the host epilogue
         node = next((n for n in unsupported if n.op_type not in _AFFINE_OPS), unsupported[0])
         raise UnsupportedModelError(
-            f"node {node.name}: op {node.op_type} is not supported by the RTL target (it takes MLPs: MatMul/Gemm, "
-            f"bias Add, Relu, Quant, BipolarQuant, MultiThreshold, Flatten/Reshape); {OP_FIX}"
+            f"node {node.name}: op {node.op_type} is not supported by the RTL target (it takes MLPs and convolutions: "
+            f"MatMul/Gemm, Conv, bias Add, Relu, Quant, BipolarQuant, MultiThreshold, Flatten/Reshape); {OP_FIX}"
         )
 
 
@@ -260,8 +260,8 @@ def build_design(model: ModelWrapper, layers: dict[str, LayerPrecision], share: 
             pending = None
         else:
             raise UnsupportedModelError(
-                f"node {node.name}: op {op} is not supported by the RTL target (it takes MLPs: MatMul/Gemm, bias Add, "
-                f"Relu, Quant, BipolarQuant, MultiThreshold, Flatten/Reshape); {OP_FIX}"
+                f"node {node.name}: op {op} is not supported by the RTL target (it takes MLPs and convolutions: "
+                f"MatMul/Gemm, Conv, bias Add, Relu, Quant, BipolarQuant, MultiThreshold, Flatten/Reshape); {OP_FIX}"
             )
     if pending is not None:
         current = _finish(design, pending, current, None, share)

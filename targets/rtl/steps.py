@@ -4,9 +4,11 @@ qonnx directly: a target never imports another)."""
 
 from __future__ import annotations
 
+import numpy as np
 from qonnx.core.modelwrapper import ModelWrapper
 
-from qdeploy.ir import cleanup
+from qdeploy.errors import UnsupportedModelError
+from qdeploy.ir import cleanup, node_attr
 from qdeploy.precision import scale_has_no_fixed_point_form
 
 # ops with no fixed-point form: a graph with any of them is lowered to integer layers + thresholds
@@ -58,4 +60,83 @@ def gemm_to_matmul(model: ModelWrapper, options) -> ModelWrapper:
     return cleanup(model.transform(GemmToMatMul()))
 
 
-STEPS = [thresholds_where_no_fixed_point, fold_constant_quants, fill_gemm_bias, move_quant_before_layout, gemm_to_matmul]
+def _toeplitz(weights: np.ndarray, node, in_shape: list[int]) -> tuple[np.ndarray, list[int]]:
+    """The matrix ``T`` with ``conv(x).ravel() == x.ravel() @ T`` for one sample (NC + spatial, row-major), and the
+    output shape: the convolution applied to every one-hot input (float64: each output of a one-hot input is one
+    weight, exactly)."""
+    import torch
+    import torch.nn.functional as F
+
+    spatial = len(in_shape) - 2
+    if spatial not in (1, 2) or node_attr(node, "auto_pad", "NOTSET") not in ("NOTSET", b"NOTSET"):
+        raise UnsupportedModelError(
+            f"node {node.name}: Conv with {spatial} spatial dimensions or auto_pad is not supported by the RTL "
+            "target; use --target hls4ml or onnxruntime"
+        )
+    size = int(np.prod(in_shape[1:]))
+    pads = list(node_attr(node, "pads", [0] * 2 * spatial))
+    # F.pad takes (last-dim begin, last-dim end, ...); ONNX pads are (begins..., ends...)
+    torch_pads = [p for d in reversed(range(spatial)) for p in (pads[d], pads[d + spatial])]
+    basis = torch.eye(size, dtype=torch.float64).reshape(size, *in_shape[1:])
+    conv = F.conv1d if spatial == 1 else F.conv2d
+    out = conv(
+        F.pad(basis, torch_pads),
+        torch.from_numpy(np.asarray(weights, dtype=np.float64)),
+        stride=list(node_attr(node, "strides", [1] * spatial)),
+        dilation=list(node_attr(node, "dilations", [1] * spatial)),
+        groups=int(node_attr(node, "group", 1)),
+    )
+    return out.reshape(size, -1).numpy(), [1, *out.shape[1:]]
+
+
+def conv_to_matmul(model: ModelWrapper, options) -> ModelWrapper:
+    """Each Conv with constant weights becomes the equivalent dense layer over its flattened input: Reshape to
+    [1, C*H*W], MatMul by the Toeplitz matrix (zero where an output does not see an input: the adder graph skips
+    zeros, so the fully unrolled convolution costs what its taps cost), bias Add per output element, Reshape back.
+    The MatMul keeps the Conv's name, so per-layer rows and refusals name the node of the user's file."""
+    from onnx import helper
+
+    changed = False
+    for node in list(model.graph.node):
+        if node.op_type != "Conv":
+            continue
+        weights = model.get_initializer(node.input[1])
+        in_shape = model.get_tensor_shape(node.input[0])
+        bias = model.get_initializer(node.input[2]) if len(node.input) > 2 and node.input[2] else None
+        if weights is None or in_shape is None or (len(node.input) > 2 and node.input[2] and bias is None):
+            raise UnsupportedModelError(
+                f"node {node.name}: Conv needs constant weights and bias on the RTL target; use --target hls4ml"
+            )
+        matrix, out_shape = _toeplitz(weights, node, in_shape)
+        out_size = int(np.prod(out_shape[1:]))
+        names = {k: f"{node.name}_{k}" for k in ("flat_shape", "flat", "matrix", "product", "bias", "shape", "sum")}
+        model.set_initializer(names["flat_shape"], np.array([1, matrix.shape[0]], dtype=np.int64))
+        model.set_initializer(names["matrix"], matrix.astype(np.float32))
+        model.set_initializer(names["shape"], np.array(out_shape, dtype=np.int64))
+        nodes = [
+            helper.make_node("Reshape", [node.input[0], names["flat_shape"]], [names["flat"]], name=f"{node.name}_flatten"),
+            helper.make_node("MatMul", [names["flat"], names["matrix"]], [names["product"]], name=node.name),
+        ]
+        result = names["product"]
+        if bias is not None:
+            per_output = np.repeat(np.asarray(bias, dtype=np.float32).ravel(), out_size // len(bias.ravel()))
+            model.set_initializer(names["bias"], per_output[None, :])
+            nodes.append(helper.make_node("Add", [result, names["bias"]], [names["sum"]], name=f"{node.name}_bias"))
+            result = names["sum"]
+        nodes.append(helper.make_node("Reshape", [result, names["shape"]], [node.output[0]], name=f"{node.name}_unflatten"))
+        index = list(model.graph.node).index(node)
+        model.graph.node.remove(node)
+        for offset, new in enumerate(nodes):
+            model.graph.node.insert(index + offset, new)
+        changed = True
+    return cleanup(model) if changed else model
+
+
+STEPS = [
+    thresholds_where_no_fixed_point,
+    fold_constant_quants,
+    fill_gemm_bias,
+    conv_to_matmul,
+    move_quant_before_layout,
+    gemm_to_matmul,
+]
