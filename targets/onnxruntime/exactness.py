@@ -413,11 +413,12 @@ def runtime_weights(proto: onnx.ModelProto) -> tuple[onnx.ModelProto, list[str]]
 
     constants, producers = _constant_tensors(proto)
     initializers = {init.name: init for init in proto.graph.initializer}
-    dots = [
-        node
-        for node in proto.graph.node
+    dot_indices = [
+        index
+        for index, node in enumerate(proto.graph.node)
         if node.op_type in FLOAT_PREPACKED and any(name and name not in constants for name in node.input)
     ]
+    dots = [proto.graph.node[index] for index in dot_indices]
     operands = list(dict.fromkeys(name for node in dots for name in node.input if name and name in constants))
     if not operands:
         return proto, []
@@ -438,11 +439,10 @@ def runtime_weights(proto: onnx.ModelProto) -> tuple[onnx.ModelProto, list[str]]
             taken.add(fresh)
             renamed[name] = fresh
             graph.initializer.append(numpy_helper.from_array(values[name], fresh))
-        dot_names = {node.name for node in dots}
-        for node in graph.node:
-            if node.name in dot_names:
-                for index, name in enumerate(node.input):
-                    node.input[index] = renamed.get(name, name)
+        for position in dot_indices:  # the copy keeps the node order; nodes may be unnamed
+            node = graph.node[position]
+            for index, name in enumerate(node.input):
+                node.input[index] = renamed.get(name, name)
     declared = {value.name for value in graph.input}
     inits = {init.name: init for init in graph.initializer}
     overridable = [renamed.get(name, name) for name in operands]
@@ -455,23 +455,18 @@ def runtime_weights(proto: onnx.ModelProto) -> tuple[onnx.ModelProto, list[str]]
     return result, overridable
 
 
-def _folded_values(
-    proto: onnx.ModelProto, names: list[str], producers: dict[str, onnx.NodeProto]
-) -> dict[str, np.ndarray]:
+def _folded_values(proto: onnx.ModelProto, names: list[str], producers: dict[str, onnx.NodeProto]) -> dict[str, np.ndarray]:
     """Values of tensors computed from constants only, computed by ORT (its kernels, as its constant folding)."""
-    needed: list[onnx.NodeProto] = []
-    seen: set[str] = set()
+    position = {id(node): index for index, node in enumerate(proto.graph.node)}  # nodes may be unnamed
+    seen: set[int] = set()
     stack = list(names)
     while stack:
-        name = stack.pop()
-        node = producers.get(name)
-        if node is None or node.name in seen:
+        node = producers.get(stack.pop())
+        if node is None or position[id(node)] in seen:
             continue
-        seen.add(node.name)
-        needed.append(node)
+        seen.add(position[id(node)])
         stack += [i for i in node.input if i]
-    order = {node.name: index for index, node in enumerate(proto.graph.node)}
-    needed.sort(key=lambda node: order[node.name])
+    needed = [proto.graph.node[index] for index in sorted(seen)]
     used = {i for node in needed for i in node.input}
     # element types as shape inference gives them (float32 where it cannot tell)
     inferred = onnx.shape_inference.infer_shapes(proto).graph.value_info

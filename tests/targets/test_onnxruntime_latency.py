@@ -110,10 +110,12 @@ def test_runtime_weights_match_an_operand_fed_at_run_time_with_prepacking_on():
     ints = rng.integers(-7, 8, (300, 64)).astype(np.int8)
     scale = np.float32(1 / 7)
     kernel = (rng.integers(-7, 8, (4, 3, 3, 3)) / 7).astype(np.float32)
-    nodes = [
-        helper.make_node("DequantizeLinear", ["w_int", "w_scale"], ["w"], name="DQ_w"),
-        helper.make_node("MatMul", ["x", "w"], ["y"], name="MatMul_0"),
-        helper.make_node("Conv", ["image", "kernel"], ["z"], name="Conv_0", pads=[1, 1, 1, 1]),
+    nodes = [  # unnamed, as exporters leave nodes: the rewrite must not key on names
+        helper.make_node("DequantizeLinear", ["w_int", "w_scale"], ["w"]),
+        helper.make_node("MatMul", ["x", "w"], ["y"]),
+        helper.make_node("Conv", ["image", "kernel"], ["z"], pads=[1, 1, 1, 1]),
+        helper.make_node("Transpose", ["kernel_t"], ["kernel_back"], perm=[1, 0, 2, 3]),
+        helper.make_node("Conv", ["image", "kernel_back"], ["u"], pads=[1, 1, 1, 1]),
     ]
     graph = helper.make_graph(
         nodes,
@@ -125,26 +127,29 @@ def test_runtime_weights_match_an_operand_fed_at_run_time_with_prepacking_on():
         [
             helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 64]),
             helper.make_tensor_value_info("z", TensorProto.FLOAT, ["batch", 4, 6, 6]),
+            helper.make_tensor_value_info("u", TensorProto.FLOAT, ["batch", 4, 6, 6]),
         ],
         [
             numpy_helper.from_array(ints, "w_int"),
             numpy_helper.from_array(scale, "w_scale"),
             numpy_helper.from_array(kernel, "kernel"),
+            numpy_helper.from_array(np.ascontiguousarray(kernel.transpose(1, 0, 2, 3)), "kernel_t"),
         ],
     )
     proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
     rewritten, names = runtime_weights(proto)
-    assert set(names) == {"w_runtime", "kernel"}
-    assert "DequantizeLinear" not in {n.op_type for n in rewritten.graph.node}
-    assert {v.name for v in rewritten.graph.input} == {"x", "image", "w_runtime", "kernel"}
+    assert set(names) == {"w_runtime", "kernel", "kernel_back_runtime"}
+    assert {n.op_type for n in rewritten.graph.node} == {"MatMul", "Conv"}  # the folded chains are gone
+    assert {v.name for v in rewritten.graph.input} == {"x", "image", *names}
 
     reference_graph = helper.make_graph(  # every operand a runtime input, as qonnx runs each node
-        nodes[1:],
+        [nodes[1], nodes[2], helper.make_node("Conv", ["image", "kernel_back"], ["u"], pads=[1, 1, 1, 1])],
         "reference",
         [
             *graph.input,
             helper.make_tensor_value_info("w", TensorProto.FLOAT, [300, 64]),
             helper.make_tensor_value_info("kernel", TensorProto.FLOAT, [4, 3, 3, 3]),
+            helper.make_tensor_value_info("kernel_back", TensorProto.FLOAT, [4, 3, 3, 3]),
         ],
         list(graph.output),
     )
@@ -159,7 +164,7 @@ def test_runtime_weights_match_an_operand_fed_at_run_time_with_prepacking_on():
             "x": (rng.integers(-7, 8, (batch, 300)) / 7).astype(np.float32),
             "image": (rng.integers(-7, 8, (batch, 3, 6, 6)) / 7).astype(np.float32),
         }
-        expected = reference.run(None, {**feed, "w": weights, "kernel": kernel})
+        expected = reference.run(None, {**feed, "w": weights, "kernel": kernel, "kernel_back": kernel})
         for got, want in zip(fast.run(None, feed), expected, strict=True):
             assert np.array_equal(got, want)
         sensitive |= not all(np.array_equal(a, b) for a, b in zip(constant.run(None, feed), expected, strict=True))
