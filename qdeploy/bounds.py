@@ -96,7 +96,8 @@ def derive_bound(model: ModelWrapper, context: dict[str, np.ndarray]) -> Bound:
 
     def error_of(name: str) -> np.ndarray:
         if name not in errors:  # a tensor entering the tail: a graph input, a constant or a quantizer's exact output
-            errors[name] = np.zeros(np.shape(context[name]), dtype=np.float64)
+            value = context[name] if name in context else model.get_initializer(name)
+            errors[name] = np.zeros(np.shape(value), dtype=np.float64)
         return errors[name]
 
     opset = next((o.version for o in model.model.opset_import if o.domain in ("", "ai.onnx")), 13)

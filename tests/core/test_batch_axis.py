@@ -235,3 +235,23 @@ def test_a_batchnorm_in_training_mode_is_refused_by_name():
     model.opset_import[0].version = 15
     with pytest.raises(UnsupportedModelError, match="node bn \\(BatchNormalization\\) normalises with the batch's own"):
         check_batch_separable(reference_of(load_model(model, clean=False)))
+
+
+def test_a_reshape_in_the_float_tail_keeps_its_shape_name_for_the_bound(tmp_path):
+    """Quant -> Reshape([1, 16]) -> Mul (a float tail, MobileNet's view before its classifier): the batch resize
+    gives the Reshape the batch under the file's tensor name, which the bound derivation reads from the golden
+    context (a renamed shape left '[verify] failed: KeyError' on brevitas_examples' MobileNet-v1)."""
+    q_in, q_init = _quant("x", "q", "quant_in")
+    nodes = [
+        q_in,
+        helper.make_node("Reshape", ["q", "shape"], ["f"], name="/Reshape"),
+        helper.make_node("Mul", ["f", "k"], ["y"], name="rescale"),
+    ]
+    constants = [
+        helper.make_tensor("shape", TensorProto.INT64, [2], [1, 16]),
+        helper.make_tensor("k", TensorProto.FLOAT, [], [0.3]),
+    ]
+    artifact = qdeploy.compile(
+        _graph(nodes, [*q_init, *constants], [1, 16], "tail"), target="onnxruntime", out=tmp_path / "o", verify_samples=40
+    )
+    assert artifact.report["verified"], artifact.report
