@@ -13,6 +13,7 @@ epilogue); both run on the golden executor, so the whole remains bit-exact with 
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -22,7 +23,7 @@ from qdeploy.errors import UnsupportedModelError
 from qdeploy.ir import const_input, input_name, node_attr, output_name
 from qdeploy.ops import PASS_THROUGH_OPS, SCALED_QUANT_OPS
 from qdeploy.precision import LayerPrecision, constant_ints
-from qdeploy.targets.rtl.adder_graph import AdderGraph, constant_matrix_product, signed_width
+from qdeploy.targets.rtl.adder_graph import AdderGraph, Term, _Builder, constant_matrix_product, signed_width
 
 #: accumulators the simulation's 64-bit host arithmetic and numpy's int64 weights hold with margin
 INT64_SAFE = 2**60
@@ -88,12 +89,20 @@ class Thresholds:
 
 
 @dataclass
+class MaxPool:
+    """Per output element, the maximum of the accumulators (inputs aligned to one offset per channel) in its
+    window: comparator trees."""
+
+    windows: list[list[int]]
+
+
+@dataclass
 class Layer:
     name: str
     nodes: list[str]
-    kind: str  # "dense", "xnor_popcount" or "elementwise"
+    kind: str  # "dense", "xnor_popcount", "elementwise" or "maxpool"
     graph: AdderGraph
-    activation: Requantize | Thresholds | None
+    activation: Requantize | Thresholds | MaxPool | None
     input: Vector
     accumulator: Vector
     output: Vector
@@ -135,6 +144,7 @@ SUPPORTED_OPS = (
     "Add",
     "Relu",
     "MultiThreshold",
+    "MaxPool",
     *SCALED_QUANT_OPS,
     *(op for op in PASS_THROUGH_OPS if op != "Transpose"),
 )
@@ -251,6 +261,11 @@ def build_design(model: ModelWrapper, layers: dict[str, LayerPrecision], share: 
                 current = design.output
             pending.nodes.append(node.name)
             pending.relu = True
+        elif op == "MaxPool":
+            if pending is not None:
+                current = _finish(design, pending, current, None, share)
+                pending = None
+            current = _max_pool(design, model, node, current)
         elif (op in SCALED_QUANT_OPS and model.get_initializer(node.input[0]) is None) or op == "MultiThreshold":
             if pending is None:
                 pending = _identity(pending, design, current, node.name, share)
@@ -269,6 +284,79 @@ def build_design(model: ModelWrapper, layers: dict[str, LayerPrecision], share: 
         raise UnsupportedModelError("the graph has no layer after its input quantizer; nothing to put in hardware")
     design.output = current
     return design
+
+
+def _pool_windows(node, in_shape: list[int], out_shape: list[int]) -> list[list[int]]:
+    """Per output element (NC + spatial, row-major), the flat input indices its MaxPool window covers; padding is
+    -inf in ONNX, so padded positions are left out."""
+    spatial = len(in_shape) - 2
+    kernel = list(node_attr(node, "kernel_shape"))
+    strides = list(node_attr(node, "strides", [1] * spatial))
+    dilations = list(node_attr(node, "dilations", [1] * spatial))
+    pads = list(node_attr(node, "pads", [0] * 2 * spatial))
+    if node_attr(node, "auto_pad", "NOTSET") != "NOTSET" or int(node_attr(node, "storage_order", 0)) != 0:
+        raise UnsupportedModelError(f"node {node.name}: MaxPool with auto_pad or storage_order; {OP_FIX}")
+    channels, sizes, out_sizes = in_shape[1], in_shape[2:], out_shape[2:]
+    flat = np.arange(int(np.prod(in_shape[1:]))).reshape(in_shape[1:])
+    windows = []
+    for c in range(channels):
+        for position in itertools.product(*(range(n) for n in out_sizes)):
+            ranges = []
+            for d in range(spatial):
+                start = position[d] * strides[d] - pads[d]
+                ranges.append([i for i in range(start, start + dilations[d] * kernel[d], dilations[d]) if 0 <= i < sizes[d]])
+            window = [int(flat[(c, *index)]) for index in itertools.product(*ranges)]
+            if not window:
+                raise UnsupportedModelError(f"node {node.name}: a MaxPool window covers padding only; {OP_FIX}")
+            windows.append(window)
+    return windows
+
+
+def _max_pool(design: Design, model: ModelWrapper, node, x: Vector) -> Vector:
+    """A MaxPool layer on the integer levels: ``k = scale * u + offset`` with ``scale > 0`` is monotonic in ``u``,
+    so the maximum of the levels is the maximum of ``u + (offset - channel offset) / scale`` over the window, on
+    one scale and offset per channel (a threshold layer's offset differs by element where some thresholds are
+    always crossed)."""
+    in_shape, out_shape = model.get_tensor_shape(node.input[0]), model.get_tensor_shape(node.output[0])
+    if in_shape is None or out_shape is None or int(np.prod(in_shape[1:])) != len(x) or len(in_shape) < 3:
+        raise UnsupportedModelError(f"node {node.name}: MaxPool on a tensor of unknown shape; {OP_FIX}")
+    channels = in_shape[1]
+    per_channel = len(x) // channels
+    aligned = np.zeros(len(x), np.int64)
+    channel_scale, channel_offset = np.zeros(channels, np.int64), np.zeros(channels, np.int64)
+    for c in range(channels):
+        part = slice(c * per_channel, (c + 1) * per_channel)
+        scales, offsets = x.scale[part], x.offset[part]
+        base = int(offsets.min())
+        if np.any(scales != scales[0]) or scales[0] <= 0 or np.any((offsets - base) % scales[0]):
+            raise UnsupportedModelError(
+                f"node {node.name}: MaxPool over a channel whose elements are encoded on different scales; {OP_FIX}"
+            )
+        aligned[part] = (offsets - base) // scales[0]
+        channel_scale[c], channel_offset[c] = scales[0], base
+    builder = _Builder(list(zip(x.low.tolist(), x.high.tolist(), strict=True)))
+    for i in range(len(x)):
+        builder.output(Term(builder.leaf(i), 0, 1), int(aligned[i]))
+    graph = builder.graph
+    accumulator = Vector(
+        x.low + aligned,
+        x.high + aligned,
+        np.repeat(channel_scale, per_channel),
+        np.repeat(channel_offset, per_channel),
+        x.lsb,
+    )
+    windows = _pool_windows(node, in_shape, out_shape)
+    per_output = len(windows) // channels
+    output = Vector(
+        np.array([accumulator.low[w].max() for w in windows], np.int64),
+        np.array([accumulator.high[w].max() for w in windows], np.int64),
+        np.repeat(channel_scale, per_output),
+        np.repeat(channel_offset, per_output),
+        x.lsb,
+    )
+    design.layers.append(Layer(node.name, [node.name], "maxpool", graph, MaxPool(windows), x, accumulator, output))
+    design.output = output
+    return output
 
 
 def _input_vector(model: ModelWrapper, first, grid, size: int) -> Vector:
@@ -384,13 +472,16 @@ def _requantize(activation, acc: Vector, relu: bool) -> tuple[Requantize, Vector
 def _thresholds(activation, acc: Vector) -> tuple[Thresholds, Vector]:
     node, precision = activation
     values = np.asarray(precision.threshold_values, dtype=np.float64)
-    if values.shape[0] not in (1, len(acc)):
+    # one row per channel: on a flattened NCHW tensor (a convolution's) a channel is a run of len / rows elements
+    channel_major = node_attr(node, "data_layout", "NCHW") == "NCHW"
+    if values.shape[0] not in (1, len(acc)) and not (channel_major and len(acc) % values.shape[0] == 0):
         raise UnsupportedModelError(f"node {node.name}: {values.shape[0]} rows of thresholds for {len(acc)} channels")
+    run = len(acc) // values.shape[0]
     out_scale = int(float(node_attr(node, "out_scale", 1.0)))
     out_bias = int(float(node_attr(node, "out_bias", 0.0)))
     rows, always, counts = [], [], []
     for j in range(len(acc)):
-        row = values[0 if values.shape[0] == 1 else j]
+        row = values[j // run]
         # x >= t with x = k * 2**lsb and k integer  <=>  k >= ceil(t / 2**lsb)
         k_thresholds = np.ceil(np.ldexp(row, -acc.lsb)).astype(np.int64)
         # k = factor * u + offset  <=>  u >= ceil((K - offset) / factor)

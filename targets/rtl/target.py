@@ -29,6 +29,7 @@ from qdeploy.target import Target
 from qdeploy.targets.rtl.design import (
     Design,
     Layer,
+    MaxPool,
     Thresholds,
     Vector,
     build_design,
@@ -75,6 +76,9 @@ def estimated_luts(layer: Layer) -> int:
     comparators = 0
     if isinstance(layer.activation, Thresholds):
         comparators = sum(len(t) for t in layer.activation.thresholds) * int(layer.accumulator.widths.max(initial=1))
+    if isinstance(layer.activation, MaxPool):  # per comparison a comparator and a multiplexer
+        pairs = sum(len(window) - 1 for window in layer.activation.windows)
+        comparators = 2 * pairs * int(layer.accumulator.widths.max(initial=1))
     return layer.graph.adder_bits() + comparators
 
 
@@ -96,6 +100,8 @@ def _layer_row(index: int, layer: Layer, module: str, resources: dict[str, dict[
         if act is None
         else "thresholds"
         if isinstance(act, Thresholds)
+        else "max"
+        if isinstance(act, MaxPool)
         else f"requantize {act.rounding}",
         "pipeline_stages": layer.stages,
         "estimated_luts": estimated_luts(layer),

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from qdeploy.targets.rtl.adder_graph import Node, signed_width
-from qdeploy.targets.rtl.design import Design, Layer, Requantize, Thresholds, Vector
+from qdeploy.targets.rtl.design import Design, Layer, MaxPool, Requantize, Thresholds, Vector
 
 
 @cache
@@ -179,7 +179,9 @@ def layer_view(layer: Layer, module: str, stages: int) -> dict[str, Any]:
         "summary": (
             f"{layer.multiplications} constant multiplications as {len(graph.adders)} adders "
             f"(canonical signed digits, shared sub-expressions); {stages} pipeline stage(s)"
-            if layer.kind != "xnor_popcount"
+            if layer.kind not in ("xnor_popcount", "maxpool")
+            else f"max pooling: {len(layer.output)} windows of {len(layer.input)} inputs; {stages} pipeline stage(s)"
+            if layer.kind == "maxpool"
             else f"binary weights and inputs: XNOR-popcount arithmetic (2 * sum of +-bits - n) as {len(graph.adders)} "
             f"adders sharing bit pairs across outputs; {stages} pipeline stage(s)"
         ),
@@ -281,6 +283,10 @@ def _activation(layer: Layer, accumulators: list[dict], outputs: list[dict]) -> 
         for acc, out in zip(accumulators, outputs, strict=True):
             lines.append(f"wire [{out['width'] - 1}:0] {out['name']} = {fit(acc['name'], acc['width'], 0, out['width'])};")
         return "none (the accumulators are the outputs)", lines
+    if isinstance(act, MaxPool):
+        for j, (window, out) in enumerate(zip(act.windows, outputs, strict=True)):
+            lines.extend(_max_lines(j, [accumulators[i] for i in window], out))
+        return "max pooling (a comparator tree per window)", lines
     if isinstance(act, Thresholds):
         for j, (acc, out) in enumerate(zip(accumulators, outputs, strict=True)):
             lines.extend(_threshold_lines(j, acc, out, act.thresholds[j]))
@@ -289,6 +295,27 @@ def _activation(layer: Layer, accumulators: list[dict], outputs: list[dict]) -> 
         lines.extend(_requantize_lines(j, acc, out, act, int(act.shift[j]), layer))
     relu = "ReLU, then " if act.relu else ""
     return f"{relu}requantization: shift, round {act.rounding}, saturate to [{act.low}, {act.high}]", lines
+
+
+def _max_lines(j: int, window: list[dict], out: dict) -> list[str]:
+    """``out`` = the largest of ``window``'s accumulators, as a balanced tree of signed comparisons on one width."""
+    width = signed_width(min(int(a["low"]) for a in window), max(int(a["high"]) for a in window))
+    level = [fit(a["name"], a["width"], 0, width) for a in window]
+    lines, count = [], 0
+    while len(level) > 1:
+        pairs = []
+        for a, b in zip(level[::2], level[1::2], strict=False):
+            name = f"m{j}_{count}"
+            count += 1
+            lines.append(f"wire signed [{width - 1}:0] {name} = ($signed({a}) > $signed({b})) ? {a} : {b};")
+            pairs.append(name)
+        level = pairs + (level[-1:] if len(level) % 2 else [])
+    top = level[0]
+    if count == 0:
+        lines.append(f"wire signed [{width - 1}:0] m{j} = {top};")
+        top = f"m{j}"
+    lines.append(f"wire [{out['width'] - 1}:0] {out['name']} = {fit(top, width, 0, out['width'])};")
+    return lines
 
 
 def _threshold_lines(j: int, acc: dict, out: dict, thresholds: np.ndarray) -> list[str]:

