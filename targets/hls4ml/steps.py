@@ -289,10 +289,47 @@ def move_quant_before_layout(model: ModelWrapper, options: Hls4mlOptions) -> Mod
 
 
 def to_channels_last(model: ModelWrapper, options: Hls4mlOptions) -> ModelWrapper:
-    """qonnx ConvertToChannelsLastAndClean: hls4ml computes convolutions channels-last."""
-    from qonnx.transformation.channels_last import ConvertToChannelsLastAndClean
+    """qonnx's ``ConvertToChannelsLastAndClean`` sequence (hls4ml computes convolutions channels-last), each of its
+    transpose moves made safe for a tensor read by several nodes (``ForkSafe``: qonnx's moves rewire only the first
+    reader; a residual block through a shared quantizer came out miswired)."""
+    from qonnx.transformation.channels_last import (
+        AbsorbChanFirstIntoMatMul,
+        InsertChannelsLastDomainsAndTrafos,
+        MoveChanFirstDownstream,
+        MoveChanLastUpstream,
+        MoveTransposePastFork,
+    )
+    from qonnx.transformation.fold_constants import FoldConstants
+    from qonnx.transformation.infer_shapes import InferShapes
+    from qonnx.transformation.make_input_chanlast import MakeInputChannelsLast
+    from qonnx.transformation.quant_constant_folding import FoldTransposeIntoQuantInit
 
-    return model.transform(ConvertToChannelsLastAndClean(make_input_channels_last=input_is_channels_last(model, options)))
+    from qdeploy.passes.graph.fork_safe_transpose_moves import ForkSafe, RemoveTransposePairs
+
+    sequence = [
+        InsertChannelsLastDomainsAndTrafos(),
+        RemoveTransposePairs(),
+        MoveChanLastUpstream(),  # moving a transpose up keeps all its readers right; qonnx stops at forks above it
+        FoldTransposeIntoQuantInit(),
+        RemoveTransposePairs(),
+        ForkSafe(MoveChanFirstDownstream),
+        MoveTransposePastFork(),
+        RemoveTransposePairs(),
+        ForkSafe(AbsorbChanFirstIntoMatMul),
+    ]
+    if input_is_channels_last(model, options):
+        sequence += [MakeInputChannelsLast(), RemoveTransposePairs()]
+    from qdeploy.pipeline import until_fixed_point
+
+    def one_round(current: ModelWrapper) -> tuple[ModelWrapper, bool]:
+        # qonnx's transform() repeats ConvertToChannelsLastAndClean until the graph stops changing: so does this
+        before = current.model.SerializeToString()
+        for transformation in sequence:
+            current = current.transform(transformation)
+        return current, current.model.SerializeToString() != before
+
+    model = until_fixed_point(one_round, model)
+    return model.transform(InferShapes()).transform(FoldConstants())
 
 
 def _transposes_cancelled(model: ModelWrapper, move_across, upstream_first: bool) -> ModelWrapper:
@@ -303,20 +340,20 @@ def _transposes_cancelled(model: ModelWrapper, move_across, upstream_first: bool
         AbsorbChanFirstIntoMatMul,
         MoveChanFirstDownstream,
         MoveChanLastUpstream,
-        RemoveConsecutiveChanFirstAndChanLastTrafos,
     )
 
+    from qdeploy.passes.graph.fork_safe_transpose_moves import ForkSafe, RemoveTransposePairs
     from qdeploy.pipeline import until_fixed_point
 
-    qonnx_moves = [RemoveConsecutiveChanFirstAndChanLastTrafos, MoveChanFirstDownstream, AbsorbChanFirstIntoMatMul]
+    qonnx_moves = [RemoveTransposePairs(), ForkSafe(MoveChanFirstDownstream), ForkSafe(AbsorbChanFirstIntoMatMul)]
     if upstream_first:
-        qonnx_moves.insert(0, MoveChanLastUpstream)
+        qonnx_moves.insert(0, MoveChanLastUpstream())
 
     def one_round(current: ModelWrapper) -> tuple[ModelWrapper, bool]:
         before = current.model.SerializeToString()
         current = until_fixed_point(move_across().apply, current)
         for transformation in qonnx_moves:
-            current = current.transform(transformation())
+            current = current.transform(transformation)
         return current, current.model.SerializeToString() != before
 
     return cleanup(until_fixed_point(one_round, model))

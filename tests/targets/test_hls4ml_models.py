@@ -480,6 +480,17 @@ def test_float_scale_branches_sharing_a_quantizer_concatenate(tmp_path):
     assert_no_output(tmp_path / "two")
 
 
+def test_residual_through_a_shared_quantizer_is_exact(tmp_path):
+    """A ProxylessNAS-style residual: a quantized tensor read by a conv and by a shared quantizer (the identity
+    branch), summed. qonnx's channels-last moves rewired only a forked transpose's first reader (the conv read the
+    identity branch: NOT EXACT 0/300); each move now sees one reader per transpose (``ForkSafe``)."""
+    from tests.targets.wild_corpus import all_cases, export_case
+
+    (case,) = [case for case in all_cases() if case.name == "layer_residual_shared_fixed_4b"]
+    artifact = qdeploy.compile(export_case(case, tmp_path), target="hls4ml", out=tmp_path / "fw", verify_samples=300)
+    assert artifact.bit_exact and artifact.report["outputs_equal"] == 300
+
+
 def test_global_average_pooling_at_the_output_is_exact(tmp_path):
     """Average pooling, then a global average pooling whose N, C, 1, 1 output is the model's: hls4ml holds it as a
     vector, and the transpose back to channels-first that the graph keeps there moves no data."""
