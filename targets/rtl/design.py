@@ -146,7 +146,7 @@ SUPPORTED_OPS = (
     "MultiThreshold",
     "MaxPool",
     *SCALED_QUANT_OPS,
-    *(op for op in PASS_THROUGH_OPS if op != "Transpose"),
+    *PASS_THROUGH_OPS,
 )
 
 
@@ -229,9 +229,14 @@ def build_design(model: ModelWrapper, layers: dict[str, LayerPrecision], share: 
         op = node.op_type
         if op in PASS_THROUGH_OPS:
             if op == "Transpose":
-                raise UnsupportedModelError(
-                    f"node {node.name}: Transpose inside the datapath is not supported by the RTL target; {OP_FIX}"
-                )
+                order = _transpose_order(model, node, len(current) if pending is None else len(pending.weights))
+                if pending is None:  # after an activation: a layer of wires (a permutation matrix: no adder)
+                    pending = _Pending([node.name], np.eye(len(current), dtype=np.int64)[order], 0, 0)
+                else:  # before its activation: the layer computes its outputs in the new order
+                    pending.nodes.append(node.name)
+                    pending.weights = pending.weights[order]
+                    if pending.bias is not None:
+                        pending.bias = pending.bias[order]
             continue
         if op == "MatMul":
             if pending is not None:
@@ -284,6 +289,19 @@ def build_design(model: ModelWrapper, layers: dict[str, LayerPrecision], share: 
         raise UnsupportedModelError("the graph has no layer after its input quantizer; nothing to put in hardware")
     design.output = current
     return design
+
+
+def _transpose_order(model: ModelWrapper, node, size: int) -> np.ndarray:
+    """The flat input index of each flat output element of a Transpose (one sample, row-major): pure wiring."""
+    shape = model.get_tensor_shape(node.input[0])
+    perm = node_attr(node, "perm")
+    if shape is not None and perm is None:
+        perm = list(range(len(shape)))[::-1]
+    if shape is None or int(np.prod(shape[1:])) != size or perm[0] != 0:
+        raise UnsupportedModelError(
+            f"node {node.name}: Transpose of a tensor of unknown shape or across the batch axis; {OP_FIX}"
+        )
+    return np.arange(size).reshape(shape[1:]).transpose([p - 1 for p in perm[1:]]).ravel()
 
 
 def _pool_windows(node, in_shape: list[int], out_shape: list[int]) -> list[list[int]]:

@@ -94,3 +94,39 @@ def test_unsupported_pooling_is_refused_by_name(tmp_path):
     with pytest.raises(UnsupportedModelError, match=rf"node {pool.name}: op AveragePool .*--target hls4ml"):
         qdeploy.compile(graph, target="rtl", out=out, implement="none")
     assert_no_output(out)
+
+
+def _insert_transpose(graph: ModelWrapper, before: str, perm: list[int]) -> str:
+    """A Transpose by ``perm`` on the input of node ``before`` (the graph then means something else: the golden
+    executor runs the edited graph too)."""
+    from onnx import helper
+
+    node = next(n for n in graph.graph.node if n.name == before)
+    name = f"{before}_transposed_{''.join(map(str, perm))}"
+    transpose = helper.make_node("Transpose", [node.input[0]], [name], name=f"Transpose_{name}", perm=perm)
+    node.input[0] = name
+    graph.graph.node.insert(list(graph.graph.node).index(node), transpose)
+    return transpose.name
+
+
+def test_transposes_are_wiring(tmp_path):
+    """A channels-last round trip between the convolution and its ReLU (its rows are computed in the new order,
+    then back) and a Transpose to channels-last before the Flatten of the dense layer (after the quantizer: a layer
+    of wires, no adder), bit-exact."""
+    from qonnx.transformation.infer_shapes import InferShapes
+
+    graph = _tiny_cnn()
+    relu = next(node for node in graph.graph.node if node.op_type == "Relu")
+    flatten = next(node for node in graph.graph.node if node.op_type == "Flatten")
+    _insert_transpose(graph, relu.name, [0, 2, 3, 1])
+    graph = graph.transform(InferShapes())
+    first = next(node for node in graph.graph.node if node.op_type == "Transpose")
+    _insert_transpose(graph, relu.name, [0, 3, 1, 2])
+    wires = _insert_transpose(graph, flatten.name, [0, 2, 3, 1])
+    graph = graph.transform(InferShapes())
+    art = qdeploy.compile(graph, target="rtl", out=tmp_path / "transposed", implement="none")
+    assert art.bit_exact, art.report["max_abs_error"]
+    rows = art.report["per_layer"]
+    assert first.name in rows[0]["nodes"]
+    wiring = next(row for row in rows if wires in row["nodes"])
+    assert wiring["adders"] == 0 and wiring["kind"] == "elementwise"
