@@ -56,6 +56,8 @@ GENERATED = [
     "layer_stride_dilation_pad_fixed_4b",
     "layer_residual_shared_fixed_4b",
     "writer_qkeras_cnn_4b_alpha",
+    # brevitas_examples' MobileNet-v1 (depthwise-separable, TruncAvgPool2d, a view before a float-biased classifier)
+    "zoo_mobilenet_v1_small_4b",
 ]
 
 #: generated models whose refusal the contract demands, with the start of the one line naming the file's node
