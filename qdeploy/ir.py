@@ -242,6 +242,8 @@ def with_file_names(message: str, mapping: dict[str, str]) -> str:
 
     def file_name(match: re.Match) -> str:
         derived = match.group(2)
+        if derived and re.fullmatch(r"_(out|param)\d+", derived):  # a tensor of that node (readable tensor names)
+            return mapping[match.group(1)] + derived
         return mapping[match.group(1)] + (f" ({derived[1:]} qdeploy derived from it)" if derived else "")
 
     return pattern.sub(file_name, message)

@@ -8,6 +8,7 @@ pass instruments), so ``run_steps`` has no special cases. A failing step is re-r
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -97,12 +98,19 @@ def step_name(step: Step) -> str:
     return getattr(step, "__name__", type(step).__name__)
 
 
+def _derivable_names(model: ModelWrapper) -> dict[str, str]:
+    """The graph's node names that keep the file's name, each mapped to itself, so a node a pass derives from one
+    (``MatMul_28_scale``) is still named after the file's node; only names with a digit or a slash (``Quant_0``,
+    ``/1/Conv``): a plain word (a node called ``input``) would turn ``input_quant`` in a message into a derivation."""
+    return {node.name: node.name for node in model.graph.node if node.name and re.search(r"[\d/]", node.name)}
+
+
 def run_steps(model: ModelWrapper, options: Any, steps: Sequence[Step], ctx: RunContext) -> ModelWrapper:
     """Apply ``steps`` in order; errors are re-raised as QDeployError naming the step that failed, and the nodes as
     the user's file names them (cleanup may have renumbered a foreign naming scheme)."""
     from qdeploy.ir import file_node_names, with_file_names
 
-    file_names = file_node_names(model)
+    file_names = {**_derivable_names(model), **file_node_names(model)}
     ctx.file_names = file_names
     for step in steps:
         name = step_name(step)

@@ -106,3 +106,32 @@ def test_a_float_scale_left_in_the_datapath_is_refused_as_one_with_the_fix():
     message = str(refusal.value)
     assert message.startswith("node rescale: a float scale (Mul by 0.3 and 3 more per channel) stays in the datapath")
     assert "power-of-two scales" in message and "onnxruntime" in message
+
+
+def test_a_derived_node_is_named_after_the_file_node_when_cleanup_kept_every_name():
+    """The file's names are identifiers, so cleanup renamed nothing; a refusal naming ``MatMul_28_scale`` (the scale
+    Mul a pass wrote for MatMul_28) still says which file node it came from, and a node called ``input`` does not
+    turn the words ``input_quant`` into a derivation."""
+    from qdeploy.ir import load_model
+    from qdeploy.pipeline import run_steps
+
+    graph = helper.make_graph(
+        [
+            helper.make_node("Relu", ["x"], ["r"], name="input"),
+            helper.make_node("MatMul", ["r", "w"], ["y"], name="MatMul_28"),
+        ],
+        "named",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2])],
+        [helper.make_tensor("w", TensorProto.FLOAT, [2, 2], [1.0, 0.0, 0.0, 1.0])],
+    )
+    model = load_model(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]))
+
+    def refuse(model, options):
+        raise UnsupportedModelError("node MatMul_28_scale: op Mul on MatMul_28_out0 is not supported; see input_quant")
+
+    with pytest.raises(QDeployError) as refusal:
+        run_steps(model, None, [refuse], RunContext())
+    assert str(refusal.value) == (
+        "[refuse] node MatMul_28 (scale qdeploy derived from it): op Mul on MatMul_28_out0 is not supported; see input_quant"
+    )
