@@ -491,7 +491,8 @@ def _thresholds(activation, acc: Vector) -> tuple[Thresholds, Vector]:
     node, precision = activation
     values = np.asarray(precision.threshold_values, dtype=np.float64)
     # one row per channel: on a flattened NCHW tensor (a convolution's) a channel is a run of len / rows elements
-    channel_major = node_attr(node, "data_layout", "NCHW") == "NCHW"
+    # (the layout as the node says: qonnx reads an unannotated rank-3 tensor as channels-last)
+    channel_major = node_attr(node, "data_layout", None) in ("NC", "NCW", "NCHW")
     if values.shape[0] not in (1, len(acc)) and not (channel_major and len(acc) % values.shape[0] == 0):
         raise UnsupportedModelError(f"node {node.name}: {values.shape[0]} rows of thresholds for {len(acc)} channels")
     run = len(acc) // values.shape[0]

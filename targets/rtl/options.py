@@ -52,6 +52,13 @@ class RtlOptions(Options):
         cli=False,
     )
 
+    max_matrix_entries: int = option(
+        20_000_000,
+        "refuse a layer whose weight matrix (a convolution's Toeplitz matrix: inputs x outputs, mostly zeros) has "
+        "more entries than this, before it is built (memory: 8 bytes each)",
+        cli=False,
+    )
+
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.device not in DEVICES:
@@ -61,6 +68,7 @@ class RtlOptions(Options):
         _integer("seed", self.seed, 0)
         _integer("max_simulated_adders", self.max_simulated_adders, 1)
         _integer("max_weight_digits", self.max_weight_digits, 1)
+        _integer("max_matrix_entries", self.max_matrix_entries, 1)
         if self.clock_mhz is not None and not (isinstance(self.clock_mhz, numbers.Real) and self.clock_mhz > 0):
             raise QDeployError(f"rtl option clock_mhz={self.clock_mhz!r} must be > 0")
 

@@ -89,6 +89,44 @@ def _toeplitz(weights: np.ndarray, node, in_shape: list[int]) -> tuple[np.ndarra
     return out.reshape(size, -1).numpy(), [1, *out.shape[1:]]
 
 
+def _check_conv_size(node, weights: np.ndarray, in_shape: list[int], out_shape: list[int] | None, options) -> None:
+    """Refuse, before the Toeplitz matrix is built, a convolution whose unrolled form is too large: at least one
+    signed digit per non-zero weight per output position (a lower bound of the digits the target counts later),
+    or a dense matrix beyond the memory bound (FINN CNV's first layer: 3,072 x 57,600)."""
+    if out_shape is None or len(in_shape) not in (3, 4):
+        return  # _toeplitz refuses other ranks by name
+    in_size, out_size = int(np.prod(in_shape[1:])), int(np.prod(out_shape[1:]))
+    fix = "use --target hls4ml with --strategy Resource --reuse-factor N, or a smaller network"
+    if in_size * out_size > options.max_matrix_entries:
+        raise UnsupportedModelError(
+            f"node {node.name}: the convolution unrolls to a {in_size:,} x {out_size:,} weight matrix (limit "
+            f"{options.max_matrix_entries:,} entries); {fix}"
+        )
+    inside = _taps_inside(node, weights, in_shape, out_shape)
+    if inside > options.max_weight_digits:
+        raise UnsupportedModelError(
+            f"node {node.name}: the convolution unrolled has {inside:,} non-zero weights over its output positions, "
+            f"each at least one signed digit (an adder; limit {options.max_weight_digits:,}); {fix}"
+        )
+
+
+def _taps_inside(node, weights: np.ndarray, in_shape: list[int], out_shape: list[int]) -> int:
+    """Non-zero weights times the output positions where their tap reads the input rather than padding: per
+    spatial axis, a tap is inside for the positions whose index lands within the input."""
+    spatial = len(in_shape) - 2
+    strides = list(node_attr(node, "strides", [1] * spatial))
+    dilations = list(node_attr(node, "dilations", [1] * spatial))
+    pads = list(node_attr(node, "pads", [0] * 2 * spatial))
+    counts = []
+    for d in range(spatial):
+        taps = np.arange(weights.shape[2 + d]) * dilations[d]
+        starts = np.arange(out_shape[2 + d]) * strides[d] - pads[d]
+        index = starts[:, None] + taps[None, :]
+        counts.append(((index >= 0) & (index < in_shape[2 + d])).sum(axis=0))
+    per_tap = counts[0] if spatial == 1 else np.outer(counts[0], counts[1])
+    return int(((weights != 0) * per_tap).sum())
+
+
 def conv_to_matmul(model: ModelWrapper, options) -> ModelWrapper:
     """Each Conv with constant weights becomes the equivalent dense layer over its flattened input: Reshape to
     [1, C*H*W], MatMul by the Toeplitz matrix (zero where an output does not see an input: the adder graph skips
@@ -107,6 +145,7 @@ def conv_to_matmul(model: ModelWrapper, options) -> ModelWrapper:
             raise UnsupportedModelError(
                 f"node {node.name}: Conv needs constant weights and bias on the RTL target; use --target hls4ml"
             )
+        _check_conv_size(node, weights, in_shape, model.get_tensor_shape(node.output[0]), options)
         matrix, out_shape = _toeplitz(weights, node, in_shape)
         out_size = int(np.prod(out_shape[1:]))
         names = {k: f"{node.name}_{k}" for k in ("flat_shape", "flat", "matrix", "product", "bias", "shape", "sum")}

@@ -130,3 +130,21 @@ def test_transposes_are_wiring(tmp_path):
     assert first.name in rows[0]["nodes"]
     wiring = next(row for row in rows if wires in row["nodes"])
     assert wiring["adders"] == 0 and wiring["kind"] == "elementwise"
+
+
+def test_convolution_too_large_is_refused_before_its_matrix_is_built(tmp_path):
+    """The Toeplitz matrix's non-zeros are counted from the weights and the taps that read the input (not the
+    padding) before it is built; one over the limit is refused, naming the Conv, and nothing is written."""
+    from qdeploy.targets.rtl.steps import _taps_inside
+
+    graph = _tiny_cnn(pool=True)  # 4 channels, 3x3, padding 1 on 8x8
+    conv = next(node for node in graph.graph.node if node.op_type == "Conv")
+    weights = np.ones((4, 1, 3, 3))
+    # per axis a tap reads the input at 7 of 8 positions unless it is the centre one: (7 + 8 + 7)^2 per channel
+    assert _taps_inside(conv, weights, [1, 1, 8, 8], [1, 4, 8, 8]) == 4 * 22 * 22
+    out = tmp_path / "large"
+    with pytest.raises(UnsupportedModelError, match=rf"node {conv.name}: the convolution unrolled has .*limit 10\)"):
+        qdeploy.compile(graph, target="rtl", out=out, implement="none", max_weight_digits=10)
+    with pytest.raises(UnsupportedModelError, match=rf"node {conv.name}: .* 64 x 256 weight matrix"):
+        qdeploy.compile(graph, target="rtl", out=out, implement="none", max_matrix_entries=64 * 256 - 1)
+    assert_no_output(out)
