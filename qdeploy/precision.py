@@ -509,7 +509,11 @@ def infer_precisions(model: ModelWrapper) -> tuple[FixedType, dict[str, LayerPre
                 raise UnsupportedModelError(f"node {node.name}: Add constant must be per-channel (last axis)")
             out, b_grid = _add_bias(x if x.kmin.size == np.asarray(bias).size else x.collapse(), bias.ravel(), node.input[1])
             layers[node.name] = LayerPrecision(node.name, op, out, bias=b_grid)
-        elif op in ("Mul", "Div") and const_input(model, node, 1) is not None:
+        elif (
+            op in ("Mul", "Div")
+            and const_input(model, node, 1) is not None
+            and not is_power_of_two(np.abs(np.asarray(const_input(model, node, 1), dtype=np.float64)))
+        ):
             factor = np.asarray(const_input(model, node, 1), dtype=np.float64).ravel()
             raise UnsupportedModelError(
                 f"node {node.name}: a float scale ({op} by {factor[0]:.6g}"
