@@ -28,6 +28,8 @@ from qdeploy.targets.rtl.adder_graph import AdderGraph, Term, _Builder, constant
 #: accumulators the simulation's 64-bit host arithmetic and numpy's int64 weights hold with margin
 INT64_SAFE = 2**60
 FIX = "use fewer bits, or --target hls4ml / onnxruntime"
+#: what a refusal of an op lists
+TAKES = "MatMul/Gemm, Conv, MaxPool, Pad, bias Add, Relu, Quant, BipolarQuant, MultiThreshold, Flatten/Reshape/Transpose"
 #: an op with no circuit here: fewer bits would not help
 OP_FIX = "use --target hls4ml or onnxruntime"
 #: float ops that a scale or a lowering puts around an unsupported op: a refusal names that op, not them
@@ -145,6 +147,7 @@ SUPPORTED_OPS = (
     "Relu",
     "MultiThreshold",
     "MaxPool",
+    "Pad",
     *SCALED_QUANT_OPS,
     *PASS_THROUGH_OPS,
 )
@@ -158,7 +161,7 @@ def check_supported(model: ModelWrapper) -> None:
         node = next((n for n in unsupported if n.op_type not in _AFFINE_OPS), unsupported[0])
         raise UnsupportedModelError(
             f"node {node.name}: op {node.op_type} is not supported by the RTL target (it takes MLPs and convolutions: "
-            f"MatMul/Gemm, Conv, bias Add, Relu, Quant, BipolarQuant, MultiThreshold, Flatten/Reshape); {OP_FIX}"
+            f"{TAKES}); {OP_FIX}"
         )
 
 
@@ -213,6 +216,7 @@ class _Pending:
         self.bias_lsb = 0
         self.relu = False
         self.multiplications = multiplications
+        self.wiring = False  # only Transpose/Pad so far: a following MatMul absorbs it (no layer of its own)
 
 
 def build_design(model: ModelWrapper, layers: dict[str, LayerPrecision], share: bool = True) -> Design:
@@ -230,25 +234,29 @@ def build_design(model: ModelWrapper, layers: dict[str, LayerPrecision], share: 
         if op in PASS_THROUGH_OPS:
             if op == "Transpose":
                 order = _transpose_order(model, node, len(current) if pending is None else len(pending.weights))
-                if pending is None:  # after an activation: a layer of wires (a permutation matrix: no adder)
-                    pending = _Pending([node.name], np.eye(len(current), dtype=np.int64)[order], 0, 0)
-                else:  # before its activation: the layer computes its outputs in the new order
-                    pending.nodes.append(node.name)
-                    pending.weights = pending.weights[order]
-                    if pending.bias is not None:
-                        pending.bias = pending.bias[order]
+                pending = _rewire(pending, current, node.name, order)
+            continue
+        if op == "Pad":
+            pending = _rewire(pending, current, node.name, _pad_order(model, node))
             continue
         if op == "MatMul":
-            if pending is not None:
+            wiring = None
+            if pending is not None and pending.wiring and pending.bias is None and not pending.relu:
+                wiring, pending = pending, None  # x -> G x -> W (G x): the layer's weights become W G
+            elif pending is not None:
                 current = _finish(design, pending, current, None, share)
             weights = const_input(model, node, 1)
             lp = layers[node.name]
             if weights is None or lp.weight is None:
                 raise UnsupportedModelError(f"node {node.name}: MatMul needs constant weights on the RTL target")
             ints = constant_ints(weights, lp.weight).T
-            if ints.shape[1] != len(current):
-                raise UnsupportedModelError(f"node {node.name}: {ints.shape[1]} weight rows for {len(current)} inputs")
-            pending = _Pending([node.name], ints, lp.weight.lsb, int(np.count_nonzero(ints)))
+            rows = len(wiring.weights) if wiring is not None else len(current)
+            if ints.shape[1] != rows:
+                raise UnsupportedModelError(f"node {node.name}: {ints.shape[1]} weight rows for {rows} inputs")
+            names = [node.name]
+            if wiring is not None:
+                ints, names = ints @ wiring.weights, [*wiring.nodes, node.name]
+            pending = _Pending(names, ints, lp.weight.lsb, int(np.count_nonzero(ints)))
         elif op == "Add":
             bias = const_input(model, node, 1)
             lp = layers[node.name]
@@ -281,7 +289,7 @@ def build_design(model: ModelWrapper, layers: dict[str, LayerPrecision], share: 
         else:
             raise UnsupportedModelError(
                 f"node {node.name}: op {op} is not supported by the RTL target (it takes MLPs and convolutions: "
-                f"MatMul/Gemm, Conv, bias Add, Relu, Quant, BipolarQuant, MultiThreshold, Flatten/Reshape); {OP_FIX}"
+                f"{TAKES}); {OP_FIX}"
             )
     if pending is not None:
         current = _finish(design, pending, current, None, share)
@@ -289,6 +297,48 @@ def build_design(model: ModelWrapper, layers: dict[str, LayerPrecision], share: 
         raise UnsupportedModelError("the graph has no layer after its input quantizer; nothing to put in hardware")
     design.output = current
     return design
+
+
+def _rewire(pending: _Pending | None, current: Vector, name: str, order: np.ndarray) -> _Pending:
+    """Element ``j`` of the result is element ``order[j]`` of the tensor (-1: a zero, a constant pad). Before a
+    layer's activation the layer computes its outputs in that order (weight rows and bias gathered); after one,
+    a layer of wires (rows of the identity, no adder), which a following MatMul absorbs into its weights."""
+    keep = (order >= 0)[:, None]
+    if pending is None:
+        pending = _Pending([], np.eye(len(current), dtype=np.int64), 0, 0)
+        pending.wiring = True
+    pending.nodes.append(name)
+    pending.weights = np.where(keep, pending.weights[np.maximum(order, 0)], 0)
+    if pending.bias is not None:
+        pending.bias = np.where(order >= 0, pending.bias[np.maximum(order, 0)], 0)
+    return pending
+
+
+def _pad_order(model: ModelWrapper, node) -> np.ndarray:
+    """The flat input index of each flat output element of a Pad (-1 where a constant zero is padded in):
+    constant (zero), edge, reflect and wrap modes are all wiring."""
+    shape = model.get_tensor_shape(node.input[0])
+    if len(node.input) > 1 and node.input[1]:
+        pads = const_input(model, node, 1)
+    else:
+        pads = node_attr(node, "pads")
+    value = const_input(model, node, 2) if len(node.input) > 2 and node.input[2] else node_attr(node, "value", 0.0)
+    axes = const_input(model, node, 3) if len(node.input) > 3 and node.input[3] else None
+    mode = node_attr(node, "mode", "constant")
+    numpy_mode = {"constant": "constant", "edge": "edge", "reflect": "reflect", "wrap": "wrap"}.get(mode)
+    if shape is None or pads is None or value is None or axes is not None or numpy_mode is None:
+        raise UnsupportedModelError(f"node {node.name}: Pad with runtime pads, axes or mode {mode!r}; {OP_FIX}")
+    pads = np.asarray(pads, dtype=np.int64).ravel()
+    rank = len(shape)
+    widths = [(int(pads[d]), int(pads[d + rank])) for d in range(rank)]
+    if widths[0] != (0, 0) or np.any(pads < 0) or (mode == "constant" and float(np.asarray(value).ravel()[0]) != 0.0):
+        raise UnsupportedModelError(
+            f"node {node.name}: Pad of the batch axis, cropping, or a non-zero constant is not supported by the RTL "
+            f"target; {OP_FIX}"
+        )
+    index = np.arange(int(np.prod(shape[1:]))).reshape(shape[1:])
+    extra = {"constant_values": -1} if numpy_mode == "constant" else {}
+    return np.pad(index, widths[1:], mode=numpy_mode, **extra).ravel()
 
 
 def _transpose_order(model: ModelWrapper, node, size: int) -> np.ndarray:

@@ -109,13 +109,20 @@ def _insert_transpose(graph: ModelWrapper, before: str, perm: list[int]) -> str:
     return transpose.name
 
 
-def test_transposes_are_wiring(tmp_path):
-    """A channels-last round trip between the convolution and its ReLU (its rows are computed in the new order,
-    then back) and a Transpose to channels-last before the Flatten of the dense layer (after the quantizer: a layer
-    of wires, no adder), bit-exact."""
+def test_transposes_and_zero_padding_are_wiring(tmp_path):
+    """Layout ops cost no logic, bit-exact: a zero Pad in place of the convolution's own padding and a Transpose
+    to channels-last before the dense layer's Flatten are absorbed into the next layer's weights; a channels-last
+    round trip between the convolution and its ReLU reorders the rows the convolution computes, and back."""
+    from onnx import helper
     from qonnx.transformation.infer_shapes import InferShapes
 
-    graph = _tiny_cnn()
+    graph = _tiny_cnn(pool=True)
+    conv = next(node for node in graph.graph.node if node.op_type == "Conv")
+    next(a for a in conv.attribute if a.name == "pads").ints[:] = [0, 0, 0, 0]
+    graph.set_initializer("zero_pads", np.array([0, 0, 1, 1, 0, 0, 1, 1], dtype=np.int64))
+    pad = helper.make_node("Pad", [conv.input[0], "zero_pads"], ["padded"], name="Pad_zero", mode="constant")
+    conv.input[0] = "padded"
+    graph.graph.node.insert(list(graph.graph.node).index(conv), pad)
     relu = next(node for node in graph.graph.node if node.op_type == "Relu")
     flatten = next(node for node in graph.graph.node if node.op_type == "Flatten")
     _insert_transpose(graph, relu.name, [0, 2, 3, 1])
@@ -127,9 +134,9 @@ def test_transposes_are_wiring(tmp_path):
     art = qdeploy.compile(graph, target="rtl", out=tmp_path / "transposed", implement="none")
     assert art.bit_exact, art.report["max_abs_error"]
     rows = art.report["per_layer"]
-    assert first.name in rows[0]["nodes"]
-    wiring = next(row for row in rows if wires in row["nodes"])
-    assert wiring["adders"] == 0 and wiring["kind"] == "elementwise"
+    assert rows[0]["nodes"][0] == "Pad_zero" and first.name in rows[0]["nodes"]
+    assert [row["kind"] for row in rows] == ["dense", "maxpool", "dense"]  # no layer of its own
+    assert wires in rows[2]["nodes"]
 
 
 def test_convolution_too_large_is_refused_before_its_matrix_is_built(tmp_path):
