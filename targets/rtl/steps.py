@@ -171,6 +171,21 @@ def conv_to_matmul(model: ModelWrapper, options) -> ModelWrapper:
     return cleanup(model) if changed else model
 
 
+def drop_trailing_identities(model: ModelWrapper, options) -> ModelWrapper:
+    """Identity nodes in front of the graph output removed (its producer writes the output), so that the float
+    ops before them (an output scale) can go to the host epilogue: the epilogue is cut back from the output."""
+    output = model.graph.output[0].name
+    while True:
+        node = model.find_producer(output)
+        if node is None or node.op_type != "Identity":
+            return model
+        producer = model.find_producer(node.input[0])
+        if producer is None or len(model.find_consumers(node.input[0]) or []) != 1:
+            return model
+        producer.output[list(producer.output).index(node.input[0])] = output
+        model.graph.node.remove(node)
+
+
 STEPS = [
     thresholds_where_no_fixed_point,
     fold_constant_quants,
@@ -178,4 +193,5 @@ STEPS = [
     conv_to_matmul,
     move_quant_before_layout,
     gemm_to_matmul,
+    drop_trailing_identities,
 ]

@@ -117,3 +117,23 @@ def test_accumulators_beyond_float32_exact_sums_are_left_to_the_core(tmp_path, o
         assert report["verified"], report["bound"]
         assert report["bound"]["kind"] == "derived" and "MatMul" in report["bound"]["float_tail_ops"]
     assert [row["kind"] for row in report["per_layer"]] == ["dense", "dense"]
+
+
+def test_trailing_identities_leave_the_output_scale_to_the_epilogue():
+    """FINN's QONNX ends in Mul (output scale) -> Identity: without the Identity the Mul is the host epilogue's,
+    cut back from the output, instead of a float op the hardware is asked for."""
+    from qdeploy.targets.rtl.steps import drop_trailing_identities
+
+    graph = helper.make_graph(
+        [
+            helper.make_node("Mul", ["x", "s"], ["scaled"], name="Mul_scale"),
+            helper.make_node("Identity", ["scaled"], ["mid"], name="Identity_0"),
+            helper.make_node("Identity", ["mid"], ["y"], name="Identity_1"),
+        ],
+        "tail",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])],
+        [helper.make_tensor("s", TensorProto.FLOAT, [], [0.125])],
+    )
+    model = drop_trailing_identities(ModelWrapper(helper.make_model(graph)), None)
+    assert [(node.op_type, list(node.output)) for node in model.graph.node] == [("Mul", ["y"])]
