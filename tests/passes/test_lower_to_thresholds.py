@@ -27,6 +27,29 @@ def _outputs_equal(before, after, x) -> None:
     assert np.array_equal(qdeploy.run_golden(after, x), qdeploy.run_golden(before, x))
 
 
+QONNX_DOMAIN = "qonnx.custom_op.general"
+
+
+def _signed_quant(source: str, output: str, name: str, scale: float, bits: float) -> tuple:
+    """A signed ROUND Quant node ``name`` with its scale and bit width initializers (zero point: tensor ``zero``)."""
+    from onnx import TensorProto, helper
+
+    node = helper.make_node(
+        "Quant",
+        [source, f"{name}_s", "zero", f"{name}_b"],
+        [output],
+        name=name,
+        domain=QONNX_DOMAIN,
+        signed=1,
+        narrow=0,
+        rounding_mode="ROUND",
+    )
+    return node, [
+        helper.make_tensor(f"{name}_s", TensorProto.FLOAT, [], [scale]),
+        helper.make_tensor(f"{name}_b", TensorProto.FLOAT, [], [bits]),
+    ]
+
+
 @pytest.mark.parametrize(
     ("name", "thresholds"),
     [
@@ -208,22 +231,8 @@ def test_a_requantizer_reaching_past_the_upstream_levels_folds_into_it():
     8-bit QuantReLU/QuantIdentity after it)."""
     from onnx import TensorProto, helper
 
-    domain = "qonnx.custom_op.general"
-
-    def quant(source, output, name, scale, bits):
-        return helper.make_node(
-            "Quant",
-            [source, f"{name}_s", "zero", f"{name}_b"],
-            [output],
-            name=name,
-            domain=domain,
-            signed=1,
-            narrow=0,
-            rounding_mode="ROUND",
-        ), [
-            helper.make_tensor(f"{name}_s", TensorProto.FLOAT, [], [scale]),
-            helper.make_tensor(f"{name}_b", TensorProto.FLOAT, [], [bits]),
-        ]
+    domain = QONNX_DOMAIN
+    quant = _signed_quant
 
     narrow, narrow_init = quant("x", "n", "narrow", 0.5, 4.0)
     wide, wide_init = quant("n", "y", "wide", 0.0625, 8.0)
@@ -248,22 +257,8 @@ def test_a_linear_resize_keeps_the_quantizer_after_it_exact():
     lowering treated every Resize as moving values: outputs off by up to a step (brevitas bilinear upsampling)."""
     from onnx import TensorProto, helper
 
-    domain = "qonnx.custom_op.general"
-
-    def quant(source, output, name, scale, bits):
-        return helper.make_node(
-            "Quant",
-            [source, f"{name}_s", "zero", f"{name}_b"],
-            [output],
-            name=name,
-            domain=domain,
-            signed=1,
-            narrow=0,
-            rounding_mode="ROUND",
-        ), [
-            helper.make_tensor(f"{name}_s", TensorProto.FLOAT, [], [scale]),
-            helper.make_tensor(f"{name}_b", TensorProto.FLOAT, [], [bits]),
-        ]
+    domain = QONNX_DOMAIN
+    quant = _signed_quant
 
     first, first_init = quant("x", "q", "quant_in", 0.25, 4.0)
     last, last_init = quant("r", "y", "quant_out", 0.125, 6.0)
