@@ -255,7 +255,7 @@ def build_design(model: ModelWrapper, layers: dict[str, LayerPrecision], share: 
                 raise UnsupportedModelError(f"node {node.name}: {ints.shape[1]} weight rows for {rows} inputs")
             names = [node.name]
             if wiring is not None:
-                ints, names = ints @ wiring.weights, [*wiring.nodes, node.name]
+                ints, names = _times_wiring(ints, wiring.weights), [*wiring.nodes, node.name]
             pending = _Pending(names, ints, lp.weight.lsb, int(np.count_nonzero(ints)))
         elif op == "Add":
             bias = const_input(model, node, 1)
@@ -297,6 +297,19 @@ def build_design(model: ModelWrapper, layers: dict[str, LayerPrecision], share: 
         raise UnsupportedModelError("the graph has no layer after its input quantizer; nothing to put in hardware")
     design.output = current
     return design
+
+
+def _times_wiring(weights: np.ndarray, wiring: np.ndarray) -> np.ndarray:
+    """``weights @ wiring`` for a wiring matrix (``_rewire``: each row selects one input or none) without a dense
+    integer product: numpy has no BLAS for integers, and a 6,272 x 2,352 unrolled convolution behind a 2,352-element
+    Transpose took over 10 minutes that way. Column ``i`` of ``weights`` adds to the column of the input row ``i``
+    selects."""
+    rows, sources = np.nonzero(wiring)
+    if len(np.unique(rows)) != len(rows) or np.any(wiring[rows, sources] != 1):
+        return weights @ wiring  # not a selection (never built by _rewire): the general product
+    result = np.zeros((weights.shape[0], wiring.shape[1]), dtype=np.result_type(weights, wiring))
+    np.add.at(result.T, sources, weights.T[rows])
+    return result
 
 
 def _rewire(pending: _Pending | None, current: Vector, name: str, order: np.ndarray) -> _Pending:

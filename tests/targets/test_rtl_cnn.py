@@ -155,3 +155,19 @@ def test_convolution_too_large_is_refused_before_its_matrix_is_built(tmp_path):
     with pytest.raises(UnsupportedModelError, match=rf"node {conv.name}: .* 64 x 256 weight matrix"):
         qdeploy.compile(graph, target="rtl", out=out, implement="none", max_matrix_entries=64 * 256 - 1)
     assert_no_output(out)
+
+
+def test_wiring_folds_into_the_weights_as_the_matrix_product():
+    """A Transpose/Pad before a layer is a selection matrix (a row picks one input, or none for a zero pad); folding it
+    into the layer's weights gathers columns instead of an integer matrix product (minutes for an unrolled conv on a
+    28x28x3 image), with the product's result, also where reflect padding reads one input twice."""
+    import numpy as np
+
+    from qdeploy.targets.rtl.design import _times_wiring
+
+    rng = np.random.default_rng(0)
+    weights = rng.integers(-7, 8, (50, 40))
+    order = rng.integers(-1, 30, 40)  # wiring output j reads input order[j]; -1: a zero; repeats: reflect/edge pads
+    wiring = np.where((order >= 0)[:, None], np.eye(30, dtype=np.int64)[np.maximum(order, 0)], 0)
+    assert len(set(order[order >= 0])) < (order >= 0).sum() and (order < 0).any()
+    assert np.array_equal(_times_wiring(weights, wiring), weights @ wiring)
