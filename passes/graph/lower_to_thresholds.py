@@ -586,11 +586,9 @@ class _Lowering:
         """The chain nodes that only this chain reads: those after the last node whose output another node also
         takes (that node, and every node before it, still compute a tensor someone uses)."""
         model, keep_until = self.model, 0
-        for index, node in enumerate(chain[:-1]):
+        for index, node in enumerate(chain):
             if len(model.find_consumers(node.output[0]) or []) > 1:
                 keep_until = index + 1
-        if chain and len(model.find_consumers(chain[-1].output[0]) or []) > 1:
-            keep_until = len(chain)
         return [node.name for node in chain[keep_until:]]
 
     def _remove_nodes(self, names: list[str]) -> None:
