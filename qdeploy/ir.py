@@ -310,17 +310,24 @@ def _name_new_nodes(model: ModelWrapper) -> None:
 
 
 def extract_chain(
-    model: ModelWrapper, nodes: list, source: str, output: str, source_shape: list[int], output_shape: list[int]
+    model: ModelWrapper,
+    nodes: list,
+    source: str | tuple[str, ...],
+    output: str,
+    source_shape: list[int],
+    output_shape: list[int],
 ) -> ModelWrapper:
-    """A standalone graph of ``nodes`` (each reading one runtime tensor, the rest constants) from ``source`` to
-    ``output``, with copies of the nodes and of the constants they read, under the model's opsets."""
+    """A standalone graph of ``nodes`` (each reading runtime tensors from ``source``, one name or several of one
+    shape, or from each other; the rest constants) to ``output``, with copies of the nodes and of the constants
+    they read, under the model's opsets."""
     import copy
 
+    sources = (source,) if isinstance(source, str) else tuple(source)
     constants = {name for node in nodes for name in node.input[1:] if name}
     graph = onnx.helper.make_graph(
         [copy.deepcopy(node) for node in nodes],
-        f"{source}_to_{output}",
-        [onnx.helper.make_tensor_value_info(source, onnx.TensorProto.FLOAT, source_shape)],
+        f"{sources[0]}_to_{output}",
+        [onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, source_shape) for name in sources],
         [onnx.helper.make_tensor_value_info(output, onnx.TensorProto.FLOAT, output_shape)],
         initializer=[init for init in model.graph.initializer if init.name in constants],
     )
