@@ -36,7 +36,7 @@ from qonnx.transformation.base import Transformation
 from qonnx.transformation.general import SortGraph
 
 from qdeploy.errors import UnsupportedModelError
-from qdeploy.ir import extract_chain, node_attr
+from qdeploy.ir import extract_chain, is_power_of_two, node_attr
 from qdeploy.ops import AFFINE_OPS, LAYER_OPS, RESHAPE_OPS, SCALED_QUANT_OPS
 from qdeploy.precision import THRESHOLDS_SUFFIX, grid_of_constant, quant_int_range
 
@@ -399,6 +399,7 @@ class _Lowering:
         model = self.model
         found = self._chain_to_source(quant.input[0])
         if found is None:
+            self._lower_sum_quantizer(quant)
             return
         source, chain = found
         spec = _quantizer_levels(model, quant)
@@ -437,6 +438,147 @@ class _Lowering:
         self.integers[levels] = IntegerTensor(np.asarray(first_level), np.asarray(first_level + level_count * out_step))
         self._remove_nodes(names)
         self.changed = True
+
+    # -- a quantizer on the float sum of two quantized branches (residual Add, QuantEltwiseAdd) ---------------------
+
+    def _lower_sum_quantizer(self, quant) -> None:
+        """``Quant(chain(Add(Mul(a, sA), Mul(b, sB))))`` with integer levels ``a``, ``b`` from MultiThresholds and
+        scales that are not all powers of two becomes ``MultiThreshold(a * mA + b * mB)``: no fixed-point type holds
+        the float sum, but the quantizer's output is a function of the pair ``(a, b)`` only, finitely many values.
+        The golden executor tabulates it over every pair; the smallest integer weights ``mA``, ``mB`` (the ratio
+        sA / sB in growing precision) under which that table is a monotone step function of ``a * mA + b * mB``
+        give the thresholds, so the integer form reproduces the graph's own float32 rounding on every pair, not
+        the real-number sum's. ``mA`` goes into a copy of ``a``'s MultiThreshold (``out_scale``), as does ``mB``:
+        the sum is then a plain integer Add. Left as it is (the target refuses it by name) when no such weights
+        exist: the graph's float32 rounding orders some pairs against their real sums."""
+        model = self.model
+        spec = _quantizer_levels(model, quant)
+        walk = self._chain_to_sum(quant.input[0])
+        if spec is None or walk is None:
+            return
+        add, chain = walk
+        terms = [self._scaled_levels(name) for name in add.input]
+        if any(term is None for term in terms):
+            return
+        first_level, level_count, out_step, out_scale = spec
+        if all(is_power_of_two(np.asarray([scale, out_scale])) for _, scale in terms):
+            return  # a fixed-point sum: the target's own Add and quantizer compute it exactly
+        grids = [self._level_values(levels) for levels, _ in terms]
+        if grids[0].size * grids[1].size > MAX_TABLE:
+            return
+        pair_a, pair_b = (grid.ravel() for grid in np.meshgrid(grids[0], grids[1], indexing="ij"))
+        channels, rank = self._channels(add.output[0]), self._rank(add.output[0])
+        rescales = [model.find_producer(name) for name in add.input]
+        nodes = [*rescales, add, *chain]
+        if model.find_producer(quant.output[0]) is quant:
+            nodes.append(quant)
+        shape = [pair_a.size, channels] + [1] * (rank - 2)
+        sub = extract_chain(model, nodes, tuple(levels for levels, _ in terms), quant.output[0], shape, shape)
+        from qonnx.core.onnx_exec import execute_onnx
+        from qonnx.transformation.infer_shapes import InferShapes
+
+        sub = sub.transform(InferShapes())
+        feed = {
+            levels: np.broadcast_to(pairs.astype(np.float32).reshape(-1, 1, *([1] * (rank - 2))), shape).copy()
+            for (levels, _), pairs in zip(terms, (pair_a, pair_b), strict=True)
+        }
+        out = np.asarray(execute_onnx(sub, feed)[quant.output[0]], dtype=np.float64).reshape(pair_a.size, channels)
+        table = np.round(out / out_scale).astype(np.int64)  # [pairs, channels]
+        weights = _sum_weights(pair_a, pair_b, table, terms[0][1] / terms[1][1])
+        if weights is None:
+            log.info("%s: the float sum at %s orders some level pairs against their real sums", quant.name, add.name)
+            return
+        accumulator = pair_a * weights[0] + pair_b * weights[1]
+        targets = first_level + out_step * np.arange(1, level_count + 1)
+        reached = table[:, :, None] >= targets[None, None, :]  # [pairs, channels, levels]
+        never = int(accumulator.max()) + 1
+        thresholds = np.where(reached, accumulator[:, None, None], never).min(axis=0)  # [channels, levels]
+        summands = [self._scaled_copy(levels, weight) for (levels, _), weight in zip(terms, weights, strict=True)]
+        if any(summand is None for summand in summands):
+            return
+        total = model.make_new_valueinfo_name()
+        model.graph.node.append(helper.make_node("Add", summands, [total], name=f"{add.name}_levels"))
+        model.set_tensor_shape(total, model.get_tensor_shape(add.output[0]))
+        low = sum(int(np.min(self.integers[name].low)) for name in summands)
+        high = sum(int(np.max(self.integers[name].high)) for name in summands)
+        self.integers[total] = IntegerTensor(np.asarray(low), np.asarray(high))
+        levels = self._insert_multithreshold(
+            total, thresholds.astype(np.float32), first_level, out_step, quant, quant.output[0], out_scale
+        )
+        self.integers[levels] = IntegerTensor(np.asarray(first_level), np.asarray(first_level + level_count * out_step))
+        self._remove_nodes([*self._unshared(chain), quant.name])  # the float Add and rescales go with the dead nodes
+        self.changed = True
+
+    def _chain_to_sum(self, tensor: str) -> tuple | None:
+        """(Add of two runtime tensors, elementwise chain with constant operands from it to ``tensor``), or None."""
+        chain = []
+        while True:
+            producer = self.model.find_producer(tensor)
+            if producer is None:
+                return None
+            operands = [name for name in producer.input if name]
+            if producer.op_type == "Add" and len(operands) == 2 and all(_const(self.model, n) is None for n in operands):
+                return producer, chain
+            if producer.op_type not in ELEMENTWISE or any(_const(self.model, n) is None for n in operands[1:]):
+                return None
+            chain.insert(0, producer)
+            tensor = producer.input[0]
+
+    def _scaled_levels(self, tensor: str) -> tuple[str, float] | None:
+        """(levels, scale) when ``tensor`` is ``Mul(levels, scale)`` on a MultiThreshold's integer levels."""
+        if tensor not in self.scaled:
+            return None
+        rescale = self.model.find_producer(tensor)
+        levels = rescale.input[0]
+        producer = self.model.find_producer(levels)
+        if levels not in self.integers or producer is None or producer.op_type != "MultiThreshold":
+            return None
+        return levels, float(np.asarray(_const(self.model, rescale.input[1])).ravel()[0])
+
+    def _level_values(self, levels: str) -> np.ndarray:
+        info = self.integers[levels]
+        if info.values is not None:
+            return np.asarray(info.values, dtype=np.int64)
+        return np.arange(int(np.min(info.low)), int(np.max(info.high)) + 1, dtype=np.int64)
+
+    def _scaled_copy(self, levels: str, weight: int) -> str | None:
+        """``levels * weight`` as a copy of the MultiThreshold producing ``levels`` (its ``out_scale`` and
+        ``out_bias`` times ``weight``, own thresholds); ``levels`` itself for weight 1."""
+        if weight == 1:
+            return levels
+        model = self.model
+        producer = model.find_producer(levels)
+        bias = float(node_attr(producer, "out_bias", 0.0)) * weight
+        step = float(node_attr(producer, "out_scale", 1.0)) * weight
+        if bias != int(bias) or step != int(step):
+            return None
+        info = self.integers[levels]
+        low, high = int(np.min(info.low)) * weight, int(np.max(info.high)) * weight
+        if max(abs(low), abs(high)) >= FLOAT32_EXACT_INT:
+            return None
+        thresholds, output = model.make_new_valueinfo_name(), model.make_new_valueinfo_name()
+        model.set_initializer(thresholds, model.get_initializer(producer.input[1]).copy())
+        copy = helper.make_node(
+            "MultiThreshold",
+            [producer.input[0], thresholds],
+            [output],
+            domain=producer.domain,
+            name=f"{producer.name}_times_{weight}",
+        )
+        copy.attribute.extend(a for a in producer.attribute if a.name not in ("out_bias", "out_scale", "out_dtype"))
+        out_dtype = _level_datatype(low, high, int(step))
+        copy.attribute.extend(
+            [
+                helper.make_attribute("out_bias", bias),
+                helper.make_attribute("out_scale", step),
+                helper.make_attribute("out_dtype", out_dtype.name),
+            ]
+        )
+        model.graph.node.append(copy)
+        model.set_tensor_shape(output, model.get_tensor_shape(levels))
+        model.set_tensor_datatype(output, out_dtype)
+        self.integers[output] = IntegerTensor(np.asarray(low), np.asarray(high))
+        return output
 
     def _merge_upstream(self, source: str, thresholds: np.ndarray, first_level: int, step: int) -> bool:
         """A requantizer on the levels of another one-row MultiThreshold (brevitas: input QuantIdentity -> Flatten ->
@@ -623,6 +765,30 @@ def _quantizer_levels(model: ModelWrapper, quant) -> tuple[int, int, int, float]
     if signed and int(bits.ravel()[0]) == 1:
         return -1 - shift, 1, 2, float(scale.ravel()[0])  # qonnx executes a signed 1-bit Quant as bipolar: -1 or +1
     return low - shift, high - low, 1, float(scale.ravel()[0])
+
+
+def _sum_weights(a: np.ndarray, b: np.ndarray, table: np.ndarray, ratio: float) -> tuple[int, int] | None:
+    """The smallest positive integers (mA, mB), mA / mB approximating ``ratio`` with growing precision, under which
+    ``table`` [pairs, channels] (the golden levels at level pairs ``a``, ``b``) is a non-decreasing function of
+    ``a * mA + b * mB`` in every channel (equal sums, equal levels); None when none keeps the sum below 2^24."""
+    span = max(int(np.abs(a).max()), int(np.abs(b).max()), 1)
+    for bits in range(0, 25):
+        denominator = 1 << bits
+        numerator = int(round(ratio * denominator))
+        if numerator <= 0:
+            continue
+        divisor = np.gcd(numerator, denominator)
+        m_a, m_b = numerator // divisor, denominator // divisor
+        if span * (m_a + m_b) >= FLOAT32_EXACT_INT:
+            return None
+        accumulator = a * m_a + b * m_b
+        order = np.argsort(accumulator, kind="stable")
+        ordered, levels = accumulator[order], table[order]
+        rising = np.diff(levels, axis=0)
+        same_sum = (np.diff(ordered) == 0)[:, None]
+        if np.all(np.where(same_sum, rising == 0, rising >= 0)):
+            return m_a, m_b
+    return None
 
 
 def _level_datatype(first: int, last: int, step: int) -> DataType:

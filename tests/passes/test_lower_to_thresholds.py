@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import qdeploy
-from qdeploy.ir import load_model, sample_shape
+from qdeploy.ir import load_model, node_attr, sample_shape
 from qdeploy.passes.graph.lower_to_thresholds import LowerToThresholds
 from qdeploy.verify import random_inputs
 from tests.conftest import FIXTURES
@@ -280,3 +280,79 @@ def test_a_linear_resize_keeps_the_quantizer_after_it_exact():
     model = load_model(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13), helper.make_opsetid(domain, 1)]))
     lowered = model.transform(LowerToThresholds())
     _outputs_equal(model, lowered, (random_inputs(model, [1, 4, 4], 200, 0) * 2).astype(np.float32))
+
+
+def _residual_sum_model(s_skip: float, s_branch: float, s_sum: float):
+    """x -> Quant(s_skip) = skip; x -> Quant(0.5) -> MatMul -> Quant(s_branch) = branch; Add(skip, branch) -> Relu
+    -> Quant(s_sum): two quantized branches with different float scales summed. The layer reads a power-of-two
+    grid, so its float32 sum is exact in any order and only the Add decides."""
+    from onnx import TensorProto, helper
+
+    rng = np.random.default_rng(5)
+    weights = (rng.integers(-8, 8, (16, 16)) * 0.0625).astype(np.float32)  # a fixed-point grid: integer weights
+    skip, skip_init = _signed_quant("x", "skip", "skip_quant", s_skip, 4.0)
+    layer_in, layer_in_init = _signed_quant("x", "layer_in", "layer_quant", 0.5, 4.0)
+    branch, branch_init = _signed_quant("acc", "branch", "branch_quant", s_branch, 4.0)
+    total, total_init = _signed_quant("relu", "y", "sum_quant", s_sum, 4.0)
+    graph = helper.make_graph(
+        [
+            skip,
+            layer_in,
+            helper.make_node("MatMul", ["layer_in", "W"], ["acc"], name="layer"),
+            branch,
+            helper.make_node("Add", ["skip", "branch"], ["sum"], name="residual_add"),
+            helper.make_node("Relu", ["sum"], ["relu"], name="relu"),
+            total,
+        ],
+        "residual",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 16])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 16])],
+        [
+            *skip_init,
+            *layer_in_init,
+            *branch_init,
+            *total_init,
+            helper.make_tensor("zero", TensorProto.FLOAT, [], [0.0]),
+            helper.make_tensor("W", TensorProto.FLOAT, [16, 16], weights.ravel().tolist()),
+        ],
+    )
+    opsets = [helper.make_opsetid("", 13), helper.make_opsetid(QONNX_DOMAIN, 1)]
+    return load_model(helper.make_model(graph, opset_imports=opsets))
+
+
+def test_a_quantizer_on_a_float_scale_residual_sum_thresholds_an_integer_sum():
+    """Add of two quantized branches with different float scales, then ReLU and a quantizer: no fixed-point type
+    holds the float sum, but the quantizer's output is a function of the two branches' levels. It becomes
+    MultiThreshold(skip * mA + branch * mB), weights mA, mB scaling copies of the branches' MultiThresholds; the
+    golden outputs stay equal bit for bit over inputs reaching many level pairs."""
+    model = _residual_sum_model(0.375, 0.1234, 0.29)
+    lowered = model.transform(LowerToThresholds())
+    ops = [n.op_type for n in lowered.graph.node]
+    assert "Quant" not in ops and ops.count("Add") == 1, ops
+    (add,) = [n for n in lowered.graph.node if n.op_type == "Add"]
+    assert all(lowered.find_producer(name).op_type == "MultiThreshold" for name in add.input)
+    assert lowered.find_consumer(add.output[0]).op_type == "MultiThreshold"
+    scales = sorted(node_attr(lowered.find_producer(name), "out_scale", 1.0) for name in add.input)
+    assert scales[0] == 1.0 and scales[1] > 1, scales  # the skip's levels weighted (0.375 / 0.1234 ~ 3)
+    x = (random_inputs(model, [16], 2000, 0) * 3).astype(np.float32)
+    from qonnx.custom_op.general.quant import quant
+
+    def levels(values, scale):  # a signed 4-bit ROUND quantizer's integer levels
+        return np.round(quant(values, np.float32(scale), np.float32(0), np.float32(4), 1, 0, "ROUND") / scale)
+
+    (layer,) = [node for node in model.graph.node if node.op_type == "MatMul"]
+    weights = model.get_initializer(layer.input[1])
+    pairs = zip(levels(x, 0.375).ravel(), levels(levels(x, 0.5) * 0.5 @ weights, 0.1234).ravel(), strict=True)
+    assert len(set(pairs)) > 150  # most of the 256 level pairs are reached
+    _outputs_equal(model, lowered, x)
+
+
+def test_a_residual_sum_whose_float32_rounding_breaks_every_integer_order_stays_float():
+    """Scales 0.1 and 0.3 summed, quantized at 0.2: real sums land on rounding ties everywhere and float32 rounds
+    pairs with equal real sums apart, so no integer sum orders them; the quantizer stays (the target refuses it by
+    name) and the lowered graph still computes the golden outputs."""
+    model = _residual_sum_model(0.1, 0.3, 0.2)
+    lowered = model.transform(LowerToThresholds())
+    ops = [n.op_type for n in lowered.graph.node]
+    assert "Quant" in ops and "Add" in ops
+    _outputs_equal(model, lowered, (random_inputs(model, [16], 500, 0) * 2).astype(np.float32))
