@@ -459,6 +459,7 @@ class _Lowering:
         add, chain = walk
         terms = [self._scaled_levels(name) for name in add.input]
         if any(term is None for term in terms):
+            self._lower_layer_plus_levels(quant, add, chain, spec)
             return
         first_level, level_count, out_step, out_scale = spec
         if all(is_power_of_two(np.asarray([scale, out_scale])) for _, scale in terms):
@@ -507,6 +508,92 @@ class _Lowering:
         )
         self.integers[levels] = IntegerTensor(np.asarray(first_level), np.asarray(first_level + level_count * out_step))
         self._remove_nodes([*self._unshared(chain), quant.name])  # the float Add and rescales go with the dead nodes
+        self.changed = True
+
+    def _lower_layer_plus_levels(self, quant, add, chain: list, spec: tuple) -> None:
+        """``Quant(chain(Add(layer output, Mul(b, sB))))``: a layer's float output (scale, bias, BatchNorm: a
+        non-decreasing chain on its integer accumulator ``acc``) plus quantized levels ``b`` (brevitas ResNets add the
+        conv branch to the quantized skip before requantizing). For each level ``b`` the quantizer's output is a
+        step function of ``acc`` (every float32 op on the way rounds monotonically), its steps found by bisection
+        with the golden executor. Integer weights ``mA`` per channel (into the layer's weights) and ``mB`` (into a
+        copy of ``b``'s MultiThreshold) under which one threshold on ``acc * mA + b * mB`` puts every one of those
+        steps where it is exist when the float32 arithmetic orders the pairs as their real sums; else (or when
+        the sum would pass 2^24) the graph is left as it is and the target refuses the Add by name."""
+        model = self.model
+        found = [self._chain_to_source(name) for name in add.input]
+        levels_side = [index for index, term in enumerate(found) if term and self._scaled_levels(add.input[index])]
+        if len(levels_side) != 1 or any(term is None for term in found):
+            return
+        (acc, layer_chain), (levels, _) = found[1 - levels_side[0]], found[levels_side[0]]
+        layer = model.find_producer(acc)
+        if acc not in self.integers or layer is None or layer.op_type not in ("MatMul", "Conv"):
+            return
+        if (
+            len(model.find_consumers(acc) or []) != 1
+            or not layer_chain
+            or self._unshared(layer_chain) != [node.name for node in layer_chain]
+        ):
+            return  # the accumulator or its float value is read elsewhere too: its weights may not be rescaled
+        channels, rank = self._channels(add.output[0]), self._rank(add.output[0])
+        if self._channels(acc) != channels or channels == 1 and rank > 2:
+            return
+        for part in (layer_chain, chain):
+            direction = _chain_direction(model, part, channels)
+            if direction is None or np.any(direction < 0):
+                return
+        first_level, level_count, out_step, out_scale = spec
+        info = self.integers[acc]
+        low = np.broadcast_to(info.low, (channels,)).astype(np.int64)
+        high = np.broadcast_to(info.high, (channels,)).astype(np.int64)
+        b_values = self._level_values(levels)
+        exact = self._exact(acc, layer_chain)
+        start = layer_chain[exact[2] - 1].output[0] if exact else acc
+        rest = layer_chain[exact[2] :] if exact else layer_chain
+        levels_chain = found[levels_side[0]][1]
+        nodes = [*rest, *levels_chain, add, *chain, quant]
+        evaluate = _PairEvaluator(model, nodes, rest, (start, levels), quant.output[0], (channels, rank), exact)
+        targets = first_level + out_step * np.arange(1, level_count + 1)
+        # steps[b, j, c]: the smallest acc whose output reaches level j at skip level b (high + 1: never)
+        lo = np.broadcast_to(low - 1, (b_values.size, level_count, channels)).copy()
+        hi = np.broadcast_to(high + 1, (b_values.size, level_count, channels)).copy()
+        b_grid = np.broadcast_to(b_values[:, None, None], lo.shape)
+        while np.any(hi - lo > 1):
+            mid = (lo + hi) // 2
+            reached = np.round(evaluate(mid.reshape(-1, channels), b_grid.reshape(-1, channels)) / out_scale)
+            reached = reached.reshape(lo.shape) >= targets[None, :, None]
+            active = hi - lo > 1
+            hi, lo = np.where(active & reached, mid, hi), np.where(active & ~reached, mid, lo)
+        end_values = evaluate(np.stack([low, high]).astype(np.int64))  # the layer side's real values
+        slope = (end_values[1] - end_values[0]) / np.maximum(high - low, 1)
+        b_scale = self._scaled_levels(add.input[levels_side[0]])[1]
+        solved = _layer_plus_levels_weights(hi, low, high, b_values, slope / b_scale)
+        if solved is None:
+            log.info("%s: no integer sum orders the float sum at %s as the graph rounds it", quant.name, add.name)
+            return
+        layer_weights, levels_weight, thresholds = solved
+        summand = self._scaled_copy(levels, levels_weight)
+        if summand is None:
+            return
+        weights = model.get_initializer(layer.input[1]).astype(np.float64)
+        if layer.op_type == "MatMul":
+            shaped = layer_weights.reshape(1, -1)  # [in, out]
+        else:
+            shaped = layer_weights.reshape(-1, *([1] * (weights.ndim - 1)))  # [out, in, k...]
+        model.set_initializer(layer.input[1], (weights * shaped).astype(np.float32))
+        self.integers[acc] = IntegerTensor(low * layer_weights, high * layer_weights)
+        total = model.make_new_valueinfo_name()
+        model.graph.node.append(helper.make_node("Add", [acc, summand], [total], name=f"{add.name}_levels"))
+        model.set_tensor_shape(total, model.get_tensor_shape(add.output[0]))
+        b_info = self.integers[summand]
+        self.integers[total] = IntegerTensor(
+            low * layer_weights + int(np.min(b_info.low)), high * layer_weights + int(np.max(b_info.high))
+        )
+        out = self._insert_multithreshold(
+            total, thresholds.astype(np.float32), first_level, out_step, quant, quant.output[0], out_scale
+        )
+        self.integers[out] = IntegerTensor(np.asarray(first_level), np.asarray(first_level + level_count * out_step))
+        self._remove_nodes([*self._unshared(chain), quant.name, *[node.name for node in layer_chain]])
+        self.exact_affine.pop(acc, None)
         self.changed = True
 
     def _chain_to_sum(self, tensor: str) -> tuple | None:
@@ -791,6 +878,33 @@ def _sum_weights(a: np.ndarray, b: np.ndarray, table: np.ndarray, ratio: float) 
     return None
 
 
+def _layer_plus_levels_weights(
+    steps: np.ndarray, low: np.ndarray, high: np.ndarray, b_values: np.ndarray, ratio: np.ndarray
+) -> tuple[np.ndarray, int, np.ndarray] | None:
+    """Per-channel integer weights ``mA`` (> 0), one ``mB`` and thresholds ``t[c, j]`` with, for every level ``b``,
+    ``steps[b, j, c]`` = the smallest ``acc`` in ``[low, high]`` with ``acc * mA + b * mB >= t`` (``high + 1``: none);
+    ``mA / mB`` approximates ``ratio`` (the layer's real step over the levels' one) with growing precision. None
+    when no such weights keep the sum below 2^24."""
+    b = b_values[:, None, None]
+    span_b = int(np.abs(b_values).max(initial=1))
+    for bits in range(0, 25):
+        m_b = 1 << bits
+        m_a = np.maximum(np.round(ratio * m_b), 1).astype(np.int64)  # [channels]
+        if int((np.maximum(np.abs(low), np.abs(high)) * m_a).max()) + span_b * m_b >= FLOAT32_EXACT_INT:
+            return None
+        reached_somewhere = steps <= high[None, None, :]
+        above_low = steps > low[None, None, :]
+        lower = np.where(above_low, (steps - 1) * m_a + b * m_b + 1, np.iinfo(np.int64).min)
+        upper = np.where(reached_somewhere, steps * m_a + b * m_b, np.iinfo(np.int64).max)
+        least, most = lower.max(axis=0), upper.min(axis=0)  # [levels, channels]
+        if np.all(least <= most):
+            never = high * m_a + span_b * m_b + 1
+            fallback = np.where(most < np.iinfo(np.int64).max, most, never)
+            thresholds = np.where(least > np.iinfo(np.int64).min, least, fallback)
+            return m_a, m_b, thresholds.T
+    return None
+
+
 def _level_datatype(first: int, last: int, step: int) -> DataType:
     if first == -1 and last == 1 and step == 2:
         return DataType["BIPOLAR"]
@@ -877,6 +991,53 @@ class _ChainEvaluator:
         x = np.broadcast_to(x, (batch, self.channels, *([1] * (self.rank - 2)))).copy()
         out = execute_onnx(self._submodel(batch), {self.source: x})[self.output]
         return np.asarray(out).reshape(batch, self.channels)
+
+
+class _PairEvaluator:
+    """Runs ``nodes`` (from a layer's float output and a tensor of levels to ``output``) with the golden executor
+    on [K, C] accumulators and levels. The layer's output is one float32 rounding of ``acc * scale + bias`` where
+    ``exact`` gives them (as the layer computes it), else the accumulator itself; ``layer_nodes`` (the first of
+    ``nodes``) carry it on to the value the sum takes."""
+
+    def __init__(self, model, nodes: list, layer_nodes: list, sources: tuple[str, str], output: str, shape, exact):
+        self.model, self.nodes, self.layer_nodes, self.sources, self.output = model, nodes, layer_nodes, sources, output
+        self.channels, self.rank, self.exact = shape[0], shape[1], exact
+        self._cache: dict[tuple[int, bool], ModelWrapper] = {}
+
+    def _submodel(self, batch: int, layer_only: bool) -> ModelWrapper:
+        from qonnx.transformation.infer_shapes import InferShapes
+
+        if (batch, layer_only) not in self._cache:
+            shape = [batch, self.channels] + [1] * (self.rank - 2)
+            if layer_only:
+                sub = extract_chain(
+                    self.model, self.layer_nodes, self.sources[0], self.layer_nodes[-1].output[0], shape, shape
+                )
+            else:
+                sub = extract_chain(self.model, self.nodes, self.sources, self.output, shape, shape)
+            self._cache[batch, layer_only] = sub.transform(InferShapes())
+        return self._cache[batch, layer_only]
+
+    def __call__(self, acc: np.ndarray, levels: np.ndarray | None = None) -> np.ndarray:
+        """Golden output [K, C] at accumulators and levels [K, C]; without levels, the layer side's real value."""
+        from qonnx.core.onnx_exec import execute_onnx
+
+        batch, tail = acc.shape[0], [1] * (self.rank - 2)
+        values = acc.astype(np.float64)
+        if self.exact is not None:
+            scale, bias, _ = self.exact
+            values = values * scale[None, :] + (0.0 if bias is None else bias[None, :])
+        values = values.astype(np.float32)
+        if levels is None and not self.layer_nodes:
+            return values.astype(np.float64)
+        feed = {self.sources[0]: values.reshape(batch, self.channels, *tail)}
+        if levels is None:
+            output = self.layer_nodes[-1].output[0]
+        else:
+            output = self.output
+            feed[self.sources[1]] = levels.astype(np.float32).reshape(batch, self.channels, *tail)
+        result = execute_onnx(self._submodel(batch, levels is None), feed)[output]
+        return np.asarray(result, dtype=np.float64).reshape(batch, self.channels)
 
 
 def _integer_thresholds(

@@ -356,3 +356,53 @@ def test_a_residual_sum_whose_float32_rounding_breaks_every_integer_order_stays_
     ops = [n.op_type for n in lowered.graph.node]
     assert "Quant" in ops and "Add" in ops
     _outputs_equal(model, lowered, (random_inputs(model, [16], 500, 0) * 2).astype(np.float32))
+
+
+def test_a_layer_output_plus_quantized_skip_thresholds_an_integer_sum():
+    """brevitas ResNets add the conv branch's float output (scale, bias) to the quantized skip before requantizing:
+    per skip level the quantizer is a step function of the layer's accumulator, found by bisection with the golden
+    executor; the layer's weights (per channel) and a copy of the skip's MultiThreshold take the integer weights
+    of one integer sum, so the quantizer becomes one MultiThreshold and the golden outputs stay equal bit for
+    bit. The layer's weight scale 3/64 keeps its float32 sum exact in any order; the bias is a float."""
+    from onnx import TensorProto, helper
+
+    rng = np.random.default_rng(7)
+    weights = (rng.integers(-8, 8, (16, 16)) * 0.046875).astype(np.float32)  # [out, in]
+    bias = rng.normal(0, 0.3, 16).astype(np.float32)
+    skip, skip_init = _signed_quant("x", "skip", "skip_quant", 0.2, 4.0)
+    layer_in, layer_in_init = _signed_quant("x", "layer_in", "layer_quant", 0.5, 4.0)
+    weight, weight_init = _signed_quant("W", "Wq", "weight_quant", 0.046875, 4.0)
+    total, total_init = _signed_quant("relu", "y", "sum_quant", 0.29, 4.0)
+    graph = helper.make_graph(
+        [
+            skip,
+            layer_in,
+            weight,
+            helper.make_node("Gemm", ["layer_in", "Wq", "B"], ["branch"], transB=1, name="layer"),
+            helper.make_node("Add", ["branch", "skip"], ["sum"], name="residual_add"),
+            helper.make_node("Relu", ["sum"], ["relu"], name="relu"),
+            total,
+        ],
+        "layer_plus_skip",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 16])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 16])],
+        [
+            *skip_init,
+            *layer_in_init,
+            *weight_init,
+            *total_init,
+            helper.make_tensor("zero", TensorProto.FLOAT, [], [0.0]),
+            helper.make_tensor("W", TensorProto.FLOAT, [16, 16], weights.ravel().tolist()),
+            helper.make_tensor("B", TensorProto.FLOAT, [16], bias.tolist()),
+        ],
+    )
+    opsets = [helper.make_opsetid("", 13), helper.make_opsetid(QONNX_DOMAIN, 1)]
+    model = load_model(helper.make_model(graph, opset_imports=opsets))
+    lowered = model.transform(LowerToThresholds())
+    ops = [n.op_type for n in lowered.graph.node]
+    assert "Quant" not in ops and "Gemm" not in ops and ops.count("Add") == 1, ops
+    (add,) = [n for n in lowered.graph.node if n.op_type == "Add"]
+    assert {lowered.find_producer(name).op_type for name in add.input} == {"MatMul", "MultiThreshold"}
+    assert lowered.find_consumer(add.output[0]).op_type == "MultiThreshold"
+    _assert_integer_layers(lowered)
+    _outputs_equal(model, lowered, (random_inputs(model, [16], 2000, 0) * 2).astype(np.float32))
