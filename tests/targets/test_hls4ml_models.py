@@ -402,16 +402,15 @@ def test_residual_add_of_two_runtime_tensors_is_bit_exact(tmp_path):
     assert artifact.bit_exact and "Merge" in _ops(artifact)
 
 
-def test_residual_add_of_float_scaled_branches_is_refused_naming_the_users_add(tmp_path):
-    """Two branches with float (non-power-of-two) scales summed: no fixed-point type holds the sum exactly. The
-    refusal names the Add as the user's file does, not a node the threshold lowering inserted (``Quant_5_scale``)."""
-    import onnx
-
+def test_residual_add_of_a_float_scale_conv_and_its_skip_is_verified(tmp_path):
+    """A conv's float output (float scales) plus the quantized skip, requantized: no fixed-point type holds the sum,
+    so the quantizer after it becomes thresholds on an integer sum of the conv's accumulator and the skip's levels
+    (LowerToThresholds); the linear layer after it ends the graph in float, so the outputs are verified within the
+    bound derived from that tail (they were refused, naming the Add)."""
     path = export_random(residual_block(scale="float"), (1, 8, 8), tmp_path / "residual.onnx")
-    (add,) = [node.name for node in onnx.load(str(path)).graph.node if node.op_type == "Add"]
-    with pytest.raises(UnsupportedModelError, match=rf"^\[check_float_scales_are_folded\] node {add}: Add of two runtime"):
-        qdeploy.compile(path, target="hls4ml", out=tmp_path / "fw")
-    assert_no_output(tmp_path / "fw")
+    artifact = qdeploy.compile(path, target="hls4ml", out=tmp_path / "fw", verify_samples=200)
+    assert artifact.report["verified"] and artifact.report["bound"]["float_tail_ops"] == ["Flatten", "Gemm"]
+    assert "Merge" in _ops(artifact)
 
 
 def test_conv1d_network_lowers_with_channels_last_thresholds(tmp_path):
