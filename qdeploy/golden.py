@@ -36,9 +36,22 @@ def _with_batch(model: ModelWrapper, batch: int) -> ModelWrapper:
 
     old_batch = (model.get_tensor_shape(input_name(model)) or [None])[0]
     resized = ModelWrapper(onnx.ModelProto.FromString(model.model.SerializeToString()))
+    # a symbolic batch (a ``dim_param``, or the 0 qonnx writes for one) is unambiguous in every intermediate shape:
+    # those shapes take the batch and keep their other axes, so ops whose shapes qonnx cannot infer from scratch (its
+    # channels-last Conv reads its input's shape) still find them; a shape with a fixed first axis goes (a 1 may be
+    # the batch or an axis: inferred again)
+    first = resized.graph.input[0].type.tensor_type.shape.dim[0]
+    symbolic = bool(first.dim_param) or first.dim_value <= 0
     resized.graph.input[0].type.tensor_type.shape.dim[0].dim_value = batch
     resized.graph.output[0].type.tensor_type.shape.dim[0].dim_value = batch
+    kept = []
+    for info in resized.graph.value_info:
+        dims = info.type.tensor_type.shape.dim
+        if symbolic and len(dims) and (dims[0].dim_param or dims[0].dim_value <= 0):
+            dims[0].dim_value = batch
+            kept.append(info)
     del resized.graph.value_info[:]
+    resized.graph.value_info.extend(kept)
     with_batch_reshapes(resized, batch)
     _resize_sizes_follow_batch(resized, old_batch, batch)
     return resized.transform(InferShapes())

@@ -255,3 +255,56 @@ def test_a_reshape_in_the_float_tail_keeps_its_shape_name_for_the_bound(tmp_path
         _graph(nodes, [*q_init, *constants], [1, 16], "tail"), target="onnxruntime", out=tmp_path / "o", verify_samples=40
     )
     assert artifact.report["verified"], artifact.report
+
+
+@pytest.mark.parametrize("symbolic", ["N", 0])
+def test_a_symbolic_batch_graph_with_a_channels_last_conv_runs_batched_and_one_at_a_time(symbolic):
+    """A graph with a symbolic batch (``dim_param``, or the 0 qonnx writes for one) whose channels-last Conv (qonnx's
+    ``channels_last`` domain: a target's layout) reads a computed tensor: qonnx's shape inference of that op needs its
+    input's shape, so the golden executor's resize keeps the intermediate shapes, giving them the batch. Dropping
+    them failed with ``TypeError: object of type 'NoneType' has no len()`` inside hls4ml's testbench (a dynamic-batch
+    depthwise-separable CNN)."""
+    from qdeploy.golden import run_golden
+    from qdeploy.ir import load_model
+
+    q_in, q_init = _quant("x", "q", "quant_in")
+    weights = np.random.default_rng(1).integers(-3, 4, (3, 3, 3, 2)).astype(np.float32)  # OHWI
+    nodes = [
+        q_in,
+        helper.make_node(
+            "Conv",
+            ["q", "w"],
+            ["y"],
+            name="conv_nhwc",
+            domain="qonnx.custom_op.channels_last",
+            kernel_shape=[3, 3],
+            pads=[1, 1, 1, 1],
+            strides=[1, 1],
+            dilations=[1, 1],
+            group=1,
+        ),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "nhwc",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 4, 2])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 4, 3])],
+        [*q_init, onnx.numpy_helper.from_array(weights, "w")],
+        value_info=[helper.make_tensor_value_info("q", TensorProto.FLOAT, [1, 4, 4, 2])],
+    )
+    opsets = [helper.make_opsetid(d, 1) for d in (DOMAIN, "qonnx.custom_op.channels_last")]
+    fixed = load_model(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13), *opsets]), clean=False)
+    dynamic = load_model(fixed.model, clean=False)
+    for info in [*dynamic.graph.input, *dynamic.graph.value_info, *dynamic.graph.output]:
+        if info.name not in ("x", "q", "y"):
+            continue  # constants
+        dim = info.type.tensor_type.shape.dim[0]
+        if symbolic == 0:
+            dim.dim_value = 0
+        else:
+            dim.dim_param = symbolic
+    x = np.random.default_rng(0).standard_normal((5, 4, 4, 2)).astype(np.float32)
+    one_at_a_time = np.concatenate([run_golden(fixed, x[i : i + 1], chunk=1) for i in range(len(x))])
+    assert one_at_a_time.shape == (5, 4, 4, 3) and np.abs(one_at_a_time).max() > 0
+    np.testing.assert_array_equal(run_golden(dynamic, x), one_at_a_time)
+    np.testing.assert_array_equal(run_golden(dynamic, x, chunk=1), one_at_a_time)
