@@ -12,7 +12,7 @@ import onnx
 from qonnx.core.modelwrapper import ModelWrapper
 
 from qdeploy.errors import ModelLoadError
-from qdeploy.ops import AFFINE_OPS, QONNX_QUANTIZER_OPS
+from qdeploy.ops import AFFINE_OPS, HOST_ONLY_OPS, QONNX_QUANTIZER_OPS
 
 log = logging.getLogger(__name__)
 
@@ -353,14 +353,15 @@ def keep_nodes(model: ModelWrapper, names: set[str], output: str) -> ModelWrappe
 
 def split_float_epilogue(model: ModelWrapper) -> tuple[ModelWrapper, ModelWrapper | None]:
     """Cut the float ops with constant operands after the last integer tensor of a thresholded graph (a
-    quantizer's scale, BatchNorm on the logits) into an epilogue for the host (run by the golden executor); the
-    hardware then outputs that integer tensor. Graphs without MultiThreshold, or ending in a quantizer or a layer,
-    keep everything (the epilogue is None)."""
+    quantizer's scale, BatchNorm on the logits), and a classifier's closing Softmax/LogSoftmax in any graph, into an
+    epilogue for the host (run by the golden executor); the hardware then outputs the tensor before them. Graphs
+    ending in a quantizer or a layer, and fixed-point graphs ending in ops the hardware computes exactly, keep
+    everything (the epilogue is None)."""
     output = model.graph.output[0].name
     tail, tensor = [], output
     while True:
         producer = model.find_producer(tensor)
-        if producer is None or producer.op_type not in AFFINE_OPS:
+        if producer is None or producer.op_type not in (*AFFINE_OPS, *HOST_ONLY_OPS):
             break
         if any(model.get_initializer(name) is None for name in producer.input[1:] if name):
             break
@@ -368,7 +369,8 @@ def split_float_epilogue(model: ModelWrapper) -> tuple[ModelWrapper, ModelWrappe
             break
         tail.insert(0, producer)
         tensor = producer.input[0]
-    if not tail or not any(node.op_type == "MultiThreshold" for node in model.graph.node):
+    thresholded = any(node.op_type == "MultiThreshold" for node in model.graph.node)
+    if not tail or not (thresholded or any(node.op_type in HOST_ONLY_OPS for node in tail)):
         return model, None
     epilogue = extract_chain(model, tail, tensor, output, model.get_tensor_shape(tensor), model.get_tensor_shape(output))
     names = {node.name for node in model.graph.node} - {node.name for node in tail}

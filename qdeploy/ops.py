@@ -18,5 +18,8 @@ RESHAPE_OPS = ("Reshape", "Flatten", "Identity")
 PASS_THROUGH_OPS = (*LAYOUT_OPS, "Dropout")
 #: element-wise float arithmetic with a constant operand (scales, biases, BatchNorm)
 AFFINE_OPS = ("Mul", "Div", "Add", "Sub", "BatchNormalization")
+#: float functions of a whole row with no fixed-point form, which classifier heads end in: after the last quantizer
+#: the fixed-point targets leave them to the host epilogue (the golden executor on the firmware's exact output)
+HOST_ONLY_OPS = ("Softmax", "LogSoftmax")
 #: ops that keep a tensor's value set (they select or order values, never make new ones)
 VALUE_SET_PRESERVING_OPS = (*LAYOUT_OPS, "MaxPool", "Relu")
