@@ -36,7 +36,7 @@ from qonnx.transformation.base import Transformation
 from qonnx.transformation.general import SortGraph
 
 from qdeploy.errors import UnsupportedModelError
-from qdeploy.ir import extract_chain, is_power_of_two, node_attr
+from qdeploy.ir import extract_chain, node_attr
 from qdeploy.ops import AFFINE_OPS, LAYER_OPS, RESHAPE_OPS, SCALED_QUANT_OPS
 from qdeploy.precision import THRESHOLDS_SUFFIX, grid_of_constant, quant_int_range
 
@@ -442,15 +442,16 @@ class _Lowering:
     # -- a quantizer on the float sum of two quantized branches (residual Add, QuantEltwiseAdd) ---------------------
 
     def _lower_sum_quantizer(self, quant) -> None:
-        """``Quant(chain(Add(Mul(a, sA), Mul(b, sB))))`` with integer levels ``a``, ``b`` from MultiThresholds and
-        scales that are not all powers of two becomes ``MultiThreshold(a * mA + b * mB)``: no fixed-point type holds
-        the float sum, but the quantizer's output is a function of the pair ``(a, b)`` only, finitely many values.
-        The golden executor tabulates it over every pair; the smallest integer weights ``mA``, ``mB`` (the ratio
-        sA / sB in growing precision) under which that table is a monotone step function of ``a * mA + b * mB``
-        give the thresholds, so the integer form reproduces the graph's own float32 rounding on every pair, not
-        the real-number sum's. ``mA`` goes into a copy of ``a``'s MultiThreshold (``out_scale``), as does ``mB``:
-        the sum is then a plain integer Add. Left as it is (the target refuses it by name) when no such weights
-        exist: the graph's float32 rounding orders some pairs against their real sums."""
+        """``Quant(chain(Add(Mul(a, sA), Mul(b, sB))))`` with integer levels ``a``, ``b`` from MultiThresholds becomes
+        ``MultiThreshold(a * mA + b * mB)`` (power-of-two scales too: in a thresholded graph the quantizer after the
+        sum must become levels for the layers after it). No fixed-point type holds a float sum, but the quantizer's
+        output is a function of the pair ``(a, b)`` only, finitely many values. The golden executor tabulates it
+        over every pair; the smallest integer weights ``mA``, ``mB`` (the ratio sA / sB in growing precision) under
+        which that table is a monotone step function of ``a * mA + b * mB`` give the thresholds, so the integer form
+        reproduces the graph's own float32 rounding on every pair, not the real-number sum's. ``mA`` goes into a
+        copy of ``a``'s MultiThreshold (``out_scale``), as does ``mB``: the sum is then a plain integer Add. Left as
+        it is (the target refuses it by name) when no such weights exist: the graph's float32 rounding orders some
+        pairs against their real sums."""
         model = self.model
         spec = _quantizer_levels(model, quant)
         walk = self._chain_to_sum(quant.input[0])
@@ -462,8 +463,6 @@ class _Lowering:
             self._lower_layer_plus_levels(quant, add, chain, spec)
             return
         first_level, level_count, out_step, out_scale = spec
-        if all(is_power_of_two(np.asarray([scale, out_scale])) for _, scale in terms):
-            return  # a fixed-point sum: the target's own Add and quantizer compute it exactly
         grids = [self._level_values(levels) for levels, _ in terms]
         if grids[0].size * grids[1].size > MAX_TABLE:
             return

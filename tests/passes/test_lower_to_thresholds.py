@@ -406,3 +406,13 @@ def test_a_layer_output_plus_quantized_skip_thresholds_an_integer_sum():
     assert lowered.find_consumer(add.output[0]).op_type == "MultiThreshold"
     _assert_integer_layers(lowered)
     _outputs_equal(model, lowered, (random_inputs(model, [16], 2000, 0) * 2).astype(np.float32))
+
+
+def test_a_power_of_two_residual_sum_in_a_thresholded_graph_lowers_too():
+    """Branch scales 1/2 and 1/4, a float scale after the sum: the graph is thresholded, so the quantizer after the
+    sum becomes levels as well (left as a Quant, the layers after it would stay float)."""
+    model = _residual_sum_model(0.5, 0.25, 0.29)
+    lowered = model.transform(LowerToThresholds())
+    ops = [n.op_type for n in lowered.graph.node]
+    assert "Quant" not in ops and ops.count("MultiThreshold") == 4, ops
+    _outputs_equal(model, lowered, (random_inputs(model, [16], 1000, 0) * 3).astype(np.float32))
