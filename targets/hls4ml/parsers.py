@@ -19,10 +19,38 @@ import numpy as np
 _installed: set[str] = set()
 
 
+def _ceil_mode_as_end_padding(node, layer: dict, input_shapes) -> None:
+    """A ``ceil_mode`` pooling as floor-mode pooling with the end padding that gives ONNX's output size (hls4ml reads
+    no ceil_mode). Exact for MaxPool where hls4ml pads with the type's most negative value (io_parallel, signed
+    types: ``explicit_max_pool_padding`` makes every other padding explicit, and the target refuses the rest)."""
+    if not int(_attribute(node, "ceil_mode") or 0):
+        return
+    kernel = [int(k) for k in _attribute(node, "kernel_shape")]
+    strides = [int(s) for s in _attribute(node, "strides") or [1] * len(kernel)]
+    pads = [int(p) for p in _attribute(node, "pads") or [0] * (2 * len(kernel))]
+    spatial = len(kernel)
+    sizes = [int(d) for d in input_shapes[0][1 : 1 + spatial]]  # channels-last: N, spatial..., C
+    outs, ends = [], []
+    for axis in range(spatial):
+        begin, end = pads[axis], pads[axis + spatial]
+        count = -(-(sizes[axis] + begin + end - kernel[axis]) // strides[axis]) + 1
+        if (count - 1) * strides[axis] >= sizes[axis] + begin:  # ONNX Runtime: no window starts in the end padding
+            count -= 1
+        outs.append(count)
+        ends.append(max(end, (count - 1) * strides[axis] + kernel[axis] - sizes[axis] - begin))
+    if spatial == 2:
+        layer.update(pad_bottom=ends[0], pad_right=ends[1], out_height=outs[0], out_width=outs[1])
+        layer["pads"] = [pads[0], pads[1], ends[0], ends[1]]
+    elif spatial == 1:
+        layer.update(pad_right=ends[0], n_out=outs[0])
+        layer["pads"] = [pads[0], ends[0]]
+
+
 def _pooling_1d_fixed(original):
     def parse(node, input_names, input_shapes, graph):
         layer = original(node, input_names, input_shapes, graph)
         if len(input_shapes[0]) != 3:
+            _ceil_mode_as_end_padding(node, layer, input_shapes)
             return layer
         pads = list(layer.get("pads") or [0, 0])
         dilation = int((layer.get("dilations") or [1])[0])
@@ -35,6 +63,7 @@ def _pooling_1d_fixed(original):
             pad_right=int(pads[1]) if len(pads) > 1 else int(pads[0]),
             n_out=int(np.floor((width + sum(pads[:2]) - ((kernel - 1) * dilation + 1)) / stride + 1)),
         )
+        _ceil_mode_as_end_padding(node, layer, input_shapes)
         return layer
 
     return parse

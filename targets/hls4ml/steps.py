@@ -228,6 +228,25 @@ def remove_pass_through(model: ModelWrapper, options: Hls4mlOptions) -> ModelWra
     return model.transform(RemovePassThrough())
 
 
+def trunc_as_quant(model: ModelWrapper, options: Hls4mlOptions) -> ModelWrapper:
+    """qonnx Trunc nodes (brevitas TruncAvgPool2d, FINN's average pooling) as the Quant nodes they compute with
+    power-of-two scales (``TruncAsQuant``); refuse, naming it, a Trunc that has none."""
+    if not any(node.op_type == "Trunc" for node in model.graph.node):
+        return model
+    from qdeploy.passes.graph.trunc_as_quant import QONNX_DOMAIN, TruncAsQuant, plan
+    from qdeploy.pipeline import until_fixed_point
+
+    model = until_fixed_point(TruncAsQuant().apply, model)
+    for node in model.graph.node:
+        if node.op_type == "Trunc" and node.domain == QONNX_DOMAIN:
+            raise UnsupportedModelError(
+                f"node {node.name}: Trunc has no fixed-point form on this target: {plan(model, node)}. Use power-of-two "
+                "scales (brevitas *FixedPoint quantizers), pool with a quantizer after a plain AveragePool instead of "
+                "TruncAvgPool2d, or compile the model for onnxruntime"
+            )
+    return cleanup(model)
+
+
 def complete_conv_attributes(model: ModelWrapper, options: Hls4mlOptions) -> ModelWrapper:
     """Explicit Conv pads/strides/dilations/kernel/group where the file leaves ONNX's defaults (qonnx's channels-last
     conversion needs pads; hls4ml rejects auto_pad)."""
@@ -266,13 +285,34 @@ def fill_gemm_bias(model: ModelWrapper, options: Hls4mlOptions) -> ModelWrapper:
     return model.transform(FillGemmBias())
 
 
+#: most convolution output elements (all Conv layers) for which ``auto`` takes io_parallel when a pooling needs it
+MAX_PARALLEL_CONV_OUTPUTS = 8192
+
+
 def resolve_io_type(model: ModelWrapper, options: Hls4mlOptions) -> IOType:
     """The I/O type asked for; ``auto``: io_stream when the graph convolves. hls4ml recommends streams for CNNs, and
     io_parallel writes a convolution as unrolled per-pixel code: FINN's CNV did not finish compiling its C simulation
-    in 30 minutes (g++ at 6 GB), while io_stream builds it in about a minute."""
+    in 30 minutes (g++ at 6 GB), while io_stream builds it in about a minute. hls4ml's streaming pooling takes only
+    windows that tile the image (kernel = stride, every backend asserts it): a small convolutional graph with other
+    pooling windows gets io_parallel, whose pooling takes any stride (decided from attributes preparation keeps)."""
     if options.io_type is not IOType.AUTO:
         return options.io_type
-    return IOType.STREAM if any(node.op_type == "Conv" for node in model.graph.node) else IOType.PARALLEL
+    convs = [node for node in model.graph.node if node.op_type == "Conv"]
+    if not convs:
+        return IOType.PARALLEL
+    outputs = sum(int(np.prod(model.get_tensor_shape(node.output[0]) or [MAX_PARALLEL_CONV_OUTPUTS + 1])) for node in convs)
+    if any(_pool_windows_overlap(node) for node in model.graph.node) and outputs <= MAX_PARALLEL_CONV_OUTPUTS:
+        return IOType.PARALLEL
+    return IOType.STREAM
+
+
+def _pool_windows_overlap(node) -> bool:
+    """A MaxPool/AveragePool whose windows do not tile its input (kernel != stride): hls4ml cannot stream it."""
+    if node.op_type not in ("MaxPool", "AveragePool"):
+        return False
+    kernel = [int(k) for k in node_attr(node, "kernel_shape", [])]
+    strides = [int(s) for s in node_attr(node, "strides", None) or [1] * len(kernel)]
+    return kernel != strides
 
 
 def input_is_channels_last(model: ModelWrapper, options: Hls4mlOptions) -> bool:
@@ -391,6 +431,19 @@ def scale_after_output_layout(model: ModelWrapper, options: Hls4mlOptions) -> Mo
     return until_fixed_point(MoveScaleAfterOutputLayout().apply, model)
 
 
+def explicit_max_pool_padding(model: ModelWrapper, options: Hls4mlOptions) -> ModelWrapper:
+    """A channels-last MaxPool of a non-negative input (after a ReLU or an unsigned quantizer): its padding and
+    ceil_mode windows as hls4ml's zero padding before a whole-window pooling (``ExplicitMaxPoolPadding``). A signed
+    input keeps its pooling: hls4ml's io_parallel pads it with the type's most negative value (``parsers.py`` reads
+    ceil_mode as end padding); io_stream refuses it (``check_layouts_hls4ml_parses``)."""
+    if not any(node.op_type == "MaxPool" for node in model.graph.node):
+        return model
+    from qdeploy.passes.graph.explicit_max_pool_padding import ExplicitMaxPoolPadding
+    from qdeploy.pipeline import until_fixed_point
+
+    return until_fixed_point(ExplicitMaxPoolPadding().apply, model)
+
+
 def give_constant_thresholds_one_step(model: ModelWrapper, options: Hls4mlOptions) -> ModelWrapper:
     """A MultiThreshold without thresholds (a quantizer with one level, e.g. 1-bit signed narrow: always 0) gets one
     threshold no finite input reaches: the same constant output, and hls4ml gets no zero-size array (it cannot
@@ -503,12 +556,45 @@ def _ceil_mode_adds_windows(model: ModelWrapper, node) -> bool:
     return [int(d) for d in out[1 : 1 + spatial]] != whole
 
 
+def _max_pool_padding_problem(model: ModelWrapper, node, options: Hls4mlOptions) -> str | None:
+    """Why hls4ml cannot pool this channels-last MaxPool as the graph does, once ``explicit_max_pool_padding`` made
+    every padding it could explicit, or None: io_stream pools unpadded whole windows only, io_parallel pads with the
+    type's top-bit value (the most negative of a signed type only)."""
+    from qdeploy.passes.graph.explicit_max_pool_padding import ceil_end_padding, lowest_value
+
+    spatial = len(node_attr(node, "kernel_shape", []))
+    padded = any(int(p) for p in node_attr(node, "pads", None) or [])
+    ceil = _ceil_mode_adds_windows(model, node)
+    if not padded and not ceil:
+        return None
+    lowest = lowest_value(model, node.input[0])
+    stream = resolve_io_type(model, options) is IOType.STREAM
+    what = "ceil_mode adds partial windows at the edges" if ceil else "it is padded"
+    if any(int(d) != 1 for d in node_attr(node, "dilations", None) or [1] * spatial):
+        return f"{what}, and it is dilated (hls4ml pools without dilation)"
+    if ceil and ceil_end_padding(model, node) is None:
+        return f"{what}, and the last window holds no input element (hls4ml pools whole windows only)"
+    if not stream and lowest is not None and lowest < 0:
+        return None  # hls4ml's io_parallel padding: the signed type's most negative value (parsers.py: ceil_mode)
+    if lowest is None:
+        return (
+            f"{what}, and the range of its input is not known (no quantizer or ReLU before it), so no padding value "
+            "keeps the maximum; hls4ml pools whole windows only. Quantize its input"
+        )
+    return (
+        f"{what}, and its input may be negative (down to {lowest:g}): hls4ml pools whole windows only and pads with "
+        "zeros in io_stream, which would raise a negative maximum to 0. Put a ReLU or an unsigned quantizer before it, "
+        "drop ceil_mode and the padding, or use --io-type io_parallel (hls4ml pads signed types exactly there)"
+    )
+
+
 def check_layouts_hls4ml_parses(model: ModelWrapper, options: Hls4mlOptions) -> ModelWrapper:
     """Refuse, naming the node, the image ops hls4ml cannot compute as the graph does: pooling qonnx left
     channels-first (its channels-last conversion covers Conv, MaxPool and BatchNormalization; ``image_ops_channels_last``
     moves Concat, Resize, global/average pooling and DepthToSpace), image ops on a channels-first tensor, Resize other
     than nearest with integer scales, AveragePool with padding, Concat of more than two tensors."""
     last = _channels_last_tensors(model, options)
+    stream = resolve_io_type(model, options) is IOType.STREAM
     for node in model.graph.node:
         shape = model.get_tensor_shape(node.input[0]) if node.input else None
         rank = len(shape) if shape is not None else 0
@@ -524,7 +610,14 @@ def check_layouts_hls4ml_parses(model: ModelWrapper, options: Hls4mlOptions) -> 
             reason = f"hls4ml concatenates two tensors of at most 3 dimensions, not {len(node.input)} of {rank - 1}"
         elif node.op_type == "AveragePool" and any(int(p) for p in node_attr(node, "pads", [])):
             reason = "padded average pooling divides edge windows differently in hls4ml; pad explicitly (a Pad node)"
-        elif node.op_type in ("MaxPool", "AveragePool") and _ceil_mode_adds_windows(model, node):
+        elif node.op_type in ("MaxPool", "AveragePool") and stream and _pool_windows_overlap(node):
+            reason = (
+                "its windows do not tile the image (kernel != stride), and hls4ml's streaming pooling takes only "
+                "windows that do; compile with --io-type io_parallel"
+            )
+        elif node.op_type == "MaxPool" and (_max_pool_padding_problem(model, node, options) is not None):
+            reason = _max_pool_padding_problem(model, node, options)
+        elif node.op_type == "AveragePool" and _ceil_mode_adds_windows(model, node):
             reason = "ceil_mode adds partial windows at the edges; hls4ml pools whole windows only"
         else:
             continue
@@ -541,6 +634,7 @@ STEPS = [
     check_input_is_quantized,
     check_weights_are_quantized,
     remove_pass_through,
+    trunc_as_quant,
     complete_conv_attributes,
     complete_pool_attributes,
     ungroup_conv,
@@ -553,6 +647,7 @@ STEPS = [
     thresholds_channels_last,
     image_ops_channels_last,
     scale_after_output_layout,
+    explicit_max_pool_padding,
     give_constant_thresholds_one_step,
     gemm_to_matmul,
     check_layouts_hls4ml_parses,

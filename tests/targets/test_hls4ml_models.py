@@ -565,11 +565,15 @@ def test_strict_fit_refuses_a_design_larger_than_the_board(tmp_path):
     assert_no_output(tmp_path / "fw")
 
 
-def _pooling_graph(path: Path, op: str, ceil_mode: int) -> Path:
-    """Quant -> Conv -> ReLU -> Quant -> ``op`` 2x2/2 (no pads attribute, ONNX's default) on a 5x5 image -> Quant."""
+def _pooling_graph(
+    path: Path, op: str, ceil_mode: int, signed: bool = False, kernel: int = 2, pads: tuple[int, ...] = (0, 0, 0, 0)
+) -> Path:
+    """Quant -> Conv -> ReLU -> unsigned Quant (or, ``signed``: Conv -> signed Quant) -> ``op`` ``kernel``x``kernel``
+    stride 2 with ``pads`` (no pads attribute when all are 0, ONNX's default) on a 5x5 image -> Quant."""
     import numpy as np
-    import onnx
     from onnx import TensorProto, helper, numpy_helper
+    from qonnx.core.modelwrapper import ModelWrapper
+    from qonnx.transformation.infer_shapes import InferShapes
 
     def constant(name, values):
         return numpy_helper.from_array(np.asarray(values, dtype=np.float32), name)
@@ -581,15 +585,17 @@ def _pooling_graph(path: Path, op: str, ceil_mode: int) -> Path:
         )  # fmt: skip
 
     weights = np.random.default_rng(0).integers(-3, 4, (4, 2, 3, 3)) * 0.25
+    padding = {"pads": list(pads)} if any(pads) else {}
     nodes = [
         quant("x", "xq", "input_scale", 1),
         helper.make_node("Conv", ["xq", "w"], ["c"], pads=[1, 1, 1, 1], kernel_shape=[3, 3], name="Conv_0"),
-        helper.make_node("Relu", ["c"], ["r"], name="Relu_0"),
-        quant("r", "a", "act_scale", 0),
-        helper.make_node(op, ["a"], ["p"], kernel_shape=[2, 2], strides=[2, 2], ceil_mode=ceil_mode, name="Pool_0"),
-        quant("p", "y", "act_scale", 0),
+        *([] if signed else [helper.make_node("Relu", ["c"], ["r"], name="Relu_0")]),
+        quant("c" if signed else "r", "a", "act_scale", int(signed)),
+        helper.make_node(
+            op, ["a"], ["p"], kernel_shape=[kernel, kernel], strides=[2, 2], ceil_mode=ceil_mode, name="Pool_0", **padding
+        ),
+        quant("p", "y", "act_scale", int(signed)),
     ]
-    side = 3 if ceil_mode else 2
     initializers = [
         constant("input_scale", 2.0**-3), constant("act_scale", 2.0**-2), constant("zero", 0.0),
         constant("bits", 4.0), constant("w", weights),
@@ -598,19 +604,20 @@ def _pooling_graph(path: Path, op: str, ceil_mode: int) -> Path:
         nodes,
         "pooling",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 5, 5])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, side, side])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
         initializers,
     )
     opsets = [helper.make_opsetid("", 13), helper.make_opsetid("qonnx.custom_op.general", 1)]
-    onnx.save(helper.make_model(graph, opset_imports=opsets), str(path))
+    ModelWrapper(helper.make_model(graph, opset_imports=opsets)).transform(InferShapes()).save(str(path))
     return path
 
 
 @pytest.mark.parametrize("op", ["MaxPool", "AveragePool"])
-def test_pooling_without_pads_prepares_and_ceil_mode_is_refused_by_name(op, tmp_path):
+def test_pooling_without_pads_prepares_and_ceil_mode_average_is_refused_by_name(op, tmp_path):
     """Preparation only: a pooling that leaves pads to ONNX's default reaches hls4ml channels-last (qonnx's
-    conversion used to stop at "Required attribute pads unspecified"); with ceil_mode adding a partial window at the
-    edge, which hls4ml does not pool, it is refused naming the node."""
+    conversion used to stop at "Required attribute pads unspecified"); an average with ceil_mode adding a partial
+    window at the edge (divided by its real elements), which hls4ml does not pool, is refused naming the node, and
+    a max pooling of non-negative values gets zero padding instead."""
     from qdeploy.ir import load_model
     from qdeploy.pipeline import RunContext, run_steps
     from qdeploy.targets.hls4ml.steps import STEPS
@@ -620,5 +627,163 @@ def test_pooling_without_pads_prepares_and_ceil_mode_is_refused_by_name(op, tmp_
     prepared = run_steps(load_model(_pooling_graph(tmp_path / "floor.onnx", op, 0)), options, STEPS, RunContext())
     (pool,) = [node for node in prepared.graph.node if node.op_type == op]
     assert pool.domain == "qonnx.custom_op.channels_last"
-    with pytest.raises(UnsupportedModelError, match=rf"node Pool_0: {op} is not supported .* ceil_mode adds partial"):
-        run_steps(load_model(_pooling_graph(tmp_path / "ceil.onnx", op, 1)), options, STEPS, RunContext())
+    ceil = load_model(_pooling_graph(tmp_path / "ceil.onnx", op, 1))
+    if op == "AveragePool":
+        with pytest.raises(UnsupportedModelError, match=r"node Pool_0: AveragePool is not supported .* ceil_mode adds"):
+            run_steps(ceil, options, STEPS, RunContext())
+        return
+    prepared = run_steps(ceil, options, STEPS, RunContext())
+    (pad,) = [node for node in prepared.graph.node if node.op_type == "Pad"]
+    assert prepared.get_initializer(pad.input[1]).tolist() == [0, 0, 0, 0, 0, 1, 1, 0]  # N, H, W, C: bottom/right
+
+
+def test_ceil_mode_max_pooling_of_non_negative_values_streams_bit_exact(tmp_path):
+    """MaxPool 2x2/2 with ceil_mode on a 5x5 image after a ReLU + unsigned quantizer: the partial edge windows are
+    whole windows of a zero-padded image (max with 0 changes nothing when every value is >= 0), streamed."""
+    path = _pooling_graph(tmp_path / "ceil.onnx", "MaxPool", 1)
+    artifact = qdeploy.compile(path, target="hls4ml", out=tmp_path / "fw", verify_samples=200)
+    assert artifact.bit_exact and artifact.report["io_type"] == "io_stream"
+    ops = _ops(artifact)
+    assert ops[ops.index("Pooling2D") - 1] == "ZeroPadding2D"  # the pooling's own, after the conv's
+
+
+def test_padded_ceil_mode_max_pooling_of_signed_values(tmp_path):
+    """MaxPool 3x3/2, padding 1 and ceil_mode on a signed quantizer's values: hls4ml's io_parallel pads a signed type
+    with its most negative value (ceil_mode read as end padding), bit-exact, and a plain compile picks io_parallel
+    (hls4ml streams only windows that tile the image); io_stream refuses naming the node: it would pad with zeros."""
+    path = _pooling_graph(tmp_path / "signed.onnx", "MaxPool", 1, signed=True, kernel=3, pads=(1, 1, 1, 1))
+    artifact = qdeploy.compile(path, target="hls4ml", out=tmp_path / "fw", verify_samples=200)
+    assert artifact.bit_exact and artifact.report["io_type"] == "io_parallel"
+    assert "ZeroPadding2D" not in _ops(artifact)
+    with pytest.raises(UnsupportedModelError, match=r"node Pool_0: MaxPool .* do not tile the image"):
+        qdeploy.compile(path, target="hls4ml", io_type="io_stream", out=tmp_path / "stream")
+    assert_no_output(tmp_path / "stream")
+    tiled = _pooling_graph(tmp_path / "tiled.onnx", "MaxPool", 1, signed=True)
+    with pytest.raises(UnsupportedModelError, match=r"node Pool_0: MaxPool .* its input may be negative \(down to -2\)"):
+        qdeploy.compile(tiled, target="hls4ml", out=tmp_path / "tiled")
+    assert_no_output(tmp_path / "tiled")
+
+
+def _trunc_pool_graph(path: Path, trunc: dict, mul: float | None = None) -> Path:
+    """Quant -> Conv -> ReLU -> unsigned 4-bit Quant (scale 1/4) -> AveragePool 2x2 [-> Mul ``mul``] -> qonnx Trunc
+    (``trunc``: version 1 or 2, scale, out_scale, out_bits, rounding) -> Quant. Version 2 is brevitas's
+    TruncAvgPool2d, version 1 with the Mul FINN's average pooling."""
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper
+    from qonnx.core.modelwrapper import ModelWrapper
+    from qonnx.transformation.infer_shapes import InferShapes
+
+    def constant(name, values):
+        return numpy_helper.from_array(np.asarray(values, dtype=np.float32), name)
+
+    def quant(source, output, scale, signed):
+        return helper.make_node(
+            "Quant", [source, scale, "zero", "bits"], [output], name=f"Quant_{output}",
+            domain="qonnx.custom_op.general", signed=signed, narrow=0, rounding_mode="ROUND",
+        )  # fmt: skip
+
+    version = trunc["version"]
+    nodes = [
+        quant("x", "xq", "input_scale", 1),
+        helper.make_node("Conv", ["xq", "w"], ["c"], pads=[1, 1, 1, 1], kernel_shape=[3, 3], name="Conv_0"),
+        helper.make_node("Relu", ["c"], ["r"], name="Relu_0"),
+        quant("r", "a", "act_scale", 0),
+        helper.make_node("AveragePool", ["a"], ["p"], kernel_shape=[2, 2], strides=[2, 2], name="Pool_0"),
+    ]
+    if mul is not None:
+        nodes.append(helper.make_node("Mul", ["p", "pool_size"], ["m"], name="Mul_0"))
+    inputs = ["m" if mul is not None else "p", "t_scale", "zero", "in_bits"]
+    inputs += ["out_bits"] if version == 1 else ["out_scale", "out_bits"]
+    attributes = {"signed": 0, "narrow": 0} if version == 2 else {}
+    nodes += [
+        helper.make_node(
+            "Trunc", inputs, ["t"], name="Trunc_0", domain="qonnx.custom_op.general",
+            rounding_mode=trunc["rounding"], **attributes,
+        ),
+        quant("t", "y", "act_scale", 1),
+    ]  # fmt: skip
+    weights = np.random.default_rng(0).integers(-3, 4, (4, 2, 3, 3)) * 0.25
+    initializers = [
+        constant("input_scale", 2.0**-3), constant("act_scale", 2.0**-2), constant("zero", 0.0),
+        constant("bits", 4.0), constant("w", weights), constant("t_scale", trunc["scale"]), constant("in_bits", 6.0),
+        constant("out_bits", trunc["out_bits"]), constant("out_scale", trunc.get("out_scale", trunc["scale"])),
+        constant("pool_size", mul or 1.0),
+    ]  # fmt: skip
+    graph = helper.make_graph(
+        nodes,
+        "trunc_pool",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 6, 6])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        initializers,
+    )
+    opsets = [helper.make_opsetid("", 13), helper.make_opsetid("qonnx.custom_op.general", version)]
+    ModelWrapper(helper.make_model(graph, opset_imports=opsets)).transform(InferShapes()).save(str(path))
+    return path
+
+
+def _prepared(path: Path):
+    from qdeploy.ir import load_model
+    from qdeploy.pipeline import RunContext, run_steps
+    from qdeploy.targets.hls4ml.steps import STEPS
+    from qdeploy.targets.hls4ml.target import Hls4mlTarget
+
+    return run_steps(load_model(path), Hls4mlTarget().options({}), STEPS, RunContext())
+
+
+def _quants_after_pool(prepared) -> list[tuple[float, int, str]]:
+    """(scale, bits, rounding) of the Quant chain after the prepared graph's AveragePool."""
+    from qdeploy.ir import const_input, node_attr
+
+    (pool,) = [node for node in prepared.graph.node if node.op_type == "AveragePool"]
+    chain, tensor = [], pool.output[0]
+    while (consumers := prepared.find_consumers(tensor)) and consumers[0].op_type == "Quant":
+        node = consumers[0]
+        scale, bits = (float(const_input(prepared, node, i)) for i in (1, 3))
+        chain.append((scale, int(bits), str(node_attr(node, "rounding_mode"))))
+        tensor = node.output[0]
+    return chain
+
+
+def test_brevitas_trunc_average_pooling_is_two_quantizers_bit_exact(tmp_path):
+    """qonnx Trunc v2 (brevitas TruncAvgPool2d) with power-of-two scales: the average's round-half-even onto the
+    Trunc's input grid (1/8: the mean of four 1/4 levels is on 1/16), then its FLOOR quantizer at the output scale,
+    clamped to 3 bits; the first rounding changes results (FLOOR(round(3.5) / 2) = 2, FLOOR(3.5 / 2) = 1)."""
+    path = _trunc_pool_graph(
+        tmp_path / "trunc.onnx", {"version": 2, "scale": 0.125, "out_scale": 0.25, "out_bits": 3, "rounding": "FLOOR"}
+    )
+    prepared = _prepared(path)
+    assert not [node for node in prepared.graph.node if node.op_type == "Trunc"]
+    assert _quants_after_pool(prepared)[:2] == [(0.125, 5, "ROUND"), (0.25, 3, "FLOOR")]  # 0..30 eighths: 5 bits
+    artifact = qdeploy.compile(path, target="hls4ml", out=tmp_path / "fw", verify_samples=200)
+    assert artifact.bit_exact and "Pooling2D" in _ops(artifact)
+
+
+def test_finn_trunc_average_pooling_is_one_quantizer_bit_exact(tmp_path):
+    """FINN's average pooling (AveragePool -> Mul by the window size -> Trunc v1 dropping 2 bits, keeping the scale):
+    the Mul and the Trunc's division cancel, leaving one FLOOR quantizer of the average at the input scale, wide
+    enough not to clamp (v1 does not)."""
+    import onnx
+
+    from tests.targets.wild_corpus import finn_qonnx_trunc_pool
+
+    path = tmp_path / "finn.onnx"
+    onnx.save(finn_qonnx_trunc_pool("FLOOR"), str(path))
+    prepared = _prepared(path)
+    assert not [node for node in prepared.graph.node if node.op_type in ("Trunc", "Mul")]
+    assert _quants_after_pool(prepared)[:1] == [(0.25, 4, "FLOOR")]  # the average of 4-bit levels: 4 bits
+    artifact = qdeploy.compile(path, target="hls4ml", out=tmp_path / "fw", verify_samples=200)
+    assert artifact.bit_exact
+
+
+@pytest.mark.parametrize(
+    ("trunc", "mul", "reason"),
+    [
+        ({"version": 2, "scale": 0.1, "out_scale": 0.4, "out_bits": 4, "rounding": "FLOOR"}, None, "not powers of two"),
+        ({"version": 1, "scale": 0.25, "out_bits": 4, "rounding": "FLOOR"}, None, "only a preceding Mul by 4"),
+    ],
+)
+def test_trunc_without_a_fixed_point_form_is_refused_naming_it(trunc, mul, reason, tmp_path):
+    path = _trunc_pool_graph(tmp_path / "trunc.onnx", trunc, mul)
+    with pytest.raises(UnsupportedModelError, match=rf"node Trunc_0: Trunc has no fixed-point form .*{reason}"):
+        qdeploy.compile(path, target="hls4ml", out=tmp_path / "fw")
+    assert_no_output(tmp_path / "fw")
