@@ -294,7 +294,11 @@ def build_design(model: ModelWrapper, layers: dict[str, LayerPrecision], share: 
     if pending is not None:
         current = _finish(design, pending, current, None, share)
     if not design.layers:
-        raise UnsupportedModelError("the graph has no layer after its input quantizer; nothing to put in hardware")
+        raise UnsupportedModelError(
+            f"node {first.name}: the graph has nothing after this input quantizer, which the host applies before the "
+            "hardware (the RTL takes its integer levels), so no circuit is left; declare the input precision "
+            "(--input-quant 'fixed<16,6>': the quantizer then runs in hardware) or use --target hls4ml or onnxruntime"
+        )
     design.output = current
     return design
 

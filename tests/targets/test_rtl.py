@@ -279,3 +279,19 @@ def test_cli_compile_with_device_flag(tiny_mlp, tmp_path, capsys):
     assert report["device"] == "ecp5-85k"
     assert report["latency_cycles"] == 6, report["per_layer"]
     assert report["bit_exact"], {key: report.get(key) for key in ("outputs_equal", "outputs_compared", "max_abs_error")}
+
+
+def test_a_graph_that_is_only_its_input_quantizer_is_refused_with_the_fix(tmp_path):
+    """A QKeras activation test file is one Quant on the float input: the host applies the input quantizer before
+    the hardware, so nothing is left for the RTL. The refusal names that quantizer as the file does and says what
+    to do; with the input precision declared the quantizer is a circuit, bit-exact."""
+    from tests.targets.wild_corpus import FIXTURES
+
+    path = FIXTURES / "wild" / "qkeras_qactivation_4.onnx"
+    if not path.exists():
+        pytest.skip(f"{path} not found (the fixtures ship beside the repository)")
+    with pytest.raises(UnsupportedModelError, match=r"node Quant_0: the graph has nothing after .*--input-quant"):
+        qdeploy.compile(path, target="rtl", out=tmp_path / "refused", implement="none")
+    assert_no_output(tmp_path / "refused")
+    art = qdeploy.compile(path, target="rtl", out=tmp_path / "declared", implement="none", input_quant="fixed<16,6>")
+    assert art.bit_exact
