@@ -267,7 +267,8 @@ class _Lowering:
         if max(abs(int(acc_low.min())), abs(int(acc_high.max()))) >= FLOAT32_EXACT_INT:
             raise UnsupportedModelError(
                 f"node {node.name}: integer accumulator exceeds 2^24, beyond what float32 thresholds compare exactly; "
-                "use fewer bits"
+                "use fewer bits on its inputs or weights (for a float input, a narrower --input-quant such as int8), "
+                "or --target onnxruntime"
             )
 
         # Rewrite: layer on integers, then Mul by the combined scale (+ Add of the bias) to the original output.
