@@ -270,6 +270,14 @@ def fold_constant_quants(model: ModelWrapper, options: Hls4mlOptions) -> ModelWr
     return model.transform(FoldConstants(exclude_op_types=[]))
 
 
+def dilated_conv_as_dense_kernel(model: ModelWrapper, options: Hls4mlOptions) -> ModelWrapper:
+    """Dilated convolutions as undilated ones with the zeros written into the kernel (``DilatedConvAsDenseKernel``):
+    hls4ml computes every convolution undilated."""
+    from qdeploy.passes.graph.dilated_conv_as_dense_kernel import DilatedConvAsDenseKernel
+
+    return model.transform(DilatedConvAsDenseKernel())
+
+
 def ungroup_conv(model: ModelWrapper, options: Hls4mlOptions) -> ModelWrapper:
     """Grouped and depthwise convolutions as ordinary ones with block-diagonal weights (hls4ml computes grouped Conv
     wrongly or not at all: PR #1486, #859)."""
@@ -641,6 +649,7 @@ STEPS = [
     thresholds_where_no_fixed_point,
     check_float_scales_are_folded,
     fold_constant_quants,
+    dilated_conv_as_dense_kernel,
     fill_gemm_bias,
     move_quant_before_layout,
     to_channels_last,

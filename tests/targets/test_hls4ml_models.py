@@ -787,3 +787,47 @@ def test_trunc_without_a_fixed_point_form_is_refused_naming_it(trunc, mul, reaso
     with pytest.raises(UnsupportedModelError, match=rf"node Trunc_0: Trunc has no fixed-point form .*{reason}"):
         qdeploy.compile(path, target="hls4ml", out=tmp_path / "fw")
     assert_no_output(tmp_path / "fw")
+
+
+def test_dilated_convolution_is_exact_with_the_dilation_in_its_kernel(tmp_path):
+    """A 3x3 Conv with dilation 2 (stride 2, padding 2): hls4ml computes convolutions undilated (its stream gave wrong
+    values), so the firmware gets the 5x5 kernel with the zeros between the taps written out."""
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper
+    from qonnx.core.modelwrapper import ModelWrapper
+    from qonnx.transformation.infer_shapes import InferShapes
+
+    from qdeploy.ir import node_attr
+
+    def quant(source, output, scale):
+        return helper.make_node(
+            "Quant", [source, scale, "zero", "bits"], [output], name=f"Quant_{output}",
+            domain="qonnx.custom_op.general", signed=1, narrow=0, rounding_mode="ROUND",
+        )  # fmt: skip
+
+    nodes = [
+        quant("x", "xq", "input_scale"),
+        helper.make_node(
+            "Conv", ["xq", "w"], ["c"], pads=[2, 2, 2, 2], kernel_shape=[3, 3], strides=[2, 2], dilations=[2, 2],
+            name="Conv_0",
+        ),
+        quant("c", "y", "act_scale"),
+    ]  # fmt: skip
+    values = {
+        "input_scale": 2.0**-3, "act_scale": 2.0**-2, "zero": 0.0, "bits": 4.0,
+        "w": np.random.default_rng(0).integers(-3, 4, (4, 2, 3, 3)) * 0.25,
+    }  # fmt: skip
+    graph = helper.make_graph(
+        nodes,
+        "dilated",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 8, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        [numpy_helper.from_array(np.asarray(v, dtype=np.float32), name) for name, v in values.items()],
+    )
+    opsets = [helper.make_opsetid("", 13), helper.make_opsetid("qonnx.custom_op.general", 1)]
+    path = tmp_path / "dilated.onnx"
+    ModelWrapper(helper.make_model(graph, opset_imports=opsets)).transform(InferShapes()).save(str(path))
+    (conv,) = [node for node in _prepared(path).graph.node if node.op_type == "Conv"]
+    assert list(node_attr(conv, "kernel_shape")) == [5, 5] and list(node_attr(conv, "dilations")) == [1, 1]
+    artifact = qdeploy.compile(path, target="hls4ml", out=tmp_path / "fw", verify_samples=200)
+    assert artifact.bit_exact and artifact.report["io_type"] == "io_stream"
