@@ -534,6 +534,8 @@ class _Lowering:
             or self._unshared(layer_chain) != [node.name for node in layer_chain]
         ):
             return  # the accumulator or its float value is read elsewhere too: its weights may not be rescaled
+        if len(model.find_consumers(add.output[0]) or []) != 1 or self._unshared(chain) != [n.name for n in chain]:
+            return  # the float sum is read elsewhere too: the layer's float output must stay
         channels, rank = self._channels(add.output[0]), self._rank(add.output[0])
         if self._channels(acc) != channels or channels == 1 and rank > 2:
             return

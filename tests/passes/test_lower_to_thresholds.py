@@ -358,12 +358,10 @@ def test_a_residual_sum_whose_float32_rounding_breaks_every_integer_order_stays_
     _outputs_equal(model, lowered, (random_inputs(model, [16], 500, 0) * 2).astype(np.float32))
 
 
-def test_a_layer_output_plus_quantized_skip_thresholds_an_integer_sum():
-    """brevitas ResNets add the conv branch's float output (scale, bias) to the quantized skip before requantizing:
-    per skip level the quantizer is a step function of the layer's accumulator, found by bisection with the golden
-    executor; the layer's weights (per channel) and a copy of the skip's MultiThreshold take the integer weights
-    of one integer sum, so the quantizer becomes one MultiThreshold and the golden outputs stay equal bit for
-    bit. The layer's weight scale 3/64 keeps its float32 sum exact in any order; the bias is a float."""
+def _layer_plus_skip_model(read_twice: bool = False):
+    """x -> Quant(0.2) = skip; x -> Quant(0.5) -> Gemm (weights on a 3/64 grid, float bias) = branch; Add(branch,
+    skip) -> Relu -> Quant(0.29). ``read_twice``: a second quantizer (0.31) reads the sum as well, both
+    concatenated."""
     from onnx import TensorProto, helper
 
     rng = np.random.default_rng(7)
@@ -372,7 +370,11 @@ def test_a_layer_output_plus_quantized_skip_thresholds_an_integer_sum():
     skip, skip_init = _signed_quant("x", "skip", "skip_quant", 0.2, 4.0)
     layer_in, layer_in_init = _signed_quant("x", "layer_in", "layer_quant", 0.5, 4.0)
     weight, weight_init = _signed_quant("W", "Wq", "weight_quant", 0.046875, 4.0)
-    total, total_init = _signed_quant("relu", "y", "sum_quant", 0.29, 4.0)
+    total, total_init = _signed_quant("relu", "y" if read_twice else "out", "sum_quant", 0.29, 4.0)
+    extra, extra_init = [], []
+    if read_twice:
+        other, extra_init = _signed_quant("sum", "z", "other_quant", 0.31, 4.0)
+        extra = [other, helper.make_node("Concat", ["y", "z"], ["out"], axis=1, name="both")]
     graph = helper.make_graph(
         [
             skip,
@@ -382,14 +384,16 @@ def test_a_layer_output_plus_quantized_skip_thresholds_an_integer_sum():
             helper.make_node("Add", ["branch", "skip"], ["sum"], name="residual_add"),
             helper.make_node("Relu", ["sum"], ["relu"], name="relu"),
             total,
+            *extra,
         ],
         "layer_plus_skip",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 16])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 16])],
+        [helper.make_tensor_value_info("out", TensorProto.FLOAT, [1, 32 if read_twice else 16])],
         [
             *skip_init,
             *layer_in_init,
             *weight_init,
+            *extra_init,
             *total_init,
             helper.make_tensor("zero", TensorProto.FLOAT, [], [0.0]),
             helper.make_tensor("W", TensorProto.FLOAT, [16, 16], weights.ravel().tolist()),
@@ -397,7 +401,16 @@ def test_a_layer_output_plus_quantized_skip_thresholds_an_integer_sum():
         ],
     )
     opsets = [helper.make_opsetid("", 13), helper.make_opsetid(QONNX_DOMAIN, 1)]
-    model = load_model(helper.make_model(graph, opset_imports=opsets))
+    return load_model(helper.make_model(graph, opset_imports=opsets))
+
+
+def test_a_layer_output_plus_quantized_skip_thresholds_an_integer_sum():
+    """brevitas ResNets add the conv branch's float output (scale, bias) to the quantized skip before requantizing:
+    per skip level the quantizer is a step function of the layer's accumulator, found by bisection with the golden
+    executor; the layer's weights (per channel) and a copy of the skip's MultiThreshold take the integer weights
+    of one integer sum, so the quantizer becomes one MultiThreshold and the golden outputs stay equal bit for
+    bit. The layer's weight scale 3/64 keeps its float32 sum exact in any order; the bias is a float."""
+    model = _layer_plus_skip_model()
     lowered = model.transform(LowerToThresholds())
     ops = [n.op_type for n in lowered.graph.node]
     assert "Quant" not in ops and "Gemm" not in ops and ops.count("Add") == 1, ops
@@ -416,3 +429,12 @@ def test_a_power_of_two_residual_sum_in_a_thresholded_graph_lowers_too():
     ops = [n.op_type for n in lowered.graph.node]
     assert "Quant" not in ops and ops.count("MultiThreshold") == 4, ops
     _outputs_equal(model, lowered, (random_inputs(model, [16], 1000, 0) * 3).astype(np.float32))
+
+
+def test_a_layer_plus_skip_sum_read_twice_keeps_the_float_sum_for_its_other_reader():
+    """The sum feeds two quantizers: the layer's float output must stay for the one the rewrite does not take, so the
+    sum is left as it is (the target refuses it by name), never a graph with a dangling tensor."""
+    model = _layer_plus_skip_model(read_twice=True)
+    lowered = model.transform(LowerToThresholds())
+    assert "Quant" in [n.op_type for n in lowered.graph.node]
+    _outputs_equal(model, lowered, (random_inputs(model, [16], 500, 0) * 2).astype(np.float32))
