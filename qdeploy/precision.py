@@ -461,6 +461,8 @@ def infer_precisions(model: ModelWrapper) -> tuple[FixedType, dict[str, LayerPre
                     mean.lsb,
                 ),
             )
+        elif op == "Pad" and str(node_attr(node, "mode", "constant")) in ("edge", "reflect", "wrap"):
+            layers[node.name] = LayerPrecision(node.name, op, x.collapse())  # copies of input values in the border
         elif op == "Pad":
             value = const_input(model, node, 2)
             if str(node_attr(node, "mode", "constant")) != "constant" or (value is not None and np.any(value != 0)):
