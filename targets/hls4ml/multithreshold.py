@@ -59,6 +59,10 @@ def thresholds_as_attributes(model):
     for node in copy.graph.node:
         if node.op_type in ("Resize", "Upsample"):
             _resize_scales_as_attribute(copy, node)
+        if node.op_type == "Pad":
+            from qdeploy.targets.hls4ml.mirror_pad import pads_as_attribute
+
+            pads_as_attribute(copy, node)
         if node.op_type == CLASS_NAME and len(node.input) > 1:
             values = copy.get_initializer(node.input[1])
             node.attribute.append(helper.make_attribute("thresholds", numpy_helper.from_array(values, "thresholds")))
@@ -142,8 +146,9 @@ _LAYER = CustomLayer(
 def register(backend_name: str) -> None:
     """Make hls4ml parse, configure and emit MultiThreshold for ``backend_name`` (idempotent); with it, the corrected
     parsers of ``parsers.py`` and qdeploy's DepthToSpace layer."""
-    from qdeploy.targets.hls4ml import depth_to_space, parsers
+    from qdeploy.targets.hls4ml import depth_to_space, mirror_pad, parsers
 
     parsers.install()
     depth_to_space.register(backend_name)
+    mirror_pad.register(backend_name)
     _LAYER.register(backend_name)

@@ -431,6 +431,16 @@ def image_ops_channels_last(model: ModelWrapper, options: Hls4mlOptions) -> Mode
     return _transposes_cancelled(model, ImageOpsChannelsLast, upstream_first=True)
 
 
+def pads_channels_last(model: ModelWrapper, options: Hls4mlOptions) -> ModelWrapper:
+    """Pad nodes channels-last: the transposes qonnx leaves after them move above them (``MoveTransposeAcrossPad``)
+    and cancel as qonnx cancels its own (hls4ml pads channels-last images only)."""
+    if not any(node.op_type == "Pad" for node in model.graph.node):
+        return model
+    from qdeploy.passes.graph.move_transpose_across_pad import MoveTransposeAcrossPad
+
+    return _transposes_cancelled(model, MoveTransposeAcrossPad, upstream_first=True)
+
+
 def scale_after_output_layout(model: ModelWrapper, options: Hls4mlOptions) -> ModelWrapper:
     """A scalar scale before the output's layout op moves after it, so the float tail is last (the host epilogue)."""
     from qdeploy.passes.graph.move_scale_after_output_layout import MoveScaleAfterOutputLayout
@@ -613,6 +623,8 @@ def check_layouts_hls4ml_parses(model: ModelWrapper, options: Hls4mlOptions) -> 
             reason = channels_first  # hls4ml's parsers read every image as channels-last
         elif node.op_type in ("Resize", "Upsample") and rank >= 3:
             reason = channels_first if node.input[0] not in last else _resize_problem(model, node)
+        elif node.op_type == "Pad" and rank >= 3 and node.input[0] not in last:
+            reason = channels_first  # hls4ml's padding layers read every image as channels-last
         elif node.op_type == "Concat" and (len(node.input) > 2 or rank > 4):
             # hls4ml concatenates the tensors as the graph shapes them (its own layout follows the graph's)
             reason = f"hls4ml concatenates two tensors of at most 3 dimensions, not {len(node.input)} of {rank - 1}"
@@ -655,6 +667,7 @@ STEPS = [
     to_channels_last,
     thresholds_channels_last,
     image_ops_channels_last,
+    pads_channels_last,
     scale_after_output_layout,
     explicit_max_pool_padding,
     give_constant_thresholds_one_step,

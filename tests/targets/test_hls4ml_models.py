@@ -831,3 +831,53 @@ def test_dilated_convolution_is_exact_with_the_dilation_in_its_kernel(tmp_path):
     assert list(node_attr(conv, "kernel_shape")) == [5, 5] and list(node_attr(conv, "dilations")) == [1, 1]
     artifact = qdeploy.compile(path, target="hls4ml", out=tmp_path / "fw", verify_samples=200)
     assert artifact.bit_exact and artifact.report["io_type"] == "io_stream"
+
+
+def test_reflect_and_edge_padding_stream_bit_exact(tmp_path):
+    """Quant -> reflect Pad -> Conv -> ReLU -> Quant -> edge (replicate) Pad -> Conv -> Quant, as PyTorch's
+    padding_mode='reflect'/'replicate' export: hls4ml pads with zeros only, so each Pad is qdeploy's MirrorPad layer,
+    computed channels-last (the transposes qonnx leaves after a Pad move above it and cancel)."""
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper
+    from qonnx.core.modelwrapper import ModelWrapper
+    from qonnx.transformation.infer_shapes import InferShapes
+
+    def quant(source, output, scale, signed):
+        return helper.make_node(
+            "Quant", [source, scale, "zero", "bits"], [output], name=f"Quant_{output}",
+            domain="qonnx.custom_op.general", signed=signed, narrow=0, rounding_mode="ROUND",
+        )  # fmt: skip
+
+    rng = np.random.default_rng(0)
+    nodes = [
+        quant("x", "xq", "input_scale", 1),
+        helper.make_node("Pad", ["xq", "pads"], ["xp"], mode="reflect", name="Pad_reflect"),
+        helper.make_node("Conv", ["xp", "w1"], ["c1"], kernel_shape=[3, 3], name="Conv_0"),
+        helper.make_node("Relu", ["c1"], ["r1"], name="Relu_0"),
+        quant("r1", "a1", "act_scale", 0),
+        helper.make_node("Pad", ["a1", "pads"], ["ap"], mode="edge", name="Pad_edge"),
+        helper.make_node("Conv", ["ap", "w2"], ["c2"], kernel_shape=[3, 3], name="Conv_1"),
+        quant("c2", "y", "act_scale", 1),
+    ]
+    values = {
+        "input_scale": 2.0**-3, "act_scale": 2.0**-2, "zero": 0.0, "bits": 4.0,
+        "w1": rng.integers(-3, 4, (3, 2, 3, 3)) * 0.25, "w2": rng.integers(-3, 4, (2, 3, 3, 3)) * 0.25,
+    }  # fmt: skip
+    initializers = [numpy_helper.from_array(np.asarray(v, dtype=np.float32), name) for name, v in values.items()]
+    initializers.append(numpy_helper.from_array(np.asarray([0, 0, 1, 2, 0, 0, 2, 1], dtype=np.int64), "pads"))
+    graph = helper.make_graph(
+        nodes,
+        "padded",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 6, 5])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        initializers,
+    )
+    opsets = [helper.make_opsetid("", 13), helper.make_opsetid("qonnx.custom_op.general", 1)]
+    path = tmp_path / "padded.onnx"
+    ModelWrapper(helper.make_model(graph, opset_imports=opsets)).transform(InferShapes()).save(str(path))
+    prepared = _prepared(path)
+    pads = [node for node in prepared.graph.node if node.op_type == "Pad"]
+    assert [prepared.get_initializer(node.input[1]).tolist() for node in pads] == [[0, 1, 2, 0, 0, 2, 1, 0]] * 2  # NHWC
+    artifact = qdeploy.compile(path, target="hls4ml", out=tmp_path / "fw", verify_samples=200)
+    assert artifact.bit_exact and artifact.report["io_type"] == "io_stream"
+    assert _ops(artifact).count("MirrorPad") == 2
