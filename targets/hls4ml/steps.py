@@ -247,6 +247,16 @@ def trunc_as_quant(model: ModelWrapper, options: Hls4mlOptions) -> ModelWrapper:
     return cleanup(model)
 
 
+def wrap_pad_from_slices(model: ModelWrapper, options: Hls4mlOptions) -> ModelWrapper:
+    """PyTorch's circular padding, exported as a Concat of slices, as one wrap-mode Pad (``WrapPadFromSlices``):
+    hls4ml does not slice; qdeploy's MirrorPad layer wraps."""
+    if not any(node.op_type == "Slice" for node in model.graph.node):
+        return model
+    from qdeploy.passes.graph.wrap_pad_from_slices import WrapPadFromSlices
+
+    return model.transform(WrapPadFromSlices())
+
+
 def complete_conv_attributes(model: ModelWrapper, options: Hls4mlOptions) -> ModelWrapper:
     """Explicit Conv pads/strides/dilations/kernel/group where the file leaves ONNX's defaults (qonnx's channels-last
     conversion needs pads; hls4ml rejects auto_pad)."""
@@ -655,6 +665,7 @@ STEPS = [
     check_weights_are_quantized,
     remove_pass_through,
     trunc_as_quant,
+    wrap_pad_from_slices,
     complete_conv_attributes,
     complete_pool_attributes,
     ungroup_conv,

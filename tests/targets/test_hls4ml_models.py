@@ -881,3 +881,22 @@ def test_reflect_and_edge_padding_stream_bit_exact(tmp_path):
     artifact = qdeploy.compile(path, target="hls4ml", out=tmp_path / "fw", verify_samples=200)
     assert artifact.bit_exact and artifact.report["io_type"] == "io_stream"
     assert _ops(artifact).count("MirrorPad") == 2
+
+
+def test_replicate_and_circular_padding_from_brevitas_are_exact(tmp_path):
+    """brevitas convs with padding_mode='replicate' (an edge Pad) and 'circular' (torch.onnx writes a Concat of slices
+    per axis, rewritten as wrap-mode Pads): every one is qdeploy's MirrorPad layer, no Slice reaches hls4ml."""
+    from qdeploy.ir import node_attr
+    from tests.targets.wild_corpus import LAYER_KINDS, BrevitasCase, export_case, layer_model
+
+    case = BrevitasCase("replicate_pad", lambda: layer_model("replicate_pad", "fixed", 4), LAYER_KINDS["replicate_pad"][0])
+    path = export_case(case, tmp_path)
+    prepared = _prepared(path)
+    assert not [node for node in prepared.graph.node if node.op_type in ("Slice", "Concat")]
+    assert sorted(node_attr(node, "mode") for node in prepared.graph.node if node.op_type == "Pad") == [
+        "edge",
+        "wrap",
+        "wrap",
+    ]
+    artifact = qdeploy.compile(path, target="hls4ml", out=tmp_path / "fw", verify_samples=200)
+    assert artifact.bit_exact and _ops(artifact).count("MirrorPad") == 3
