@@ -4,8 +4,9 @@ The corpus: every file of ``../shared/fixtures/wild`` (QKeras conversions at 1-8
 ESPCN, FP8 FloatQuant) and ``../shared/fixtures/qonnx`` (the QONNX model zoo), plus raw brevitas exports of every
 quantizer family (``tests/targets/wild_corpus.py``: fixed-point and float scales, per-tensor and per-channel,
 zero-point activations and weights, float/int16/int32 biases, with and without an output quantizer, 2/4/8 bits, MLP
-and CNN), FINN's BNN-PYNQ networks with random weights, layer kinds beyond MLP/CNN (``layer_*``), brevitas_examples'
-MobileNet-v1 and ProxylessNAS (``zoo_*``) and graphs laid out as QKeras, FINN and tf2onnx write them (``writer_*``).
+and CNN; MSE/HQO/decoupled/A2Q/FP8 families as ``family_*``), FINN's BNN-PYNQ networks with random weights, layer
+kinds beyond MLP/CNN (``layer_*``), brevitas_examples' MobileNet-v1 and ProxylessNAS (``zoo_*``) and graphs laid out
+as QKeras, FINN and tf2onnx write them (``writer_*``).
 Each compile is classified exact / bounded (bound) / refused (reason) / NOT EXACT / internal error / past the time
 limit, with its wall time.
 
@@ -266,6 +267,8 @@ def to_markdown(rows: list[dict], meta: dict) -> str:
         f"`--input-quant '{DECLARED_INPUT}'` as that refusal says (column input_quant: the reference then has that "
         "input quantizer); the hls4ml plan column is the I/O type and each layer's implementation (L = Latency, "
         "R = Resource with the reuse factor). Generated models: brevitas exports of every quantizer family, "
+        "brevitas's other families (`family_*`: MSE and HQO scales, decoupled and NormL2 weights, accumulator-aware "
+        "A2Q, per-channel zero-point weights, internal-scaling biases, ternary activations, FP8 e5m2), "
         "variants (bit widths, narrow ranges, FLOOR/CEIL, BatchNorm placements, bias quantizers, Conv1d, binary and "
         "ternary), crafted graphs (every QONNX rounding mode, 1-bit signed Quant, FINN-style MultiThreshold graphs), "
         "FINN's BNN-PYNQ networks (also with randomized BatchNorm statistics), layer kinds (`layer_*`: ConvTranspose "

@@ -471,10 +471,130 @@ def variant_cases() -> list[BrevitasCase]:
     return cases
 
 
+#: brevitas quantizer families beyond the defaults, as post-training and accumulator-aware flows set them: (name,
+#: weight, signed activation, unsigned activation, bias, bit width; None: the quantizer's own, binary/ternary/FP8)
+MORE_FAMILIES = (
+    ("mse_float", "Int8WeightPerTensorFloatMSE", "Int8ActPerTensorFloatMSE", "Uint8ActPerTensorFloatMSE", None, 4),
+    ("mse_channel", "Int8WeightPerChannelFloatMSE", "Int8ActPerTensorFloatMSE", "Uint8ActPerTensorFloatMSE", "Int32Bias", 6),
+    (
+        "mse_fixed",
+        "Int8WeightPerTensorFixedPointMSE",
+        "Int8ActPerTensorFixedPointMSE",
+        "Uint8ActPerTensorFixedPointMSE",
+        "Int16Bias",
+        3,
+    ),
+    (
+        "mse_fixed_channel",
+        "Int8WeightPerChannelFixedPointMSE",
+        "Int8ActPerTensorFixedPoint",
+        "Uint8ActPerTensorFixedPoint",
+        "Int32Bias",
+        4,
+    ),
+    ("decoupled_channel", "Int8WeightPerChannelFloatDecoupled", "Int8ActPerTensorFloat", "Uint8ActPerTensorFloat", None, 6),
+    ("decoupled_tensor", "Int4WeightPerTensorFloatDecoupled", "Int8ActPerTensorFloat", "Uint8ActPerTensorFloat", None, 3),
+    (
+        "norml2_fixed",
+        "Int8WeightNormL2PerChannelFixedPoint",
+        "Int8ActPerTensorFixedPoint",
+        "Uint8ActPerTensorFixedPoint",
+        "Int16Bias",
+        4,
+    ),
+    ("a2q", "Int8AccumulatorAwareWeightQuant", "Int8ActPerTensorFloat", "Uint8ActPerTensorFloat", None, 6),
+    (
+        "a2q_zero_center",
+        "Int8AccumulatorAwareZeroCenterWeightQuant",
+        "Int8ActPerTensorFloat",
+        "Uint8ActPerTensorFloat",
+        None,
+        3,
+    ),
+    (
+        "shifted_weight_channel",
+        "ShiftedUint8WeightPerChannelFloat",
+        "Int8ActPerTensorFloat",
+        "Uint8ActPerTensorFloat",
+        None,
+        4,
+    ),
+    (
+        "shifted_weight_mse",
+        "ShiftedUint8WeightPerTensorFloatMSE",
+        "Int8ActPerTensorFloat",
+        "Uint8ActPerTensorFloat",
+        None,
+        6,
+    ),
+    (
+        "shifted_act_fixed",
+        "Int8WeightPerTensorFixedPoint",
+        "ShiftedUint8ActPerTensorFixedPoint",
+        "Uint8ActPerTensorFixedPoint",
+        None,
+        4,
+    ),
+    ("shifted_act_hqo", "Int8WeightPerChannelFloat", "ShiftedUint8ActPerTensorFloatHQO", "Uint8ActPerTensorFloat", None, 6),
+    (
+        "ternary_act",
+        "SignedTernaryWeightPerTensorConst",
+        "SignedTernaryActPerTensorConst",
+        "Uint8ActPerTensorFloat",
+        None,
+        None,
+    ),
+    (
+        "bias_internal_float",
+        "Int8WeightPerTensorFloat",
+        "Int8ActPerTensorFloat",
+        "Uint8ActPerTensorFloat",
+        "Int8BiasPerTensorFloatInternalScaling",
+        3,
+    ),
+    (
+        "bias_internal_fixed",
+        "Int8WeightPerTensorFixedPoint",
+        "Int8ActPerTensorFixedPoint",
+        "Uint8ActPerTensorFixedPoint",
+        "Int8BiasPerTensorFixedPointInternalScaling",
+        4,
+    ),
+    ("fp8_e5m2", "Fp8e5m2OCPWeightPerTensorFloat", "Fp8e5m2OCPActPerTensorFloat", "Fp8e5m2OCPActPerTensorFloat", None, None),
+    (
+        "fp8_e4m3_channel",
+        "Fp8e4m3OCPWeightPerChannelFloat",
+        "Fp8e4m3OCPActPerTensorFloatMSE",
+        "Fp8e4m3OCPActPerTensorFloat",
+        None,
+        None,
+    ),
+)
+
+
+def family_cases() -> list[BrevitasCase]:
+    """``MORE_FAMILIES`` on the MLP and CNN skeletons of ``brevitas_variant`` (with an output quantizer)."""
+    cases = []
+    for name, weight, act, relu, bias, bits in MORE_FAMILIES:
+        width = {} if bits is None else {"bit_width": bits}
+        suffix = f"_{bits}b" if bits else ""
+        for arch in ("mlp", "cnn"):
+            build = lambda arch=arch, weight=weight, act=act, relu=relu, bias=bias, width=width: brevitas_variant(  # noqa: E731
+                arch,
+                _quant(weight, None, **({} if "Const" in weight else width)),
+                _quant(act, None, **({} if "Const" in act else width)),
+                _quant(relu, None, **width),
+                _quant(bias, None) if bias else None,
+            )
+            cases.append(BrevitasCase(f"family_{arch}_{name}{suffix}", build, _SHAPES[arch]))
+    return cases
+
+
 def all_cases() -> list[BrevitasCase]:
-    """Every generated case: brevitas's families, the variants, the crafted graphs, FINN's networks, the layer kinds,
-    brevitas_examples' networks and FINN's with randomized BatchNorm, graphs laid out as QKeras and FINN write them."""
-    generated = brevitas_cases() + variant_cases() + crafted_cases() + finn_cases()
+    """Every generated case: brevitas's families (more of them in ``family_cases``), the variants, the crafted graphs,
+    FINN's networks, the layer kinds, brevitas_examples' networks and FINN's with randomized BatchNorm, graphs laid out
+    as QKeras and FINN write them."""
+    generated = brevitas_cases() + family_cases() + variant_cases() + crafted_cases() + finn_cases()
     return generated + layer_cases() + example_cases() + writer_cases()
 
 
