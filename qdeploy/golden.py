@@ -29,7 +29,7 @@ def _with_batch(model: ModelWrapper, batch: int) -> ModelWrapper:
     writes the batch into a pad computation's Reshape of constants too, which then fails)."""
     from qonnx.transformation.infer_shapes import InferShapes
 
-    from qdeploy.batch_axis import with_batch_reshapes
+    from qdeploy.batch_axis import batch_carrying, with_batch_reshapes
 
     if (model.get_tensor_shape(input_name(model)) or [None])[0] == batch:
         return model
@@ -45,9 +45,10 @@ def _with_batch(model: ModelWrapper, batch: int) -> ModelWrapper:
     resized.graph.input[0].type.tensor_type.shape.dim[0].dim_value = batch
     resized.graph.output[0].type.tensor_type.shape.dim[0].dim_value = batch
     kept = []
+    carrying = batch_carrying(resized) if symbolic else set()  # a constant's unknown first axis is no batch
     for info in resized.graph.value_info:
         dims = info.type.tensor_type.shape.dim
-        if symbolic and len(dims) and (dims[0].dim_param or dims[0].dim_value <= 0):
+        if info.name in carrying and len(dims) and (dims[0].dim_param or dims[0].dim_value <= 0):
             dims[0].dim_value = batch
             kept.append(info)
     del resized.graph.value_info[:]
