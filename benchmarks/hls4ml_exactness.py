@@ -205,6 +205,13 @@ ZOO_ORDER = (
 )
 
 
+def _with_softmax(model):
+    """The classifier as the zoo's file ends: a Softmax over the logits (the host epilogue runs it)."""
+    from torch import nn
+
+    return nn.Sequential(model, nn.Softmax(dim=1))
+
+
 def zoo_files(folder: Path) -> dict[str, tuple[Path, str]]:
     """{zoo model: (file, where it comes from)}."""
     from tests.targets import test_hls4ml_models as models
@@ -229,8 +236,8 @@ def zoo_files(folder: Path) -> dict[str, tuple[Path, str]]:
             "equivalent: 490-64-64-64-12, BatchNorm, 3-bit float-scale weights and ReLUs, 8-bit input quantizer",
         ),
         "jet tagger (QKeras)": (
-            models.export_random(models.jet_tagger_mlp(), (16,), folder / "jet_tagger.onnx"),
-            "equivalent: float input, 16-64-32-32-5, 6-bit power-of-two weights/biases and ReLUs (Softmax left out)",
+            models.export_random(_with_softmax(models.jet_tagger_mlp()), (16,), folder / "jet_tagger.onnx"),
+            "equivalent: float input, 16-64-32-32-5, 6-bit power-of-two weights/biases and ReLUs, Softmax (on the host)",
         ),
         "RadioML VGG10 w8a8": (
             models.export_random(randomized(models.radioml_vgg10()), (2, 1024), folder / "radioml_vgg10.onnx"),
