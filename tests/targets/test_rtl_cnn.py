@@ -171,3 +171,15 @@ def test_wiring_folds_into_the_weights_as_the_matrix_product():
     wiring = np.where((order >= 0)[:, None], np.eye(30, dtype=np.int64)[np.maximum(order, 0)], 0)
     assert len(set(order[order >= 0])) < (order >= 0).sum() and (order < 0).any()
     assert np.array_equal(_times_wiring(weights, wiring), weights @ wiring)
+
+
+def test_board_testbench_skips_a_core_too_costly_to_clock_through_the_serial_line(tmp_path, monkeypatch):
+    """The UART testbench clocks the whole core every cycle of the serial line (a 3,600-adder CNN: 20 s a sample);
+    past the adder-bytes budget it does not run, the report says why, and the batch simulation still verifies
+    every sample."""
+    from qdeploy.targets.rtl import target as rtl_target
+
+    monkeypatch.setattr(rtl_target, "BOARD_ADDER_BYTES", 1)
+    art = qdeploy.compile(_tiny_cnn(pool=True, scale="po2"), target="rtl", out=tmp_path / "cnn", implement="none")
+    assert art.bit_exact and art.report["outputs_compared"] >= 1000
+    assert art.report["board_testbench"].startswith("not run:") and "adders" in art.report["board_testbench"]
