@@ -318,7 +318,9 @@ def resolve_io_type(model: ModelWrapper, options: Hls4mlOptions) -> IOType:
     convs = [node for node in model.graph.node if node.op_type == "Conv"]
     if not convs:
         return IOType.PARALLEL
-    outputs = sum(int(np.prod(model.get_tensor_shape(node.output[0]) or [MAX_PARALLEL_CONV_OUTPUTS + 1])) for node in convs)
+    # per sample (a symbolic batch reads as 0); unknown shapes count as too large
+    shapes = [model.get_tensor_shape(node.output[0]) for node in convs]
+    outputs = sum(int(np.prod(shape[1:])) if shape else MAX_PARALLEL_CONV_OUTPUTS + 1 for shape in shapes)
     if any(_pool_windows_overlap(node) for node in model.graph.node) and outputs <= MAX_PARALLEL_CONV_OUTPUTS:
         return IOType.PARALLEL
     return IOType.STREAM
@@ -633,8 +635,16 @@ def check_layouts_hls4ml_parses(model: ModelWrapper, options: Hls4mlOptions) -> 
             reason = channels_first  # hls4ml's parsers read every image as channels-last
         elif node.op_type in ("Resize", "Upsample") and rank >= 3:
             reason = channels_first if node.input[0] not in last else _resize_problem(model, node)
-        elif node.op_type == "Pad" and rank >= 3 and node.input[0] not in last:
-            reason = channels_first  # hls4ml's padding layers read every image as channels-last
+        elif (
+            node.op_type == "Pad"
+            and rank >= 3
+            and node.input[0] not in last
+            and (
+                node_attr(node, "mode", "constant") != "constant"
+                or any(other.domain == CHANNELS_LAST_DOMAIN for other in model.graph.node)
+            )
+        ):
+            reason = channels_first  # hls4ml reads every Pad as channels-last once the graph has channels-last layers
         elif node.op_type == "Concat" and (len(node.input) > 2 or rank > 4):
             # hls4ml concatenates the tensors as the graph shapes them (its own layout follows the graph's)
             reason = f"hls4ml concatenates two tensors of at most 3 dimensions, not {len(node.input)} of {rank - 1}"
