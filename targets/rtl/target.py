@@ -39,7 +39,7 @@ from qdeploy.targets.rtl.design import (
 from qdeploy.targets.rtl.devices import DEVICES, ICEBREAKER_PCF
 from qdeploy.targets.rtl.host import EPILOGUE_FILE, PROLOGUE_FILE, prologue, split_float_epilogue
 from qdeploy.targets.rtl.options import Implement, RtlOptions
-from qdeploy.targets.rtl.simulate import EXECUTABLE, build, lint, simulate
+from qdeploy.targets.rtl.simulate import EXECUTABLE, build, simulate
 from qdeploy.targets.rtl.steps import STEPS
 from qdeploy.targets.rtl.tools import EXTRA, check_compilers, verilator_command, yowasp
 from qdeploy.targets.rtl.verilog import UART_LIBRARY, io_context, render_design, render_sim_top, render_uart_top
@@ -218,7 +218,6 @@ class RtlTarget(Target):
             (rtl_dir / name).write_text(text)
         layer_modules = [f"{CORE}_layer{i}" for i in range(len(design.layers))]
         synthesizable = [rtl_dir / name for name in files]
-        ctx.timed("verilator_lint", lambda: lint(synthesizable, io["uart"], rtl_dir))
         (sim_dir / f"{io['module']}.v").write_text(render_sim_top(io))
         executable = ctx.timed(
             "verilator_build", lambda: build([*synthesizable, sim_dir / f"{io['module']}.v"], io, sim_dir)
@@ -276,7 +275,7 @@ class RtlTarget(Target):
             "output_bits": design.output.bits,
             "adders": sum(len(layer.graph.adders) for layer in design.layers),
             "multiplications": sum(layer.multiplications for layer in design.layers),
-            "lint": "verilator --lint-only -Wall: clean",
+            "lint": "verilator -Wall (the simulation build: core, UART top, simulation top): clean",
             "board_testbench": board_testbench,
             "host_prologue": [n for n in design.prologue_nodes],
             "host_epilogue": [node.op_type for node in epilogue.graph.node] if epilogue is not None else [],
