@@ -75,12 +75,22 @@ def _scalar_operands(model: ModelWrapper, node) -> bool:
     return all(c is not None and c.size == 1 for c in constants)
 
 
-def _moves_values(node) -> bool:
+def _zero_pad_value(model: ModelWrapper, node) -> bool:
+    """A constant Pad's border value is zero (absent, the default, or a zero constant)."""
+    if len(node.input) < 3 or not node.input[2]:
+        return float(node_attr(node, "value", 0.0)) == 0.0
+    value = _const(model, node.input[2])
+    return value is not None and bool(np.all(value == 0))
+
+
+def _moves_values(model: ModelWrapper, node) -> bool:
     """Whether ``node`` only moves or selects its input's values: MaxPool, DepthToSpace, nearest Resize/Upsample. A
     linear or cubic Resize mixes neighbours with fractional weights: its output is no integer level (and a scale
     pulled across it would round differently), so quantizers after it keep their float form."""
     if node.op_type in ("Resize", "Upsample"):
         return str(node_attr(node, "mode", "nearest")) == "nearest"
+    if node.op_type == "Pad":  # edge/reflect/wrap copy values; a zero border is level 0 at any positive scale
+        return str(node_attr(node, "mode", "constant")) != "constant" or _zero_pad_value(model, node)
     return node.op_type in MOVES_VALUES
 
 
@@ -134,14 +144,17 @@ class _Lowering:
             if node.op_type == "Concat":
                 self._concat_levels(node)
                 continue
-            moves = node.op_type in LAYOUT or _moves_values(node)
+            moves = node.op_type in LAYOUT or _moves_values(self.model, node)
             if moves and node.input[0] in self.scaled:
                 self._swap_with_scale(node)
             if node.op_type in LAYOUT and node.input[0] in self.float_derived:
                 self.float_derived.add(node.output[0])
             elif moves and node.input[0] in self.integers:
                 source = self.integers[node.input[0]]
-                self.integers[node.output[0]] = IntegerTensor(np.min(source.low), np.max(source.high))
+                low, high = np.min(source.low), np.max(source.high)
+                if node.op_type == "Pad" and str(node_attr(node, "mode", "constant")) == "constant":
+                    low, high = min(low, 0), max(high, 0)  # the zero border joins the values
+                self.integers[node.output[0]] = IntegerTensor(np.asarray(low), np.asarray(high))
             elif node.op_type in LAYERS:
                 self._lower_layer(node)
             elif _is_datapath_quant(self.model, node):

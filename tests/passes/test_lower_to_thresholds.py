@@ -20,7 +20,7 @@ def _assert_integer_layers(graph) -> None:
             weights = graph.get_initializer(node.input[1])
             assert weights is not None and np.array_equal(weights, np.round(weights)), node.name
             producer = graph.find_producer(node.input[0])
-            assert producer is not None and producer.op_type in ("MultiThreshold", "Flatten", "Reshape", "MaxPool")
+            assert producer is not None and producer.op_type in ("MultiThreshold", "Flatten", "Reshape", "MaxPool", "Pad")
 
 
 def _outputs_equal(before, after, x) -> None:
@@ -438,3 +438,41 @@ def test_a_layer_plus_skip_sum_read_twice_keeps_the_float_sum_for_its_other_read
     lowered = model.transform(LowerToThresholds())
     assert "Quant" in [n.op_type for n in lowered.graph.node]
     _outputs_equal(model, lowered, (random_inputs(model, [16], 500, 0) * 2).astype(np.float32))
+
+
+@pytest.mark.parametrize("mode", ["constant", "reflect", "edge"])
+def test_a_pad_between_a_float_scale_quantizer_and_a_conv_carries_the_levels(mode):
+    """Quant (scale 3/8) -> Pad -> Conv -> Quant: a Pad copies values (edge, reflect) or adds level 0 (zero border:
+    0 * s = 0), so the scale moves behind it and the conv takes integer levels, bit for bit."""
+    from onnx import TensorProto, helper
+
+    rng = np.random.default_rng(11)
+    weights = (rng.integers(-8, 8, (3, 2, 3, 3)) / 16).astype(np.float32)
+    quant_in, in_init = _signed_quant("x", "q", "in_quant", 0.375, 4.0)
+    quant_out, out_init = _signed_quant("conv", "y", "out_quant", 0.29, 4.0)
+    graph = helper.make_graph(
+        [
+            quant_in,
+            helper.make_node("Pad", ["q", "pads"], ["padded"], name="pad", mode=mode),
+            helper.make_node("Conv", ["padded", "W"], ["conv"], name="conv", kernel_shape=[3, 3]),
+            quant_out,
+        ],
+        "pad_conv",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 6, 6])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, 6, 6])],
+        [
+            *in_init,
+            *out_init,
+            helper.make_tensor("zero", TensorProto.FLOAT, [], [0.0]),
+            helper.make_tensor("pads", TensorProto.INT64, [8], [0, 0, 1, 1, 0, 0, 1, 1]),
+            helper.make_tensor("W", TensorProto.FLOAT, list(weights.shape), weights.ravel().tolist()),
+        ],
+    )
+    opsets = [helper.make_opsetid("", 13), helper.make_opsetid(QONNX_DOMAIN, 1)]
+    model = load_model(helper.make_model(graph, opset_imports=opsets))
+    lowered = model.transform(LowerToThresholds())
+    (pad,) = [n for n in lowered.graph.node if n.op_type == "Pad"]
+    assert lowered.find_producer(pad.input[0]).op_type == "MultiThreshold"
+    assert "Quant" not in [n.op_type for n in lowered.graph.node]
+    _assert_integer_layers(lowered)
+    _outputs_equal(model, lowered, (random_inputs(model, [2, 6, 6], 500, 0) * 2).astype(np.float32))
