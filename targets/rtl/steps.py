@@ -22,6 +22,14 @@ def needs_thresholds(model: ModelWrapper) -> bool:
     return any(node.op_type in _THRESHOLD_OPS or scale_has_no_fixed_point_form(model, node) for node in model.graph.node)
 
 
+def wrap_pad_from_slices(model: ModelWrapper, options) -> ModelWrapper:
+    """PyTorch's circular padding (torch.onnx's Concat of slices per axis) as one wrap-mode Pad
+    (``WrapPadFromSlices``), which the RTL wires like every other Pad."""
+    from qdeploy.passes.graph.wrap_pad_from_slices import WrapPadFromSlices
+
+    return model.transform(WrapPadFromSlices())
+
+
 def thresholds_where_no_fixed_point(model: ModelWrapper, options) -> ModelWrapper:
     """qdeploy's ``LowerToThresholds`` pass (integer layers, MultiThreshold activations found by running the graph's
     own float ops), applied only when the graph has no fixed-point form (see needs_thresholds)."""
@@ -187,6 +195,7 @@ def drop_trailing_identities(model: ModelWrapper, options) -> ModelWrapper:
 
 
 STEPS = [
+    wrap_pad_from_slices,
     thresholds_where_no_fixed_point,
     fold_constant_quants,
     fill_gemm_bias,
