@@ -183,3 +183,17 @@ def test_board_testbench_skips_a_core_too_costly_to_clock_through_the_serial_lin
     art = qdeploy.compile(_tiny_cnn(pool=True, scale="po2"), target="rtl", out=tmp_path / "cnn", implement="none")
     assert art.bit_exact and art.report["outputs_compared"] >= 1000
     assert art.report["board_testbench"].startswith("not run:") and "adders" in art.report["board_testbench"]
+
+
+def test_replicate_and_circular_padding_are_wiring(tmp_path):
+    """PyTorch replicate padding (an edge-mode Pad after torch.onnx's pads computation) and circular padding (a
+    Concat of slices, read back as one wrap-mode Pad): both copy values into the border, so both are wiring into
+    the next layer's weights, and the float-scale quantizer's scale moves behind the Pad (the conv takes levels).
+    Bit-exact."""
+    pytest.importorskip("brevitas")
+    from tests.targets.test_hls4ml_models import export_random
+    from tests.targets.wild_corpus import layer_model
+
+    path = export_random(layer_model("replicate_pad", "float", 4), (1, 8, 8), tmp_path / "pads.onnx")
+    art = qdeploy.compile(path, target="rtl", out=tmp_path / "rtl", implement="none", verify_samples=300)
+    assert art.bit_exact and art.report["outputs_equal"] == art.report["outputs_compared"]
