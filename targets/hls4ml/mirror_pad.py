@@ -148,4 +148,3 @@ def register(backend_name: str) -> None:
         onnx_to_hls = importlib.import_module("hls4ml.converters.onnx_to_hls")
         onnx_to_hls.layer_handlers["Pad"] = _pad_handler(onnx_to_hls.layer_handlers["Pad"])
         _installed.add("pad")
-
