@@ -20,6 +20,7 @@ import numpy as np
 from qonnx.core.modelwrapper import ModelWrapper
 
 from qdeploy.errors import UnsupportedModelError
+from qdeploy.input_quant import NODE_NAME as INPUT_QUANT_NODE
 from qdeploy.ir import const_input, input_name, node_attr, output_name
 from qdeploy.ops import PASS_THROUGH_OPS, SCALED_QUANT_OPS
 from qdeploy.precision import LayerPrecision, constant_ints
@@ -294,6 +295,12 @@ def build_design(model: ModelWrapper, layers: dict[str, LayerPrecision], share: 
     if pending is not None:
         current = _finish(design, pending, current, None, share)
     if not design.layers:
+        if first.name.startswith(INPUT_QUANT_NODE):  # the graph's own quantizers folded into the declared one
+            raise UnsupportedModelError(
+                f"node {first.name}: the graph's quantizers fold into the declared input quantizer (--input-quant), "
+                "which the host applies before the hardware, so no circuit is left; use --target hls4ml or "
+                "onnxruntime"
+            )
         raise UnsupportedModelError(
             f"node {first.name}: the graph has nothing after this input quantizer, which the host applies before the "
             "hardware (the RTL takes its integer levels), so no circuit is left; declare the input precision "
