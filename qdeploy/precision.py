@@ -375,7 +375,7 @@ def _float_input_thresholds(model: ModelWrapper, node) -> tuple[FixedType, Layer
     input_type = FixedType(signed=True, width=integer + fraction, integer=integer, overflow=Overflow.SATURATE)
     step = 2.0**-fraction
     low, high = -(2.0 ** (integer - 1)), 2.0 ** (integer - 1) - step
-    clamped = np.clip(np.where(meaningful, thresholds, np.sign(thresholds) * np.inf), low, high + step)
+    clamped = np.clip(np.where(meaningful, thresholds, np.copysign(np.inf, thresholds)), low, high + step)
     threshold_grid = grid_of_constant(clamped, node.input[1])
     return input_type, LayerPrecision(
         node.name, node.op_type, levels, thresholds=threshold_grid, threshold_values=clamped.astype(np.float32)
