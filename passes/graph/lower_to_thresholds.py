@@ -950,9 +950,10 @@ def _chain_direction(model: ModelWrapper, chain: list, channels: int) -> np.ndar
                 return None
             slope = constant
         slope = np.asarray(slope, dtype=np.float64).ravel()
-        if np.any(slope == 0) or not np.all(np.isfinite(slope)) or slope.size not in (1, channels):
+        if not np.all(np.isfinite(slope)) or slope.size not in (1, channels):
             return None
-        sign = sign * np.sign(slope)
+        # a zero slope (a pruned channel's BatchNorm gamma 0) makes the channel a constant: non-decreasing too
+        sign = sign * np.where(slope == 0, 1.0, np.sign(slope))
     return sign
 
 

@@ -476,3 +476,47 @@ def test_a_pad_between_a_float_scale_quantizer_and_a_conv_carries_the_levels(mod
     assert "Quant" not in [n.op_type for n in lowered.graph.node]
     _assert_integer_layers(lowered)
     _outputs_equal(model, lowered, (random_inputs(model, [2, 6, 6], 500, 0) * 2).astype(np.float32))
+
+
+def test_a_zero_batchnorm_gamma_is_a_constant_channel_not_a_stop():
+    """A pruned channel's BatchNorm gamma 0 makes that channel a constant before its quantizer: one level, all its
+    thresholds reached or none. The lowering stopped at the zero slope (the layer stayed float and the targets
+    refused an internal Mul); now every channel lowers, bit for bit."""
+    from onnx import TensorProto, helper
+
+    rng = np.random.default_rng(13)
+    weights = (rng.integers(-8, 8, (16, 8)) / 16).astype(np.float32)
+    gamma = rng.uniform(0.5, 1.5, 8).astype(np.float32)
+    gamma[3] = 0.0
+    quant_in, in_init = _signed_quant("x", "q", "in_quant", 0.5, 4.0)
+    quant_out, out_init = _signed_quant("bn", "y", "out_quant", 0.29, 4.0)
+    constants = {
+        "W": weights,
+        "gamma": gamma,
+        "beta": rng.normal(0, 0.5, 8).astype(np.float32),
+        "mean": rng.normal(0, 0.5, 8).astype(np.float32),
+        "var": rng.uniform(0.5, 2, 8).astype(np.float32),
+    }
+    graph = helper.make_graph(
+        [
+            quant_in,
+            helper.make_node("MatMul", ["q", "W"], ["acc"], name="layer"),
+            helper.make_node("BatchNormalization", ["acc", "gamma", "beta", "mean", "var"], ["bn"], name="bn"),
+            quant_out,
+        ],
+        "pruned_channel",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 16])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8])],
+        [
+            *in_init,
+            *out_init,
+            helper.make_tensor("zero", TensorProto.FLOAT, [], [0.0]),
+            *[helper.make_tensor(k, TensorProto.FLOAT, list(v.shape), v.ravel().tolist()) for k, v in constants.items()],
+        ],
+    )
+    opsets = [helper.make_opsetid("", 13), helper.make_opsetid(QONNX_DOMAIN, 1)]
+    model = load_model(helper.make_model(graph, opset_imports=opsets))
+    lowered = model.transform(LowerToThresholds())
+    ops = [n.op_type for n in lowered.graph.node]
+    assert "BatchNormalization" not in ops and "Quant" not in ops, ops
+    _outputs_equal(model, lowered, (random_inputs(model, [16], 1000, 0) * 2).astype(np.float32))
