@@ -30,6 +30,15 @@ def wrap_pad_from_slices(model: ModelWrapper, options) -> ModelWrapper:
     return model.transform(WrapPadFromSlices())
 
 
+def ungroup_conv(model: ModelWrapper, options) -> ModelWrapper:
+    """Grouped and depthwise convolutions as ordinary ones with block-diagonal weights (``UngroupConv``): the RTL
+    unrolls every convolution into a dense layer whose zero weights cost no adder, and the threshold lowering takes
+    ungrouped layers only."""
+    from qdeploy.passes.graph.ungroup_conv import UngroupConv
+
+    return model.transform(UngroupConv())
+
+
 def thresholds_where_no_fixed_point(model: ModelWrapper, options) -> ModelWrapper:
     """qdeploy's ``LowerToThresholds`` pass (integer layers, MultiThreshold activations found by running the graph's
     own float ops), applied only when the graph has no fixed-point form (see needs_thresholds)."""
@@ -196,6 +205,7 @@ def drop_trailing_identities(model: ModelWrapper, options) -> ModelWrapper:
 
 STEPS = [
     wrap_pad_from_slices,
+    ungroup_conv,
     thresholds_where_no_fixed_point,
     fold_constant_quants,
     fill_gemm_bias,

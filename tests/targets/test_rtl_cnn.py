@@ -197,3 +197,16 @@ def test_replicate_and_circular_padding_are_wiring(tmp_path):
     path = export_random(layer_model("replicate_pad", "float", 4), (1, 8, 8), tmp_path / "pads.onnx")
     art = qdeploy.compile(path, target="rtl", out=tmp_path / "rtl", implement="none", verify_samples=300)
     assert art.bit_exact and art.report["outputs_equal"] == art.report["outputs_compared"]
+
+
+def test_depthwise_separable_convolutions_are_bit_exact(tmp_path):
+    """A depthwise conv (groups = channels) + BatchNorm + pointwise conv: grouped convolutions become ordinary ones
+    with block-diagonal weights (their zeros cost no adder), so the threshold lowering takes them; refused at the
+    BatchNorm before."""
+    pytest.importorskip("brevitas")
+    from tests.targets.test_hls4ml_models import export_random
+    from tests.targets.wild_corpus import layer_model
+
+    path = export_random(layer_model("depthwise_pointwise", "float", 3), (1, 8, 8), tmp_path / "separable.onnx")
+    art = qdeploy.compile(path, target="rtl", out=tmp_path / "rtl", implement="none", verify_samples=300)
+    assert art.bit_exact and art.report["outputs_equal"] == art.report["outputs_compared"]
