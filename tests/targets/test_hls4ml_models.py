@@ -331,6 +331,24 @@ def radioml_vgg10(
     return nn.Sequential(*layers)
 
 
+def constant(name: str, values):
+    """A float32 initializer ``name`` holding ``values``, for the hand-built graphs below."""
+    import numpy as np
+    from onnx import numpy_helper
+
+    return numpy_helper.from_array(np.asarray(values, dtype=np.float32), name)
+
+
+def quant(source: str, output: str, scale: str, signed: int):
+    """A ROUND Quant node of the hand-built graphs below (zero point ``zero``, bit width ``bits`` initializers)."""
+    from onnx import helper
+
+    return helper.make_node(
+        "Quant", [source, scale, "zero", "bits"], [output], name=f"Quant_{output}",
+        domain="qonnx.custom_op.general", signed=signed, narrow=0, rounding_mode="ROUND",
+    )  # fmt: skip
+
+
 def export_random(model, input_shape: tuple[int, ...], path: Path, seed: int = 0) -> Path:
     """Random weights (N(0, 0.5): wide enough to use every weight level), activation ranges calibrated on normal
     inputs, brevitas's QONNX export (TorchScript path: quantized biases need it)."""
@@ -571,18 +589,9 @@ def _pooling_graph(
     """Quant -> Conv -> ReLU -> unsigned Quant (or, ``signed``: Conv -> signed Quant) -> ``op`` ``kernel``x``kernel``
     stride 2 with ``pads`` (no pads attribute when all are 0, ONNX's default) on a 5x5 image -> Quant."""
     import numpy as np
-    from onnx import TensorProto, helper, numpy_helper
+    from onnx import TensorProto, helper
     from qonnx.core.modelwrapper import ModelWrapper
     from qonnx.transformation.infer_shapes import InferShapes
-
-    def constant(name, values):
-        return numpy_helper.from_array(np.asarray(values, dtype=np.float32), name)
-
-    def quant(source, output, scale, signed):
-        return helper.make_node(
-            "Quant", [source, scale, "zero", "bits"], [output], name=f"Quant_{output}",
-            domain="qonnx.custom_op.general", signed=signed, narrow=0, rounding_mode="ROUND",
-        )  # fmt: skip
 
     weights = np.random.default_rng(0).integers(-3, 4, (4, 2, 3, 3)) * 0.25
     padding = {"pads": list(pads)} if any(pads) else {}
@@ -669,18 +678,9 @@ def _trunc_pool_graph(path: Path, trunc: dict, mul: float | None = None) -> Path
     (``trunc``: version 1 or 2, scale, out_scale, out_bits, rounding) -> Quant. Version 2 is brevitas's
     TruncAvgPool2d, version 1 with the Mul FINN's average pooling."""
     import numpy as np
-    from onnx import TensorProto, helper, numpy_helper
+    from onnx import TensorProto, helper
     from qonnx.core.modelwrapper import ModelWrapper
     from qonnx.transformation.infer_shapes import InferShapes
-
-    def constant(name, values):
-        return numpy_helper.from_array(np.asarray(values, dtype=np.float32), name)
-
-    def quant(source, output, scale, signed):
-        return helper.make_node(
-            "Quant", [source, scale, "zero", "bits"], [output], name=f"Quant_{output}",
-            domain="qonnx.custom_op.general", signed=signed, narrow=0, rounding_mode="ROUND",
-        )  # fmt: skip
 
     version = trunc["version"]
     nodes = [
@@ -841,12 +841,6 @@ def test_reflect_and_edge_padding_stream_bit_exact(tmp_path):
     from onnx import TensorProto, helper, numpy_helper
     from qonnx.core.modelwrapper import ModelWrapper
     from qonnx.transformation.infer_shapes import InferShapes
-
-    def quant(source, output, scale, signed):
-        return helper.make_node(
-            "Quant", [source, scale, "zero", "bits"], [output], name=f"Quant_{output}",
-            domain="qonnx.custom_op.general", signed=signed, narrow=0, rounding_mode="ROUND",
-        )  # fmt: skip
 
     rng = np.random.default_rng(0)
     nodes = [
