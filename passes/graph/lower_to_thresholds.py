@@ -482,21 +482,11 @@ class _Lowering:
             return
         pair_a, pair_b = (grid.ravel() for grid in np.meshgrid(grids[0], grids[1], indexing="ij"))
         channels, rank = self._channels(add.output[0]), self._rank(add.output[0])
-        rescales = [model.find_producer(name) for name in add.input]
-        nodes = [*rescales, add, *chain]
-        if model.find_producer(quant.output[0]) is quant:
-            nodes.append(quant)
-        shape = [pair_a.size, channels] + [1] * (rank - 2)
-        sub = extract_chain(model, nodes, tuple(levels for levels, _ in terms), quant.output[0], shape, shape)
-        from qonnx.core.onnx_exec import execute_onnx
-        from qonnx.transformation.infer_shapes import InferShapes
-
-        sub = sub.transform(InferShapes())
-        feed = {
-            levels: np.broadcast_to(pairs.astype(np.float32).reshape(-1, 1, *([1] * (rank - 2))), shape).copy()
-            for (levels, _), pairs in zip(terms, (pair_a, pair_b), strict=True)
-        }
-        out = np.asarray(execute_onnx(sub, feed)[quant.output[0]], dtype=np.float64).reshape(pair_a.size, channels)
+        nodes = [*(model.find_producer(name) for name in add.input), add, *chain, quant]
+        sources = tuple(levels for levels, _ in terms)
+        evaluate = _PairEvaluator(model, nodes, [], sources, quant.output[0], (channels, rank), None)
+        per_channel = [np.broadcast_to(pairs[:, None], (pairs.size, channels)) for pairs in (pair_a, pair_b)]
+        out = evaluate(*per_channel)
         table = np.round(out / out_scale).astype(np.int64)  # [pairs, channels]
         weights = _sum_weights(pair_a, pair_b, table, terms[0][1] / terms[1][1])
         if weights is None:
@@ -1010,10 +1000,10 @@ class _ChainEvaluator:
 
 
 class _PairEvaluator:
-    """Runs ``nodes`` (from a layer's float output and a tensor of levels to ``output``) with the golden executor
-    on [K, C] accumulators and levels. The layer's output is one float32 rounding of ``acc * scale + bias`` where
-    ``exact`` gives them (as the layer computes it), else the accumulator itself; ``layer_nodes`` (the first of
-    ``nodes``) carry it on to the value the sum takes."""
+    """Runs ``nodes`` (from a layer's float output, or a first tensor of levels, and a tensor of levels to
+    ``output``) with the golden executor on [K, C] accumulators and levels. The layer's output is one float32
+    rounding of ``acc * scale + bias`` where ``exact`` gives them (as the layer computes it), else the accumulator
+    itself; ``layer_nodes`` (the first of ``nodes``) carry it on to the value the sum takes."""
 
     def __init__(self, model, nodes: list, layer_nodes: list, sources: tuple[str, str], output: str, shape, exact):
         self.model, self.nodes, self.layer_nodes, self.sources, self.output = model, nodes, layer_nodes, sources, output
