@@ -5,6 +5,9 @@ Each hardware vector element is an integer ``u`` whose meaning in the graph is `
 tensor's grid (value ``k * 2**lsb``, grids from ``qdeploy.precision``). Bipolar activations are one bit
 (``k = 2u - 1``), threshold outputs count the thresholds crossed (``k = out_bias + out_scale * u``). A layer folds
 its input's encoding into its integer weights and bias, so its adder graph works on the raw bits.
+Branches (a residual skip, QuantEltwiseAdd, Concat) keep the design a chain of layers: the vector between two layers
+holds every tensor still to be read, and a layer passes the elements it does not compute through (``Layer.carry``);
+an Add of two runtime tensors is a layer whose weights select both (or the skip joins the layer's own sum).
 
 The host keeps what is not integer arithmetic: the graph input's quantizer (the prologue: the hardware takes the
 quantizer's integer levels, as a sensor front end delivers them) and float ops after the last integer tensor (the
@@ -30,7 +33,7 @@ from qdeploy.targets.rtl.adder_graph import AdderGraph, Term, _Builder, constant
 INT64_SAFE = 2**60
 FIX = "use fewer bits, or --target hls4ml / onnxruntime"
 #: what a refusal of an op lists
-TAKES = "MatMul/Gemm, Conv, MaxPool, Pad, bias Add, Relu, Quant, BipolarQuant, MultiThreshold, Flatten/Reshape/Transpose"
+TAKES = "MatMul/Gemm, Conv, MaxPool, Pad, Add, Concat, Relu, Quant, BipolarQuant, MultiThreshold, Flatten/Reshape/Transpose"
 #: an op with no circuit here: fewer bits would not help
 OP_FIX = "use --target hls4ml or onnxruntime"
 #: float ops that a scale or a lowering puts around an unsupported op: a refusal names that op, not them
@@ -69,6 +72,22 @@ class Vector:
     @property
     def bits(self) -> int:
         return int(self.widths.sum())
+
+    def take(self, places: np.ndarray) -> Vector:
+        return Vector(self.low[places], self.high[places], self.scale[places], self.offset[places], self.lsb)
+
+    def then(self, other: Vector) -> Vector:
+        """This vector's elements, then ``other``'s, on the finer of the two grids (the coarser one's elements
+        keep their bits: only their meaning's scale and offset grow)."""
+        lsb = min(self.lsb, other.lsb)
+        parts = [(v, 1 << (v.lsb - lsb)) for v in (self, other)]
+        return Vector(
+            np.concatenate([v.low for v, _ in parts]),
+            np.concatenate([v.high for v, _ in parts]),
+            np.concatenate([v.scale * f for v, f in parts]),
+            np.concatenate([v.offset * f for v, f in parts]),
+            lsb,
+        )
 
 
 @dataclass
@@ -111,6 +130,9 @@ class Layer:
     output: Vector
     multiplications: int = 0
     stages: int = 0
+    #: input elements passed through unchanged behind the computed ones (a residual skip, a concatenation's other
+    #: branch, read by a later layer); ``output`` ends with them
+    carry: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
 
 
 @dataclass
@@ -149,6 +171,7 @@ SUPPORTED_OPS = (
     "MultiThreshold",
     "MaxPool",
     "Pad",
+    "Concat",
     *SCALED_QUANT_OPS,
     *PASS_THROUGH_OPS,
 )
@@ -207,9 +230,10 @@ def _first_quantizer(model: ModelWrapper):
 
 
 class _Pending:
-    """A layer being collected: MatMul, then optional bias Add and Relu, until its activation."""
+    """A layer being collected: MatMul (weights over every element of the current vector), then optional bias Add,
+    residual Add and Relu, until its activation. ``tensor`` is the graph tensor its rows compute so far."""
 
-    def __init__(self, nodes: list[str], weights: np.ndarray, weight_lsb: int, multiplications: int):
+    def __init__(self, nodes: list[str], weights: np.ndarray, weight_lsb: int, multiplications: int, tensor: str):
         self.nodes = nodes
         self.weights = weights  # [outputs, inputs] integers on weight_lsb
         self.weight_lsb = weight_lsb
@@ -217,7 +241,7 @@ class _Pending:
         self.bias_lsb = 0
         self.relu = False
         self.multiplications = multiplications
-        self.wiring = False  # only Transpose/Pad so far: a following MatMul absorbs it (no layer of its own)
+        self.tensor = tensor
 
 
 def build_design(model: ModelWrapper, layers: dict[str, LayerPrecision], share: bool = True) -> Design:
@@ -225,75 +249,12 @@ def build_design(model: ModelWrapper, layers: dict[str, LayerPrecision], share: 
     first, prologue = _first_quantizer(model)
     precision = layers[first.name]
     size = int(np.prod(model.get_tensor_shape(first.output[0])[1:]))
-    current = _input_vector(model, first, precision.output.collapse(), size)
-    design = Design([], current, current, prologue, first.output[0], output_name(model))
-    pending: _Pending | None = None
-    nodes = list(model.graph.node)
-    start = [n.name for n in nodes].index(first.name) + 1
-    for node in nodes[start:]:
-        op = node.op_type
-        if op in PASS_THROUGH_OPS:
-            if op == "Transpose":
-                order = _transpose_order(model, node, len(current) if pending is None else len(pending.weights))
-                pending = _rewire(pending, current, node.name, order)
-            continue
-        if op == "Pad":
-            pending = _rewire(pending, current, node.name, _pad_order(model, node))
-            continue
-        if op == "MatMul":
-            wiring = None
-            if pending is not None and pending.wiring and pending.bias is None and not pending.relu:
-                wiring, pending = pending, None  # x -> G x -> W (G x): the layer's weights become W G
-            elif pending is not None:
-                current = _finish(design, pending, current, None, share)
-            weights = const_input(model, node, 1)
-            lp = layers[node.name]
-            if weights is None or lp.weight is None:
-                raise UnsupportedModelError(f"node {node.name}: MatMul needs constant weights on the RTL target")
-            ints = constant_ints(weights, lp.weight).T
-            rows = len(wiring.weights) if wiring is not None else len(current)
-            if ints.shape[1] != rows:
-                raise UnsupportedModelError(f"node {node.name}: {ints.shape[1]} weight rows for {rows} inputs")
-            names = [node.name]
-            if wiring is not None:
-                ints, names = _times_wiring(ints, wiring.weights), [*wiring.nodes, node.name]
-            pending = _Pending(names, ints, lp.weight.lsb, int(np.count_nonzero(ints)))
-        elif op == "Add":
-            bias = const_input(model, node, 1)
-            lp = layers[node.name]
-            if bias is None or lp.bias is None:
-                raise UnsupportedModelError(f"node {node.name}: Add of two runtime tensors is not supported; {OP_FIX}")
-            if pending is None or pending.bias is not None or pending.relu:
-                pending = _identity(pending, design, current, node.name, share)
-                current = design.output
-            pending.nodes.append(node.name)
-            pending.bias = np.broadcast_to(constant_ints(bias, lp.bias).ravel(), (len(pending.weights),)).copy()
-            pending.bias_lsb = lp.bias.lsb
-        elif op == "Relu":
-            if pending is None or pending.relu:
-                pending = _identity(pending, design, current, node.name, share)
-                current = design.output
-            pending.nodes.append(node.name)
-            pending.relu = True
-        elif op == "MaxPool":
-            if pending is not None:
-                current = _finish(design, pending, current, None, share)
-                pending = None
-            current = _max_pool(design, model, node, current)
-        elif (op in SCALED_QUANT_OPS and model.get_initializer(node.input[0]) is None) or op == "MultiThreshold":
-            if pending is None:
-                pending = _identity(pending, design, current, node.name, share)
-                current = design.output
-            pending.nodes.append(node.name)
-            current = _finish(design, pending, current, (node, layers[node.name]), share)
-            pending = None
-        else:
-            raise UnsupportedModelError(
-                f"node {node.name}: op {op} is not supported by the RTL target (it takes MLPs and convolutions: "
-                f"{TAKES}); {OP_FIX}"
-            )
-    if pending is not None:
-        current = _finish(design, pending, current, None, share)
+    vector = _input_vector(model, first, precision.output.collapse(), size)
+    design = Design([], vector, vector, prologue, first.output[0], output_name(model))
+    builder = _DatapathBuilder(model, layers, design, share, first.output[0])
+    for node in _chain_order(model, set(prologue), first.output[0]):
+        builder.visit(node)
+    builder.close()
     if not design.layers:
         if first.name.startswith(INPUT_QUANT_NODE):  # the graph's own quantizers folded into the declared one
             raise UnsupportedModelError(
@@ -306,31 +267,288 @@ def build_design(model: ModelWrapper, layers: dict[str, LayerPrecision], share: 
             "hardware (the RTL takes its integer levels), so no circuit is left; declare the input precision "
             "(--input-quant 'fixed<16,6>': the quantizer then runs in hardware) or use --target hls4ml or onnxruntime"
         )
-    design.output = current
     return design
 
 
-def _times_wiring(weights: np.ndarray, wiring: np.ndarray) -> np.ndarray:
-    """``weights @ wiring`` for a wiring matrix (``_rewire``: each row selects one input or none) without a dense
-    integer product: numpy has no BLAS for integers, and a 6,272 x 2,352 unrolled convolution behind a 2,352-element
-    Transpose took over 10 minutes that way. Column ``i`` of ``weights`` adds to the column of the input row ``i``
-    selects."""
-    rows, sources = np.nonzero(wiring)
-    if len(np.unique(rows)) != len(rows) or np.any(wiring[rows, sources] != 1):
-        return weights @ wiring  # not a selection (never built by _rewire): the general product
-    result = np.zeros((weights.shape[0], wiring.shape[1]), dtype=np.result_type(weights, wiring))
-    np.add.at(result.T, sources, weights.T[rows])
+def _runtime_inputs(model: ModelWrapper, node) -> list[str]:
+    return [name for name in node.input if name and model.get_initializer(name) is None]
+
+
+def _chain_order(model: ModelWrapper, prologue: set[str], start: str) -> list:
+    """The nodes after the input quantizer in a topological order that follows one branch as far as it goes
+    before taking up another (ONNX exporters interleave parallel branches node by node; a layer is collected from
+    consecutive nodes)."""
+    todo = [node for node in model.graph.node if node.name not in prologue]
+    produced = {start}
+    order, last = [], {start}
+    while todo:
+        ready = [n for n in todo if all(name in produced for name in _runtime_inputs(model, n))]
+        if not ready:
+            node = todo[0]
+            missing = next(name for name in _runtime_inputs(model, node) if name not in produced)
+            raise UnsupportedModelError(
+                f"node {node.name}: its input {missing} is not computed from the graph's input quantizer (a second "
+                f"graph input or a runtime constant); {OP_FIX}"
+            )
+        node = next((n for n in ready if last & set(n.input)), ready[0])
+        todo.remove(node)
+        order.append(node)
+        produced.update(node.output)
+        last = set(node.output)
+    return order
+
+
+class _DatapathBuilder:
+    """Layers from the nodes in chain order. The hardware vector between two layers holds every tensor still to be
+    read: the tensor the last layer computed, and the elements of others (a residual skip, a concatenation's other
+    branch) the layer passes through unchanged. ``where`` maps each such tensor to its elements' places in the
+    vector (-1: a constant zero, from a Pad), so layout ops (Reshape, Transpose, Pad, Concat) are only relabelings
+    that a following layer's weights absorb."""
+
+    def __init__(self, model: ModelWrapper, layers: dict[str, LayerPrecision], design: Design, share: bool, start: str):
+        self.model, self.layers, self.design, self.share = model, layers, design, share
+        self.current = design.input
+        self.where: dict[str, np.ndarray] = {start: np.arange(len(design.input))}
+        self.wiring: dict[str, list[str]] = {start: []}  # layout nodes a tensor went through since its layer
+        self.pending: _Pending | None = None
+        self.reading: set[str] = set()  # the inputs of the node being visited
+        self.reads: dict[str, int] = {}  # per tensor, the node inputs (and graph outputs) still to read it
+        for node in model.graph.node:
+            for name in _runtime_inputs(model, node):
+                self.reads[name] = self.reads.get(name, 0) + 1
+        for output in model.graph.output:
+            self.reads[output.name] = self.reads.get(output.name, 0) + 1
+
+    # -- the node kinds ------------------------------------------------------------------------------------------
+    def visit(self, node) -> None:
+        # the node's inputs stay in the vector while an earlier layer is finished, not after the node takes them
+        self.reading = set(_runtime_inputs(self.model, node))
+        for name in _runtime_inputs(self.model, node):
+            self.reads[name] -= 1
+        op = node.op_type
+        if op in PASS_THROUGH_OPS or op == "Pad":
+            self._relabel(node)
+        elif op == "Concat":
+            self._concat(node)
+        elif op == "MatMul":
+            self._matmul(node)
+        elif op == "Add":
+            self._add(node)
+        elif op == "Relu":
+            pending = self._extendable(node, lambda p: not p.relu)
+            pending.nodes.append(node.name)
+            pending.relu = True
+            pending.tensor = node.output[0]
+        elif op == "MaxPool":
+            self._max_pool(node)
+        elif (op in SCALED_QUANT_OPS and self.model.get_initializer(node.input[0]) is None) or op == "MultiThreshold":
+            pending = self._extendable(node, lambda p: True)
+            pending.nodes.append(node.name)
+            self._flush((node, self.layers[node.name]), node.output[0])
+        else:
+            raise UnsupportedModelError(
+                f"node {node.name}: op {op} is not supported by the RTL target (it takes MLPs and convolutions: "
+                f"{TAKES}); {OP_FIX}"
+            )
+        self.reading = set()
+
+    def close(self) -> None:
+        """The graph output alone, in order, as the last layer's output."""
+        self._flush(None)
+        out = self.design.output_tensor
+        if out not in self.where:
+            raise UnsupportedModelError(f"tensor {out}: the graph output is not computed by the datapath; {OP_FIX}")
+        if not np.array_equal(self.where[out], np.arange(len(self.current))):
+            self.pending = self._selection(out, "output")
+            self._flush(None)
+        self.design.output = self.current
+
+    def _relabel(self, node) -> None:
+        """Reshape/Flatten/Identity/Dropout keep the element order; Transpose and Pad select elements."""
+        source, output = node.input[0], node.output[0]
+        size = len(self.pending.weights) if self._is_pending(source) else len(self._places(node, source))
+        order = None
+        if node.op_type == "Transpose":
+            order = _transpose_order(self.model, node, size)
+        elif node.op_type == "Pad":
+            order = _pad_order(self.model, node)
+        if self._is_pending(source) and self.reads[source] == 0:  # the layer computes its outputs in this order
+            if order is not None:
+                self.pending = _rewire(self.pending, node.name, order)
+            self.pending.tensor = output
+            return
+        self._flush(None)
+        places = self.where[source]
+        if order is not None:
+            places = np.where(order >= 0, places[np.maximum(order, 0)], -1)
+        self.where[output] = places
+        self.wiring[output] = [*self.wiring[source], node.name]
+
+    def _concat(self, node) -> None:
+        """A concatenation is a relabeling of its inputs' elements (each already in the vector)."""
+        self._flush(None)
+        shape = self.model.get_tensor_shape(node.output[0])
+        axis = int(node_attr(node, "axis", 0))
+        axis = axis + len(shape) if shape is not None and axis < 0 else axis
+        parts = []
+        for name in node.input:
+            part_shape = self.model.get_tensor_shape(name)
+            if shape is None or part_shape is None or axis == 0 or name not in self.where:
+                raise UnsupportedModelError(
+                    f"node {node.name}: Concat of constants, of tensors of unknown shape or along the batch axis; {OP_FIX}"
+                )
+            parts.append(self.where[name].reshape(part_shape[1:]))
+        self.where[node.output[0]] = np.concatenate(parts, axis=axis - 1).ravel()
+        self.wiring[node.output[0]] = [node.name]
+
+    def _matmul(self, node) -> None:
+        source = node.input[0]
+        self._flush(None)
+        weights = const_input(self.model, node, 1)
+        lp = self.layers[node.name]
+        if weights is None or lp.weight is None:
+            raise UnsupportedModelError(f"node {node.name}: MatMul needs constant weights on the RTL target")
+        ints = constant_ints(weights, lp.weight).T
+        places = self._places(node, source)
+        if ints.shape[1] != len(places):
+            raise UnsupportedModelError(f"node {node.name}: {ints.shape[1]} weight rows for {len(places)} inputs")
+        full = _gather_columns(ints, places, len(self.current))
+        names = [*self.wiring.get(source, []), node.name]
+        self.pending = _Pending(names, full, lp.weight.lsb, int(np.count_nonzero(full)), node.output[0])
+        self.reading = set()
+
+    def _add(self, node) -> None:
+        bias = const_input(self.model, node, 1)
+        if bias is not None:
+            lp = self.layers[node.name]
+            if lp.bias is None:
+                raise UnsupportedModelError(f"node {node.name}: Add with a constant of no fixed-point form; {FIX}")
+            pending = self._extendable(node, lambda p: p.bias is None and not p.relu)
+            pending.nodes.append(node.name)
+            pending.bias = np.broadcast_to(constant_ints(bias, lp.bias).ravel(), (len(pending.weights),)).copy()
+            pending.bias_lsb = lp.bias.lsb
+            pending.tensor = node.output[0]
+            return
+        left, right = node.input[0], node.input[1]
+        shapes = [self.model.get_tensor_shape(name) for name in (left, right)]
+        if shapes[0] is None or shapes[0] != shapes[1]:
+            raise UnsupportedModelError(
+                f"node {node.name}: Add of two runtime tensors of shapes {shapes[0]} and {shapes[1]} (the RTL target "
+                f"adds equal shapes, no broadcasting); {OP_FIX}"
+            )
+        pending = self.pending
+        layer_side = next((name for name in (left, right) if self._is_pending(name)), None)
+        if layer_side is not None and not pending.relu and self.reads[layer_side] == 0 and left != right:
+            # a layer's sum plus the skip (a residual block): the skip's elements join the layer's sum with weight
+            # 2**-weight_lsb (the skip is on the vector's grid, the products on the weights' grid times it)
+            skip = self._places(node, right if layer_side == left else left)
+            if pending.weight_lsb > 0:
+                pending.weights = pending.weights << pending.weight_lsb
+                pending.weight_lsb = 0
+            pending.weights = pending.weights + _gather_columns(
+                np.eye(len(skip), dtype=np.int64) << -pending.weight_lsb, skip, len(self.current)
+            )
+        else:  # two tensors in the vector: an element-wise layer with both selections
+            self._flush(None)
+            pending = self._selection(left, node.name)
+            pending.weights = pending.weights + self._selection(right, node.name).weights
+            pending.nodes = [*pending.nodes, *self.wiring.get(right, [])]
+        if node.name not in pending.nodes:
+            pending.nodes.append(node.name)
+        pending.tensor = node.output[0]
+        self.pending = pending
+        self.reading = set()
+
+    def _max_pool(self, node) -> None:
+        source = node.input[0]
+        self._flush(None)
+        if np.any(self._places(node, source) < 0):  # a zero-padded tensor: its zeros become elements first
+            self.pending = self._selection(source, node.name)
+            self._flush(None)
+        self.reading = set()
+        carry = self._carried()
+        output = _max_pool(self.design, self.model, node, self.current, self.where[source], carry)
+        self._moved(output, carry, node.output[0], len(output) - len(carry))
+
+    # -- the vector ----------------------------------------------------------------------------------------------
+    def _is_pending(self, tensor: str) -> bool:
+        return self.pending is not None and self.pending.tensor == tensor
+
+    def _places(self, node, tensor: str) -> np.ndarray:
+        if tensor not in self.where:
+            raise UnsupportedModelError(f"node {node.name}: its input {tensor} has no place in the datapath; {OP_FIX}")
+        return self.where[tensor]
+
+    def _extendable(self, node, fits) -> _Pending:
+        """The pending layer when ``node`` can join it (it reads the layer's tensor, nothing else does, and
+        ``fits``); else an element-wise layer on ``node``'s input."""
+        source = node.input[0]
+        if self._is_pending(source) and self.reads[source] == 0 and fits(self.pending):
+            return self.pending
+        self._flush(None)
+        self.pending = self._selection(source, node.name)
+        self.reading = set()
+        return self.pending
+
+    def _selection(self, tensor: str, reader: str) -> _Pending:
+        """An element-wise layer whose rows select the tensor's elements (a zero row for a padded zero)."""
+        places = self.where.get(tensor)
+        if places is None:
+            raise UnsupportedModelError(f"node {reader}: its input {tensor} has no place in the datapath; {OP_FIX}")
+        weights = _gather_columns(np.eye(len(places), dtype=np.int64), places, len(self.current))
+        return _Pending(list(self.wiring.get(tensor, [])), weights, 0, 0, tensor)
+
+    def _live(self, tensor: str) -> bool:
+        return self.reads.get(tensor, 0) > 0 or tensor in self.reading
+
+    def _carried(self, exclude: str | None = None) -> np.ndarray:
+        """The elements of every tensor still to be read (but ``exclude``), which the next layer passes through."""
+        live = [name for name in self.where if self._live(name) and name != exclude]
+        places = [self.where[name] for name in live]
+        return np.unique(np.concatenate([p[p >= 0] for p in places])) if places else np.zeros(0, np.int64)
+
+    def _flush(self, activation, output: str | None = None) -> None:
+        """Finish the pending layer: its outputs (``output``, else the pending tensor, which they then replace),
+        then the carried elements, are the new vector."""
+        pending = self.pending
+        if pending is None:
+            return
+        self.pending = None
+        output = output or pending.tensor
+        carry = self._carried(exclude=output)
+        vector = _finish(self.design, pending, self.current, activation, self.share, carry)
+        self._moved(vector, carry, output, len(vector) - len(carry))
+
+    def _moved(self, vector: Vector, carry: np.ndarray, tensor: str, computed: int) -> None:
+        """The vector after a layer: ``computed`` new elements (``tensor``), then ``carry`` from the old one."""
+        moved = np.full(len(self.current), -1, dtype=np.int64)
+        moved[carry] = computed + np.arange(len(carry))
+        self.where = {
+            name: np.where(places >= 0, moved[np.maximum(places, 0)], -1)
+            for name, places in self.where.items()
+            if self._live(name)
+        }
+        self.where[tensor] = np.arange(computed)
+        self.wiring = {name: self.wiring.get(name, []) for name in self.where}
+        self.wiring[tensor] = []
+        self.current = vector
+
+
+def _gather_columns(weights: np.ndarray, places: np.ndarray, size: int) -> np.ndarray:
+    """Weights over a tensor's elements as weights over the whole vector of ``size`` elements, element ``i`` being
+    at ``places[i]`` (-1: a constant zero, whose column is dropped; a place read twice, as reflect padding does,
+    sums its columns). The product with the selection matrix without a dense integer product: numpy has no BLAS
+    for integers, and a 6,272 x 2,352 unrolled convolution behind a Transpose took over 10 minutes that way."""
+    result = np.zeros((weights.shape[0], size), dtype=np.result_type(weights, np.int64))
+    keep = places >= 0
+    np.add.at(result.T, places[keep], weights.T[keep])
     return result
 
 
-def _rewire(pending: _Pending | None, current: Vector, name: str, order: np.ndarray) -> _Pending:
-    """Element ``j`` of the result is element ``order[j]`` of the tensor (-1: a zero, a constant pad). Before a
-    layer's activation the layer computes its outputs in that order (weight rows and bias gathered); after one,
-    a layer of wires (rows of the identity, no adder), which a following MatMul absorbs into its weights."""
+def _rewire(pending: _Pending, name: str, order: np.ndarray) -> _Pending:
+    """Element ``j`` of the result is element ``order[j]`` of the tensor (-1: a zero, a constant pad): before its
+    activation the layer computes its outputs in that order (weight rows and bias gathered)."""
     keep = (order >= 0)[:, None]
-    if pending is None:
-        pending = _Pending([], np.eye(len(current), dtype=np.int64), 0, 0)
-        pending.wiring = True
     pending.nodes.append(name)
     pending.weights = np.where(keep, pending.weights[np.maximum(order, 0)], 0)
     if pending.bias is not None:
@@ -404,11 +622,12 @@ def _pool_windows(node, in_shape: list[int], out_shape: list[int]) -> list[list[
     return windows
 
 
-def _max_pool(design: Design, model: ModelWrapper, node, x: Vector) -> Vector:
+def _max_pool(design: Design, model: ModelWrapper, node, vector: Vector, places: np.ndarray, carry: np.ndarray) -> Vector:
     """A MaxPool layer on the integer levels: ``k = scale * u + offset`` with ``scale > 0`` is monotonic in ``u``,
     so the maximum of the levels is the maximum of ``u + (offset - channel offset) / scale`` over the window, on
     one scale and offset per channel (a threshold layer's offset differs by element where some thresholds are
-    always crossed)."""
+    always crossed). The pooled tensor is at ``places`` in the vector; ``carry`` passes through."""
+    x = vector.take(places)
     in_shape, out_shape = model.get_tensor_shape(node.input[0]), model.get_tensor_shape(node.output[0])
     if in_shape is None or out_shape is None or int(np.prod(in_shape[1:])) != len(x) or len(in_shape) < 3:
         raise UnsupportedModelError(f"node {node.name}: MaxPool on a tensor of unknown shape; {OP_FIX}")
@@ -426,9 +645,9 @@ def _max_pool(design: Design, model: ModelWrapper, node, x: Vector) -> Vector:
             )
         aligned[part] = (offsets - base) // scales[0]
         channel_scale[c], channel_offset[c] = scales[0], base
-    builder = _Builder(list(zip(x.low.tolist(), x.high.tolist(), strict=True)))
+    builder = _Builder(list(zip(vector.low.tolist(), vector.high.tolist(), strict=True)))
     for i in range(len(x)):
-        builder.output(Term(builder.leaf(i), 0, 1), int(aligned[i]))
+        builder.output(Term(builder.leaf(int(places[i])), 0, 1), int(aligned[i]))
     graph = builder.graph
     accumulator = Vector(
         x.low + aligned,
@@ -446,7 +665,9 @@ def _max_pool(design: Design, model: ModelWrapper, node, x: Vector) -> Vector:
         np.repeat(channel_offset, per_output),
         x.lsb,
     )
-    design.layers.append(Layer(node.name, [node.name], "maxpool", graph, MaxPool(windows), x, accumulator, output))
+    output = output.then(vector.take(carry))
+    layer = Layer(node.name, [node.name], "maxpool", graph, MaxPool(windows), vector, accumulator, output, carry=carry)
+    design.layers.append(layer)
     design.output = output
     return output
 
@@ -470,17 +691,7 @@ def _input_vector(model: ModelWrapper, first, grid, size: int) -> Vector:
     return counted if counted.bits < levels.bits else levels
 
 
-def _identity(pending: _Pending | None, design: Design, current: Vector, name: str, share: bool) -> _Pending:
-    """An element-wise layer (a bias, Relu or quantizer with no MatMul before it): identity weights."""
-    if pending is not None:
-        _finish(design, pending, current, None, share)
-        current = design.layers[-1].output
-        design.output = current
-    n = len(current)
-    return _Pending([], np.eye(n, dtype=np.int64), 0, 0)
-
-
-def _finish(design: Design, pending: _Pending, x: Vector, activation, share: bool) -> Vector:
+def _finish(design: Design, pending: _Pending, x: Vector, activation, share: bool, carry: np.ndarray) -> Vector:
     weights = pending.weights
     product_lsb = x.lsb + pending.weight_lsb
     lsb = min(product_lsb, pending.bias_lsb) if pending.bias is not None else product_lsb
@@ -536,7 +747,8 @@ def _finish(design: Design, pending: _Pending, x: Vector, activation, share: boo
         if np.any(offset != 0):  # a requantizer needs k = factor * u exactly
             raise AssertionError("requantization after a layer whose constant was not folded")
         act, output = _requantize(activation, accumulator, pending.relu)
-    layer = Layer(name, pending.nodes, kind, graph, act, x, accumulator, output, pending.multiplications)
+    output = output.then(x.take(carry))
+    layer = Layer(name, pending.nodes, kind, graph, act, x, accumulator, output, pending.multiplications, carry=carry)
     design.layers.append(layer)
     design.output = output
     return output

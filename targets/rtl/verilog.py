@@ -169,8 +169,15 @@ def layer_view(layer: Layer, module: str, stages: int) -> dict[str, Any]:
             source = names[index] if stage == stage_of[index] + 1 else f"{names[index]}_s{stage - 1}"
             registers.append({"name": f"{names[index]}_s{stage}", "width": graph.nodes[index].width, "source": source})
 
-    out_widths = layer.output.widths
+    computed = len(layer.output) - len(layer.carry)
+    out_widths = layer.output.widths[:computed]
     outputs = [{"name": f"y{j}", "width": int(w)} for j, w in enumerate(out_widths)]
+    # input elements passed through (highest first, as in a concatenation), delayed as long as the layer takes
+    carried = []
+    for i in layer.carry[::-1]:
+        offset, width = slices[int(i)]
+        carried.append(f"x[{offset}]" if width == 1 else f"x[{offset + width - 1}:{offset}]")
+    carry_bits = int(layer.output.widths[computed:].sum())
     title, lines = _activation(layer, accumulators, outputs)
     return {
         "module": module,
@@ -197,6 +204,8 @@ def layer_view(layer: Layer, module: str, stages: int) -> dict[str, Any]:
         "activation_lines": lines,
         "outputs": outputs,
         "output_registered": stages > 0,
+        "carried": carried,
+        "carry_bits": carry_bits,
     }
 
 

@@ -163,14 +163,14 @@ def test_wiring_folds_into_the_weights_as_the_matrix_product():
     28x28x3 image), with the product's result, also where reflect padding reads one input twice."""
     import numpy as np
 
-    from qdeploy.targets.rtl.design import _times_wiring
+    from qdeploy.targets.rtl.design import _gather_columns
 
     rng = np.random.default_rng(0)
     weights = rng.integers(-7, 8, (50, 40))
     order = rng.integers(-1, 30, 40)  # wiring output j reads input order[j]; -1: a zero; repeats: reflect/edge pads
     wiring = np.where((order >= 0)[:, None], np.eye(30, dtype=np.int64)[np.maximum(order, 0)], 0)
     assert len(set(order[order >= 0])) < (order >= 0).sum() and (order < 0).any()
-    assert np.array_equal(_times_wiring(weights, wiring), weights @ wiring)
+    assert np.array_equal(_gather_columns(weights, order, 30), weights @ wiring)
 
 
 def test_board_testbench_skips_a_core_too_costly_to_clock_through_the_serial_line(tmp_path, monkeypatch):
@@ -210,3 +210,35 @@ def test_depthwise_separable_convolutions_are_bit_exact(tmp_path):
     path = export_random(layer_model("depthwise_pointwise", "float", 3), (1, 8, 8), tmp_path / "separable.onnx")
     art = qdeploy.compile(path, target="rtl", out=tmp_path / "rtl", implement="none", verify_samples=300)
     assert art.bit_exact and art.report["outputs_equal"] == art.report["outputs_compared"]
+
+
+@pytest.mark.parametrize(
+    ("kind", "scheme", "stages"),
+    [("residual_shared", "fixed", 2), ("eltwise_add", "float", 1), ("cat_width", "fixed", 0)],
+)
+def test_branches_pass_through_the_layers_between_fork_and_join(tmp_path, kind, scheme, stages):
+    """Two branches (a residual skip through a shared quantizer, QuantEltwiseAdd of two differently scaled convs, a
+    concatenation along the width): the vector between two layers holds every tensor still to be read, so the layers
+    of one branch pass the other's elements through (delayed by their pipeline stages) to the Add or Concat that
+    joins them. Bit-exact, and some layer carries exactly one 4x8x8 branch."""
+    pytest.importorskip("brevitas")
+    from qdeploy.ir import load_model
+    from qdeploy.precision import infer_precisions
+    from qdeploy.targets.rtl.design import build_design
+    from qdeploy.targets.rtl.host import split_float_epilogue
+    from qdeploy.targets.rtl.options import RtlOptions
+    from qdeploy.targets.rtl.steps import STEPS
+    from tests.targets.test_hls4ml_models import export_random
+    from tests.targets.wild_corpus import layer_model
+
+    path = export_random(layer_model(kind, scheme, 4), (1, 8, 8), tmp_path / f"{kind}.onnx")
+    model = load_model(path)
+    for step in STEPS:
+        model = step(model, RtlOptions())
+    firmware, _ = split_float_epilogue(model)
+    design = build_design(firmware, infer_precisions(firmware)[1])
+    assert 4 * 8 * 8 in [len(layer.carry) for layer in design.layers]
+
+    art = qdeploy.compile(path, target="rtl", out=tmp_path / "rtl", implement="none", stages_per_layer=stages)
+    assert art.bit_exact and art.report["outputs_equal"] == art.report["outputs_compared"] >= 1000
+    assert art.report["latency_cycles"] == stages * len(design.layers)
