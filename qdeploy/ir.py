@@ -12,7 +12,7 @@ import onnx
 from qonnx.core.modelwrapper import ModelWrapper
 
 from qdeploy.errors import ModelLoadError
-from qdeploy.ops import AFFINE_OPS, HOST_ONLY_OPS, QONNX_QUANTIZER_OPS
+from qdeploy.ops import AFFINE_OPS, HOST_ONLY_OPS, LAYOUT_OPS, QONNX_QUANTIZER_OPS
 
 log = logging.getLogger(__name__)
 
@@ -438,3 +438,39 @@ def check_datatype(model: ModelWrapper, x: np.ndarray, what: str) -> None:
             f"{what} holds {bad!r}, not allowed by the model input's declared datatype {datatype.name}; "
             f"give {datatype.name} values"
         )
+
+
+def first_downstream(model: ModelWrapper, tensor: str, found, through: tuple[str, ...]):
+    """The first node downstream of ``tensor`` for which ``found(node)`` holds, passing only through ``through`` ops."""
+    frontier, seen = [tensor], set()
+    while frontier:
+        current = frontier.pop()
+        if current in seen:
+            continue
+        seen.add(current)
+        for consumer in model.find_consumers(current) or []:
+            if found(consumer):
+                return consumer
+            if consumer.op_type in through:
+                frontier.extend(consumer.output)
+    return None
+
+
+def is_constant(model: ModelWrapper, tensor: str) -> bool:
+    """An initializer, or computed from initializers only (a Quant on weights before folding)."""
+    if model.get_initializer(tensor) is not None:
+        return True
+    producer = model.find_producer(tensor)
+    return producer is not None and all(is_constant(model, name) for name in producer.input if name)
+
+
+def first_runtime_combiner(model: ModelWrapper, tensor: str):
+    """The first element-wise node downstream of ``tensor`` (through single-input ops) that takes two runtime
+    tensors (a layer's weights, even behind a Quant on a constant, are not runtime tensors)."""
+
+    def combines_runtime_tensors(node) -> bool:
+        runtime = [name for name in node.input if name and not is_constant(model, name)]
+        return node.op_type in (*AFFINE_OPS, "Concat") and len(runtime) >= 2
+
+    through = (*LAYOUT_OPS, *AFFINE_OPS, "Relu", "MaxPool", "Resize", "Upsample")
+    return first_downstream(model, tensor, combines_runtime_tensors, through)

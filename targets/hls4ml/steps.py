@@ -15,7 +15,7 @@ import numpy as np
 from qonnx.core.modelwrapper import ModelWrapper
 
 from qdeploy.errors import UnsupportedModelError
-from qdeploy.ir import cleanup, const_input, node_attr
+from qdeploy.ir import cleanup, const_input, first_downstream, first_runtime_combiner, node_attr
 from qdeploy.ops import AFFINE_OPS, LAYOUT_OPS, PASS_THROUGH_OPS, SCALED_QUANT_OPS
 from qdeploy.precision import scale_has_no_fixed_point_form
 from qdeploy.targets.hls4ml.options import Hls4mlOptions, IOType
@@ -93,7 +93,7 @@ def check_float_scales_are_folded(model: ModelWrapper, options: Hls4mlOptions) -
             continue
         if not any(_not_power_of_two(c) for c in constants):
             continue
-        combiner = _first_runtime_combiner(model, node.output[0])
+        combiner = first_runtime_combiner(model, node.output[0])
         if combiner is not None:
             share = " or let the branches share one quantizer (one scale)" if combiner.op_type == "Concat" else ""
             raise UnsupportedModelError(
@@ -112,26 +112,10 @@ def check_float_scales_are_folded(model: ModelWrapper, options: Hls4mlOptions) -
     return model
 
 
-def _first_downstream(model: ModelWrapper, tensor: str, found, through: tuple[str, ...]):
-    """The first node downstream of ``tensor`` for which ``found(node)`` holds, passing only through ``through`` ops."""
-    frontier, seen = [tensor], set()
-    while frontier:
-        current = frontier.pop()
-        if current in seen:
-            continue
-        seen.add(current)
-        for consumer in model.find_consumers(current) or []:
-            if found(consumer):
-                return consumer
-            if consumer.op_type in through:
-                frontier.extend(consumer.output)
-    return None
-
-
 def _first_average(model: ModelWrapper, tensor: str):
     """The first average pooling downstream of ``tensor`` through ops that only move or select values."""
     through = (*LAYOUT_OPS, "Relu", "MaxPool", "GlobalMaxPool", "Resize", "Upsample", "DepthToSpace")
-    return _first_downstream(model, tensor, lambda node: node.op_type in ("AveragePool", "GlobalAveragePool"), through)
+    return first_downstream(model, tensor, lambda node: node.op_type in ("AveragePool", "GlobalAveragePool"), through)
 
 
 def _not_power_of_two(values: np.ndarray) -> bool:
@@ -140,26 +124,6 @@ def _not_power_of_two(values: np.ndarray) -> bool:
 
     magnitudes = np.abs(np.asarray(values, dtype=np.float64))
     return not is_power_of_two(magnitudes[magnitudes != 0]) if np.any(magnitudes != 0) else False
-
-
-def _is_constant(model: ModelWrapper, tensor: str) -> bool:
-    """An initializer, or computed from initializers only (a Quant on weights before folding)."""
-    if model.get_initializer(tensor) is not None:
-        return True
-    producer = model.find_producer(tensor)
-    return producer is not None and all(_is_constant(model, name) for name in producer.input if name)
-
-
-def _first_runtime_combiner(model: ModelWrapper, tensor: str):
-    """The first element-wise node downstream of ``tensor`` (through single-input ops) that takes two runtime
-    tensors (a layer's weights, even behind a Quant on a constant, are not runtime tensors)."""
-
-    def combines_runtime_tensors(node) -> bool:
-        runtime = [name for name in node.input if name and not _is_constant(model, name)]
-        return node.op_type in (*AFFINE_OPS, "Concat") and len(runtime) >= 2
-
-    through = (*LAYOUT_OPS, *AFFINE_OPS, "Relu", "MaxPool", "Resize", "Upsample")
-    return _first_downstream(model, tensor, combines_runtime_tensors, through)
 
 
 #: widest fixed-point form of a weight tensor with no Quant on it taken as it is: a folded quantizer needs a few

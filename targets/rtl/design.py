@@ -24,7 +24,7 @@ from qonnx.core.modelwrapper import ModelWrapper
 
 from qdeploy.errors import UnsupportedModelError
 from qdeploy.input_quant import NODE_NAME as INPUT_QUANT_NODE
-from qdeploy.ir import const_input, input_name, node_attr, output_name
+from qdeploy.ir import const_input, first_runtime_combiner, input_name, node_attr, output_name
 from qdeploy.ops import PASS_THROUGH_OPS, SCALED_QUANT_OPS
 from qdeploy.precision import LayerPrecision, constant_ints
 from qdeploy.targets.rtl.adder_graph import AdderGraph, Term, _Builder, constant_matrix_product, signed_width
@@ -183,6 +183,14 @@ def check_supported(model: ModelWrapper) -> None:
     if unsupported:
         # a float scale Mul before a Softmax is refused only because the Softmax keeps it from the host epilogue
         node = next((n for n in unsupported if n.op_type not in _AFFINE_OPS), unsupported[0])
+        combiner = first_runtime_combiner(model, node.output[0]) if node.op_type in _AFFINE_OPS else None
+        if combiner is not None:  # a float scale the lowering could not fold: it meets another branch's
+            share = " or let the branches share one quantizer (one scale)" if combiner.op_type == "Concat" else ""
+            raise UnsupportedModelError(
+                f"node {combiner.name}: {combiner.op_type} of two runtime tensors that carry float (non-power-of-two) "
+                "scales; no integer datapath holds the result exactly. Use power-of-two scales on the branches it "
+                f"combines (brevitas *FixedPoint quantizers){share}, or use --target onnxruntime"
+            )
         raise UnsupportedModelError(
             f"node {node.name}: op {node.op_type} is not supported by the RTL target (it takes MLPs and convolutions: "
             f"{TAKES}); {OP_FIX}"

@@ -242,3 +242,16 @@ def test_branches_pass_through_the_layers_between_fork_and_join(tmp_path, kind, 
     art = qdeploy.compile(path, target="rtl", out=tmp_path / "rtl", implement="none", stages_per_layer=stages)
     assert art.bit_exact and art.report["outputs_equal"] == art.report["outputs_compared"] >= 1000
     assert art.report["latency_cycles"] == stages * len(design.layers)
+
+
+def test_a_concatenation_of_float_scaled_branches_is_refused_naming_the_concat(tmp_path):
+    """Two branches with different float (non-power-of-two) scales concatenated: no integer vector holds both
+    exactly, so the refusal names the Concat (not the scale's Mul the lowering left) and gives the fixes."""
+    pytest.importorskip("brevitas")
+    from tests.targets.test_hls4ml_models import export_random
+    from tests.targets.wild_corpus import layer_model
+
+    path = export_random(layer_model("cat_width", "float", 4), (1, 8, 8), tmp_path / "cat.onnx")
+    with pytest.raises(UnsupportedModelError, match=r"node /Concat: Concat of two runtime tensors .* share one quantizer"):
+        qdeploy.compile(path, target="rtl", out=tmp_path / "refused", implement="none")
+    assert_no_output(tmp_path / "refused")
