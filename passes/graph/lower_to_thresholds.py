@@ -37,7 +37,7 @@ from qonnx.transformation.general import SortGraph
 
 from qdeploy.errors import UnsupportedModelError
 from qdeploy.ir import extract_chain, node_attr
-from qdeploy.ops import AFFINE_OPS, LAYER_OPS, RESHAPE_OPS, SCALED_QUANT_OPS
+from qdeploy.ops import AFFINE_OPS, LAYER_OPS, LAYOUT_OPS, RESHAPE_OPS, SCALED_QUANT_OPS
 from qdeploy.precision import THRESHOLDS_SUFFIX, grid_of_constant, quant_int_range
 
 log = logging.getLogger(__name__)
@@ -436,7 +436,10 @@ class _Lowering:
                 model, source, chain, quant.output[0], channels, rank=self._rank(source), exact=self._exact(source, chain)
             )
             thresholds = _integer_thresholds(evaluator, low, high, first_level, level_count, out_step, out_scale)
-            if self._merge_upstream(source, thresholds, first_level, out_step):
+            # merged, the upstream MultiThreshold counts this quantizer's levels: only when nothing else reads the
+            # chain in between (a residual skip reading the scaled levels would see the wrong ones)
+            shared = len(self._unshared(chain)) < len(chain)
+            if not shared and self._merge_upstream(source, thresholds, first_level, out_step):
                 self._rescale(source, quant.output[0], out_scale)
                 self._remove_nodes(names)
                 self.changed = True
@@ -497,7 +500,7 @@ class _Lowering:
         reached = table[:, :, None] >= targets[None, None, :]  # [pairs, channels, levels]
         never = int(accumulator.max()) + 1
         thresholds = np.where(reached, accumulator[:, None, None], never).min(axis=0)  # [channels, levels]
-        summands = [self._scaled_copy(levels, weight) for (levels, _), weight in zip(terms, weights, strict=True)]
+        summands = [self._scaled_copy(levels, weight, add.name) for (levels, _), weight in zip(terms, weights, strict=True)]
         if any(summand is None for summand in summands):
             return
         total = model.make_new_valueinfo_name()
@@ -576,7 +579,7 @@ class _Lowering:
             log.info("%s: no integer sum orders the float sum at %s as the graph rounds it", quant.name, add.name)
             return
         layer_weights, levels_weight, thresholds = solved
-        summand = self._scaled_copy(levels, levels_weight)
+        summand = self._scaled_copy(levels, levels_weight, add.name)
         if summand is None:
             return
         weights = model.get_initializer(layer.input[1]).astype(np.float64)
@@ -633,9 +636,10 @@ class _Lowering:
             return np.asarray(info.values, dtype=np.int64)
         return np.arange(int(np.min(info.low)), int(np.max(info.high)) + 1, dtype=np.int64)
 
-    def _scaled_copy(self, levels: str, weight: int) -> str | None:
+    def _scaled_copy(self, levels: str, weight: int, add: str) -> str | None:
         """``levels * weight`` as a copy of the MultiThreshold producing ``levels`` (its ``out_scale`` and
-        ``out_bias`` times ``weight``, own thresholds); ``levels`` itself for weight 1."""
+        ``out_bias`` times ``weight``, own thresholds); ``levels`` itself for weight 1. ``add``: the sum the copy
+        feeds (the original is dropped unless something else reads it)."""
         if weight == 1:
             return levels
         model = self.model
@@ -649,10 +653,18 @@ class _Lowering:
         if max(abs(low), abs(high)) >= FLOAT32_EXACT_INT:
             return None
         thresholds, output = model.make_new_valueinfo_name(), model.make_new_valueinfo_name()
-        model.set_initializer(thresholds, model.get_initializer(producer.input[1]).copy())
+        own = model.get_initializer(producer.input[1])
+        source = producer.input[0]
+        scale = float(node_attr(producer, "out_scale", 1.0))
+        if self._reads_graph_input(source) and scale > 0 and self._read_besides(levels, add):
+            # the graph's input quantizer: a copy would be a second quantizer of the float input (the hardware takes
+            # one quantizer's levels), so the copy counts the levels themselves, thresholds between neighbours
+            first = float(node_attr(producer, "out_bias", 0.0))
+            source, own = levels, (first + scale * (np.arange(own.shape[-1]) + 0.5))[None, :]
+        model.set_initializer(thresholds, own.astype(np.float32))
         copy = helper.make_node(
             "MultiThreshold",
-            [producer.input[0], thresholds],
+            [source, thresholds],
             [output],
             domain=producer.domain,
             name=f"{producer.name}_times_{weight}",
@@ -671,6 +683,27 @@ class _Lowering:
         model.set_tensor_datatype(output, out_dtype)
         self.integers[output] = IntegerTensor(np.asarray(low), np.asarray(high))
         return output
+
+    def _read_besides(self, tensor: str, reader: str) -> bool:
+        """Some node other than ``reader`` reads ``tensor``, directly or through scales and layout ops."""
+        frontier = [tensor]
+        while frontier:
+            for consumer in self.model.find_consumers(frontier.pop()) or []:
+                if consumer.op_type in (*LAYOUT_OPS, "Mul", "Div"):
+                    frontier.append(consumer.output[0])
+                elif consumer.name != reader:
+                    return True
+        return False
+
+    def _reads_graph_input(self, tensor: str) -> bool:
+        """``tensor`` is the graph input, or reaches it through layout ops only."""
+        inputs = {value.name for value in self.model.graph.input}
+        while tensor not in inputs:
+            producer = self.model.find_producer(tensor)
+            if producer is None or producer.op_type not in LAYOUT_OPS:
+                return False
+            tensor = producer.input[0]
+        return True
 
     def _merge_upstream(self, source: str, thresholds: np.ndarray, first_level: int, step: int) -> bool:
         """A requantizer on the levels of another one-row MultiThreshold (brevitas: input QuantIdentity -> Flatten ->

@@ -282,16 +282,17 @@ def test_a_linear_resize_keeps_the_quantizer_after_it_exact():
     _outputs_equal(model, lowered, (random_inputs(model, [1, 4, 4], 200, 0) * 2).astype(np.float32))
 
 
-def _residual_sum_model(s_skip: float, s_branch: float, s_sum: float):
+def _residual_sum_model(s_skip: float, s_branch: float, s_sum: float, skip_is_input: bool = False):
     """x -> Quant(s_skip) = skip; x -> Quant(0.5) -> MatMul -> Quant(s_branch) = branch; Add(skip, branch) -> Relu
     -> Quant(s_sum): two quantized branches with different float scales summed. The layer reads a power-of-two
-    grid, so its float32 sum is exact in any order and only the Add decides."""
+    grid, so its float32 sum is exact in any order and only the Add decides. ``skip_is_input``: the layer reads the
+    skip (the graph's one input quantizer) instead."""
     from onnx import TensorProto, helper
 
     rng = np.random.default_rng(5)
     weights = (rng.integers(-8, 8, (16, 16)) * 0.0625).astype(np.float32)  # a fixed-point grid: integer weights
     skip, skip_init = _signed_quant("x", "skip", "skip_quant", s_skip, 4.0)
-    layer_in, layer_in_init = _signed_quant("x", "layer_in", "layer_quant", 0.5, 4.0)
+    layer_in, layer_in_init = _signed_quant("skip" if skip_is_input else "x", "layer_in", "layer_quant", 0.5, 4.0)
     branch, branch_init = _signed_quant("acc", "branch", "branch_quant", s_branch, 4.0)
     total, total_init = _signed_quant("relu", "y", "sum_quant", s_sum, 4.0)
     graph = helper.make_graph(
@@ -345,6 +346,22 @@ def test_a_quantizer_on_a_float_scale_residual_sum_thresholds_an_integer_sum():
     pairs = zip(levels(x, 0.375).ravel(), levels(levels(x, 0.5) * 0.5 @ weights, 0.1234).ravel(), strict=True)
     assert len(set(pairs)) > 150  # most of the 256 level pairs are reached
     _outputs_equal(model, lowered, x)
+
+
+def test_a_skip_from_the_input_quantizer_is_weighted_without_a_second_input_quantizer():
+    """The skip is the graph's input quantizer itself: its weighted copy counts that quantizer's levels (thresholds
+    between neighbours) instead of quantizing the float input a second time, which the fixed-point targets refuse
+    (the hardware takes one quantizer's levels). Precisions derive; outputs equal bit for bit."""
+    from qdeploy.ir import split_float_epilogue
+    from qdeploy.precision import infer_precisions
+
+    model = _residual_sum_model(0.375, 0.1234, 0.29, skip_is_input=True)
+    lowered = model.transform(LowerToThresholds())
+    (quantizer,) = lowered.find_consumers(lowered.graph.input[0].name)
+    (copy,) = [n for n in lowered.graph.node if n.name.startswith(f"{quantizer.name}_times_")]
+    assert copy.input[0] == quantizer.output[0]  # the levels, not the float input
+    infer_precisions(split_float_epilogue(lowered)[0])  # the targets' datapath (the output scale runs on the host)
+    _outputs_equal(model, lowered, (random_inputs(model, [16], 2000, 0) * 3).astype(np.float32))
 
 
 def test_a_residual_sum_whose_float32_rounding_breaks_every_integer_order_stays_float():
