@@ -380,13 +380,14 @@ class _DatapathBuilder:
             order = _transpose_order(self.model, node, size)
         elif node.op_type == "Pad":
             order = _pad_order(self.model, node)
-        if self._is_pending(source) and self.reads[source] == 0:  # the layer computes its outputs in this order
-            if order is not None:
-                self.pending = _rewire(self.pending, node.name, order)
-            self.pending.tensor = output
-            return
-        self._flush(None)
-        places = self.where[source]
+        if self._is_pending(source):
+            if self.reads[source] == 0:  # the layer computes its outputs in this order
+                if order is not None:
+                    self.pending = _rewire(self.pending, node.name, order)
+                self.pending.tensor = output
+                return
+            self._flush(None)  # another node reads the layer's tensor as it is
+        places = self._places(node, source)
         if order is not None:
             places = np.where(order >= 0, places[np.maximum(order, 0)], -1)
         self.where[output] = places
@@ -394,7 +395,8 @@ class _DatapathBuilder:
 
     def _concat(self, node) -> None:
         """A concatenation is a relabeling of its inputs' elements (each already in the vector)."""
-        self._flush(None)
+        if any(self._is_pending(name) for name in node.input):
+            self._flush(None)
         shape = self.model.get_tensor_shape(node.output[0])
         axis = int(node_attr(node, "axis", 0))
         axis = axis + len(shape) if shape is not None and axis < 0 else axis
