@@ -255,3 +255,49 @@ def test_a_concatenation_of_float_scaled_branches_is_refused_naming_the_concat(t
     with pytest.raises(UnsupportedModelError, match=r"node /Concat: Concat of two runtime tensors .* share one quantizer"):
         qdeploy.compile(path, target="rtl", out=tmp_path / "refused", implement="none")
     assert_no_output(tmp_path / "refused")
+
+
+def _skip_mlp(kind: str):
+    """16 -> fc1 -> ReLU -> fc2 -> + skip -> quantizer -> fc3, float (non-power-of-two) scales; the skip is the
+    input quantizer itself (``input``) or a layer of its own reading it (``projection``)."""
+    import brevitas.nn as qnn
+
+    from tests.targets.test_hls4ml_models import _quantizers
+
+    weight, signed, unsigned = _quantizers(4, "float")
+
+    def value(tensor):
+        return getattr(tensor, "value", tensor)
+
+    class SkipMLP(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.quant = qnn.QuantIdentity(act_quant=signed, return_quant_tensor=True)
+            self.fc1 = qnn.QuantLinear(16, 16, weight_quant=weight, bias=True)
+            self.relu = qnn.QuantReLU(act_quant=unsigned, return_quant_tensor=True)
+            self.fc2 = qnn.QuantLinear(16, 16, weight_quant=weight, bias=True)
+            self.proj = qnn.QuantLinear(16, 16, weight_quant=weight, bias=False)
+            self.shared = qnn.QuantIdentity(act_quant=signed, return_quant_tensor=True)
+            self.fc3 = qnn.QuantLinear(16, 8, weight_quant=weight, bias=True)
+            self.out = qnn.QuantIdentity(act_quant=signed)
+
+        def forward(self, x):
+            x = self.quant(x)
+            y = self.shared(self.fc2(self.relu(self.fc1(x))))
+            skip = x if kind == "input" else self.shared(self.proj(x))
+            return self.out(self.fc3(self.shared(value(skip) + value(y))))
+
+    return SkipMLP()
+
+
+@pytest.mark.parametrize("kind", ["input", "projection"])
+def test_a_skip_from_the_input_quantizer_or_through_its_own_layer_is_bit_exact(tmp_path, kind):
+    """The skip forks at the hardware's input (the first layer carries the input elements) or has a layer of its
+    own (the main branch's levels wait in the vector while it is computed); float scales, so the sum is thresholds
+    on an integer sum whose weighted copy of the input quantizer counts its levels."""
+    pytest.importorskip("brevitas")
+    from tests.targets.test_hls4ml_models import export_random
+
+    path = export_random(_skip_mlp(kind), (16,), tmp_path / f"{kind}.onnx")
+    art = qdeploy.compile(path, target="rtl", out=tmp_path / "rtl", implement="none", stages_per_layer=1)
+    assert art.bit_exact and art.report["outputs_equal"] == art.report["outputs_compared"] >= 1000
