@@ -484,9 +484,11 @@ class _DatapathBuilder:
     def _is_pending(self, tensor: str) -> bool:
         return self.pending is not None and self.pending.tensor == tensor
 
-    def _places(self, node, tensor: str) -> np.ndarray:
+    def _places(self, reader, tensor: str) -> np.ndarray:
+        """Where ``tensor``'s elements are in the vector; ``reader`` (a node or its name) names the refusal."""
         if tensor not in self.where:
-            raise UnsupportedModelError(f"node {node.name}: its input {tensor} has no place in the datapath; {OP_FIX}")
+            name = getattr(reader, "name", reader)
+            raise UnsupportedModelError(f"node {name}: its input {tensor} has no place in the datapath; {OP_FIX}")
         return self.where[tensor]
 
     def _extendable(self, node, fits) -> _Pending:
@@ -502,9 +504,7 @@ class _DatapathBuilder:
 
     def _selection(self, tensor: str, reader: str) -> _Pending:
         """An element-wise layer whose rows select the tensor's elements (a zero row for a padded zero)."""
-        places = self.where.get(tensor)
-        if places is None:
-            raise UnsupportedModelError(f"node {reader}: its input {tensor} has no place in the datapath; {OP_FIX}")
+        places = self._places(reader, tensor)
         weights = _gather_columns(np.eye(len(places), dtype=np.int64), places, len(self.current))
         return _Pending(list(self.wiring.get(tensor, [])), weights, 0, 0, tensor)
 
